@@ -1,0 +1,35 @@
+"""Installs vlae_tf: the Variational Lossy Autoencoder (Chen et al., ICLR 2017) in TensorFlow 2."""
+
+import glob
+import pathlib
+
+import setuptools
+
+HERE = pathlib.Path(__file__).parent
+
+setuptools.setup(
+    name='vlae_tf',
+    version='0.1.0',
+    description='Variational Lossy Autoencoder (Chen et al. 2017) with TF2, '
+                'TensorFlow Probability and tf.distribute.',
+    long_description=(HERE / 'README.md').read_text(),
+    long_description_content_type='text/markdown',
+    packages=setuptools.find_packages(include=['vlae_tf', 'vlae_tf.*']),
+    python_requires='>=3.10,<3.13',
+    install_requires=[
+        'tensorflow>=2.21,<2.22',
+        'tensorflow-probability>=0.25,<0.26',
+        'tf-keras>=2.21,<2.22',
+        'tensorflow-datasets>=4.9',
+        # tensorflow 2.21 no longer pulls tensorboard in, and tf.summary needs it.
+        'tensorboard>=2.20',
+        'gin-config>=0.5',
+        'absl-py>=2.0',
+        'numpy>=1.26',
+        'pillow>=10',
+    ],
+    extras_require={
+        'test': ['pytest>=8', 'scipy>=1.11'],
+    },
+    scripts=sorted(glob.glob('bin/*')),
+)
