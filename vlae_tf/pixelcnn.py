@@ -33,24 +33,27 @@ against the window measured by perturbation.
 """
 
 import math
+import warnings
 from typing import List, Optional, Tuple
 
 import gin
 import tensorflow as tf
-import tensorflow_probability as tfp
 import tf_keras as keras
 
 from vlae_tf import masked
+from vlae_tf import networks
 
 # Luma weights of ITU-R BT.601, the paper's grayscale window.
 GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def _weight_norm(layer: keras.layers.Layer, use_weight_norm: bool) -> keras.layers.Layer:
-  """Wraps a Conv2D/Dense in TFP's weight normalization with data-dependent init."""
-  if not use_weight_norm:
-    return layer
-  return tfp.layers.weight_norm.WeightNorm(layer, data_init=True)
+  """Weight normalization with data-dependent init (`networks.wn`), or the bare layer."""
+  with warnings.catch_warnings():
+    # TFP warns for any class but Dense/Conv2D/Conv2DTranspose; MaskedConv2D is a Conv2D that
+    # masks the kernel it is given, which is exactly what the wrapper needs.
+    warnings.filterwarnings('ignore', message='`WeightNorm` is tested only for')
+    return networks.wn(layer, use_weight_norm)
 
 
 def _conv1x1(filters: int, use_weight_norm: bool) -> keras.layers.Layer:
@@ -283,3 +286,91 @@ def paper_window(width: int, height: int) -> masked.Window:
   right = width - 1 - left
   block = masked.shifted_offsets((-height, -1), (-left, right))
   return block | frozenset((0, -c) for c in range(1, left + 1))
+
+
+@gin.register(module='vlae_tf.pixelcnn')
+class FactorizedDecoder(keras.layers.Layer):
+  """The plain-VAE baseline: p(x|z) factorizes over pixels, params = Conv1x1(context).
+
+  Its window is empty: every pixel depends on z alone, so all the structure must go through z.
+  """
+
+  def __init__(self, num_outputs: int, use_weight_norm: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.num_outputs = num_outputs
+    self.use_weight_norm = use_weight_norm
+    self.output_conv = _conv1x1(num_outputs, use_weight_norm)
+
+  def call(self, inputs: tf.Tensor, context: Optional[tf.Tensor] = None, training=None):
+    if context is None:
+      raise ValueError('FactorizedDecoder needs a context map from z: a factorized decoder '
+                       'without a latent variable models nothing.')
+    return self.output_conv(context)
+
+  def window(self) -> masked.Window:
+    return frozenset()
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_outputs=self.num_outputs, use_weight_norm=self.use_weight_norm)
+    return config
+
+
+def sample_sequential(params_fn, likelihood, noise, shape) -> tf.Tensor:
+  """Draws images pixel by pixel in raster order: one decoder pass per pixel (the naive sampler).
+
+  Pixel p is taken from `likelihood.sample_from_noise(params_fn(x), noise)` after pixels < p are
+  fixed, so with the same `noise` this returns the same images as `sample_fixed_point`.
+
+  Args:
+    params_fn: maps images [B, H, W, C] to likelihood parameters [B, H, W, P]; the parameters of
+      pixel p must depend only on pixels before p in raster order.
+    likelihood: a pixel likelihood (`vlae_tf.likelihoods`).
+    noise: `likelihood.noise(shape, seed)`.
+    shape: [B, H, W, C], static.
+
+  Returns:
+    [B, H, W, C] images.
+  """
+  batch, height, width, channels = shape
+  images = tf.zeros(shape, tf.float32)
+  for index in tf.range(height * width):
+    # One-hot [1, H, W, 1] selector of pixel `index`.
+    selector = tf.reshape(tf.one_hot(index, height * width), [1, height, width, 1])
+    drawn = likelihood.sample_from_noise(params_fn(images), noise)
+    images = images + selector * (drawn - images)
+  del batch, channels
+  return images
+
+
+def sample_fixed_point(params_fn, likelihood, noise, shape, max_iterations=None):
+  """Draws the same images as `sample_sequential` by fixed-point iteration, usually far faster.
+
+  With the noise fixed, an image is a sample exactly when every pixel equals the value drawn from
+  its own conditional: x = S(x), with S(x) = likelihood.sample_from_noise(params_fn(x), noise).
+  Starting from zeros, after t iterations of x <- S(x) every pixel whose dependency chain has
+  length < t is final, so at most H*W iterations reach the fixed point, and the solution is
+  unique (pixels are determined one after another in raster order). In practice local windows stop
+  changing after far fewer passes; the loop ends at the first pass that changes nothing (Jacobi
+  iteration of an autoregressive model, Song et al. 2021).
+
+  Args:
+    params_fn, likelihood, noise, shape: as `sample_sequential`.
+    max_iterations: a bound on passes, default H*W + 1 (always enough).
+
+  Returns:
+    (images [B, H, W, C], number of decoder passes).
+  """
+  batch, height, width, channels = shape
+  del batch, channels
+  if max_iterations is None:
+    max_iterations = height * width + 1
+  images = likelihood.sample_from_noise(params_fn(tf.zeros(shape, tf.float32)), noise)
+  passes = tf.constant(1)
+  changed = tf.constant(True)
+  while changed and passes < max_iterations:
+    updated = likelihood.sample_from_noise(params_fn(images), noise)
+    changed = tf.reduce_any(tf.not_equal(updated, images))
+    images = updated
+    passes += 1
+  return images, passes

@@ -1,0 +1,254 @@
+"""The Variational Lossy Autoencoder: a VAE with a local-window PixelCNN decoder and an AF prior.
+
+Generative model (Chen et al. 2017, section 3):
+
+    z ~ p(z)                      an autoregressive flow of N(0, I) (AF prior), or N(0, I)
+    context = g(z)                an upsampling ResNet/DenseNet: a [H, W, K] context map
+    x_ij ~ p(x_ij | x_window(ij), context)     a PixelCNN that sees only a local window
+
+Inference model: q(z|x) = a diagonal Gaussian from a ResNet/DenseNet encoder, optionally followed by
+an IAF (the baseline the AF prior replaces).
+
+All quantities are in nats per image:
+
+    elbo(x)   = log p(x|z) - [log q(z|x) - log p(z)],        z ~ q(z|x)  (Monte-Carlo KL)
+    log p(x) >= log (1/k) sum_s p(x|z_s) p(z_s) / q(z_s|x),  z_s ~ q(z|x)  (importance weighted)
+
+The baselines of the paper are configurations of this one class: a `FactorizedDecoder` (plain VAE),
+`encoder=None` (a PixelCNN without z: the KL is 0), a `GaussianPrior` instead of the AF prior, an
+`IAFPosterior` instead of the diagonal Gaussian one.
+"""
+
+import math
+from typing import Callable, Optional, Sequence
+
+import gin
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras as keras
+
+from vlae_tf import networks
+from vlae_tf import pixelcnn
+
+tfd = tfp.distributions
+
+
+def _split_seed(seed, num: int):
+  """`num` independent stateless seeds [2] from one."""
+  return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), num))
+
+
+@gin.configurable(module='vlae_tf')
+class VLAE(keras.Model):
+  """A VAE whose decoder is a local-window PixelCNN conditioned on a global latent code.
+
+  Attributes:
+    image_shape: (height, width, channels).
+    num_dims: H * W * C, the data dimensions (for bits/dim and free bits).
+    data_kind: 'binary' (Bernoulli likelihood) or '8bit'.
+    latent_shape: the shape of one z, () when there is no latent variable.
+  """
+
+  def __init__(self,
+               image_shape: Sequence[int] = gin.REQUIRED,
+               likelihood=gin.REQUIRED,
+               decoder: Callable[..., keras.layers.Layer] = gin.REQUIRED,
+               encoder: Optional[keras.layers.Layer] = None,
+               context_network: Optional[keras.layers.Layer] = None,
+               prior: Optional[keras.layers.Layer] = None,
+               posterior: Optional[keras.layers.Layer] = None,
+               latent_shape: Sequence[int] = (),
+               name: str = 'vlae'):
+    """Builds the model from its parts (gin binds each of them).
+
+    Args:
+      image_shape: (height, width, channels) of the data.
+      likelihood: a pixel likelihood from `vlae_tf.likelihoods`.
+      decoder: a factory `decoder(num_outputs=P)` of a local-window decoder from
+        `vlae_tf.pixelcnn` (a gin-configured class).
+      encoder: maps network inputs [B, H, W, C] to `networks.EncoderOutput(loc, scale, context)`;
+        None for a PixelCNN without latent variable.
+      context_network: maps z to a context map [B, H, W, K]; required with an encoder.
+      prior: a layer whose `distribution()` is p(z), from `vlae_tf.flows`.
+      posterior: a layer mapping (loc, scale, context) to q(z|x), from `vlae_tf.flows`.
+      latent_shape: the shape of one z, e.g. (64,) or (8, 8, 16).
+      name: the Keras name.
+    """
+    super().__init__(name=name)
+    self.image_shape = tuple(int(d) for d in image_shape)
+    self.num_dims = int(math.prod(self.image_shape))
+    self.likelihood = likelihood
+    self.data_kind = 'binary' if type(likelihood).__name__ == 'Bernoulli' else '8bit'
+    self.decoder = decoder(num_outputs=likelihood.params_size(self.image_shape[-1]))
+    self.encoder = encoder
+    self.context_network = context_network
+    self.prior = prior
+    self.posterior = posterior
+    self.latent_shape = tuple(int(d) for d in latent_shape) if encoder is not None else ()
+    if encoder is not None and None in (context_network, prior, posterior):
+      raise ValueError('A VLAE with an encoder needs a context_network, a prior and a posterior.')
+    if encoder is not None and not self.latent_shape:
+      raise ValueError('latent_shape is required with an encoder, e.g. (64,) or (8, 8, 16).')
+
+  @property
+  def has_latent(self) -> bool:
+    return self.encoder is not None
+
+  # -- Building blocks --------------------------------------------------------------------------
+
+  def posterior_distribution(self, x: tf.Tensor, training=None) -> tfd.Distribution:
+    """q(z|x) for images x [B, H, W, C]."""
+    encoded = self.encoder(self.likelihood.network_input(x), training=training)
+    return self.posterior(encoded.loc, encoded.scale, encoded.context)
+
+  def prior_distribution(self) -> tfd.Distribution:
+    """p(z)."""
+    return self.prior.distribution()
+
+  def decoder_params(self, x: tf.Tensor, z: Optional[tf.Tensor], training=None) -> tf.Tensor:
+    """Likelihood parameters of every pixel given its window of x and the latent code z."""
+    context = None if z is None else self.context_network(z, training=training)
+    return self.decoder(self.likelihood.network_input(x), context, training=training)
+
+  # -- Objectives -------------------------------------------------------------------------------
+
+  def elbo(self, x: tf.Tensor, seed, training=None):
+    """The evidence lower bound with one posterior sample, in nats per image.
+
+    Args:
+      x: [B, H, W, C] images.
+      seed: int [2], a stateless seed.
+      training: passed to the layers.
+
+    Returns:
+      dict of [B] tensors: elbo = log_px_z - kl; log_px_z = log p(x|z); kl = log q(z|x) - log p(z)
+      at the sampled z (a one-sample estimate of KL(q || p)).
+    """
+    if not self.has_latent:
+      log_px = self.likelihood(self.decoder_params(x, None, training)).log_prob(x)
+      return dict(elbo=log_px, log_px_z=log_px, kl=tf.zeros_like(log_px))
+    posterior = self.posterior_distribution(x, training)
+    z, log_qz = posterior.experimental_sample_and_log_prob(seed=seed)
+    log_pz = self.prior_distribution().log_prob(z)
+    log_px_z = self.likelihood(self.decoder_params(x, z, training)).log_prob(x)
+    kl = log_qz - log_pz
+    return dict(elbo=log_px_z - kl, log_px_z=log_px_z, kl=kl)
+
+  def log_likelihood(self, x: tf.Tensor, num_samples: int, seed, chunk_size: int = 64):
+    """Importance-weighted estimate of log p(x) with `num_samples` posterior samples.
+
+        log p(x) ~= logsumexp_s [log p(x|z_s) + log p(z_s) - log q(z_s|x)] - log k
+
+    The k samples are drawn `chunk_size` at a time and folded into a running logsumexp, so memory
+    is that of a batch of B * chunk_size images whatever k is (k = 4096 fits). With k = 1 this is
+    the ELBO estimator; its expectation grows with k towards log p(x) (Burda et al. 2016).
+
+    Args:
+      x: [B, H, W, C] images.
+      num_samples: k >= 1.
+      seed: int [2].
+      chunk_size: samples per decoder pass, clipped to k.
+
+    Returns:
+      [B] nats.
+    """
+    if not self.has_latent:
+      return self.elbo(x, seed)['elbo']
+    chunk_size = max(1, min(int(chunk_size), int(num_samples)))
+    num_chunks = -(-int(num_samples) // chunk_size)
+    encoded = self.encoder(self.likelihood.network_input(x))
+    posterior = self.posterior(encoded.loc, encoded.scale, encoded.context)
+    prior = self.prior_distribution()
+    batch = tf.shape(x)[0]
+    # Chunk c draws min(chunk_size, k - c * chunk_size) samples; extra ones get weight -inf.
+    total = tf.fill([batch], tf.constant(-float('inf')))
+    for chunk in tf.range(num_chunks):
+      z, log_qz = posterior.experimental_sample_and_log_prob(
+          chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, chunk))
+      # z: [chunk, B, ...latent] -> [chunk * B, ...latent]
+      flat_z = tf.reshape(z, tf.concat([[-1], self.latent_shape], 0))
+      tiled_x = tf.tile(x, [chunk_size, 1, 1, 1])  # Matches the [chunk, B] order of flat_z.
+      log_px_z = self.likelihood(self.decoder_params(tiled_x, flat_z)).log_prob(tiled_x)
+      log_weights = tf.reshape(log_px_z, [chunk_size, batch]) + prior.log_prob(z) - log_qz
+      used = tf.range(chunk_size) + chunk * chunk_size < num_samples  # [chunk]
+      log_weights = tf.where(used[:, None], log_weights, -float('inf'))
+      total = tf.reduce_logsumexp(tf.stack([total, tf.reduce_logsumexp(log_weights, 0)]), 0)
+    return total - math.log(num_samples)
+
+  # -- Encoding, decoding, sampling -------------------------------------------------------------
+
+  def encode(self, x: tf.Tensor, seed):
+    """(posterior mean of the base Gaussian, a sample z ~ q(z|x)) for images x."""
+    encoded = self.encoder(self.likelihood.network_input(x))
+    posterior = self.posterior(encoded.loc, encoded.scale, encoded.context)
+    return encoded.loc, posterior.sample(seed=seed)
+
+  def pixel_log_prob(self, x: tf.Tensor, z: Optional[tf.Tensor]) -> tf.Tensor:
+    """log p(x_hwc | window, earlier channels, z) per pixel and channel, [B, H, W, C]."""
+    return self.likelihood.pixel_log_prob(self.decoder_params(x, z), x)
+
+  def decode(self, z: Optional[tf.Tensor], seed, method: str = 'fixed_point',
+             num_images: Optional[int] = None) -> tf.Tensor:
+    """Images sampled from p(x|z) (lossy reconstructions when z comes from `encode`).
+
+    Args:
+      z: [B, ...latent] codes, or None for a model without latent variable.
+      seed: int [2].
+      method: 'fixed_point' (fast, see `pixelcnn.sample_fixed_point`) or 'sequential' (one
+        decoder pass per pixel). Both return the same images for the same seed.
+      num_images: the batch size when z is None.
+
+    Returns:
+      [B, H, W, C] images.
+    """
+    if z is not None:
+      num_images = z.shape[0]
+    context = None if z is None else self.context_network(z)
+    shape = [num_images, *self.image_shape]
+    noise = self.likelihood.noise(shape, seed)
+    params_fn = lambda images: self.decoder(self.likelihood.network_input(images), context)
+    if method == 'sequential':
+      return pixelcnn.sample_sequential(params_fn, self.likelihood, noise, shape)
+    if method == 'fixed_point':
+      return pixelcnn.sample_fixed_point(params_fn, self.likelihood, noise, shape)[0]
+    raise ValueError(f"method must be 'fixed_point' or 'sequential', got {method!r}.")
+
+  def sample(self, num_images: int, seed, method: str = 'fixed_point') -> tf.Tensor:
+    """Images from the model: z ~ p(z), x ~ p(x|z). [num_images, H, W, C]."""
+    prior_seed, decode_seed = _split_seed(seed, 2)
+    z = None
+    if self.has_latent:
+      z = self.prior_distribution().sample(num_images, seed=prior_seed)
+    return self.decode(z, decode_seed, method=method, num_images=num_images)
+
+  # -- Set-up -----------------------------------------------------------------------------------
+
+  def initialize(self, x: tf.Tensor, seed=(0, 0)):
+    """Builds every layer and runs the data-dependent init of weight norm on the batch x.
+
+    Call once, eagerly, under `strategy.scope()`, before step 0 (not after restoring a
+    checkpoint): every weight-normalized layer sets its scale and bias so that its outputs on x
+    have zero mean and unit variance per channel (Salimans and Kingma 2016).
+
+    Args:
+      x: [B, H, W, C] a real batch.
+      seed: int [2].
+
+    Returns:
+      The ELBO terms on x.
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    seed = tf.constant(seed, tf.int32)
+    terms = networks.initialize(lambda: self.elbo(x, seed))
+    # Layers that this configuration never calls (e.g. a decoder's context layer in a model
+    # without z) stay unbuilt: they hold no variables and are not part of the model.
+    pending = [layer for layer in networks.uninitialized_weight_norms(self) if layer.built]
+    if pending:
+      raise RuntimeError(f'{len(pending)} weight-normalized layers were not reached by the '
+                         f'initializing pass: {[layer.name for layer in pending]}')
+    return terms
+
+  def call(self, inputs, training=None):
+    """The ELBO terms with a seed derived from the images (Keras entry point)."""
+    seed = tf.stack([tf.cast(tf.reduce_sum(inputs), tf.int32), 0])
+    return self.elbo(inputs, seed, training=training)
