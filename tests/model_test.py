@@ -210,7 +210,7 @@ class SamplerTest(tf.test.TestCase, parameterized.TestCase):
       ('gated', lambda: binary_model(decoder='gated'), binary_images),
       ('rgb', rgb_model, rgb_images),
       ('grayscale', lambda: rgb_model(grayscale=True), rgb_images))
-  def test_fixed_point_sampler_equals_sequential_sampler(self, make_model, make_images):
+  def test_fast_samplers_equal_the_sequential_sampler(self, make_model, make_images):
     model = make_model()
     model.initialize(make_images())
     randomize(model, scale=0.1)
@@ -218,7 +218,9 @@ class SamplerTest(tf.test.TestCase, parameterized.TestCase):
     seed = tf.constant([4, 2])
     decode = tf.function(model.decode)
     sequential = decode(z, seed, method='sequential')
-    fast = decode(z, seed, method='fixed_point')
+    fixed_point = decode(z, seed, method='fixed_point')
+    fast = decode(z, seed, method='fast')
+    self.assertAllEqual(sequential, fixed_point)
     self.assertAllEqual(sequential, fast)
     self.assertEqual(fast.shape, [BATCH, *model.image_shape])
     values = np.unique(fast.numpy())

@@ -187,15 +187,16 @@ class VLAE(keras.Model):
     """log p(x_hwc | window, earlier channels, z) per pixel and channel, [B, H, W, C]."""
     return self.likelihood.pixel_log_prob(self.decoder_params(x, z), x)
 
-  def decode(self, z: Optional[tf.Tensor], seed, method: str = 'fixed_point',
+  def decode(self, z: Optional[tf.Tensor], seed, method: str = 'fast',
              num_images: Optional[int] = None) -> tf.Tensor:
     """Images sampled from p(x|z) (lossy reconstructions when z comes from `encode`).
 
     Args:
       z: [B, ...latent] codes, or None for a model without latent variable.
       seed: int [2].
-      method: 'fixed_point' (fast, see `pixelcnn.sample_fixed_point`) or 'sequential' (one
-        decoder pass per pixel). Both return the same images for the same seed.
+      method: 'fast' (the decoder's cached sampler when it has one, else 'fixed_point'),
+        'fixed_point' (see `pixelcnn.sample_fixed_point`) or 'sequential' (one decoder pass per
+        pixel, the naive sampler). All return the same images for the same seed.
       num_images: the batch size when z is None.
 
     Returns:
@@ -209,11 +210,15 @@ class VLAE(keras.Model):
     params_fn = lambda images: self.decoder(self.likelihood.network_input(images), context)
     if method == 'sequential':
       return pixelcnn.sample_sequential(params_fn, self.likelihood, noise, shape)
+    if method == 'fast':
+      if hasattr(self.decoder, 'sample'):
+        return self.decoder.sample(context, self.likelihood, noise, shape)
+      method = 'fixed_point'
     if method == 'fixed_point':
       return pixelcnn.sample_fixed_point(params_fn, self.likelihood, noise, shape)[0]
-    raise ValueError(f"method must be 'fixed_point' or 'sequential', got {method!r}.")
+    raise ValueError(f"method must be 'fast', 'fixed_point' or 'sequential', got {method!r}.")
 
-  def sample(self, num_images: int, seed, method: str = 'fixed_point') -> tf.Tensor:
+  def sample(self, num_images: int, seed, method: str = 'fast') -> tf.Tensor:
     """Images from the model: z ~ p(z), x ~ p(x|z). [num_images, H, W, C]."""
     prior_seed, decode_seed = _split_seed(seed, 2)
     z = None

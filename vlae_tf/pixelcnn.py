@@ -60,6 +60,15 @@ def _conv1x1(filters: int, use_weight_norm: bool) -> keras.layers.Layer:
   return _weight_norm(keras.layers.Conv2D(filters, 1), use_weight_norm)
 
 
+def _kernel_and_bias(layer: keras.layers.Layer):
+  """The effective (normalized, masked) kernel and the bias of a conv layer, weight norm or not."""
+  inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
+  kernel = tf.convert_to_tensor(inner.kernel)
+  if isinstance(inner, masked.MaskedConv2D):
+    kernel *= inner.mask
+  return kernel, inner.bias
+
+
 def _gate(pre_activation: tf.Tensor) -> tf.Tensor:
   """Gated activation unit: tanh(a) * sigmoid(b) for pre_activation = [a, b]."""
   # [..., 2 * filters] -> [..., filters]
@@ -129,6 +138,82 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
       hidden += masked_conv(tf.nn.elu(hidden))
       hidden += pointwise_conv(tf.nn.elu(hidden))
     return self.output_conv(tf.nn.elu(hidden))
+
+  def sample(self, context: Optional[tf.Tensor], likelihood, noise, shape) -> tf.Tensor:
+    """Draws images pixel by pixel with cached activations: O(1) work per pixel.
+
+    The same maths as `sample_sequential` (and so the same images for the same noise), but each
+    step evaluates every layer at the new pixel only, from caches of the previous row and of the
+    pixels already drawn in the current one (fast PixelCNN generation, Ramachandran et al. 2017).
+    Each masked kxk layer is split into its rows above the centre, applied to the whole previous
+    row at once, and its centre row, applied pixel by pixel.
+
+    Args:
+      context: [B, H, W, K] context map, or None.
+      likelihood: the pixel likelihood whose parameters this decoder outputs.
+      noise: `likelihood.noise(shape, seed)`.
+      shape: [B, H, W, C], static.
+
+    Returns:
+      [B, H, W, C] images.
+    """
+    batch, height, width, channels = shape
+    radius = self.kernel_size // 2
+    if radius != 1:
+      raise NotImplementedError('The cached sampler supports 3x3 masked kernels; use '
+                                'sample_fixed_point for other kernel sizes.')
+    input_kernel, input_bias = _kernel_and_bias(self.input_conv)  # [3, 3, C, F]
+    block_kernels = [_kernel_and_bias(conv) for conv in self.masked_convs]
+    pointwise = [_kernel_and_bias(conv) for conv in self.pointwise_convs]
+    output_kernel, output_bias = _kernel_and_bias(self.output_conv)
+    # [B, H, W, F] context term of the first layer, plus its bias.
+    first_term = tf.zeros([batch, height, width, self.filters]) + input_bias
+    if context is not None:
+      first_term += self.context_conv(context)
+    noise_rows = tf.nest.map_structure(lambda n: tf.transpose(n, [1, 0, 2, 3]), noise)
+
+    def above(row, kernel):
+      """Contribution of the kernel's top row to every pixel of the next row: [B, W, F]."""
+      # row: [B, W, Cin] -> [B, 1, W, Cin]; kernel[0]: [3, Cin, F] -> [1, 3, Cin, F]
+      return tf.nn.conv2d(row[:, None], kernel[:1], strides=1, padding='SAME')[:, 0]
+
+    def step_row(previous_x, previous_features, first_row, noise_row):
+      """Draws one row given the previous row of pixels and of every layer's input."""
+      first_above = above(previous_x, input_kernel) + first_row  # [B, W, F]
+      block_above = [above(features, kernel) + bias
+                     for features, (kernel, bias) in zip(previous_features, block_kernels)]
+      pixels, features = [], [[] for _ in block_kernels]
+      left_x = tf.zeros([batch, channels])
+      lefts = [tf.zeros([batch, self.filters]) for _ in block_kernels]
+      for col in range(width):
+        hidden = first_above[:, col] + tf.matmul(left_x, input_kernel[1, 0])
+        for index, ((kernel, _), (pw_kernel, pw_bias)) in enumerate(
+            zip(block_kernels, pointwise)):
+          activation = tf.nn.elu(hidden)
+          features[index].append(activation)
+          hidden += (block_above[index][:, col] + tf.matmul(lefts[index], kernel[1, 0])
+                     + tf.matmul(activation, kernel[1, 1]))
+          lefts[index] = activation
+          hidden += tf.matmul(tf.nn.elu(hidden), pw_kernel[0, 0]) + pw_bias
+        params = tf.matmul(tf.nn.elu(hidden), output_kernel[0, 0]) + output_bias
+        pixel_noise = tf.nest.map_structure(lambda n: n[:, col][:, None, None], noise_row)
+        pixel = likelihood.sample_from_noise(params[:, None, None], pixel_noise)[:, 0, 0]
+        pixels.append(pixel)
+        left_x = likelihood.network_input(pixel)
+      return tf.stack(pixels, 1), [tf.stack(f, 1) for f in features]
+
+    rows = tf.TensorArray(tf.float32, size=height)
+    previous_x = tf.zeros([batch, width, channels])
+    previous_features = [tf.zeros([batch, width, self.filters]) for _ in block_kernels]
+    for row in tf.range(height):
+      previous_x_network = tf.where(
+          row > 0, likelihood.network_input(previous_x), tf.zeros_like(previous_x))
+      new_x, previous_features = step_row(
+          previous_x_network, previous_features, first_term[:, row],
+          tf.nest.map_structure(lambda n: n[row], noise_rows))
+      rows = rows.write(row, new_x)
+      previous_x = new_x
+    return tf.transpose(rows.stack(), [1, 0, 2, 3])
 
   def window(self) -> masked.Window:
     """Offsets (drow, dcol) of the pixels that the output at (0, 0) sees."""
