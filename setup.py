@@ -27,9 +27,10 @@ setuptools.setup(
         'absl-py>=2.0',
         'numpy>=1.26',
         'pillow>=10',
+        'scipy>=1.11',  # scipy.io.loadmat for the Caltech-101 and OMNIGLOT .mat files
     ],
     extras_require={
-        'test': ['pytest>=8', 'scipy>=1.11'],
+        'test': ['pytest>=8'],
     },
     scripts=sorted(glob.glob('bin/*')),
 )
