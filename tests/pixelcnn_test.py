@@ -1,9 +1,10 @@
-"""Tests of the local-window decoders: exact windows, causality, grayscale window."""
+"""Tests of the local-window decoders: exact windows, causality, grayscale window, samplers."""
 
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import likelihoods
 from vlae_tf import pixelcnn
 
 HEIGHT, WIDTH = 11, 13  # Different sizes on every axis, larger than every window tested.
@@ -146,6 +147,71 @@ class LayerTest(tf.test.TestCase, parameterized.TestCase):
     clone = type(decoder).from_config(decoder.get_config())
     self.assertEqual(clone.get_config(), decoder.get_config())
     self.assertEqual(clone.window(), decoder.window())
+
+
+SAMPLE_BATCH, SAMPLE_HEIGHT, SAMPLE_WIDTH = 2, 6, 7
+
+
+def gated_sampler_case(window_size, kind, grayscale=False, with_context=True, with_vector=False,
+                       use_weight_norm=False, num_blocks=2):
+  """A gated decoder with weights of some scale, and what its samplers need."""
+  if kind == 'bernoulli':
+    likelihood, channels = likelihoods.Bernoulli(), 1
+  else:
+    likelihood, channels = likelihoods.DiscretizedLogisticMixture(num_mixtures=2), 3
+  shape = [SAMPLE_BATCH, SAMPLE_HEIGHT, SAMPLE_WIDTH, channels]
+  decoder = pixelcnn.GatedPixelCNN(
+      num_outputs=likelihood.params_size(channels), window_size=window_size, filters=4,
+      num_blocks=num_blocks, grayscale=grayscale, use_weight_norm=use_weight_norm)
+  context = (tf.random.stateless_normal(shape[:3] + [3], seed=[1, 2]) if with_context
+             else None)
+  vector = tf.random.stateless_normal([SAMPLE_BATCH, 5], seed=[1, 3]) if with_vector else None
+  # Builds the decoder; with weight norm, its data-dependent init runs on these images.
+  levels = 2 if kind == 'bernoulli' else 256
+  data = tf.floor(tf.random.stateless_uniform(shape, seed=[2, 2]) * levels)
+  decoder(likelihood.network_input(data), context, vector)
+  # Larger, perturbed weights: every pixel depends strongly on its window and on z.
+  for index, variable in enumerate(decoder.trainable_variables):
+    variable.assign(2. * variable + 0.3 * tf.random.stateless_normal(variable.shape,
+                                                                    seed=[3, index]))
+  noise = likelihood.noise(shape, tf.constant([7, 8]))
+  params_fn = lambda images: decoder(likelihood.network_input(images), context, vector)
+  return decoder, likelihood, context, vector, noise, shape, params_fn
+
+
+class GatedSamplerTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ('4x2_bernoulli', (4, 2), 'bernoulli', {}),
+      ('5x3_mixture_grayscale_vector', (5, 3), 'mixture',
+       dict(grayscale=True, with_vector=True, num_blocks=1)),
+      ('7x4_mixture', (7, 4), 'mixture', {}),
+      ('1x1_bernoulli_no_context_vector', (1, 1), 'bernoulli',
+       dict(with_context=False, with_vector=True)),
+      ('2x1_mixture_grayscale_no_context', (2, 1), 'mixture',
+       dict(grayscale=True, with_context=False, num_blocks=1)),
+      ('4x2_mixture_weight_norm_vector', (4, 2), 'mixture',
+       dict(use_weight_norm=True, with_vector=True, num_blocks=1)))
+  def test_cached_sampler_equals_sequential(self, window_size, kind, kwargs):
+    decoder, likelihood, context, vector, noise, shape, params_fn = gated_sampler_case(
+        window_size, kind, **kwargs)
+    sequential = tf.function(
+        lambda: pixelcnn.sample_sequential(params_fn, likelihood, noise, shape))()
+    cached = tf.function(lambda: decoder.sample(context, likelihood, noise, shape, vector))()
+    self.assertEqual(cached.shape, shape)
+    self.assertAllEqual(cached, sequential)
+    # Sharp: the images are not constant, and their pixels depend on their windows (the same
+    # noise with the window zeroed draws other images).
+    self.assertGreater(len(np.unique(cached.numpy())), 1)
+    without_window = likelihood.sample_from_noise(params_fn(tf.zeros(shape)), noise)
+    self.assertNotAllEqual(cached, without_window)
+
+  def test_cached_sampler_needs_a_built_decoder(self):
+    decoder = pixelcnn.GatedPixelCNN(num_outputs=1, filters=4, num_blocks=1)
+    likelihood = likelihoods.Bernoulli()
+    shape = [1, 3, 4, 1]
+    with self.assertRaisesRegex(ValueError, 'built'):
+      decoder.sample(None, likelihood, likelihood.noise(shape, tf.constant([1, 1])), shape)
 
 
 if __name__ == '__main__':
