@@ -1,0 +1,168 @@
+"""Tests of the binaries and their mains: strict gin, one-line user errors, and a real run
+(bin/train on static MNIST with gin/testing/tiny.gin) evaluated, sampled and exported from its
+directory alone.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+from PIL import Image
+import pytest
+
+from vlae_tf import cli
+from vlae_tf import evaluation
+from vlae_tf import training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARIES = ('train', 'eval', 'sample', 'export')
+TINY = ['--gin_file=mnist_vlae.gin', '--gin_file=testing/tiny.gin']
+
+
+def run_binary(name, *args, timeout=900):
+  """Runs bin/<name> with this python; vlae_tf comes from the checkout."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  env['PYTHONPATH'] = os.pathsep.join([REPO] + ([env['PYTHONPATH']] if 'PYTHONPATH' in env
+                                                 else []))
+  return subprocess.run([sys.executable, os.path.join(REPO, 'bin', name), *args], env=env,
+                        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def assert_one_line_error(completed, pattern):
+  assert completed.returncode != 0
+  assert 'Traceback' not in completed.stderr, completed.stderr[-3000:]
+  lines = [line for line in completed.stderr.splitlines() if pattern in line]
+  assert lines, completed.stderr[-3000:]
+
+
+def test_binaries_are_executable_shims():
+  for name in BINARIES:
+    path = os.path.join(REPO, 'bin', name)
+    assert os.access(path, os.X_OK), path
+    with open(path) as f:
+      text = f.read()
+    assert text.startswith('#!/usr/bin/env python3\n')
+    assert f'app.run(cli.{name}_main)' in text
+    assert len(text.splitlines()) <= 30
+
+
+class TestParseGin:
+
+  def test_base_defaults(self):
+    cli.parse_gin()
+    assert gin.query_parameter('train.learning_rate') == 0.002
+    assert gin.query_parameter('train.ema_decay') == 0.998
+    assert gin.query_parameter('train.batch_size') == 128
+    assert gin.query_parameter('train.free_bits_lambda') == 0.01
+
+  def test_files_then_params(self):
+    cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], ['train.train_steps = 5'])
+    assert gin.query_parameter('train.dataset') == 'static_mnist'
+    assert gin.query_parameter('train.train_steps') == 5
+
+  def test_unknown_file(self):
+    with pytest.raises(cli.CliError, match='gin file not found: no_such.gin'):
+      cli.parse_gin(['no_such.gin'])
+
+  @pytest.mark.parametrize('binding', ['train.no_such_parameter = 1', 'NoSuchThing.x = 1',
+                                       'train.batch_size = ('])
+  def test_unknown_or_bad_binding(self, binding):
+    with pytest.raises(cli.CliError, match='bad gin config'):
+      cli.parse_gin([], [binding])
+
+  @pytest.mark.parametrize('path', sorted(
+      name for name in os.listdir(os.path.join(REPO, 'gin'))
+      if name.endswith('.gin') and name != 'base.gin'))
+  def test_every_shipped_experiment_parses_strictly(self, path):
+    cli.parse_gin([path])
+    assert gin.query_parameter('train.dataset')
+
+
+@pytest.mark.slow
+def test_user_errors_are_one_line(tmp_path):
+  for name in BINARIES:
+    completed = run_binary(name)
+    assert_one_line_error(completed, '--model_dir')
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  assert_one_line_error(run_binary('eval', f'--model_dir={empty}'),
+                        'error: No config.gin in')
+  (empty / 'config.gin').write_text('')
+  assert_one_line_error(run_binary('export', f'--model_dir={empty}'),
+                        'error: No checkpoint in')
+  assert_one_line_error(run_binary('train', f'--model_dir={tmp_path / "run"}',
+                                   '--gin_file=no_such.gin'),
+                        'error: gin file not found: no_such.gin')
+  assert_one_line_error(run_binary('train', f'--model_dir={tmp_path / "run"}',
+                                   '--gin_param=train.no_such_parameter = 1'),
+                        'error: bad gin config')
+
+
+@pytest.fixture(scope='module')
+def trained(shared_data, tmp_path_factory):
+  """A run directory made by bin/train: 2 steps of the tiny VLAE on real static MNIST."""
+  model_dir = tmp_path_factory.mktemp('cli') / 'run'
+  completed = run_binary('train', f'--model_dir={model_dir}', *TINY,
+                         '--gin_param=train.train_steps = 2', f'--data_dir={shared_data}')
+  assert completed.returncode == 0, completed.stderr[-5000:]
+  assert 'step 2/2' in completed.stderr  # The progress line.
+  assert 'ETA' in completed.stderr
+  return model_dir
+
+
+@pytest.mark.slow
+def test_train_writes_the_run_directory(trained):
+  assert (trained / 'config.gin').is_file()
+  assert (trained / 'operative_config.gin').is_file()
+  assert training.latest_checkpoint(str(trained)).endswith('ckpt-2')
+  assert list((trained / 'train').glob('events.out.tfevents.*'))
+  assert list((trained / 'validation').glob('events.out.tfevents.*'))
+
+
+@pytest.mark.slow
+def test_eval_report(trained, shared_data):
+  report = cli.run_eval(str(trained), split='test', num_samples=2, max_examples=4,
+                        data_dir=str(shared_data), batch_size=4)
+  with open(trained / 'eval_test.json') as f:
+    saved = json.load(f)
+  assert saved == pytest.approx(report)
+  for key in ('nll_nats', 'bits_per_dim', 'elbo_nats', 'kl_nats', 'num_examples', 'num_samples',
+              'nll_stderr_nats', 'reconstruction_nats', 'step', 'checkpoint', 'split', 'dataset'):
+    assert key in saved, key
+  assert saved['num_examples'] == 4
+  assert saved['num_samples'] == 2
+  assert saved['step'] == 2
+  assert saved['dataset'] == 'static_mnist'
+  assert np.isfinite(saved['nll_nats']) and saved['nll_nats'] > 0
+  assert saved['bits_per_dim'] == pytest.approx(saved['nll_nats'] / (784 * math.log(2)))
+  assert saved['kl_nats'] == pytest.approx(saved['elbo_nats'] * -1 - saved['reconstruction_nats'],
+                                           rel=1e-4)
+  assert not [name for name in os.listdir(trained) if name.startswith('.eval_test.json')]
+  assert evaluation.DEFAULT_NUM_SAMPLES == {'binary': 4096, '8bit': 512}
+
+
+@pytest.mark.slow
+def test_sample_grids(trained, shared_data, tmp_path):
+  paths = cli.run_sample(str(trained), num_images=3, output=str(tmp_path), num_reconstructions=2,
+                         num_decodings=2, data_dir=str(shared_data))
+  assert paths['samples'] == str(tmp_path / 'samples_2.png')
+  with Image.open(paths['samples']) as image:
+    assert image.size == (2 * 29 + 1, 2 * 29 + 1)  # 3 samples on a 2x2 grid, 1 pixel borders.
+  with Image.open(paths['reconstructions']) as image:
+    assert image.size == (3 * 29 + 1, 2 * 29 + 1)  # 2 rows: the image and 2 decodings.
+    pixels = np.asarray(image)
+  original = pixels[1:29, 1:29]
+  assert set(np.unique(original)) <= {0, 255}
+
+
+@pytest.mark.slow
+def test_export_binary(trained):
+  completed = run_binary('export', f'--model_dir={trained}')
+  assert completed.returncode == 0, completed.stderr[-5000:]
+  path = completed.stdout.strip().splitlines()[-1]
+  assert path == str(trained / 'export' / '2')
+  assert os.path.isfile(os.path.join(path, 'saved_model.pb'))

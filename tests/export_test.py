@@ -1,0 +1,189 @@
+"""Tests of export.py: the SavedModel of a run loads without vlae_tf and serves every function.
+
+The run is the tiny static MNIST VLAE (gin/testing/tiny.gin) initialized on a real batch and saved
+the way `training.train` saves it (config.gin, a checkpoint with `averaged_model` and `step`),
+without the training steps, which test_resume in training_test.py covers.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vlae_tf import cli
+from vlae_tf import datasets
+from vlae_tf import export
+from vlae_tf import training
+
+STEP = 7
+SIGNATURES = {'encode', 'decode', 'sample', 'log_prob', 'pixel_log_prob', 'metadata'}
+
+
+@pytest.fixture(scope='module')
+def run(shared_data, tmp_path_factory):
+  """(model_dir, model, images): a run directory with one checkpoint at step STEP."""
+  model_dir = tmp_path_factory.mktemp('run')
+  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  training.atomic_write_text(str(model_dir / training.CONFIG_FILE), gin.config_str())
+  model = training.make_model()
+  images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(4)))
+  model.initialize(images)
+  step = tf.Variable(STEP, dtype=tf.int64)
+  checkpoint = tf.train.Checkpoint(step=step, averaged_model=model)
+  tf.train.CheckpointManager(checkpoint, str(model_dir), 1, step_counter=step).save(STEP)
+  return model_dir, model, images
+
+
+@pytest.fixture(scope='module')
+def exported(run):
+  model_dir, _, _ = run
+  return export.export(str(model_dir), decode_chunk_size=3)
+
+
+@pytest.mark.slow
+def test_export_layout(run, exported):
+  model_dir, _, _ = run
+  assert exported == os.path.join(str(model_dir), 'export', str(STEP))
+  assert os.path.isfile(os.path.join(exported, 'saved_model.pb'))
+  assert os.path.isfile(os.path.join(exported, 'assets', 'config.gin'))
+  assert os.listdir(os.path.join(str(model_dir), 'export')) == [str(STEP)]  # No temporaries.
+
+
+@pytest.mark.slow
+def test_exported_functions_match_the_model(run, exported):
+  _, model, images = run
+  loaded = tf.saved_model.load(exported)
+  assert set(loaded.signatures) == SIGNATURES
+
+  encoded = loaded.encode(images)
+  posterior_mean, _ = model.encode(images, tf.constant([0, 0]))
+  np.testing.assert_allclose(encoded['posterior_mean'], posterior_mean, rtol=1e-5, atol=1e-5)
+  assert encoded['z'].shape == (4, *model.latent_shape)
+  np.testing.assert_array_equal(loaded.encode(images, seed=0)['z'], encoded['z'])
+  assert not np.array_equal(loaded.encode(images, seed=1)['z'], encoded['z'])
+
+  pixel = loaded.pixel_log_prob(images, encoded['z'])['pixel_log_prob']
+  np.testing.assert_allclose(pixel, model.pixel_log_prob(images, encoded['z']), rtol=1e-5,
+                             atol=1e-5)
+
+  log_prob = loaded.log_prob(images, 3)['log_prob']
+  assert log_prob.shape == (4,)
+  assert np.all(np.isfinite(log_prob)) and np.all(log_prob < 0)
+  np.testing.assert_array_equal(loaded.log_prob(images, 3, seed=0)['log_prob'], log_prob)
+
+  # decode_chunk_size=3: 4 codes take two chunks.
+  decoded = loaded.decode(encoded['z'])['images']
+  assert decoded.shape == images.shape
+  assert set(np.unique(decoded)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(loaded.decode(encoded['z'])['images'], decoded)
+  assert loaded.sample(tf.constant(5))['images'].shape == (5, 28, 28, 1)
+
+  metadata = {key: value.numpy() for key, value in loaded.metadata().items()}
+  assert metadata['image_shape'].tolist() == [28, 28, 1]
+  assert metadata['latent_shape'].tolist() == list(model.latent_shape)
+  assert metadata['step'] == STEP
+  assert metadata['data_kind'] == b'binary'
+  # The signatures (TF Serving) take every input explicitly.
+  signature = loaded.signatures['log_prob']
+  out = signature(images=images, num_samples=tf.constant(2), seed=tf.constant(4, tf.int64))
+  assert out['log_prob'].shape == (4,)
+
+
+_LOAD_WITHOUT_VLAE = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+images = np.zeros([2, 28, 28, 1], np.float32)
+images[:, 10:18, 12:16] = 1.0
+encoded = loaded.encode(images)
+serve = loaded.signatures
+result = {
+    'z': encoded['z'].shape.as_list(),
+    'decode': loaded.decode(encoded['z'], seed=3)['images'].shape.as_list(),
+    'sample': serve['sample'](num_images=tf.constant(2),
+                              seed=tf.constant(1, tf.int64))['images'].shape.as_list(),
+    'log_prob': loaded.log_prob(images, 2)['log_prob'].numpy().tolist(),
+    'pixel_log_prob': loaded.pixel_log_prob(images, encoded['z'])['pixel_log_prob'].shape.as_list(),
+    'modules': sorted(m for m in ('vlae_tf', 'tf_keras', 'gin') if m in sys.modules),
+}
+print(json.dumps(result))
+'''
+
+
+@pytest.mark.slow
+def test_loads_in_a_process_without_vlae_tf(exported):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  env.pop('PYTHONPATH', None)
+  completed = subprocess.run([sys.executable, '-c', _LOAD_WITHOUT_VLAE, exported], env=env,
+                             cwd='/', capture_output=True, text=True, timeout=900, check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  result = json.loads(completed.stdout.strip().splitlines()[-1])
+  assert 'vlae_tf' not in result['modules']
+  assert result['decode'] == [2, 28, 28, 1]
+  assert result['sample'] == [2, 28, 28, 1]
+  assert result['pixel_log_prob'] == [2, 28, 28, 1]
+  assert np.all(np.isfinite(result['log_prob']))
+
+
+@pytest.mark.slow
+def test_saved_model_cli_lists_the_signatures(exported):
+  tool = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
+  if not os.path.exists(tool):
+    pytest.skip('saved_model_cli is not installed beside this python.')
+  completed = subprocess.run([tool, 'show', '--dir', exported, '--all'], capture_output=True,
+                             text=True, timeout=600, check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  for name in SIGNATURES:
+    assert f"signature_def['{name}']" in completed.stdout, completed.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_export_again_replaces_the_export(run, exported):
+  model_dir, _, _ = run
+  path = export.export(str(model_dir), decode_chunk_size=3)
+  assert path == exported
+  assert os.listdir(os.path.join(str(model_dir), 'export')) == [str(STEP)]
+  assert set(tf.saved_model.load(path).signatures) == SIGNATURES
+
+
+class _ConstantWeights:
+  """A stand-in whose importance weights all equal exp(-5): the K-sample estimate is -5 for
+  every K exactly when the chunk arithmetic counts K samples."""
+
+  image_shape = (2, 3, 1)
+  latent_shape = (2,)
+  num_dims = 6
+  data_kind = 'binary'
+  variables = ()
+
+  def log_likelihood(self, images, num_samples, seed, chunk_size=64):
+    del num_samples, seed, chunk_size
+    return tf.fill([tf.shape(images)[0]], -5.0)
+
+
+@pytest.mark.parametrize('num_samples', [1, 3, 4, 9])
+def test_log_prob_chunk_arithmetic(num_samples):
+  module = export.ServingModule(_ConstantWeights(), log_prob_chunk_size=4)
+  log_prob = module.log_prob(tf.zeros([2, 2, 3, 1]), num_samples)['log_prob']
+  np.testing.assert_allclose(log_prob, [-5.0, -5.0], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_model_without_latent_serves_p_of_x(shared_data):
+  cli.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'])
+  model = training.make_model()
+  images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(2)))
+  model.initialize(images)
+  module = export.ServingModule(model, log_prob_chunk_size=2)
+  assert not hasattr(module, 'encode') and not hasattr(module, 'decode')
+  pixel = module.pixel_log_prob(images)['pixel_log_prob']
+  assert pixel.shape == images.shape
+  # Without z, the importance-weighted estimate is exact whatever K: log p(x) = sum of pixels.
+  log_prob = module.log_prob(images, 3)['log_prob']
+  np.testing.assert_allclose(log_prob, tf.reduce_sum(pixel, [1, 2, 3]), rtol=1e-5)

@@ -1,0 +1,206 @@
+"""The testable mains behind bin/train, bin/eval, bin/sample and bin/export.
+
+Each binary defines its own flags (`define_*_flags`) and runs one `*_main` with absl `app.run`.
+The `run_*` functions do the work and take plain arguments, for tests and notebooks.
+
+Flags are program-level only; every hyperparameter is gin. `train` parses gin/base.gin, then the
+--gin_file files in order, then the --gin_param bindings, all strictly (an unknown configurable or
+parameter is an error). eval, sample and export take no gin: they re-read <model_dir>/config.gin,
+the config the run was started with.
+
+A user error (no --model_dir, no checkpoint, an unknown gin file or binding) ends the program with
+one line on stderr and exit status 1, without a traceback.
+"""
+
+import contextlib
+import logging as python_logging
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+import numpy as np
+
+from vlae_tf import datasets
+from vlae_tf import evaluation
+from vlae_tf import export as export_lib
+from vlae_tf import sampling
+from vlae_tf import training
+
+FLAGS = flags.FLAGS
+BASE_GIN = 'base.gin'
+
+
+class CliError(Exception):
+  """A user error, reported in one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Library-level entry points.
+
+
+class _DropGinPathMisses(python_logging.Filter):
+  """Drops gin's "Path not found" errors: logged while it tries each search path in turn."""
+
+  def filter(self, record):
+    return not (record.pathname.endswith('resource_reader.py') and
+                record.getMessage().startswith('Path not found'))
+
+
+@contextlib.contextmanager
+def _quiet_gin_search():
+  root = python_logging.getLogger()
+  quiet = _DropGinPathMisses()
+  root.addFilter(quiet)
+  try:
+    yield
+  finally:
+    root.removeFilter(quiet)
+
+
+def parse_gin(gin_files=(), gin_params=(), base=True):
+  """Parses gin/base.gin (if `base`), then `gin_files`, then `gin_params`, strictly.
+
+  Files are found as given or under the repository's gin/ folder (`models/x.gin`).
+  """
+  gin.clear_config()
+  search_path = training.gin_search_path()
+  gin.add_config_file_search_path(search_path)
+  files = ([os.path.join(search_path, BASE_GIN)] if base else []) + list(gin_files or [])
+  for path in files:
+    if not (os.path.isfile(path) or os.path.isfile(os.path.join(search_path, path))):
+      raise CliError(f'gin file not found: {path} (looked in . and {search_path})')
+  try:
+    with _quiet_gin_search():
+      gin.parse_config_files_and_bindings(files, list(gin_params or []), skip_unknown=False)
+  # gin raises ValueError, SyntaxError, IOError, TypeError...
+  except Exception as error:  # pylint: disable=broad-except
+    message = ' '.join(str(error).split())
+    raise CliError(f'bad gin config: {message}') from error
+
+
+def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
+  """Parses gin (base.gin, files, params) and trains in `model_dir`."""
+  parse_gin(gin_files, gin_params)
+  return training.train(model_dir, data_dir=data_dir)
+
+
+def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
+             batch_size=32):
+  """Evaluates the run's latest checkpoint; returns the report (also in eval_<split>.json)."""
+  return evaluation.evaluate(model_dir, split=split, num_samples=num_samples,
+                             max_examples=max_examples, batch_size=batch_size, data_dir=data_dir)
+
+
+def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num_decodings=7,
+               split='test', data_dir=None, seed=0):
+  """Writes samples_<step>.png and reconstructions_<step>.png to `output` (<model_dir>/samples).
+
+  Reconstructions are of a strided subset of `split` (so that every class shows up on sorted
+  splits); with num_reconstructions=0 the data is not needed.
+  """
+  training.load_run_config(model_dir)
+  model, step, _ = training.restore_averaged_model(model_dir)
+  images = None
+  if num_reconstructions:
+    dataset = datasets.load(training.run_dataset(), split, data_dir=data_dir)
+    subset = training.strided_subset(dataset, num_reconstructions)
+    images = np.stack([x.numpy() for x in subset])
+  output = output or os.path.join(model_dir, 'samples')
+  return sampling.write_grids(model, output, step, num_images=num_images,
+                              reconstruction_images=images, num_decodings=num_decodings,
+                              seed=seed)
+
+
+def run_export(model_dir, export_dir=None):
+  """Exports the run's averaged weights; returns the SavedModel directory."""
+  return export_lib.export(model_dir, export_dir=export_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags and absl mains.
+
+
+def _define_model_dir():
+  flags.DEFINE_string('model_dir', None, 'The run directory (checkpoints, config.gin, summaries).')
+  flags.mark_flag_as_required('model_dir')
+
+
+def define_train_flags():
+  _define_model_dir()
+  flags.DEFINE_multi_string('gin_file', [], 'Gin files, parsed after gin/base.gin, in order; '
+                            'relative paths may be relative to the repository gin/ folder.')
+  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files, e.g. '
+                            '"train.train_steps = 1000".')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+
+
+def define_eval_flags():
+  _define_model_dir()
+  flags.DEFINE_string('split', 'test', 'The split to evaluate: test, valid, train or train+valid.')
+  flags.DEFINE_integer('num_samples', None, 'Importance samples (default: 4096 for binary data, '
+                       '512 for 8-bit data).')
+  flags.DEFINE_integer('max_examples', None, 'Evaluate a strided subset of this many images.')
+  flags.DEFINE_integer('batch_size', 32, 'Images per batch.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+
+
+def define_sample_flags():
+  _define_model_dir()
+  flags.DEFINE_integer('num_images', 64, 'Samples in the sample grid.')
+  flags.DEFINE_integer('num_reconstructions', 8, 'Test images in the reconstruction grid '
+                       '(0: none, and no data is read).')
+  flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
+  flags.DEFINE_string('output', None, 'Output directory (default: <model_dir>/samples).')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
+
+
+def define_export_flags():
+  _define_model_dir()
+  flags.DEFINE_string('export_dir', None, 'Base directory; the SavedModel goes to '
+                      '<export_dir>/<step> (default: <model_dir>/export/<step>).')
+
+
+def _guard(run):
+  """Runs `run()`, turning user errors into one line on stderr and exit status 1."""
+  try:
+    return run()
+  except (CliError, training.RunError) as error:
+    raise SystemExit(f'error: {error}') from None
+
+
+def _no_positional(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+
+
+def train_main(argv):
+  _no_positional(argv)
+  _guard(lambda: run_train(FLAGS.model_dir, FLAGS.gin_file, FLAGS.gin_param, FLAGS.data_dir))
+
+
+def eval_main(argv):
+  _no_positional(argv)
+  report = _guard(lambda: run_eval(FLAGS.model_dir, FLAGS.split, FLAGS.num_samples,
+                                   FLAGS.max_examples, FLAGS.data_dir, FLAGS.batch_size))
+  logging.info('%s', report)
+  print(f'{report["split"]}: NLL {report["nll_nats"]:.3f} nats '
+        f'({report["bits_per_dim"]:.4f} bits/dim), ELBO {report["elbo_nats"]:.3f} nats, '
+        f'KL {report["kl_nats"]:.3f} nats, {report["num_examples"]} images, '
+        f'K={report["num_samples"]}, step {report["step"]}')
+
+
+def sample_main(argv):
+  _no_positional(argv)
+  paths = _guard(lambda: run_sample(FLAGS.model_dir, FLAGS.num_images, FLAGS.output,
+                                    FLAGS.num_reconstructions, FLAGS.num_decodings,
+                                    data_dir=FLAGS.data_dir, seed=FLAGS.seed))
+  for path in paths.values():
+    print(path)
+
+
+def export_main(argv):
+  _no_positional(argv)
+  print(_guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir)))

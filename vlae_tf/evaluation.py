@@ -1,0 +1,158 @@
+"""Evaluation of a run: importance-weighted NLL, ELBO and KL with the Polyak-averaged weights.
+
+    log p(x) ~= log (1/K) sum_k p(x, z_k) / q(z_k|x),   z_k ~ q(z|x)
+
+is a lower bound on log p(x) that tightens as K grows; -log p(x) is reported in nats per image
+(the paper's unit for binary images) and in bits per dimension, -log p(x) / (D ln 2) with
+D = H * W * C (the paper's unit for CIFAR-10). Defaults: K = 4096 for binary data, 512 for 8-bit
+data (Chen et al. 2017, Section 5).
+
+`max_examples` takes a strided subset (every k-th image), never the first images: the static MNIST
+test set is sorted by class, so its first images are all zeros.
+
+The report is written atomically to <model_dir>/eval_<split>.json.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import datasets
+from vlae_tf import objectives
+from vlae_tf import training
+
+DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
+REPORT_FILE = 'eval_{split}.json'
+EVALUATION_SALT = 11
+
+
+class ProgressBar:
+  """A progress bar with throughput and ETA on a stream (stderr); plain lines when not a tty."""
+
+  def __init__(self, total, description='', stream=None, width=30, min_interval=10.0):
+    self.total = max(int(total), 1)
+    self.description = description
+    self.stream = stream or sys.stderr
+    self.width = width
+    self.min_interval = min_interval
+    self._began = time.time()
+    self._last_print = 0.0
+    self._interactive = hasattr(self.stream, 'isatty') and self.stream.isatty()
+
+  def __call__(self, count):
+    now = time.time()
+    done = count >= self.total
+    if not self._interactive and not done and now - self._last_print < self.min_interval:
+      return
+    self._last_print = now
+    elapsed = max(now - self._began, 1e-9)
+    rate = count / elapsed
+    remaining = (self.total - count) / rate if rate > 0 else float('inf')
+    filled = int(self.width * min(count / self.total, 1.0))
+    bar = '#' * filled + '.' * (self.width - filled)
+    line = (f'{self.description} [{bar}] {count}/{self.total} {rate:.1f} images/s '
+            f'ETA {training._format_duration(remaining)}')  # pylint: disable=protected-access
+    end = '\n' if done or not self._interactive else ''
+    self.stream.write(('\r' if self._interactive else '') + line + end)
+    self.stream.flush()
+
+
+def write_json_atomically(path, data):
+  training.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
+
+
+def evaluate(model_dir,
+             split='test',
+             num_samples=None,
+             max_examples=None,
+             batch_size=32,
+             data_dir=None,
+             chunk_size=None,
+             seed=0,
+             strategy=None,
+             progress=True):
+  """Evaluates the latest checkpoint of a run with its averaged weights; writes eval_<split>.json.
+
+  Rebuilds the model from <model_dir>/config.gin (this clears any gin config already parsed).
+
+  Args:
+    model_dir: the run directory.
+    split: the dataset split.
+    num_samples: importance samples K (default 4096 for binary data, 512 for 8-bit data).
+    max_examples: evaluate a strided subset of this many images (default: the whole split).
+    batch_size: global batch (rounded up to a multiple of the number of replicas).
+    data_dir: where `datasets.load` finds raw data.
+    chunk_size: importance samples per chunk in `model.log_likelihood` (default: the model's).
+    seed: integer seed of the importance samples.
+    strategy: a `tf.distribute.Strategy` (default: `training.make_strategy()`).
+    progress: show a progress bar on stderr.
+
+  Returns:
+    A dict with nll_nats, nll_stderr_nats, bits_per_dim, elbo_nats, nll_bound_nats,
+    nll_bound_bits_per_dim, kl_nats, kl_bits, reconstruction_nats, num_examples, num_samples,
+    num_dims, dataset, split, step, checkpoint, seconds.
+  """
+  began = time.time()
+  training.load_run_config(model_dir)
+  checkpoint = training.latest_checkpoint(model_dir)
+  dataset = training.run_dataset()
+  strategy = strategy or training.make_strategy()
+  with strategy.scope():
+    model, step, checkpoint = training.restore_averaged_model(model_dir, checkpoint)
+  num_samples = int(num_samples or DEFAULT_NUM_SAMPLES[model.data_kind])
+  num_replicas = strategy.num_replicas_in_sync
+  batch_size = -(-int(batch_size) // num_replicas) * num_replicas
+
+  images = datasets.load(dataset, split, data_dir=data_dir)
+  size = training.cardinality(images)
+  images = training.strided_subset(images, max_examples, size)
+  total = size if max_examples is None else min(size, max_examples)
+
+  likelihood_kwargs = {} if chunk_size is None else {'chunk_size': int(chunk_size)}
+
+  def statistics(x, seed_pair):
+    elbo_seed, likelihood_seed = tf.unstack(tf.random.experimental.stateless_split(seed_pair, 2))
+    outputs = model.elbo(x, elbo_seed, training=False)
+    return {
+        'log_likelihood': model.log_likelihood(x, num_samples, likelihood_seed,
+                                               **likelihood_kwargs),
+        'elbo': outputs['elbo'],
+        'kl': outputs['kl'],
+        'log_px_z': outputs['log_px_z'],
+    }
+
+  evaluator = training.DistributedEvaluator(strategy, statistics, seed=seed,
+                                            salt=EVALUATION_SALT)
+  bar = ProgressBar(total, f'eval {split} K={num_samples}') if progress else None
+  totals = evaluator(training.padded_batches(images, batch_size), progress=bar)
+  means, errors = training.means_from_sums(totals)
+
+  num_dims = int(model.num_dims)
+  nll = -means['log_likelihood']
+  report = {
+      'dataset': dataset,
+      'split': split,
+      'step': step,
+      'checkpoint': checkpoint,
+      'num_examples': int(round(totals['count'])),
+      'num_samples': num_samples,
+      'num_dims': num_dims,
+      'nll_nats': nll,
+      'nll_stderr_nats': errors['log_likelihood'],
+      'bits_per_dim': float(objectives.bits_per_dim(nll, num_dims)),
+      'elbo_nats': means['elbo'],
+      'nll_bound_nats': -means['elbo'],
+      'nll_bound_bits_per_dim': float(objectives.bits_per_dim(-means['elbo'], num_dims)),
+      'kl_nats': means['kl'],
+      'kl_bits': means['kl'] / float(np.log(2.0)),
+      'reconstruction_nats': -means['log_px_z'],
+      'seconds': time.time() - began,
+  }
+  report = {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
+            for key, value in report.items()}
+  write_json_atomically(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
+  return report

@@ -1,0 +1,138 @@
+"""Image grids of samples and of lossy reconstructions, as PNG files (pillow) or summary images.
+
+A lossy reconstruction grid has one row per test image: the image, then several decodings of one z
+drawn from its own posterior q(z|x). What stays the same along a row is what z encodes (for a VLAE,
+global structure); what changes is what the local-window decoder makes up (texture, stroke details).
+
+This module only needs a model that follows the `VLAE` contract (`sample`, `encode`, `decode`,
+`data_kind`); restoring a run directory is `training.restore_averaged_model`.
+"""
+
+import math
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+SAMPLES_FILE = 'samples_{step}.png'
+RECONSTRUCTIONS_FILE = 'reconstructions_{step}.png'
+
+
+def to_uint8(images, data_kind):
+  """[N, H, W, C] images of the model's kind (binary {0, 1} or 8-bit 0..255) as uint8 0..255."""
+  images = np.asarray(images, np.float32)
+  if data_kind == 'binary':
+    images = images * 255.0
+  elif data_kind != '8bit':
+    raise ValueError(f'Unknown data kind {data_kind!r}.')
+  return np.clip(np.round(images), 0, 255).astype(np.uint8)
+
+
+def image_grid(images, columns=None, padding=1, background=128):
+  """Tiles [N, H, W, C] uint8 images into one [rows * (H + p) + p, columns * (W + p) + p, C] image.
+
+  Args:
+    images: uint8 array [N, H, W, C].
+    columns: images per row (default: ceil(sqrt(N))).
+    padding: pixels between and around tiles.
+    background: the padding's grey level.
+
+  Returns:
+    A uint8 array [height, width, C].
+  """
+  images = np.asarray(images)
+  count, height, width, channels = images.shape
+  columns = columns or max(int(math.ceil(math.sqrt(count))), 1)
+  rows = max(int(math.ceil(count / columns)), 1)
+  grid = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding,
+                  channels), background, images.dtype)
+  for index, image in enumerate(images):
+    row, column = divmod(index, columns)
+    top = padding + row * (height + padding)
+    left = padding + column * (width + padding)
+    grid[top:top + height, left:left + width] = image
+  return grid
+
+
+def reconstruction_rows(originals, decodings):
+  """Interleaves [n, ...] originals with k [n, ...] decodings: row i = original i, decodings of i.
+
+  Returns:
+    [n * (1 + k), H, W, C], to tile with `image_grid(..., columns=1 + k)`.
+  """
+  stacked = np.stack([np.asarray(originals)] + [np.asarray(d) for d in decodings], axis=1)
+  return stacked.reshape((-1,) + stacked.shape[2:])
+
+
+def write_png(path, grid):
+  """Writes a uint8 [H, W, 1 or 3] grid as PNG atomically (temporary file, then os.replace)."""
+  grid = np.asarray(grid, np.uint8)
+  image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.png')
+  os.close(handle)
+  try:
+    image.save(temporary, format='PNG')
+    os.replace(temporary, path)
+  except BaseException:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+    raise
+  return path
+
+
+def _seed(seed, salt):
+  return tf.cast(tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), salt),
+                 tf.int32)
+
+
+def sample_grid(model, num_images, seed=0, batch_size=64):
+  """A uint8 grid of `num_images` samples of `model` (in batches of `batch_size`)."""
+  sample = tf.function(model.sample)
+  batches = []
+  for index, start in enumerate(range(0, num_images, batch_size)):
+    count = min(batch_size, num_images - start)
+    batches.append(sample(count, _seed(seed, 2 * index)).numpy())
+  images = np.concatenate(batches, axis=0)
+  return image_grid(to_uint8(images, model.data_kind))
+
+
+def reconstruction_grid(model, images, num_decodings=7, seed=0):
+  """Each image followed by `num_decodings` decodings of one z ~ q(z|x): a uint8 grid, one row each.
+
+  Args:
+    model: a VLAE (averaged weights).
+    images: [n, H, W, C] float32 images of the model's data kind.
+    num_decodings: decodings per image.
+    seed: integer seed.
+
+  Returns:
+    A uint8 grid of n rows and 1 + num_decodings columns.
+  """
+  encode = tf.function(lambda x, s: model.encode(x, s)[1])
+  decode = tf.function(model.decode)
+  z = encode(tf.convert_to_tensor(images, tf.float32), _seed(seed, 1))
+  decodings = [decode(z, _seed(seed, 3 + 2 * i)).numpy() for i in range(num_decodings)]
+  rows = reconstruction_rows(images, decodings)
+  return image_grid(to_uint8(rows, model.data_kind), columns=1 + num_decodings)
+
+
+def write_grids(model, output_dir, step, num_images=64, reconstruction_images=None,
+                num_decodings=7, seed=0):
+  """Writes samples_<step>.png and, given images, reconstructions_<step>.png to `output_dir`.
+
+  Returns:
+    {'samples': path, 'reconstructions': path (when images were given)}.
+  """
+  paths = {}
+  if num_images:
+    paths['samples'] = write_png(os.path.join(output_dir, SAMPLES_FILE.format(step=step)),
+                                 sample_grid(model, num_images, seed))
+  if reconstruction_images is not None and len(reconstruction_images):
+    paths['reconstructions'] = write_png(
+        os.path.join(output_dir, RECONSTRUCTIONS_FILE.format(step=step)),
+        reconstruction_grid(model, reconstruction_images, num_decodings, seed))
+  return paths

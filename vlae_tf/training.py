@@ -1,0 +1,885 @@
+"""Training: the distribution strategy, the replica step, Polyak averaging, checkpoints, summaries.
+
+The split follows Orbit: `Trainer` owns the inner step (one `tf.function` that runs several steps
+on every replica without leaving the graph) and `train()` owns the outer loop (checkpoints,
+validation, summaries, the progress line, the operative config).
+
+Objective. With R replicas, a global batch of B images, and replica r holding the images B_r, each
+replica minimizes
+
+    loss_r = sum_{i in B_r} -log p(x_i | z_i) / B  +  max(mean_{i in B_r} KL_i, lambda * D) / R
+
+where D = H * W * C and KL_i is the Monte-Carlo KL of image i. Replica gradients are summed (one
+all-reduce), so the applied gradient is that of
+
+    sum_r loss_r = mean_B -log p(x|z)  +  mean_r max(mean_{B_r} KL, lambda * D),
+
+which is the free-bits objective of the paper's scripts, max(mean_B KL, lambda * D), whenever all
+replicas are on the same side of the threshold (always once the KL is well above lambda * D, and
+exactly with one replica). With soft free bits (CIFAR-10) the loss is
+sum_{B_r} (-log p(x|z) + gamma * KL) / B, and gamma follows the global batch-mean KL.
+
+Polyak averaging. After every optimizer step, on every device,
+
+    average <- decay * average + (1 - decay) * weight          (trainable floating-point weights)
+    average <- weight                                           (every other variable)
+
+The averages live in a second instance of the model (`averaged_model`), whose variables are
+mirrored like the trained ones and are updated in cross-replica context by
+`strategy.extended.update`, one device at a time from that device's copy of the weights: the copies
+stay identical without extra communication. Validation, sampling, evaluation and export use
+`averaged_model`, which checkpoints save under the key `averaged_model`.
+
+Randomness and data. Every random draw is stateless: the seed of replica r at step s is
+fold_in(fold_in(fold_in([seed, 0], TRAIN_SALT), s), r), and the data order is a function of
+(seed, step): epoch e is the training set shuffled with its own seed, and a resumed run skips to
+element s * B. So the RNG state and the data position are the step, and a checkpoint holds step,
+model, averaged model and optimizer (and gamma with soft free bits); no tf.data iterator is saved
+(that would serialize the in-memory dataset into every checkpoint). A resumed run reproduces the
+uninterrupted run exactly when `datasets.load` is deterministic (the static binarizations, CIFAR);
+a dynamically binarized training set restarts its sequence of binarizations, which is
+statistically equivalent but not identical.
+
+Run directory (model_dir):
+    config.gin              every binding the run was started with; eval/sample/export re-read it
+    operative_config.gin    the bindings actually used (written after the first step)
+    ckpt-<step>.*           checkpoints (tf.train.CheckpointManager)
+    train/, validation/     TensorBoard summaries
+"""
+
+import math
+import os
+import tempfile
+import time
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+# pylint: disable=unused-import
+# The modules whose gin registrations a run's config refers to.
+from vlae_tf import datasets
+from vlae_tf import flows
+from vlae_tf import likelihoods
+from vlae_tf import model as model_lib
+from vlae_tf import networks
+from vlae_tf import objectives
+from vlae_tf import pixelcnn
+from vlae_tf import sampling
+# pylint: enable=unused-import
+
+CONFIG_FILE = 'config.gin'
+OPERATIVE_CONFIG_FILE = 'operative_config.gin'
+
+# Salts that separate the random streams.
+TRAIN_SALT = 1
+VALIDATION_SALT = 2
+SUMMARY_SALT = 3
+DATA_SALT = 4
+
+METRIC_KEYS = ('loss', 'elbo', 'kl', 'log_px_z', 'gradient_norm', 'kl_weight')
+
+
+class RunError(Exception):
+  """A run directory is missing something (config, checkpoint): a user error, not a bug."""
+
+
+class CheckpointNotFoundError(RunError, FileNotFoundError):
+  """There is no checkpoint in the run directory."""
+
+
+class ConfigNotFoundError(RunError, FileNotFoundError):
+  """There is no saved gin config in the run directory."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Factories (the gin roots that say which strategy and which model).
+
+
+@gin.configurable
+def make_strategy(devices=None):
+  """The strategy: multi-worker when TF_CONFIG is set, else mirrored over the local devices.
+
+  On CPU-only devices the replicas reduce through one device (`ReductionToOneDevice`) instead of
+  collective ops: every `MirroredStrategy` numbers its collective instances from the same start,
+  so two CPU strategies in one process (tests, notebooks) that all-reduce tensors of different
+  shapes would collide ("Shape mismatch in the collective instance").
+
+  Args:
+    devices: local devices for `MirroredStrategy` (default: every GPU, else every CPU device).
+
+  Returns:
+    A `tf.distribute.Strategy`.
+  """
+  if os.environ.get('TF_CONFIG'):
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  strategy = tf.distribute.MirroredStrategy(devices=devices)
+  worker_devices = strategy.extended.worker_devices
+  if all(tf.DeviceSpec.from_string(d).device_type == 'CPU' for d in worker_devices):
+    strategy = tf.distribute.MirroredStrategy(
+        devices=worker_devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+  return strategy
+
+
+@gin.configurable
+def make_model(model_cls=model_lib.VLAE):
+  """Constructs the model from gin (`model_cls()`, every argument bound in gin)."""
+  return model_cls()
+
+
+def create_variables(model):
+  """Creates every variable of `model` without data-dependent initialization.
+
+  Used before restoring a checkpoint (whose values overwrite these) and to give the averaged model
+  its variables: one ELBO of a single all-zero image, which is a valid binary and 8-bit image.
+  """
+  images = tf.zeros([1, *model.image_shape], tf.float32)
+  model.elbo(images, tf.zeros([2], tf.int32), training=False)
+
+
+def stateless_seed(seed, *salts):
+  """An int32 [2] stateless seed from an integer seed and integer salts (Python ints or tensors)."""
+  result = tf.constant([seed, 0], tf.int64)
+  for salt in salts:
+    result = tf.random.experimental.stateless_fold_in(result, tf.cast(salt, tf.int64))
+  return tf.cast(result, tf.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Polyak averaging.
+
+
+class ExponentialMovingAverage:
+  """Polyak averaging of one model's variables into another's (same architecture, same order).
+
+      average <- decay * average + (1 - decay) * weight     trainable floating-point variables
+      average <- weight                                      every other variable
+
+  `update()` runs in cross-replica context (after `strategy.run`): `strategy.extended.update`
+  applies the assignment on every device from that device's copy of the weight, so the mirrored
+  copies stay equal.
+  The averages need no slot of their own in checkpoints: they are the averaged model's variables.
+  """
+
+  def __init__(self, weights, averages, decay, strategy=None):
+    """Pairs the variables.
+
+    Args:
+      weights: the trained variables (`model.variables`).
+      averages: the averaged model's variables, in the same order.
+      decay: the Polyak decay, e.g. 0.998.
+      strategy: the strategy that owns the variables (default: the current one).
+
+    Raises:
+      ValueError: when the two lists do not pair up by shape and dtype.
+    """
+    weights, averages = list(weights), list(averages)
+    if len(weights) != len(averages):
+      raise ValueError(f'{len(weights)} weights but {len(averages)} averages.')
+    for weight, average in zip(weights, averages):
+      if weight.shape != average.shape or weight.dtype != average.dtype:
+        raise ValueError(f'Cannot average {weight.name} {weight.shape} {weight.dtype!r} into '
+                         f'{average.name} {average.shape} {average.dtype!r}.')
+    self.decay = float(decay)
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self._pairs = list(zip(weights, averages))
+
+  def _is_averaged(self, weight):
+    return weight.trainable and weight.dtype.is_floating
+
+  def copy(self):
+    """average <- weight for every variable (the start of training)."""
+    self._apply(lambda average, weight: average.assign(weight))
+
+  def update(self):
+    """One averaging step; call in cross-replica context."""
+    decay = self.decay
+
+    def average_fn(average, weight):
+      return average.assign(decay * average + (1.0 - decay) * weight)
+
+    def copy_fn(average, weight):
+      return average.assign(weight)
+
+    strategy = self.strategy
+    updates = []
+    for weight, average in self._pairs:
+      fn = average_fn if self._is_averaged(weight) else copy_fn
+      updates.append(strategy.extended.update(average, fn, args=(weight,), group=False))
+    return updates
+
+  def _apply(self, fn):
+    for weight, average in self._pairs:
+      self.strategy.extended.update(average, fn, args=(weight,), group=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and the distributed step.
+
+
+def replica_loss(outputs, global_batch_size, free_bits_lambda, num_dims, num_replicas,
+                 kl_weight=None):
+  """One replica's share of the global loss (see the module docstring).
+
+  Args:
+    outputs: `model.elbo` of this replica's images: dict of [b] tensors (nats per image).
+    global_batch_size: B, the number of images over all replicas.
+    free_bits_lambda: lambda, nats per data dimension.
+    num_dims: D = H * W * C.
+    num_replicas: R.
+    kl_weight: None for free bits; else gamma of soft free bits, and the loss is
+      sum_{B_r} (-log p(x|z) + gamma * KL) / B.
+
+  Returns:
+    The scalar loss; summed over replicas it is the global objective.
+  """
+  if kl_weight is not None:
+    return tf.nn.compute_average_loss(-outputs['log_px_z'] + kl_weight * outputs['kl'],
+                                      global_batch_size=global_batch_size)
+  reconstruction = tf.nn.compute_average_loss(-outputs['log_px_z'],
+                                              global_batch_size=global_batch_size)
+  kl_term = objectives.free_bits_kl(outputs['kl'], free_bits_lambda, num_dims)
+  return reconstruction + kl_term / num_replicas
+
+
+def split_for_replicas(strategy, tensors):
+  """Distributes a global batch (a nest of [B, ...] tensors): replica r gets rows [r*b, (r+1)*b).
+
+  Every worker holds the same global batch, so this also works for multi-worker strategies.
+  """
+  num_replicas = strategy.num_replicas_in_sync
+  first = tf.nest.flatten(tensors)[0]
+  batch = first.shape[0]
+  if batch is None:  # Known at run time only.
+    batch = tf.shape(first)[0]
+    with tf.control_dependencies([tf.debugging.assert_equal(
+        batch % num_replicas, 0, message='The global batch must be a multiple of the number of '
+        'replicas.')]):
+      per_replica = tf.identity(batch // num_replicas)
+  elif batch % num_replicas:
+    raise ValueError(f'The global batch ({batch}) must be a multiple of the number of replicas '
+                     f'({num_replicas}).')
+  else:
+    per_replica = batch // num_replicas
+
+  def value_fn(context):
+    start = context.replica_id_in_sync_group * per_replica
+    return tf.nest.map_structure(lambda t: t[start:start + per_replica], tensors)
+
+  return strategy.experimental_distribute_values_from_function(value_fn)
+
+
+class Trainer:
+  """The inner loop: a distributed train step with free bits, Adamax and Polyak averaging.
+
+  Create it under no scope; it enters `strategy.scope()` for its own variables. The models and the
+  optimizer must have been created under the same strategy's scope.
+  """
+
+  def __init__(self, strategy, model, averaged_model, optimizer, *, global_batch_size,
+               free_bits_lambda, ema_decay, seed, soft_free_bits=None):
+    """Holds the training state.
+
+    Args:
+      strategy: the `tf.distribute.Strategy`.
+      model: the trained model.
+      averaged_model: a second instance of the same model, for the Polyak averages.
+      optimizer: a tf_keras optimizer.
+      global_batch_size: B.
+      free_bits_lambda: lambda, nats per data dimension.
+      ema_decay: Polyak decay.
+      seed: integer seed.
+      soft_free_bits: an `objectives.SoftFreeBits` (created under the strategy scope) to use soft
+        free bits instead of free bits; its gamma is updated after every step with the global
+        batch-mean KL.
+    """
+    self.strategy = strategy
+    self.model = model
+    self.averaged_model = averaged_model
+    self.optimizer = optimizer
+    self.global_batch_size = int(global_batch_size)
+    self.free_bits_lambda = float(free_bits_lambda)
+    self.ema_decay = float(ema_decay)
+    self.seed = int(seed)
+    self.soft_free_bits = soft_free_bits
+    with strategy.scope():
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step',
+                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.ema = None
+    self._train_loop = tf.function(self._train_loop_fn)
+    self._gradients = tf.function(self._gradients_fn)
+
+  def build(self):
+    """Pairs the averaged model with the model and creates the optimizer slots.
+
+    Call after both models have their variables (`initialize` / `create_variables`).
+    """
+    with self.strategy.scope():
+      self.ema = ExponentialMovingAverage(self.model.variables, self.averaged_model.variables,
+                                          self.ema_decay, self.strategy)
+      self.optimizer.build(self.model.trainable_variables)
+
+  def checkpoint(self):
+    """The training state. Data position and seeds are functions of `step`."""
+    state = dict(step=self.step, model=self.model, averaged_model=self.averaged_model,
+                 optimizer=self.optimizer)
+    if self.soft_free_bits is not None:
+      state['soft_free_bits'] = self.soft_free_bits
+    return tf.train.Checkpoint(**state)
+
+  # Replica context.
+
+  def _replica_gradients(self, images):
+    """Loss, gradients (summed over replicas) and metric sums of one replica's images."""
+    context = tf.distribute.get_replica_context()
+    seed = stateless_seed(self.seed, TRAIN_SALT, self.step, context.replica_id_in_sync_group)
+    variables = self.model.trainable_variables
+    with tf.GradientTape() as tape:
+      outputs = self.model.elbo(images, seed, training=True)
+      kl_weight = None if self.soft_free_bits is None else self.soft_free_bits.gamma
+      loss = replica_loss(outputs, self.global_batch_size, self.free_bits_lambda,
+                          self.model.num_dims, self.strategy.num_replicas_in_sync, kl_weight)
+    gradients = tape.gradient(loss, variables)
+    pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+    if len(pairs) != len(variables):
+      unused = [v.name for g, v in zip(gradients, variables) if g is None]
+      logging.log_first_n(logging.WARNING, 'No gradient for %s', 1, unused)
+    gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
+    sums = {
+        'loss': loss,
+        'elbo': tf.reduce_sum(outputs['elbo']),
+        'kl': tf.reduce_sum(outputs['kl']),
+        'log_px_z': tf.reduce_sum(outputs['log_px_z']),
+    }
+    return gradients, [v for _, v in pairs], sums
+
+  def _replica_step(self, images):
+    gradients, variables, sums = self._replica_gradients(images)
+    gradient_norm = tf.linalg.global_norm(gradients)
+    self.optimizer.apply_gradients(zip(gradients, variables), skip_gradients_aggregation=True)
+    return sums, gradient_norm
+
+  # Cross-replica context.
+
+  def _reduce(self, sums, gradient_norm):
+    strategy = self.strategy
+    total = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in sums.items()}
+    metrics = {'loss': total['loss']}
+    for key in ('elbo', 'kl', 'log_px_z'):
+      metrics[key] = total[key] / self.global_batch_size
+    metrics['gradient_norm'] = strategy.reduce(tf.distribute.ReduceOp.MEAN, gradient_norm,
+                                               axis=None)
+    if self.soft_free_bits is None:
+      metrics['kl_weight'] = tf.constant(1.0)
+    else:
+      metrics['kl_weight'] = self.soft_free_bits.gamma.read_value()  # gamma of this step
+    return metrics
+
+  def train_step(self, images):
+    """One step on a global batch [B, H, W, C] (call inside a tf.function); returns metrics."""
+    sums, gradient_norm = self.strategy.run(
+        self._replica_step, args=(split_for_replicas(self.strategy, images),))
+    metrics = self._reduce(sums, gradient_norm)
+    self.ema.update()
+    if self.soft_free_bits is not None:
+      with tf.control_dependencies([metrics['kl_weight']]):
+        self.soft_free_bits.update(metrics['kl'])
+    self.step.assign_add(1)
+    return metrics
+
+  def _train_loop_fn(self, iterator, num_steps):
+    totals = {key: tf.constant(0.0) for key in METRIC_KEYS}
+    for _ in tf.range(num_steps):
+      metrics = self.train_step(next(iterator))
+      totals = {key: totals[key] + tf.cast(metrics[key], tf.float32) for key in METRIC_KEYS}
+    return {key: value / tf.cast(num_steps, tf.float32) for key, value in totals.items()}
+
+  def train_loop(self, iterator, num_steps):
+    """Runs `num_steps` steps in one tf.function; returns metrics averaged over them (numpy)."""
+    metrics = self._train_loop(iterator, tf.constant(num_steps, tf.int32))
+    return {key: float(value) for key, value in metrics.items()}
+
+  def _gradients_fn(self, images):
+    gradients, _, sums = self.strategy.run(
+        self._replica_gradients, args=(split_for_replicas(self.strategy, images),))
+    local = [self.strategy.experimental_local_results(g)[0] for g in gradients]
+    loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums['loss'], axis=None)
+    return local, loss
+
+  def gradients(self, images):
+    """The gradients the optimizer would apply for a global batch, and the global loss (tests)."""
+    return self._gradients(images)
+
+  def learning_rate(self):
+    learning_rate = self.optimizer.learning_rate
+    if callable(learning_rate):
+      learning_rate = learning_rate(self.optimizer.iterations)
+    return float(tf.convert_to_tensor(learning_rate).numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# Data.
+
+
+def cardinality(images):
+  """The number of elements of a finite dataset (counted when tf.data does not know it)."""
+  count = int(images.cardinality())
+  if count == tf.data.INFINITE_CARDINALITY:
+    raise ValueError('Expected a finite dataset.')
+  if count < 0:
+    count = int(images.reduce(np.int64(0), lambda total, _: total + 1))
+  if count == 0:
+    raise ValueError('The dataset is empty.')
+  return count
+
+
+def training_batches(images, global_batch_size, seed, start_step=0, shuffle_buffer=None):
+  """Global training batches in an order that is a function of (seed, step) only.
+
+  Epoch e is `images` shuffled with the seed (seed, e); batches run across epoch boundaries.
+  Starting at `start_step` skips to element start_step * B, reading at most one epoch.
+
+  Args:
+    images: the unbatched training images (finite).
+    global_batch_size: B.
+    seed: integer seed.
+    start_step: the step of the first batch.
+    shuffle_buffer: shuffle buffer size (default: the whole dataset).
+
+  Returns:
+    An infinite dataset of [B, H, W, C] batches.
+  """
+  size = cardinality(images)
+  first_epoch, offset = divmod(int(start_step) * global_batch_size, size)
+  buffer = size if shuffle_buffer is None else min(size, shuffle_buffer)
+
+  def epoch(index):
+    epoch_seed = tf.random.stateless_uniform(  # A full-range int64 from (seed, index).
+        [], seed=stateless_seed(seed, DATA_SALT, index), minval=None, maxval=None, dtype=tf.int64)
+    return images.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+
+  batches = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+  return batches.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def strided_subset(images, max_examples, size=None):
+  """At most `max_examples` elements spread over the whole dataset: every k-th, k = size // max.
+
+  Taking the first examples instead would be biased on sorted splits (the static MNIST test set is
+  sorted by class).
+  """
+  if max_examples is None:
+    return images
+  if max_examples <= 0:
+    return images.take(0)
+  size = cardinality(images) if size is None else size
+  if max_examples >= size:
+    return images
+  stride = size // max_examples
+  return images.shard(stride, 0).take(max_examples)
+
+
+def padded_batches(images, global_batch_size):
+  """Batches of exactly `global_batch_size`: (images, weights), the tail padded with zero images.
+
+  Weights are 1 for real images and 0 for padding, so every replica gets a full, static-shape batch.
+  """
+
+  def pad(batch):
+    count = tf.shape(batch)[0]
+    padding = global_batch_size - count
+    batch = tf.pad(batch, [[0, padding], [0, 0], [0, 0], [0, 0]])
+    weights = tf.pad(tf.ones([count], tf.float32), [[0, padding]])
+    batch = tf.ensure_shape(batch, [global_batch_size] + batch.shape[1:].as_list())
+    return batch, tf.ensure_shape(weights, [global_batch_size])
+
+  return images.batch(global_batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
+
+
+class DistributedEvaluator:
+  """Weighted sums of per-image statistics over a dataset, computed on every replica.
+
+  `statistics_fn(images, seed)` maps [b, H, W, C] images and an int32 [2] seed to a dict of [b]
+  tensors. `__call__` returns, for every key, the sum and the sum of squares over the real images,
+  and the number of images. Seeds depend on (seed, salt, batch index, replica id) only.
+  """
+
+  def __init__(self, strategy, statistics_fn, seed=0, salt=VALIDATION_SALT):
+    self.strategy = strategy
+    self._statistics_fn = statistics_fn
+    self._seed = int(seed)
+    self._salt = salt
+    self._step = tf.function(self._step_fn)
+
+  def _replica_fn(self, images, weights, batch_index):
+    context = tf.distribute.get_replica_context()
+    seed = stateless_seed(self._seed, self._salt, batch_index, context.replica_id_in_sync_group)
+    statistics = self._statistics_fn(images, seed)
+    sums = {}
+    for key, value in statistics.items():
+      value = tf.cast(value, tf.float32)
+      sums[key] = tf.reduce_sum(value * weights)
+      sums[key + '/squares'] = tf.reduce_sum(tf.square(value) * weights)
+    sums['count'] = tf.reduce_sum(weights)
+    return sums
+
+  def _step_fn(self, images, weights, batch_index):
+    per_replica = self.strategy.run(
+        self._replica_fn,
+        args=split_for_replicas(self.strategy, (images, weights)) + (batch_index,))
+    return {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for key, value in per_replica.items()}
+
+  def __call__(self, batches, progress=None):
+    """Accumulates over `batches` of (images, weights); `progress(count)` after every batch."""
+    totals = {}
+    for index, (images, weights) in enumerate(batches):
+      sums = self._step(images, weights, tf.constant(index, tf.int64))
+      for key, value in sums.items():
+        totals[key] = totals.get(key, 0.0) + float(value)
+      if progress is not None:
+        progress(int(totals['count']))
+    return totals
+
+
+def means_from_sums(totals):
+  """{key: mean} and {key: standard error of the mean} from `DistributedEvaluator` sums."""
+  count = max(totals.get('count', 0.0), 1.0)
+  means, errors = {}, {}
+  for key, value in totals.items():
+    if key == 'count' or key.endswith('/squares'):
+      continue
+    mean = value / count
+    variance = max(totals[key + '/squares'] / count - mean**2, 0.0)
+    means[key] = mean
+    errors[key] = math.sqrt(variance / count)
+  return means, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Run directories.
+
+
+def gin_search_path():
+  """The repository's gin/ folder (beside the package)."""
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'gin')
+
+
+def atomic_write_text(path, text):
+  """Writes `text` to `path` through a temporary file in the same directory and os.replace."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+  try:
+    with os.fdopen(handle, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temporary, path)
+  except BaseException:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+    raise
+
+
+def load_run_config(model_dir):
+  """Clears gin and parses <model_dir>/config.gin strictly (the config the run was started with)."""
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise ConfigNotFoundError(f'No {CONFIG_FILE} in {model_dir}: not a training run directory.')
+  gin.clear_config()
+  gin.add_config_file_search_path(gin_search_path())
+  gin.parse_config_file(path, skip_unknown=False)
+  return path
+
+
+def run_dataset():
+  """The dataset name bound to `train.dataset` in the parsed config."""
+  try:
+    return gin.query_parameter('train.dataset')
+  except ValueError as error:
+    raise RunError('The config binds no train.dataset.') from error
+
+
+def latest_checkpoint(model_dir):
+  """The newest checkpoint prefix in `model_dir`; CheckpointNotFoundError if there is none."""
+  if not os.path.isdir(model_dir):
+    raise CheckpointNotFoundError(f'No such run directory: {model_dir}')
+  path = tf.train.latest_checkpoint(model_dir)
+  if path is None:
+    raise CheckpointNotFoundError(f'No checkpoint in {model_dir}.')
+  return path
+
+
+def restore_averaged_model(model_dir, checkpoint_path=None):
+  """Builds the model from the parsed gin config and restores the Polyak-averaged weights.
+
+  Call under the strategy scope that should own the variables (or under none).
+
+  Returns:
+    (model, step, checkpoint_path).
+  """
+  checkpoint_path = checkpoint_path or latest_checkpoint(model_dir)
+  model = make_model()
+  create_variables(model)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+  status = tf.train.Checkpoint(step=step, averaged_model=model).restore(checkpoint_path)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  return model, int(step.numpy()), checkpoint_path
+
+
+def _is_chief(strategy):
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  if task_type == 'chief':
+    return True
+  return (task_type == 'worker' and task_id == 0 and
+          'chief' not in resolver.cluster_spec().as_dict())
+
+
+def _config_markdown(config):
+  """A gin config as TensorBoard markdown: comments as text, bindings as code blocks."""
+  lines = []
+  for line in config.splitlines():
+    if line.startswith('#'):
+      lines.append(line.lstrip('# '))
+    else:
+      lines.append('    ' + line)
+  return '\n'.join(lines)
+
+
+def _format_duration(seconds):
+  if not math.isfinite(seconds):
+    return '?'
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+
+
+# ---------------------------------------------------------------------------------------------
+# The outer loop.
+
+
+@gin.configurable(denylist=['model_dir', 'data_dir', 'strategy'])
+def train(model_dir,
+          data_dir=None,
+          dataset=gin.REQUIRED,
+          batch_size=128,
+          train_steps=100_000,
+          learning_rate=2e-3,
+          ema_decay=0.998,
+          free_bits_lambda=0.01,
+          soft_free_bits=False,
+          checkpoint_every=1000,
+          summary_every=100,
+          eval_every=5000,
+          eval_examples=1000,
+          eval_batch_size=None,
+          num_summary_images=16,
+          train_split='train',
+          eval_split='valid',
+          shuffle_buffer=None,
+          max_checkpoints_to_keep=3,
+          seed=0,
+          strategy=None):
+  """Trains a VLAE in `model_dir`, resuming from its latest checkpoint if there is one.
+
+  Args:
+    model_dir: the run directory (created if needed).
+    data_dir: where `datasets.load` finds raw data.
+    dataset: the dataset name for `datasets.load`.
+    batch_size: the global batch, a multiple of the number of replicas (paper: 128).
+    train_steps: the total number of steps (a resumed run stops here too).
+    learning_rate: Adamax learning rate (paper: 0.002).
+    ema_decay: Polyak averaging decay (paper: 0.998).
+    free_bits_lambda: free bits, nats per data dimension, on the batch-mean KL (paper: 0.01).
+    soft_free_bits: use soft free bits (the paper's CIFAR-10 runs) with the target
+      free_bits_lambda * D instead of free bits; configure `SoftFreeBits` in gin.
+    checkpoint_every: steps between checkpoints (one is also written at the end).
+    summary_every: steps between scalar summaries and progress lines.
+    eval_every: steps between validation ELBOs (averaged weights) and image summaries; 0: only
+      at the end.
+    eval_examples: validation images (a strided subset of `eval_split`); None: all; 0: no
+      validation (and no image summaries).
+    eval_batch_size: validation batch (default: `batch_size`).
+    num_summary_images: samples and reconstructions in image summaries; 0 disables them.
+    train_split: the split to train on.
+    eval_split: the split to validate on.
+    shuffle_buffer: shuffle buffer (default: the whole training set).
+    max_checkpoints_to_keep: checkpoints kept by the CheckpointManager.
+    seed: the seed of every random draw (data order, model noise).
+    strategy: a `tf.distribute.Strategy` (default: `make_strategy()`).
+
+  Returns:
+    The last validation metrics (means over the validation images, nats).
+  """
+  strategy = strategy or make_strategy()
+  chief = _is_chief(strategy)
+  num_replicas = strategy.num_replicas_in_sync
+  if batch_size % num_replicas:
+    raise ValueError(f'batch_size {batch_size} is not a multiple of {num_replicas} replicas.')
+  eval_batch_size = eval_batch_size or batch_size
+  eval_batch_size = -(-eval_batch_size // num_replicas) * num_replicas
+  os.makedirs(model_dir, exist_ok=True)
+  if chief:
+    atomic_write_text(os.path.join(model_dir, CONFIG_FILE), gin.config_str())
+
+  train_images = datasets.load(dataset, train_split, data_dir=data_dir, seed=seed)
+  eval_images = strided_subset(datasets.load(dataset, eval_split, data_dir=data_dir, seed=seed),
+                               eval_examples)
+
+  with strategy.scope():
+    model = make_model()
+    averaged_model = make_model()
+    optimizer = keras.optimizers.Adamax(learning_rate=learning_rate)
+    soft = (objectives.SoftFreeBits(model.num_dims, lambda_per_dim=free_bits_lambda)
+            if soft_free_bits else None)
+  trainer = Trainer(strategy, model, averaged_model, optimizer, global_batch_size=batch_size,
+                    free_bits_lambda=free_bits_lambda, ema_decay=ema_decay, seed=seed,
+                    soft_free_bits=soft)
+  checkpoint = trainer.checkpoint()
+  checkpoint_dir = model_dir if chief else os.path.join(
+      model_dir, 'worker_tmp', f'{strategy.cluster_resolver.task_type}_'
+      f'{strategy.cluster_resolver.task_id}')
+  manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir,
+                                       max_to_keep=max_checkpoints_to_keep,
+                                       step_counter=trainer.step)
+  latest = tf.train.latest_checkpoint(model_dir)
+  with strategy.scope():
+    if latest:
+      create_variables(model)
+      create_variables(averaged_model)
+      trainer.build()
+      checkpoint.restore(latest).assert_existing_objects_matched()
+      logging.info('Resumed from %s at step %d.', latest, int(trainer.step.numpy()))
+    else:
+      first_batch = next(iter(training_batches(train_images, batch_size, seed, 0,
+                                               shuffle_buffer)))
+      model.initialize(first_batch)
+      create_variables(averaged_model)
+      trainer.build()
+      trainer.ema.copy()
+      logging.info('Initialized %s from a batch of %d images.', type(model).__name__,
+                   batch_size)
+  start_step = int(trainer.step.numpy())
+  iterator = iter(training_batches(train_images, batch_size, seed, start_step, shuffle_buffer))
+
+  if chief:
+    writers = {name: tf.summary.create_file_writer(os.path.join(model_dir, name))
+               for name in ('train', 'validation')}
+  else:
+    writers = {name: tf.summary.create_noop_writer() for name in ('train', 'validation')}
+
+  validator = DistributedEvaluator(
+      strategy, lambda images, seed_: averaged_model.elbo(images, seed_, training=False),
+      seed=seed, salt=VALIDATION_SALT)
+  summary_sampler = tf.function(averaged_model.sample)
+  summary_encoder = tf.function(lambda images, seed_: averaged_model.encode(images, seed_)[1])
+  summary_decoder = tf.function(averaged_model.decode)
+  num_dims = model.num_dims
+  validation = {}
+
+  def validate(step):
+    totals = validator(padded_batches(eval_images, eval_batch_size))
+    means, _ = means_from_sums(totals)
+    means['nll_bound'] = -means['elbo']
+    with writers['validation'].as_default(step=step):
+      _write_elbo_scalars(means, num_dims)
+      if num_summary_images:
+        _write_image_summaries(averaged_model, eval_images, num_summary_images, seed, step,
+                               summary_sampler, summary_encoder, summary_decoder)
+    logging.info('validation step %d: elbo %.3f nats (%.4f bits/dim bound), kl %.3f nats, '
+                 'log p(x|z) %.3f nats, %d images', step, means['elbo'],
+                 objectives.bits_per_dim(-means['elbo'], num_dims), means['kl'],
+                 means['log_px_z'], int(totals['count']))
+    return means
+
+  step = start_step
+  wrote_operative_config = False
+  last_checkpoint = start_step if latest else None
+  while step < train_steps:
+    # Run to the next boundary; the first chunk of a process is one step, after which the
+    # operative config is complete.
+    boundaries = [train_steps]
+    for every in (summary_every, checkpoint_every, eval_every):
+      if every:
+        boundaries.append((step // every + 1) * every)
+    num_steps = 1 if not wrote_operative_config else min(boundaries) - step
+    began = time.time()
+    metrics = trainer.train_loop(iterator, num_steps)
+    seconds = time.time() - began
+    step += num_steps
+    if not math.isfinite(metrics['loss']):
+      raise FloatingPointError(f'The loss is {metrics["loss"]} at step {step}.')
+
+    if not wrote_operative_config:
+      wrote_operative_config = True
+      if chief:
+        operative = gin.operative_config_str()
+        atomic_write_text(os.path.join(model_dir, OPERATIVE_CONFIG_FILE), operative)
+        with writers['train'].as_default(step=step):
+          tf.summary.text('gin/operative_config', _config_markdown(operative))
+          tf.summary.text('gin/config', _config_markdown(gin.config_str()))
+
+    steps_per_second = num_steps / max(seconds, 1e-9)
+    examples_per_second = steps_per_second * batch_size
+    if step % summary_every == 0 or step == train_steps or step == start_step + 1:
+      with writers['train'].as_default(step=step):
+        _write_elbo_scalars(metrics, num_dims)
+        tf.summary.scalar('loss', metrics['loss'])
+        tf.summary.scalar('learning_rate', trainer.learning_rate())
+        tf.summary.scalar('gradient_norm', metrics['gradient_norm'])
+        tf.summary.scalar('kl_weight', metrics['kl_weight'])
+        tf.summary.scalar('steps_per_second', steps_per_second)
+        tf.summary.scalar('examples_per_second', examples_per_second)
+      logging.info(
+          'step %d/%d  loss %.3f  elbo %.3f  kl %.3f  |grad| %.3g  %.2f steps/s  %.0f examples/s'
+          '  ETA %s', step, train_steps, metrics['loss'], metrics['elbo'], metrics['kl'],
+          metrics['gradient_norm'], steps_per_second, examples_per_second,
+          _format_duration((train_steps - step) / steps_per_second))
+    if step % checkpoint_every == 0 or step == train_steps:
+      manager.save(checkpoint_number=step)
+      last_checkpoint = step
+    if eval_examples != 0 and ((eval_every and step % eval_every == 0) or step == train_steps):
+      validation = validate(step)
+    for writer in writers.values():
+      writer.flush()
+
+  if last_checkpoint != step:
+    manager.save(checkpoint_number=step)
+  if not validation and eval_examples != 0:
+    validation = validate(step)
+  if not chief:
+    tf.io.gfile.rmtree(checkpoint_dir)
+  return validation
+
+
+def _write_elbo_scalars(metrics, num_dims):
+  """ELBO terms in nats and bits (call under a default summary writer and step)."""
+  nll_bound = -metrics['elbo']
+  tf.summary.scalar('elbo_nats', metrics['elbo'])
+  tf.summary.scalar('nll_bound_nats', nll_bound)
+  tf.summary.scalar('nll_bound_bits_per_dim', objectives.bits_per_dim(nll_bound, num_dims))
+  tf.summary.scalar('kl_nats', metrics['kl'])
+  tf.summary.scalar('kl_bits', metrics['kl'] / math.log(2.0))
+  tf.summary.scalar('reconstruction_nats', -metrics['log_px_z'])
+
+
+def _write_image_summaries(model, eval_images, count, seed, step, sampler, encoder, decoder):
+  """A grid of samples, and of validation images each followed by 3 decodings of its own z."""
+  samples = sampler(count, stateless_seed(seed, SUMMARY_SALT, step, 0))
+  grid = sampling.image_grid(sampling.to_uint8(samples, model.data_kind))
+  tf.summary.image('samples', grid[None])
+  num_decodings = 3
+  originals = next(iter(eval_images.batch(max(count // (1 + num_decodings), 1))))
+  z = encoder(originals, stateless_seed(seed, SUMMARY_SALT, step, 1))
+  decodings = [decoder(z, stateless_seed(seed, SUMMARY_SALT, step, 2 + i))
+               for i in range(num_decodings)]
+  rows = sampling.reconstruction_rows(originals, decodings)
+  grid = sampling.image_grid(sampling.to_uint8(rows, model.data_kind), columns=1 + num_decodings)
+  tf.summary.image('reconstructions', grid[None])
+
