@@ -30,7 +30,7 @@ setuptools.setup(
         'scipy>=1.11',  # scipy.io.loadmat for the Caltech-101 and OMNIGLOT .mat files
     ],
     extras_require={
-        'test': ['pytest>=8'],
+        'test': ['pytest>=8', 'pytest-xdist>=3'],
     },
     scripts=sorted(glob.glob('bin/*')),
 )

@@ -34,3 +34,12 @@ def shared_data():
 def pytest_collection_modifyitems(items):
   """tf.test.TestCase.test_session is a context manager, not a test: keep it out of the counts."""
   items[:] = [item for item in items if item.name != 'test_session']
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gin_config():
+  """Every test starts and ends with an empty, unlocked gin config (binaries finalize it)."""
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  yield
+  gin.clear_config()

@@ -27,6 +27,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+# flows and likelihoods are imported so that gin configs naming their classes parse.
+from vlae_tf import flows  # pylint: disable=unused-import
+from vlae_tf import likelihoods  # pylint: disable=unused-import
 from vlae_tf import networks
 from vlae_tf import pixelcnn
 
@@ -154,8 +157,12 @@ class VLAE(keras.Model):
     """
     if not self.has_latent:
       return self.elbo(x, seed)['elbo']
-    chunk_size = max(1, min(int(chunk_size), int(num_samples)))
-    num_chunks = -(-int(num_samples) // chunk_size)
+    chunk_size = int(chunk_size)
+    if isinstance(num_samples, int):
+      chunk_size = max(1, min(chunk_size, num_samples))
+    num_samples = tf.convert_to_tensor(num_samples, tf.int32)  # k may be a tensor (SavedModel).
+    tf.debugging.assert_positive(num_samples, message='num_samples must be >= 1')
+    num_chunks = (num_samples + chunk_size - 1) // chunk_size
     encoded = self.encoder(self.likelihood.network_input(x))
     posterior = self.posterior(encoded.loc, encoded.scale, encoded.context)
     prior = self.prior_distribution()
@@ -173,7 +180,7 @@ class VLAE(keras.Model):
       used = tf.range(chunk_size) + chunk * chunk_size < num_samples  # [chunk]
       log_weights = tf.where(used[:, None], log_weights, -float('inf'))
       total = tf.reduce_logsumexp(tf.stack([total, tf.reduce_logsumexp(log_weights, 0)]), 0)
-    return total - math.log(num_samples)
+    return total - tf.math.log(tf.cast(num_samples, tf.float32))
 
   # -- Encoding, decoding, sampling -------------------------------------------------------------
 
@@ -203,7 +210,7 @@ class VLAE(keras.Model):
       [B, H, W, C] images.
     """
     if z is not None:
-      num_images = z.shape[0]
+      num_images = z.shape[0] if z.shape[0] is not None else tf.shape(z)[0]
     context = None if z is None else self.context_network(z)
     shape = [num_images, *self.image_shape]
     noise = self.likelihood.noise(shape, seed)
