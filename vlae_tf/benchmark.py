@@ -1,0 +1,558 @@
+"""Throughput benchmarks: training, importance-weighted evaluation, sampling, and a step profile.
+
+Every measurement is a median over timed repetitions after warm-up, reported as one JSON-able dict
+(`bin/benchmark` prints one line per dict) together with the machine it ran on: the float32 matmul
+peak measured in the same process, device, replicas, TensorFlow version, load average and peak
+memory.
+
+    what       how                                               keys
+    train      trainer.train_loop(iterator, n) of `training`,    images_per_s, flops_per_image,
+               exactly as `training.train` builds it (strategy,  peak_flops, fraction_of_peak
+               real data, data-dependent init, Polyak, Adamax)
+    eval       model.log_likelihood(x, K, seed, chunk) in a      importance_samples_per_s
+               tf.function on a batch of real images             (= batch * K / seconds)
+    sample     100 images with model.sample(method=...)          naive_seconds_per_100 ('sequential'),
+                                                                 fast_seconds_per_100 ('fast')
+    profile    forward and forward+backward of one replica's     seconds per part, with and without
+               loss, and each part of the ELBO on its own        XLA (jit_compile)
+
+FLOPs are counted, not estimated: `count_flops` walks the ops of a traced graph and adds, from
+their static shapes,
+
+    Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter   2 * prod(output-grad shape) * kh * kw * c_in
+    MatMul, BatchMatMul                                  2 * m * n * k
+    elementwise and reduction ops                        1 per element (reported apart)
+
+The training count is of the graph of one forward+backward pass of the loss (model.elbo, the
+free-bits loss, tape.gradient with respect to every trainable variable) on the global batch, so it
+includes the backward pass (about 2x the forward: a gradient for the inputs and one for the
+weights of every conv/matmul); the optimizer update, Polyak averaging and all-reduce are a few
+flops per parameter and are left out. `flops_per_image` counts matmul/conv multiply-adds as 2 FLOPs
+(the convention of the matmul peak it is divided by).
+"""
+
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Dict, List, Optional, Sequence
+
+import gin
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from vlae_tf import datasets
+from vlae_tf import training
+
+WHATS = ('train', 'eval', 'sample', 'profile')
+NUM_SAMPLE_IMAGES = 100
+SAMPLE_METHODS = {'sequential': 'naive', 'fast': 'fast', 'fixed_point': 'fixed_point'}
+
+_ELEMENTWISE_OPS = frozenset([
+    'Add', 'AddV2', 'Sub', 'Mul', 'RealDiv', 'Div', 'DivNoNan', 'Neg', 'Square', 'Sqrt', 'Rsqrt',
+    'Exp', 'Expm1', 'Log', 'Log1p', 'Softplus', 'Sigmoid', 'Tanh', 'Elu', 'Relu', 'EluGrad',
+    'ReluGrad', 'SigmoidGrad', 'TanhGrad', 'SoftplusGrad', 'Maximum', 'Minimum', 'BiasAdd',
+    'BiasAddGrad', 'SquaredDifference', 'Reciprocal', 'ReciprocalGrad', 'RsqrtGrad', 'SqrtGrad',
+    'Abs', 'Pow', 'SelectV2', 'Select', 'AddN'])
+_REDUCTION_OPS = frozenset(['Sum', 'Mean', 'Max', 'Min', 'Prod'])
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine.
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
+  """The measured float32 matmul rate: median over `repeats` of a [n, n] x [n, n] tf.function.
+
+  FLOPs per product = 2 * n^3. Runs on the default device (the first GPU if there is one).
+  """
+  a = tf.random.stateless_normal([size, size], seed=[1, 2])
+  b = tf.random.stateless_normal([size, size], seed=[3, 4])
+  product = tf.function(lambda a, b: tf.reduce_sum(tf.linalg.matmul(a, b)))
+  product(a, b).numpy()  # Warm-up: trace and first run.
+  seconds = _median_seconds(lambda: product(a, b).numpy(), repeats)
+  return 2.0 * size**3 / seconds
+
+
+def machine_info() -> Dict:
+  """Device, TensorFlow version, load average and peak memory, for every line."""
+  gpus = tf.config.list_physical_devices('GPU')
+  if gpus:
+    details = tf.config.experimental.get_device_details(gpus[0])
+    device = f'{len(gpus)}x {details.get("device_name", "GPU")}'
+  else:
+    device = f'CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)'
+  info = {
+      'device': device,
+      'tf_version': tf.__version__,
+      'load_average': [round(x, 2) for x in os.getloadavg()],
+      # Peak resident set of the whole process so far (Linux: KiB).
+      'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+  }
+  if gpus:
+    info['gpu_peak_memory_mb'] = round(
+        tf.config.experimental.get_memory_info('GPU:0')['peak'] / 2**20, 1)
+  return info
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  times = []
+  for _ in range(max(1, int(repeats))):
+    began = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - began)
+  return statistics.median(times)
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOP counting.
+
+
+def _shape(tensor) -> Optional[List[int]]:
+  shape = tensor.shape
+  if shape.rank is None or None in shape.as_list():
+    return None
+  return shape.as_list()
+
+
+def _op_flops(op) -> Optional[float]:
+  """Multiply-add FLOPs (2 per MAC) of one conv/matmul op, None when a shape is not static."""
+  kind = op.type
+  if kind == 'Conv2D':
+    filters, output = _shape(op.inputs[1]), _shape(op.outputs[0])
+    if filters is None or output is None:
+      return None
+    kh, kw, cin, _ = filters
+    return 2.0 * math.prod(output) * kh * kw * cin
+  if kind in ('Conv2DBackpropInput', 'Conv2DBackpropFilter'):
+    # inputs: (input_sizes, filter, out_backprop) / (input, filter_sizes, out_backprop).
+    filters = _shape(op.inputs[1]) if kind == 'Conv2DBackpropInput' else _shape(op.outputs[0])
+    grad = _shape(op.inputs[2])
+    if filters is None or grad is None:
+      return None
+    kh, kw, cin, _ = filters
+    return 2.0 * math.prod(grad) * kh * kw * cin
+  if kind == 'DepthwiseConv2dNative':
+    filters, output = _shape(op.inputs[1]), _shape(op.outputs[0])
+    if filters is None or output is None:
+      return None
+    return 2.0 * math.prod(output) * filters[0] * filters[1]
+  if kind == 'MatMul':
+    a, output = _shape(op.inputs[0]), _shape(op.outputs[0])
+    if a is None or output is None:
+      return None
+    k = a[0] if op.get_attr('transpose_a') else a[1]
+    return 2.0 * math.prod(output) * k
+  if kind in ('BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3'):
+    a, output = _shape(op.inputs[0]), _shape(op.outputs[0])
+    if a is None or output is None:
+      return None
+    k = a[-2] if op.get_attr('adj_x') else a[-1]
+    return 2.0 * math.prod(output) * k
+  return 0.0
+
+
+def _function_graph(graph, name):
+  """The FuncGraph of the library function `name` called from `graph` (or an enclosing graph).
+
+  Nested tf.functions (e.g. TFP's `WeightNorm.call`) and their gradients are `PartitionedCall`
+  ops whose bodies are library functions. TensorFlow has no public accessor for them; `Graph.
+  _get_function` is the one it uses itself, so a TF upgrade that breaks it fails loudly here.
+  """
+  while graph is not None:
+    function = graph._get_function(name)  # pylint: disable=protected-access
+    if function is not None:
+      return function.graph
+    graph = getattr(graph, 'outer_graph', None)
+  raise LookupError(f'Function {name} not found in the graph library.')
+
+
+def count_flops(graph) -> Dict[str, float]:
+  """FLOPs of one run of `graph` (e.g. `concrete_function.graph`), from static shapes.
+
+  Function calls (`PartitionedCall`, `StatefulPartitionedCall`) are counted through their bodies,
+  recursively; loop bodies (`While`) once, as if they ran one iteration (the training ELBO of the
+  shipped models has no loop).
+
+  Returns:
+    dict: matmul_conv (convolutions and matrix products, 2 per multiply-add), elementwise (one per
+    output element of elementwise ops, one per input element of reductions), unknown_shape_ops
+    (conv/matmul ops left out because a shape is dynamic), function_calls, loops.
+  """
+  totals = dict(matmul_conv=0.0, elementwise=0.0, unknown_shape_ops=0, function_calls=0, loops=0)
+
+  def visit(graph):
+    for op in graph.get_operations():
+      flops = _op_flops(op)
+      if flops is None:
+        totals['unknown_shape_ops'] += 1
+      else:
+        totals['matmul_conv'] += flops
+      if op.type in _ELEMENTWISE_OPS and op.outputs and _shape(op.outputs[0]) is not None:
+        totals['elementwise'] += math.prod(_shape(op.outputs[0]))
+      elif op.type in _REDUCTION_OPS and _shape(op.inputs[0]) is not None:
+        totals['elementwise'] += math.prod(_shape(op.inputs[0]))
+      elif op.type in ('PartitionedCall', 'StatefulPartitionedCall'):
+        totals['function_calls'] += 1
+        visit(_function_graph(graph, op.get_attr('f').name))
+      elif op.type in ('While', 'StatelessWhile'):
+        totals['loops'] += 1
+        visit(_function_graph(graph, op.get_attr('body').name))
+
+  visit(graph)
+  return totals
+
+
+def loss_function(model, global_batch_size: int, free_bits_lambda: float, backward: bool = True):
+  """A tf.function of (images, seed): the loss of one replica and, if `backward`, its gradients."""
+
+  def step(images, seed):
+    with tf.GradientTape() as tape:
+      outputs = model.elbo(images, seed, training=True)
+      loss = training.replica_loss(outputs, global_batch_size, free_bits_lambda, model.num_dims,
+                                   num_replicas=1)
+    if not backward:
+      return loss
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+  return step
+
+
+def train_step_flops(model, batch_size: int, free_bits_lambda: float,
+                     backward: bool = True) -> Dict[str, float]:
+  """`count_flops` of one forward(+backward) pass of the training loss on a batch, per image."""
+  step = tf.function(loss_function(model, batch_size, free_bits_lambda, backward))
+  graph = step.get_concrete_function(
+      tf.TensorSpec([batch_size, *model.image_shape], tf.float32),
+      tf.TensorSpec([2], tf.int32)).graph
+  counts = count_flops(graph)
+  for key in ('matmul_conv', 'elementwise'):
+    counts[key] /= batch_size
+  return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Models on real data.
+
+
+def real_batch(batch_size: int, data_dir=None, split='train', seed: int = 0) -> tf.Tensor:
+  """The first training batch of the gin-bound `train.dataset`, as `training.train` draws it."""
+  images = datasets.load(training.run_dataset(), split, data_dir=data_dir, seed=seed)
+  return next(iter(training.training_batches(images, batch_size, seed, 0, shuffle_buffer=1024)))
+
+
+def initialized_model(batch: tf.Tensor):
+  """A model from gin with its data-dependent init run on `batch` (no strategy)."""
+  model = training.make_model()
+  model.initialize(batch)
+  return model
+
+
+def _train_setting(name, default):
+  """The value bound to `train.<name>` in the parsed gin config (macros resolved), or `default`."""
+  try:
+    value = gin.query_parameter(f'train.{name}')
+  except ValueError:
+    return default
+  while isinstance(value, gin.config.ConfigurableReference):  # e.g. %BATCH_SIZE
+    value = value.scoped_configurable_fn()
+  return value
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmarks.
+
+
+def benchmark_train(batch_size: int, data_dir=None, steps_per_chunk: int = 20, repeats: int = 3,
+                    warmup: int = 1, strategy=None, peak_flops: Optional[float] = None) -> Dict:
+  """Training images/s of `training.Trainer.train_loop`, built as `training.train` builds it."""
+  strategy = strategy or training.make_strategy()
+  seed = _train_setting('seed', 0)
+  free_bits_lambda = _train_setting('free_bits_lambda', 0.01)
+  train_images = datasets.load(training.run_dataset(), 'train', data_dir=data_dir, seed=seed)
+  with strategy.scope():
+    model = training.make_model()
+    averaged_model = training.make_model()
+    optimizer = keras.optimizers.Adamax(learning_rate=_train_setting('learning_rate', 2e-3))
+    soft = None
+    if _train_setting('soft_free_bits', False):
+      from vlae_tf import objectives  # pylint: disable=g-import-not-at-top
+      soft = objectives.SoftFreeBits(model.num_dims, lambda_per_dim=free_bits_lambda)
+  trainer = training.Trainer(strategy, model, averaged_model, optimizer,
+                             global_batch_size=batch_size, free_bits_lambda=free_bits_lambda,
+                             ema_decay=_train_setting('ema_decay', 0.998), seed=seed,
+                             soft_free_bits=soft)
+  shuffle_buffer = _train_setting('shuffle_buffer', None)
+  with strategy.scope():
+    first_batch = next(iter(training.training_batches(train_images, batch_size, seed, 0,
+                                                      shuffle_buffer)))
+    model.initialize(first_batch)
+    training.create_variables(averaged_model)
+    trainer.build()
+    trainer.ema.copy()
+  iterator = iter(training.training_batches(train_images, batch_size, seed, 0, shuffle_buffer))
+
+  for _ in range(max(1, warmup)):  # The first call traces; run at least one.
+    trainer.train_loop(iterator, steps_per_chunk)
+  seconds = _median_seconds(lambda: trainer.train_loop(iterator, steps_per_chunk), repeats)
+
+  counted = train_step_flops(model, batch_size, free_bits_lambda, backward=True)
+  forward = train_step_flops(model, batch_size, free_bits_lambda, backward=False)
+  images_per_s = steps_per_chunk * batch_size / seconds
+  peak = peak_flops or matmul_peak_flops()
+  num_parameters = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+  return {
+      'what': 'train',
+      'images_per_s': images_per_s,
+      'steps_per_s': steps_per_chunk / seconds,
+      'flops_per_image': counted['matmul_conv'],
+      'flops_per_image_counted': 'forward+backward (conv/matmul, graph ops, static shapes)',
+      'forward_flops_per_image': forward['matmul_conv'],
+      'elementwise_flops_per_image': counted['elementwise'],
+      'counted_function_calls': counted['function_calls'],
+      'counted_loops': counted['loops'],
+      'peak_flops': peak,
+      'achieved_flops': images_per_s * counted['matmul_conv'],
+      'fraction_of_peak': images_per_s * counted['matmul_conv'] / peak,
+      'batch_size': batch_size,
+      'replicas': strategy.num_replicas_in_sync,
+      'steps_per_chunk': steps_per_chunk,
+      'repeats': repeats,
+      'trainable_parameters': num_parameters,
+      'gradient_bytes_per_step': 4 * num_parameters,
+  }
+
+
+def benchmark_eval(model, images: tf.Tensor, num_samples: int = 4096, chunk_size: int = 64,
+                   repeats: int = 3, warmup: int = 1) -> Dict:
+  """Importance samples per second of `model.log_likelihood` on `images` in a tf.function."""
+  log_likelihood = tf.function(
+      lambda x, seed: model.log_likelihood(x, num_samples, seed, chunk_size=chunk_size))
+  seed = tf.constant([0, 1], tf.int32)
+  for _ in range(max(1, warmup)):
+    log_likelihood(images, seed).numpy()
+  seconds = _median_seconds(lambda: log_likelihood(images, seed).numpy(), repeats)
+  batch = int(images.shape[0])
+  return {
+      'what': 'eval',
+      'importance_samples_per_s': batch * num_samples / seconds,
+      'seconds_per_batch': seconds,
+      'batch_size': batch,
+      'num_samples': num_samples,
+      'chunk_size': chunk_size,
+      'replicas': 1,
+      'repeats': repeats,
+  }
+
+
+def benchmark_sample(model, methods: Sequence[str] = ('sequential', 'fast'), repeats: int = 3,
+                     naive_repeats: int = 1, warmup: int = 1) -> Dict:
+  """Seconds to draw 100 images with each sampler, timed exactly (never extrapolated).
+
+  The naive sampler ('sequential', one decoder pass per pixel) is timed `naive_repeats` times;
+  its warm-up is one trace (`get_concrete_function`), not a run, so its time includes graph
+  optimization of the first run (a fraction of a second).
+  """
+  result = {'what': 'sample', 'num_images': NUM_SAMPLE_IMAGES, 'replicas': 1}
+  for method in methods:
+    key = SAMPLE_METHODS[method]
+    sampler = tf.function(lambda seed, method=method: model.sample(NUM_SAMPLE_IMAGES, seed,
+                                                                   method=method))
+    seed = tf.constant([2, 3], tf.int32)
+    if method == 'sequential':
+      sampler.get_concrete_function(seed)
+      result[f'{key}_seconds_per_100'] = _median_seconds(lambda: sampler(seed).numpy(),
+                                                         naive_repeats)
+      result[f'{key}_repeats'] = naive_repeats
+      result['naive_decoder_passes'] = math.prod(model.image_shape[:2])
+      result['naive_extrapolated'] = False
+    else:
+      for _ in range(max(1, warmup)):
+        sampler(seed).numpy()
+      result[f'{key}_seconds_per_100'] = _median_seconds(lambda: sampler(seed).numpy(), repeats)
+      result[f'{key}_repeats'] = repeats
+  return result
+
+
+def benchmark_profile(model, batch: tf.Tensor, repeats: int = 5, warmup: int = 1,
+                      jit: bool = True) -> Dict:
+  """Where one replica's step goes: forward, forward+backward and each ELBO part, timed apart.
+
+  Parts (forward only, each its own tf.function on the same batch): encoder + posterior sample,
+  prior log p(z) (the AF prior's MADE passes), context network g(z), PixelCNN decoder, pixel
+  likelihood. With `jit`, forward and forward+backward again under XLA (jit_compile=True).
+  """
+  batch_size = int(batch.shape[0])
+  seed = tf.constant([0, 1], tf.int32)
+  result = {'what': 'profile', 'batch_size': batch_size, 'replicas': 1, 'repeats': repeats}
+
+  def timed(fn, *args):
+    for _ in range(max(1, warmup)):
+      tf.nest.map_structure(lambda t: t.numpy(), fn(*args))
+    return _median_seconds(lambda: tf.nest.map_structure(lambda t: t.numpy(), fn(*args)),
+                           repeats)
+
+  variants = [('', False)] + ([('xla_', True)] if jit else [])
+  for prefix, jit_compile in variants:
+    for name, backward in (('forward', False), ('forward_backward', True)):
+      fn = tf.function(loss_function(model, batch_size, 0.01, backward), jit_compile=jit_compile)
+      try:
+        result[f'{prefix}{name}_seconds'] = timed(fn, batch, seed)
+      except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+        result[f'{prefix}{name}_error'] = str(error).splitlines()[0][:200]
+
+  if model.has_latent:
+    encoded = model.encoder(model.likelihood.network_input(batch))
+    posterior = model.posterior(encoded.loc, encoded.scale, encoded.context)
+    z = posterior.sample(seed=seed)
+    context = model.context_network(z)
+    params = model.decoder(model.likelihood.network_input(batch), context)
+
+    def encode(x, seed):
+      encoded = model.encoder(model.likelihood.network_input(x), training=True)
+      return model.posterior(encoded.loc, encoded.scale,
+                             encoded.context).experimental_sample_and_log_prob(seed=seed)
+
+    parts = {
+        'encoder_posterior': (encode, batch, seed),
+        'prior_log_prob': (lambda z: model.prior_distribution().log_prob(z), z),
+        'context_network': (lambda z: model.context_network(z, training=True), z),
+        'decoder': (lambda x, c: model.decoder(model.likelihood.network_input(x), c,
+                                               training=True), batch, context),
+        'likelihood': (lambda p, x: model.likelihood(p).log_prob(x), params, batch),
+    }
+    for name, (fn, *args) in parts.items():
+      function = tf.function(fn)
+      result[f'{name}_seconds'] = timed(function, *args)
+      graph = function.get_concrete_function(*args).graph
+      result[f'{name}_forward_flops_per_image'] = count_flops(graph)['matmul_conv'] / batch_size
+
+      def with_gradient(*args, fn=fn):
+        with tf.GradientTape() as tape:
+          value = tf.reduce_sum(tf.nest.flatten(fn(*args))[0])
+        return tape.gradient(value, model.trainable_variables,
+                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+      result[f'{name}_forward_backward_seconds'] = timed(tf.function(with_gradient), *args)
+  return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver.
+
+
+def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[int] = None,
+        data_dir=None, repeats: int = 3, warmup: int = 1, steps_per_chunk: int = 20,
+        eval_batch_size: int = 8, num_samples: int = 4096, chunk_size: int = 64,
+        sample_methods: Sequence[str] = ('sequential', 'fast'), naive_repeats: int = 1,
+        peak_repeats: int = 5, jit: bool = True, emit=None) -> List[Dict]:
+  """Runs the benchmarks in `what` on the model of the parsed gin config.
+
+  Args:
+    what: a subset of WHATS.
+    batch_size: the global training batch (default: gin `train.batch_size`); also the profile's.
+    data_dir: where `datasets.load` finds the raw files (default: $VLAE_DATA_DIR).
+    repeats: timed repetitions (the median is reported), after `warmup` untimed ones.
+    warmup: untimed repetitions (at least one: it traces).
+    steps_per_chunk: training steps per timed `train_loop` call.
+    eval_batch_size, num_samples, chunk_size: the log_likelihood call that eval times.
+    sample_methods: samplers to time ('sequential' is the naive one, 'fast', 'fixed_point').
+    naive_repeats: timed runs of the naive sampler (no warm-up run).
+    peak_repeats: timed repetitions of the 2048^3 matmul.
+    jit: also time the profile under XLA.
+    emit: called with every result as soon as it is measured (e.g. to print it).
+
+  Returns:
+    One dict per benchmark, each with the machine's measured peak and its state.
+  """
+  unknown = set(what) - set(WHATS)
+  if unknown:
+    raise ValueError(f'Unknown benchmarks {sorted(unknown)}; expected a subset of {WHATS}.')
+  if batch_size is None:
+    batch_size = _train_setting('batch_size', 128)
+  peak = matmul_peak_flops(repeats=peak_repeats)
+  results = []
+  model = None
+
+  def finish(result):
+    result.update(peak_flops=peak, **machine_info())
+    results.append(result)
+    if emit:
+      emit(result)
+
+  for name in what:
+    if name == 'train':
+      finish(benchmark_train(batch_size, data_dir, steps_per_chunk, repeats, warmup,
+                             peak_flops=peak))
+      continue
+    if model is None:
+      model = initialized_model(real_batch(batch_size, data_dir))
+    if name == 'eval':
+      finish(benchmark_eval(model, real_batch(eval_batch_size, data_dir, split='test'),
+                            num_samples, chunk_size, repeats, warmup))
+    elif name == 'sample':
+      finish(benchmark_sample(model, sample_methods, repeats, naive_repeats, warmup))
+    elif name == 'profile':
+      finish(benchmark_profile(model, real_batch(batch_size, data_dir), repeats, warmup, jit))
+  return results
+
+
+def to_json_line(result: Dict) -> str:
+  """One result as one JSON line (floats to 4 significant digits)."""
+
+  def compact(value):
+    if isinstance(value, float):
+      return float(f'{value:.4g}')
+    return value
+
+  return json.dumps({key: compact(value) for key, value in result.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# The binary (bin/benchmark).
+
+
+def define_flags():
+  """The flags of bin/benchmark (program-level only; the model is the gin config)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_multi_string('gin_file', [], 'Gin files, parsed after gin/base.gin, in order.')
+  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
+                      '(default: $VLAE_DATA_DIR).')
+  flags.DEFINE_list('what', ['train', 'eval', 'sample'], f'Benchmarks, a subset of {WHATS}.')
+  flags.DEFINE_integer('batch_size', None, 'Global training batch (default: gin train.batch_size).')
+  flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (median reported).')
+  flags.DEFINE_integer('warmup', 1, 'Untimed repetitions before timing.')
+  flags.DEFINE_integer('steps_per_chunk', 20, 'Training steps per timed train_loop call.')
+  flags.DEFINE_integer('eval_batch_size', 8, 'Images in the timed log_likelihood call.')
+  flags.DEFINE_integer('num_samples', 4096, 'Importance samples K of the timed log_likelihood.')
+  flags.DEFINE_integer('chunk_size', 64, 'Importance samples per decoder pass.')
+  flags.DEFINE_list('sample_methods', ['sequential', 'fast'],
+                    'Samplers: sequential (naive), fast, fixed_point.')
+  flags.DEFINE_integer('naive_repeats', 1, 'Timed runs of the naive sampler.')
+  flags.DEFINE_boolean('jit', True, 'Also time the profile under XLA.')
+  flags.DEFINE_integer('peak_repeats', 5, 'Timed repetitions of the 2048^3 matmul.')
+
+
+def main(argv):
+  """Parses gin like bin/train and prints one JSON line per measurement."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from vlae_tf import cli  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  values = flags.FLAGS
+  try:
+    cli.parse_gin(values.gin_file, values.gin_param)
+    run(what=values.what, batch_size=values.batch_size, data_dir=values.data_dir,
+        repeats=values.repeats, warmup=values.warmup, steps_per_chunk=values.steps_per_chunk,
+        eval_batch_size=values.eval_batch_size, num_samples=values.num_samples,
+        chunk_size=values.chunk_size, sample_methods=values.sample_methods,
+        naive_repeats=values.naive_repeats, peak_repeats=values.peak_repeats, jit=values.jit,
+        emit=lambda result: print(to_json_line(result), flush=True))
+  except (cli.CliError, training.RunError, ValueError) as error:
+    raise SystemExit(f'error: {error}') from None
