@@ -8,13 +8,20 @@ Flags are program-level only; every hyperparameter is gin. `train` parses gin/ba
 parameter is an error). eval, sample and export take no gin: they re-read <model_dir>/config.gin,
 the config the run was started with.
 
-A user error (no --model_dir, no checkpoint, an unknown gin file or binding) ends the program with
-one line on stderr and exit status 1, without a traceback.
+A user error (no --model_dir, no checkpoint, an unknown gin file or binding, missing data, an
+incompatible or unwritable run directory, too many non-finite steps) ends the program with one line
+on stderr and exit status 1, without a traceback. SIGTERM or SIGINT during bin/train saves a
+checkpoint, prints one line, and exits with status 128 + the signal number (143 for SIGTERM, 130
+for SIGINT); running the same command again resumes. See docs/reliability.md.
 """
 
 import contextlib
+import difflib
+import inspect
 import logging as python_logging
 import os
+import re
+import sys
 
 from absl import app
 from absl import flags
@@ -59,6 +66,56 @@ def _quiet_gin_search():
     root.removeFilter(quiet)
 
 
+def _gin_files(search_path):
+  """Every .gin file under the repository's gin/ folder, relative to it."""
+  found = []
+  for root, _, names in os.walk(search_path):
+    found += [os.path.relpath(os.path.join(root, name), search_path)
+              for name in names if name.endswith('.gin')]
+  return sorted(found)
+
+
+def _did_you_mean(name, candidates):
+  close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+  return f' (did you mean {", ".join(close)}?)' if close else ''
+
+
+def _configurable_names():
+  """Registered gin configurables, by short and full name."""
+  names = set()
+  for selector, _ in gin.config._REGISTRY.items():  # pylint: disable=protected-access
+    names.add(selector)
+    names.add(selector.split('.')[-1])
+  return names
+
+
+def _parameter_names(configurable_name):
+  try:
+    configurable = gin.config._REGISTRY.get_match(configurable_name)  # pylint: disable=protected-access
+  except Exception:  # pylint: disable=broad-except
+    return []
+  if configurable is None:
+    return []
+  function = configurable.wrapped
+  if inspect.isclass(function):
+    function = function.__init__
+  try:
+    return [name for name in inspect.signature(function).parameters if name != 'self']
+  except (TypeError, ValueError):
+    return []
+
+
+def gin_suggestion(message):
+  """' (did you mean ...?)' for gin's unknown-configurable and unknown-parameter errors."""
+  match = re.search(r"No configurable matching '([^']+)'", message)
+  if match:
+    return _did_you_mean(match.group(1), _configurable_names())
+  match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", message)
+  if match:
+    return _did_you_mean(match.group(2), _parameter_names(match.group(1)))
+  return ''
+
+
 def parse_gin(gin_files=(), gin_params=(), base=True):
   """Parses gin/base.gin (if `base`), then `gin_files`, then `gin_params`, strictly.
 
@@ -70,14 +127,15 @@ def parse_gin(gin_files=(), gin_params=(), base=True):
   files = ([os.path.join(search_path, BASE_GIN)] if base else []) + list(gin_files or [])
   for path in files:
     if not (os.path.isfile(path) or os.path.isfile(os.path.join(search_path, path))):
-      raise CliError(f'gin file not found: {path} (looked in . and {search_path})')
+      raise CliError(f'gin file not found: {path} (looked in . and {search_path})'
+                     f'{_did_you_mean(path, _gin_files(search_path))}')
   try:
     with _quiet_gin_search():
       gin.parse_config_files_and_bindings(files, list(gin_params or []), skip_unknown=False)
   # gin raises ValueError, SyntaxError, IOError, TypeError...
   except Exception as error:  # pylint: disable=broad-except
     message = ' '.join(str(error).split())
-    raise CliError(f'bad gin config: {message}') from error
+    raise CliError(f'bad gin config: {message}{gin_suggestion(message)}') from error
 
 
 def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
@@ -163,12 +221,25 @@ def define_export_flags():
                       '<export_dir>/<step> (default: <model_dir>/export/<step>).')
 
 
+def _one_line(error):
+  """The error's message on one line, without gin's "In call to configurable ..." suffix."""
+  message = ' '.join(str(error).split())
+  return re.sub(r"\s*In call to configurable '[^']+' \(<[^>]*>\)", '', message)
+
+
 def _guard(run):
-  """Runs `run()`, turning user errors into one line on stderr and exit status 1."""
+  """Runs `run()`, turning user errors into one line on stderr and exit status 1.
+
+  A training run stopped by SIGTERM / SIGINT (after its final checkpoint) prints one line and exits
+  with 128 + the signal number.
+  """
   try:
     return run()
-  except (CliError, training.RunError) as error:
-    raise SystemExit(f'error: {error}') from None
+  except (CliError, training.RunError, datasets.DatasetError) as error:
+    raise SystemExit(f'error: {_one_line(error)}') from None
+  except training.TrainingInterrupted as interrupted:
+    print(f'stopped: {_one_line(interrupted)}', file=sys.stderr, flush=True)
+    raise SystemExit(128 + interrupted.signum) from None
 
 
 def _no_positional(argv):

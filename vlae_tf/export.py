@@ -17,6 +17,10 @@ A model without latent variable (the PixelCNN baseline) has no encode or decode,
 pixel_log_prob takes the images only.
 
 Images are float32 in the model's data kind: binary images in {0, 1}, 8-bit images 0..255.
+Every function checks its inputs (`tf.debugging` asserts, an InvalidArgumentError whose message
+names the input and the values expected): images must hold 0/1 (binary) or integers 0..255 (8-bit),
+z must be finite, num_images >= 0 and num_samples >= 1. Shapes and dtypes are checked by the
+signatures themselves ([N, H, W, C] float32 with the model's H, W, C; see `metadata`).
 
 Seeds. `seed` is an int64 scalar; in Python (`loaded.encode(x)`) it defaults to 0, in the
 signatures (`loaded.signatures['encode']`, TF Serving) it must be fed. Random draws are stateless:
@@ -119,7 +123,27 @@ class ServingModule(tf.Module):
   def model(self):
     return self._holder.model
 
+  def _check_images(self, images):
+    """images, after asserting that their values are valid pixels of the model's data kind."""
+    shape = 'x'.join(str(d) for d in self._image_shape)
+    if self._data_kind == 'binary':
+      valid = tf.reduce_all(tf.logical_or(tf.equal(images, 0.0), tf.equal(images, 1.0)))
+      message = (f'images must be binary: float32 [N, {shape}] with every value 0 or 1 '
+                 '(binarize with x > 0.5)')
+    else:
+      valid = tf.reduce_all(tf.logical_and(
+          tf.logical_and(images >= 0.0, images <= 255.0), tf.equal(images, tf.round(images))))
+      message = (f'images must be 8-bit: float32 [N, {shape}] holding integers 0..255 (not '
+                 'scaled to [0, 1] or [-1, 1])')
+    with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
+      return tf.identity(images)
+
+  def _check_latents(self, z):
+    return tf.debugging.assert_all_finite(
+        z, f'z must be finite: float32 [N, {"x".join(str(d) for d in self._latent_shape)}]')
+
   def _encode(self, images, seed=0):
+    images = self._check_images(images)
     posterior_mean, z = self.model.encode(images, _seed(seed, _SALTS['encode']))
     return {'posterior_mean': posterior_mean, 'z': z}
 
@@ -132,6 +156,7 @@ class ServingModule(tf.Module):
     return tf.reshape(chunks, [-1, *self._image_shape])[:count]  # [count, H, W, C]
 
   def _decode(self, z, seed=0):
+    z = self._check_latents(z)
     size = self._decode_chunk_size
     count = tf.shape(z)[0]
     padding = (size - count % size) % size
@@ -147,6 +172,9 @@ class ServingModule(tf.Module):
     return {'images': self._in_chunks(count, decode_chunk)}
 
   def _sample(self, num_images, seed=0):
+    with tf.control_dependencies([tf.debugging.assert_non_negative(
+        num_images, message='num_images must be >= 0')]):
+      num_images = tf.identity(num_images)
     base = _seed(seed, _SALTS['sample'])
 
     def sample_chunk(index):
@@ -156,9 +184,13 @@ class ServingModule(tf.Module):
     return {'images': self._in_chunks(num_images, sample_chunk)}
 
   def _log_prob(self, images, num_samples, seed=0):
+    images = self._check_images(images)
     chunk = self._log_prob_chunk_size
     base = _seed(seed, _SALTS['log_prob'])
     num_samples = tf.cast(num_samples, tf.int32)
+    with tf.control_dependencies([tf.debugging.assert_positive(
+        num_samples, message='num_samples (importance samples) must be >= 1')]):
+      num_samples = tf.identity(num_samples)
     num_chunks = num_samples // chunk
     # log sum_k w_k, accumulated from chunk estimates: log_likelihood(x, n) = log sum_n w - log n.
     total = tf.fill([tf.shape(images)[0]], tf.constant(-float('inf')))
@@ -173,6 +205,9 @@ class ServingModule(tf.Module):
     return {'log_prob': total - tf.math.log(tf.cast(num_samples, tf.float32))}
 
   def _pixel_log_prob(self, images, z):
+    images = self._check_images(images)
+    if z is not None:
+      z = self._check_latents(z)
     return {'pixel_log_prob': self.model.pixel_log_prob(images, z)}
 
   def _metadata(self):

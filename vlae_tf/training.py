@@ -40,6 +40,14 @@ uninterrupted run exactly when `datasets.load` is deterministic (the static bina
 a dynamically binarized training set restarts its sequence of binarizations, which is
 statistically equivalent but not identical.
 
+Faults (docs/reliability.md). A step whose loss or summed gradient is not finite is skipped
+(weights, optimizer, averages untouched; decided on all-reduced values so replicas agree), counted
+in the `bad_steps` summary, and `max_consecutive_bad_steps` in a row stop the run (NonFiniteError).
+SIGTERM / SIGINT set a flag checked between chunks of steps: a checkpoint is saved and
+TrainingInterrupted raised. A kill mid-save leaves the previous checkpoint as the latest (the
+CheckpointManager renames the state file into place after the checkpoint is complete). A restart
+in a model_dir whose config.gin differs in more than bookkeeping (RESUMABLE_BINDINGS) is refused.
+
 Run directory (model_dir):
     config.gin              every binding the run was started with; eval/sample/export re-read it
     operative_config.gin    the bindings actually used (written after the first step)
@@ -47,9 +55,13 @@ Run directory (model_dir):
     train/, validation/     TensorBoard summaries
 """
 
+import glob
 import math
 import os
+import shutil
+import signal
 import tempfile
+import threading
 import time
 
 from absl import logging
@@ -78,8 +90,18 @@ TRAIN_SALT = 1
 VALIDATION_SALT = 2
 SUMMARY_SALT = 3
 DATA_SALT = 4
+INIT_SALT = 5
 
 METRIC_KEYS = ('loss', 'elbo', 'kl', 'log_px_z', 'gradient_norm', 'kl_weight')
+
+# `train` bindings that may change between the runs of one model_dir (bookkeeping, not the model,
+# the data or the optimization), and macros that only feed them.
+RESUMABLE_BINDINGS = frozenset(
+    'train.' + name for name in (
+        'train_steps', 'checkpoint_every', 'summary_every', 'eval_every', 'eval_examples',
+        'eval_batch_size', 'num_summary_images', 'max_checkpoints_to_keep',
+        'max_consecutive_bad_steps', 'deterministic', 'eval_split'))
+RESUMABLE_MACROS = frozenset({'TRAIN_STEPS'})
 
 
 class RunError(Exception):
@@ -92,6 +114,25 @@ class CheckpointNotFoundError(RunError, FileNotFoundError):
 
 class ConfigNotFoundError(RunError, FileNotFoundError):
   """There is no saved gin config in the run directory."""
+
+
+class IncompatibleRunError(RunError):
+  """model_dir holds checkpoints of a run started with different model/data/optimizer bindings."""
+
+
+class NonFiniteError(RunError, FloatingPointError):
+  """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+class TrainingInterrupted(Exception):
+  """SIGTERM or SIGINT stopped training after a final checkpoint (not an error of the run)."""
+
+  def __init__(self, signum, step, checkpoint):
+    self.signum = int(signum)
+    self.step = int(step)
+    self.checkpoint = checkpoint
+    super().__init__(f'interrupted by {signal.Signals(signum).name} at step {step}; saved '
+                     f'{checkpoint}; run the same command again to resume')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +348,11 @@ class Trainer:
     with strategy.scope():
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step',
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      # Not checkpointed: a resumed run starts counting again.
+      self.consecutive_bad_steps = tf.Variable(
+          0, dtype=tf.int64, trainable=False, name='consecutive_bad_steps',
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self._applied_variables = None
     self.ema = None
     self._train_loop = tf.function(self._train_loop_fn)
     self._gradients = tf.function(self._gradients_fn)
@@ -355,11 +401,24 @@ class Trainer:
     }
     return gradients, [v for _, v in pairs], sums
 
-  def _replica_step(self, images):
+  def _replica_compute(self, images):
+    """Summed gradients, metric sums, the global gradient norm, and 1 if the step is not finite.
+
+    `finite` is computed from all-reduced values (the summed gradients and the summed loss), so
+    every replica reaches the same decision.
+    """
     gradients, variables, sums = self._replica_gradients(images)
+    self._applied_variables = variables  # The same list on every replica (trace time).
+    context = tf.distribute.get_replica_context()
+    global_loss = context.all_reduce(tf.distribute.ReduceOp.SUM, sums['loss'])
     gradient_norm = tf.linalg.global_norm(gradients)
-    self.optimizer.apply_gradients(zip(gradients, variables), skip_gradients_aggregation=True)
-    return sums, gradient_norm
+    finite = tf.math.logical_and(tf.math.is_finite(gradient_norm),
+                                 tf.math.is_finite(global_loss))
+    return gradients, sums, gradient_norm, 1 - tf.cast(finite, tf.int32)
+
+  def _replica_apply(self, gradients):
+    self.optimizer.apply_gradients(zip(gradients, self._applied_variables),
+                                   skip_gradients_aggregation=True)
 
   # Cross-replica context.
 
@@ -378,27 +437,65 @@ class Trainer:
     return metrics
 
   def train_step(self, images):
-    """One step on a global batch [B, H, W, C] (call inside a tf.function); returns metrics."""
-    sums, gradient_norm = self.strategy.run(
-        self._replica_step, args=(split_for_replicas(self.strategy, images),))
+    """One step on a global batch [B, H, W, C] (call inside a tf.function).
+
+    A step whose loss or summed gradient is not finite is skipped: the optimizer (weights, slots,
+    iterations), the Polyak averages and gamma are untouched; `step` still advances (the batch is
+    consumed) and `consecutive_bad_steps` counts it. The decision is taken in cross-replica
+    context on all-reduced values, so every replica skips or applies together.
+
+    Returns:
+      (metrics, finite): the step's metrics and a boolean scalar.
+    """
+    gradients, sums, gradient_norm, not_finite = self.strategy.run(
+        self._replica_compute, args=(split_for_replicas(self.strategy, images),))
+    # Equal on every replica already; the reduction makes one cross-replica boolean of it.
+    finite = tf.equal(self.strategy.reduce(
+        tf.distribute.ReduceOp.SUM, not_finite, axis=None), 0)
     metrics = self._reduce(sums, gradient_norm)
-    self.ema.update()
-    if self.soft_free_bits is not None:
-      with tf.control_dependencies([metrics['kl_weight']]):
-        self.soft_free_bits.update(metrics['kl'])
-    self.step.assign_add(1)
-    return metrics
 
-  def _train_loop_fn(self, iterator, num_steps):
+    def apply():
+      self.strategy.run(self._replica_apply, args=(gradients,))
+      self.ema.update()
+      if self.soft_free_bits is not None:
+        with tf.control_dependencies([metrics['kl_weight']]):
+          self.soft_free_bits.update(metrics['kl'])
+      return tf.constant(True)
+
+    with tf.control_dependencies([tf.cond(finite, apply, lambda: tf.constant(False))]):
+      self.consecutive_bad_steps.assign(
+          tf.where(finite, tf.constant(0, tf.int64), self.consecutive_bad_steps + 1))
+      self.step.assign_add(1)
+    return metrics, finite
+
+  def _train_loop_fn(self, iterator, num_steps, max_consecutive_bad_steps):
     totals = {key: tf.constant(0.0) for key in METRIC_KEYS}
+    good = tf.constant(0.0)
+    bad = tf.constant(0.0)
     for _ in tf.range(num_steps):
-      metrics = self.train_step(next(iterator))
-      totals = {key: totals[key] + tf.cast(metrics[key], tf.float32) for key in METRIC_KEYS}
-    return {key: value / tf.cast(num_steps, tf.float32) for key, value in totals.items()}
+      metrics, finite = self.train_step(next(iterator))
+      totals = {key: totals[key] + tf.where(finite, tf.cast(metrics[key], tf.float32), 0.0)
+                for key in METRIC_KEYS}
+      good += tf.cast(finite, tf.float32)
+      bad += 1.0 - tf.cast(finite, tf.float32)
+      if self.consecutive_bad_steps >= max_consecutive_bad_steps:
+        break
+    means = {key: value / good for key, value in totals.items()}  # NaN when no step was good.
+    means['bad_steps'] = bad
+    return means
 
-  def train_loop(self, iterator, num_steps):
-    """Runs `num_steps` steps in one tf.function; returns metrics averaged over them (numpy)."""
-    metrics = self._train_loop(iterator, tf.constant(num_steps, tf.int32))
+  def train_loop(self, iterator, num_steps, max_consecutive_bad_steps=None):
+    """Runs up to `num_steps` steps in one tf.function.
+
+    Stops early once `max_consecutive_bad_steps` consecutive steps were skipped (None: never).
+
+    Returns:
+      The metrics averaged over the applied (finite) steps, and `bad_steps`, the number of skipped
+      steps (numpy floats).
+    """
+    limit = 2**62 if max_consecutive_bad_steps is None else int(max_consecutive_bad_steps)
+    metrics = self._train_loop(iterator, tf.constant(num_steps, tf.int32),
+                               tf.constant(limit, tf.int64))
     return {key: float(value) for key, value in metrics.items()}
 
   def _gradients_fn(self, images):
@@ -586,9 +683,13 @@ def atomic_write_text(path, text):
 
 def load_run_config(model_dir):
   """Clears gin and parses <model_dir>/config.gin strictly (the config the run was started with)."""
+  if not os.path.isdir(model_dir):
+    raise ConfigNotFoundError(f'No such run directory: {model_dir} (pass the --model_dir of a '
+                              'bin/train run).')
   path = os.path.join(model_dir, CONFIG_FILE)
   if not os.path.isfile(path):
-    raise ConfigNotFoundError(f'No {CONFIG_FILE} in {model_dir}: not a training run directory.')
+    raise ConfigNotFoundError(f'No {CONFIG_FILE} in {model_dir}: not a training run directory '
+                              '(pass the --model_dir of a bin/train run).')
   gin.clear_config()
   gin.add_config_file_search_path(gin_search_path())
   gin.parse_config_file(path, skip_unknown=False)
@@ -609,8 +710,125 @@ def latest_checkpoint(model_dir):
     raise CheckpointNotFoundError(f'No such run directory: {model_dir}')
   path = tf.train.latest_checkpoint(model_dir)
   if path is None:
-    raise CheckpointNotFoundError(f'No checkpoint in {model_dir}.')
+    raise CheckpointNotFoundError(
+        f'No checkpoint in {model_dir}: train first (bin/train --model_dir={model_dir} ...) or '
+        'pass the --model_dir of a run that has written a checkpoint.')
   return path
+
+
+def config_bindings(config):
+  """{binding name: value text} of a gin config string as written by `gin.config_str()`.
+
+  A binding starts on an unindented line `name = value`; indented lines continue its value;
+  comments, blank lines and `import`/`include` lines are ignored.
+  """
+  bindings = {}
+  name = None
+  for line in config.splitlines():
+    stripped = line.strip()
+    if not stripped or stripped.startswith('#'):
+      continue
+    if not line[0].isspace() and ' = ' in line and not line.startswith(('import ', 'include ')):
+      name, value = line.split(' = ', 1)
+      name = name.strip()
+      bindings[name] = value.strip()
+    elif name is not None and line[0].isspace():
+      bindings[name] += ' ' + stripped
+  return bindings
+
+
+def config_differences(old_config, new_config):
+  """Bindings that differ between two configs, except RESUMABLE_BINDINGS and RESUMABLE_MACROS.
+
+  Returns:
+    A sorted list of 'name: old -> new' strings ('<unset>' for a missing binding).
+  """
+  old, new = config_bindings(old_config), config_bindings(new_config)
+  ignored = RESUMABLE_BINDINGS | RESUMABLE_MACROS
+  differences = []
+  for name in sorted(set(old) | set(new)):
+    if name in ignored or old.get(name) == new.get(name):
+      continue
+    differences.append(f'{name}: {old.get(name, "<unset>")} -> {new.get(name, "<unset>")}')
+  return differences
+
+
+def check_resumable(model_dir, new_config):
+  """Raises IncompatibleRunError when model_dir has checkpoints of a run with other bindings."""
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.isfile(path) or tf.train.latest_checkpoint(model_dir) is None:
+    return
+  with open(path) as f:
+    differences = config_differences(f.read(), new_config)
+  if differences:
+    shown = '; '.join(differences[:5]) + ('; ...' if len(differences) > 5 else '')
+    raise IncompatibleRunError(
+        f'{model_dir} holds checkpoints of a run with a different config ({len(differences)} '
+        f'binding(s) differ: {shown}): use a new --model_dir, or the gin files and bindings of '
+        f'{path}.')
+
+
+def prepare_model_dir(model_dir):
+  """Creates model_dir if needed and checks that it is a writable directory (else RunError)."""
+  try:
+    os.makedirs(model_dir, exist_ok=True)
+  except OSError as error:
+    raise RunError(f'Cannot create --model_dir {model_dir}: {error.strerror or error}; choose a '
+                   'directory you can write to.') from None
+  if not os.path.isdir(model_dir):
+    raise RunError(f'--model_dir {model_dir} is not a directory.')
+  if not os.access(model_dir, os.W_OK | os.X_OK):
+    raise RunError(f'--model_dir {model_dir} is not writable; choose a directory you can write '
+                   'to or fix its permissions.')
+
+
+def remove_partial_checkpoints(model_dir):
+  """Deletes what a save killed midway leaves behind: ckpt-N_temp* directories.
+
+  TensorFlow writes a checkpoint's shards to <prefix>_temp*/ before merging them into
+  <prefix>.index / <prefix>.data-*, and the CheckpointManager updates the `checkpoint` state file
+  (atomically) only after that, so a kill mid-save leaves the previous checkpoint as the latest;
+  the partial files of the interrupted one are overwritten by the next save of the same step.
+  """
+  for path in glob.glob(os.path.join(glob.escape(model_dir), 'ckpt-*_temp*')):
+    logging.info('Removing %s, left by an interrupted checkpoint save.', path)
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      os.remove(path)
+
+
+class StopRequests:
+  """Turns SIGTERM and SIGINT into a flag that the train loop checks between chunks of steps.
+
+  Installed only in the main thread (Python delivers signals there), and only while training.
+  A second signal while the first is being handled raises KeyboardInterrupt (stop now).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None:
+      raise KeyboardInterrupt(f'second {signal.Signals(signum).name}: stopping without saving')
+    self.signum = signum
+    logging.warning('Received %s: saving a checkpoint after the running steps, then stopping.',
+                    signal.Signals(signum).name)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in self.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
 
 def restore_averaged_model(model_dir, checkpoint_path=None):
@@ -685,6 +903,8 @@ def train(model_dir,
           shuffle_buffer=None,
           max_checkpoints_to_keep=3,
           seed=0,
+          deterministic=False,
+          max_consecutive_bad_steps=10,
           strategy=None):
   """Trains a VLAE in `model_dir`, resuming from its latest checkpoint if there is one.
 
@@ -712,11 +932,31 @@ def train(model_dir,
     shuffle_buffer: shuffle buffer (default: the whole training set).
     max_checkpoints_to_keep: checkpoints kept by the CheckpointManager.
     seed: the seed of every random draw (data order, model noise).
+    deterministic: call `tf.config.experimental.enable_op_determinism()` (process-wide): with the
+      same seed, two runs on the same CPU hardware give the same losses step for step, and a
+      killed and resumed run reaches the uninterrupted run's weights. Slower on GPUs; see
+      docs/reliability.md.
+    max_consecutive_bad_steps: a step with a non-finite loss or gradient is skipped (and counted
+      in the `bad_steps` summary); after this many in a row, training stops with NonFiniteError
+      (None: never).
     strategy: a `tf.distribute.Strategy` (default: `make_strategy()`).
 
   Returns:
     The last validation metrics (means over the validation images, nats).
+
+  Raises:
+    TrainingInterrupted: SIGTERM or SIGINT arrived; a checkpoint of the last step was saved.
+    NonFiniteError: max_consecutive_bad_steps skipped steps in a row (no checkpoint is written
+      after a skipped step, so the latest one holds the last good state).
+    IncompatibleRunError: model_dir has checkpoints of a run with different bindings.
+    RunError: model_dir cannot be created or written.
   """
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+  # The initializers of the weights draw from the global generators: seed them too, so that a
+  # fresh run is a function of `seed` (Python, NumPy and TensorFlow global seeds). Never 0: with a
+  # global seed of 0, tf.data's shuffle cannot take the tensor seeds of `training_batches`.
+  keras.utils.set_random_seed(int(stateless_seed(seed, INIT_SALT)[0]) % (2**31 - 1) + 1)
   strategy = strategy or make_strategy()
   chief = _is_chief(strategy)
   num_replicas = strategy.num_replicas_in_sync
@@ -724,8 +964,10 @@ def train(model_dir,
     raise ValueError(f'batch_size {batch_size} is not a multiple of {num_replicas} replicas.')
   eval_batch_size = eval_batch_size or batch_size
   eval_batch_size = -(-eval_batch_size // num_replicas) * num_replicas
-  os.makedirs(model_dir, exist_ok=True)
+  prepare_model_dir(model_dir)
   if chief:
+    check_resumable(model_dir, gin.config_str())
+    remove_partial_checkpoints(model_dir)
     atomic_write_text(os.path.join(model_dir, CONFIG_FILE), gin.config_str())
 
   train_images = datasets.load(dataset, train_split, data_dir=data_dir, seed=seed)
@@ -801,53 +1043,80 @@ def train(model_dir,
   step = start_step
   wrote_operative_config = False
   last_checkpoint = start_step if latest else None
-  while step < train_steps:
-    # Run to the next boundary; the first chunk of a process is one step, after which the
-    # operative config is complete.
-    boundaries = [train_steps]
-    for every in (summary_every, checkpoint_every, eval_every):
-      if every:
-        boundaries.append((step // every + 1) * every)
-    num_steps = 1 if not wrote_operative_config else min(boundaries) - step
-    began = time.time()
-    metrics = trainer.train_loop(iterator, num_steps)
-    seconds = time.time() - began
-    step += num_steps
-    if not math.isfinite(metrics['loss']):
-      raise FloatingPointError(f'The loss is {metrics["loss"]} at step {step}.')
+  bad_since_summary = 0
+  with StopRequests() as stop:
+    while step < train_steps and stop.signum is None:
+      # Run to the next boundary; the first chunk of a process is one step, after which the
+      # operative config is complete.
+      boundaries = [train_steps]
+      for every in (summary_every, checkpoint_every, eval_every):
+        if every:
+          boundaries.append((step // every + 1) * every)
+      num_steps = 1 if not wrote_operative_config else min(boundaries) - step
+      began = time.time()
+      metrics = trainer.train_loop(iterator, num_steps, max_consecutive_bad_steps)
+      seconds = time.time() - began
+      num_steps = int(trainer.step.numpy()) - step  # Fewer when stopped by bad steps.
+      step += num_steps
+      consecutive_bad = int(trainer.consecutive_bad_steps.numpy())
+      if metrics['bad_steps']:
+        bad_since_summary += int(metrics['bad_steps'])
+        logging.warning('Skipped %d step(s) with a non-finite loss or gradient up to step %d '
+                        '(%d in a row).', int(metrics['bad_steps']), step, consecutive_bad)
 
-    if not wrote_operative_config:
-      wrote_operative_config = True
-      if chief:
-        operative = gin.operative_config_str()
-        atomic_write_text(os.path.join(model_dir, OPERATIVE_CONFIG_FILE), operative)
+      if not wrote_operative_config:
+        wrote_operative_config = True
+        if chief:
+          operative = gin.operative_config_str()
+          atomic_write_text(os.path.join(model_dir, OPERATIVE_CONFIG_FILE), operative)
+          with writers['train'].as_default(step=step):
+            tf.summary.text('gin/operative_config', _config_markdown(operative))
+            tf.summary.text('gin/config', _config_markdown(gin.config_str()))
+
+      steps_per_second = num_steps / max(seconds, 1e-9)
+      examples_per_second = steps_per_second * batch_size
+      too_many_bad = (max_consecutive_bad_steps is not None and
+                      consecutive_bad >= max_consecutive_bad_steps)
+      if (step % summary_every == 0 or step == train_steps or step == start_step + 1 or
+          too_many_bad):
         with writers['train'].as_default(step=step):
-          tf.summary.text('gin/operative_config', _config_markdown(operative))
-          tf.summary.text('gin/config', _config_markdown(gin.config_str()))
+          _write_elbo_scalars(metrics, num_dims)
+          tf.summary.scalar('loss', metrics['loss'])
+          tf.summary.scalar('learning_rate', trainer.learning_rate())
+          tf.summary.scalar('gradient_norm', metrics['gradient_norm'])
+          tf.summary.scalar('kl_weight', metrics['kl_weight'])
+          tf.summary.scalar('bad_steps', bad_since_summary)
+          tf.summary.scalar('steps_per_second', steps_per_second)
+          tf.summary.scalar('examples_per_second', examples_per_second)
+        bad_since_summary = 0
+        logging.info(
+            'step %d/%d  loss %.3f  elbo %.3f  kl %.3f  |grad| %.3g  %.2f steps/s  '
+            '%.0f examples/s  ETA %s', step, train_steps, metrics['loss'], metrics['elbo'],
+            metrics['kl'], metrics['gradient_norm'], steps_per_second, examples_per_second,
+            _format_duration((train_steps - step) / steps_per_second))
+      if too_many_bad:
+        for writer in writers.values():
+          writer.flush()
+        last = tf.train.latest_checkpoint(model_dir)
+        raise NonFiniteError(
+            f'training stopped at step {step}: {consecutive_bad} consecutive steps had a '
+            f'non-finite loss or gradient (train.max_consecutive_bad_steps = '
+            f'{max_consecutive_bad_steps}); the last good checkpoint is {last}; lower '
+            f'train.learning_rate or check the data, then rerun to resume from it.')
+      # No checkpoint right after a skipped step: the latest one stays the last good state.
+      if (step % checkpoint_every == 0 or step == train_steps) and not consecutive_bad:
+        manager.save(checkpoint_number=step)
+        last_checkpoint = step
+      if stop.signum is None and eval_examples != 0 and (
+          (eval_every and step % eval_every == 0) or step == train_steps):
+        validation = validate(step)
+      for writer in writers.values():
+        writer.flush()
 
-    steps_per_second = num_steps / max(seconds, 1e-9)
-    examples_per_second = steps_per_second * batch_size
-    if step % summary_every == 0 or step == train_steps or step == start_step + 1:
-      with writers['train'].as_default(step=step):
-        _write_elbo_scalars(metrics, num_dims)
-        tf.summary.scalar('loss', metrics['loss'])
-        tf.summary.scalar('learning_rate', trainer.learning_rate())
-        tf.summary.scalar('gradient_norm', metrics['gradient_norm'])
-        tf.summary.scalar('kl_weight', metrics['kl_weight'])
-        tf.summary.scalar('steps_per_second', steps_per_second)
-        tf.summary.scalar('examples_per_second', examples_per_second)
-      logging.info(
-          'step %d/%d  loss %.3f  elbo %.3f  kl %.3f  |grad| %.3g  %.2f steps/s  %.0f examples/s'
-          '  ETA %s', step, train_steps, metrics['loss'], metrics['elbo'], metrics['kl'],
-          metrics['gradient_norm'], steps_per_second, examples_per_second,
-          _format_duration((train_steps - step) / steps_per_second))
-    if step % checkpoint_every == 0 or step == train_steps:
+  if stop.signum is not None:
+    if last_checkpoint != step:
       manager.save(checkpoint_number=step)
-      last_checkpoint = step
-    if eval_examples != 0 and ((eval_every and step % eval_every == 0) or step == train_steps):
-      validation = validate(step)
-    for writer in writers.values():
-      writer.flush()
+    raise TrainingInterrupted(stop.signum, step, manager.latest_checkpoint)
 
   if last_checkpoint != step:
     manager.save(checkpoint_number=step)

@@ -1,0 +1,342 @@
+"""Reliability: kills and signals during training, non-finite steps, atomic exports, one-line errors
+for bad input, and seeded reproducibility. docs/reliability.md lists what each test guarantees.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import numpy as np
+import pytest
+from tensorboard.compat.proto import event_pb2
+import tensorflow as tf
+import tf_keras as keras
+
+from vlae_tf import cli
+from vlae_tf import export
+from vlae_tf import training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--gin_file=mnist_vlae.gin', '--gin_file=testing/tiny.gin']
+
+
+def train_command(model_dir, data_dir, *extra):
+  return [sys.executable, os.path.join(REPO, 'bin', 'train'), f'--model_dir={model_dir}', *TINY,
+          f'--data_dir={data_dir}', *extra]
+
+
+def environment():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  env['PYTHONPATH'] = os.pathsep.join([REPO] + ([env['PYTHONPATH']] if 'PYTHONPATH' in env
+                                                 else []))
+  return env
+
+
+def start(command, log):
+  return subprocess.Popen(command, env=environment(), cwd=REPO, stdout=log,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def latest_step(model_dir):
+  path = tf.train.latest_checkpoint(str(model_dir))
+  return -1 if path is None else int(path.rsplit('-', 1)[1])
+
+
+def wait_for_step(process, model_dir, above, timeout=240):
+  """Waits until a checkpoint of a step > `above` is the latest (or the process ends)."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and process.poll() is None:
+    if latest_step(model_dir) > above:
+      return latest_step(model_dir)
+    time.sleep(0.05)
+  raise AssertionError(f'no checkpoint above step {above} (exit status {process.poll()})')
+
+
+def read_checkpoint(path):
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if name.endswith('.ATTRIBUTES/VARIABLE_VALUE')}
+
+
+def scalars(directory, tag):
+  """{step: value} of a scalar summary over every event file (later files win)."""
+  values = {}
+  for path in sorted(directory.glob('events.out.tfevents.*'), key=os.path.getmtime):
+    for record in tf.data.TFRecordDataset(str(path)):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        if value.tag == tag:
+          values[event.step] = float(tf.make_ndarray(value.tensor))
+  return values
+
+
+@pytest.mark.slow
+def test_kill_and_sigterm_then_resume_reproduce_the_uninterrupted_run(shared_data, tmp_path):
+  """SIGKILL at a random moment after the first checkpoint, then a restart of the same command,
+  stopped by SIGTERM: its checkpoint and every logged loss equal (bit for bit, with
+  train.deterministic) those of an uninterrupted run of the same command, itself stopped by SIGTERM
+  once past that step.
+  """
+  settings = ['--gin_param=train.train_steps = 1000', '--gin_param=train.checkpoint_every = 1',
+              '--gin_param=train.summary_every = 1', '--gin_param=train.eval_examples = 0',
+              '--gin_param=train.num_summary_images = 0', '--gin_param=train.deterministic = True',
+              '--gin_param=train.max_checkpoints_to_keep = 100', '--gin_param=train.seed = 5']
+  reference_dir, run_dir = tmp_path / 'reference', tmp_path / 'interrupted'
+  with open(tmp_path / 'reference.log', 'w') as reference_log, \
+       open(tmp_path / 'run.log', 'w') as run_log:
+    killed = start(train_command(run_dir, shared_data, *settings), run_log)
+    first = wait_for_step(killed, run_dir, 0)
+    time.sleep(random.uniform(0.0, 0.6))  # Mid-step or mid-save.
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    after_kill = latest_step(run_dir)
+    assert after_kill >= first
+    read_checkpoint(tf.train.latest_checkpoint(str(run_dir)))  # Readable.
+
+    # The restart and the reference trace at the same time, then step at the same pace.
+    restarted = start(train_command(run_dir, shared_data, *settings), run_log)
+    reference = start(train_command(reference_dir, shared_data, *settings), reference_log)
+    wait_for_step(restarted, run_dir, after_kill)
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(timeout=120) == 128 + signal.SIGTERM
+    after_term = latest_step(run_dir)
+    wait_for_step(reference, reference_dir, after_term)
+    reference.send_signal(signal.SIGTERM)
+    assert reference.wait(timeout=120) == 128 + signal.SIGTERM
+  log = (tmp_path / 'run.log').read_text()
+  assert f'Resumed from {run_dir}/ckpt-{after_kill} at step {after_kill}' in log
+  stopped = [line for line in log.splitlines() if line.startswith('stopped: interrupted by')]
+  assert stopped == [f'stopped: interrupted by SIGTERM at step {after_term}; saved '
+                     f'{run_dir}/ckpt-{after_term}; run the same command again to resume'], \
+      log[-3000:]
+
+  want = read_checkpoint(str(reference_dir / f'ckpt-{after_term}'))
+  got = read_checkpoint(str(run_dir / f'ckpt-{after_term}'))
+  assert set(want) == set(got)
+  assert any(name.startswith('optimizer/') for name in want)
+  assert any(name.startswith('averaged_model/') for name in want)
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  # Reproducibility: identical losses step for step (the killed run's too).
+  want_losses = scalars(reference_dir / 'train', 'loss')
+  got_losses = scalars(run_dir / 'train', 'loss')
+  assert set(range(1, after_term + 1)) <= set(got_losses)
+  assert got_losses == {step: want_losses[step] for step in got_losses}
+  assert not list(run_dir.glob('ckpt-*_temp*'))
+
+  # The same directory with a different model: one line that names the differing binding.
+  with pytest.raises(SystemExit) as raised:
+    cli._guard(lambda: cli.run_train(  # pylint: disable=protected-access
+        str(run_dir), ['mnist_vlae.gin', 'testing/tiny.gin'],
+        ['LATENT_SIZE = 4', 'train.seed = 5'], str(shared_data)))
+  message = str(raised.value.code)
+  assert message.startswith('error: ') and '\n' not in message
+  assert 'binding(s) differ' in message and 'LATENT_SIZE: 3 -> 4' in message, message
+  assert 'use a new --model_dir' in message
+
+
+def nan_batches_at(bad_steps, first_half_only=True):
+  """A training_batches replacement whose batches of the given steps hold NaN images (in the first
+  half of the batch: one replica of two sees NaNs, the other does not)."""
+  original = training.training_batches
+
+  def batches(images, global_batch_size, seed, start_step=0, shuffle_buffer=None):
+    dataset = original(images, global_batch_size, seed, start_step, shuffle_buffer)
+    rows = global_batch_size // 2 if first_half_only else global_batch_size
+    steps = tf.constant(sorted(bad_steps), tf.int64)
+
+    def poison(index, batch):
+      bad = tf.reduce_any(tf.equal(index, steps))
+      nans = tf.concat([tf.fill([rows, *batch.shape[1:]], float('nan')), batch[rows:]], 0)
+      return tf.where(bad, nans, batch)
+
+    return dataset.enumerate(start_step).map(poison)
+
+  return batches
+
+
+class LinearVAE(keras.Model):
+  """A small, noiseless stand-in for the VLAE (fast to trace): z = linear(x), Bernoulli(linear(z)).
+
+  Skipping non-finite steps lives in the Trainer and does not depend on the model.
+  """
+
+  def __init__(self, image_shape=(28, 28, 1), latent_size=3):
+    super().__init__()
+    self.image_shape = tuple(image_shape)
+    self.num_dims = int(np.prod(image_shape))
+    self.data_kind = 'binary'
+    self.latent_shape = (latent_size,)
+    self.encoder = keras.layers.Dense(latent_size)
+    self.decoder = keras.layers.Dense(self.num_dims)
+
+  def elbo(self, x, seed, training=None):
+    del seed, training
+    pixels = tf.reshape(x, [-1, self.num_dims])  # [B, D]
+    z = self.encoder(pixels)  # [B, latent]
+    log_px_z = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=pixels, logits=self.decoder(z)), axis=-1)
+    kl = 0.5 * tf.reduce_sum(tf.square(z), axis=-1)
+    return {'elbo': log_px_z - kl, 'log_px_z': log_px_z, 'kl': kl}
+
+  def initialize(self, x):
+    return self.elbo(x, None)
+
+  def encode(self, x, seed):  # Unused: no validation, no image summaries.
+    raise NotImplementedError
+
+  sample = decode = encode
+
+
+gin.external_configurable(LinearVAE, module='reliability_test')
+
+
+@pytest.mark.slow
+def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, monkeypatch):
+  model_dir = str(tmp_path / 'run')
+  bindings = ['make_model.model_cls = @reliability_test.LinearVAE', 'train.batch_size = 4',
+              'train.checkpoint_every = 1', 'train.summary_every = 1', 'train.eval_examples = 0',
+              'train.num_summary_images = 0', 'train.max_consecutive_bad_steps = 2',
+              'train.shuffle_buffer = 64']
+  strategy = training.make_strategy(['/cpu:0', '/cpu:1'])
+
+  # Step 2 (batch index 1) is NaN on replica 0 only: both replicas skip it.
+  monkeypatch.setattr(training, 'training_batches', nan_batches_at({1}))
+  cli.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 2'])
+  training.train(model_dir, data_dir=str(shared_data), strategy=strategy)
+  before = read_checkpoint(os.path.join(model_dir, 'ckpt-1'))
+  after = read_checkpoint(os.path.join(model_dir, 'ckpt-2'))
+  assert int(after['step/.ATTRIBUTES/VARIABLE_VALUE']) == 2
+  assert any(name.startswith('optimizer/') for name in before)
+  for name in before:
+    if not name.startswith(('step/', 'save_counter/')):  # Weights, averages, slots, iterations.
+      np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+  assert scalars(tmp_path / 'run' / 'train', 'bad_steps') == {1: 0.0, 2: 1.0}
+
+  # From step 3 on every batch is NaN: two in a row stop the run, the latest checkpoint intact.
+  monkeypatch.setattr(training, 'training_batches', nan_batches_at(set(range(2, 50)), False))
+  cli.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 20'])
+  with pytest.raises(SystemExit) as raised:
+    cli._guard(lambda: training.train(  # pylint: disable=protected-access
+        model_dir, data_dir=str(shared_data), strategy=strategy))
+  message = str(raised.value.code)
+  assert '\n' not in message
+  assert message == (
+      'error: training stopped at step 4: 2 consecutive steps had a non-finite loss or gradient '
+      f'(train.max_consecutive_bad_steps = 2); the last good checkpoint is {model_dir}/ckpt-2; '
+      'lower train.learning_rate or check the data, then rerun to resume from it.')
+  assert tf.train.latest_checkpoint(model_dir).endswith('ckpt-2')
+
+
+class _Tiny(tf.Module):
+
+  def __init__(self):
+    super().__init__()
+    self.v = tf.Variable(1.0)
+    self.f = tf.function(lambda x: {'y': x * self.v},
+                         input_signature=[tf.TensorSpec([None], tf.float32)])
+
+  def signatures(self):
+    return {'f': self.f.get_concrete_function()}
+
+
+def test_failed_export_leaves_no_partial_directory(tmp_path, monkeypatch):
+  path = tmp_path / 'export' / '3'
+  export.save_atomically(_Tiny(), str(path))
+  assert (path / 'saved_model.pb').is_file()
+  original = tf.saved_model.save
+
+  def fail_midway(module, directory, signatures=None):
+    original(module, directory, signatures=signatures)
+    os.remove(os.path.join(directory, 'saved_model.pb'))  # Half written...
+    raise OSError('disk full')  # ...then the failure.
+
+  monkeypatch.setattr(tf.saved_model, 'save', fail_midway)
+  for target in (path, tmp_path / 'export' / '4'):  # Replacing an export, and a new one.
+    with pytest.raises(OSError, match='disk full'):
+      export.save_atomically(_Tiny(), str(target))
+  assert sorted(os.listdir(tmp_path / 'export')) == ['3']  # No partial 4, no temporaries.
+  assert (path / 'saved_model.pb').is_file()  # The previous export is intact.
+
+
+def test_serving_functions_name_the_expected_values():
+  module = export.ServingModule(_ConstantBinary(), log_prob_chunk_size=4)
+  good = tf.zeros([2, 2, 3, 1])
+  module.log_prob(good, 2)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'images must be binary: float32 \[N, 2x3x1\] with every value 0 or 1'):
+    module.log_prob(good + 0.5, 2)
+  with pytest.raises(tf.errors.InvalidArgumentError, match='num_samples .* must be >= 1'):
+    module.log_prob(good, 0)
+  eight_bit = _ConstantBinary()
+  eight_bit.data_kind = '8bit'
+  module = export.ServingModule(eight_bit, log_prob_chunk_size=4)
+  module.log_prob(good + 255.0, 2)
+  for bad in (good + 0.5, good - 1.0, good + 256.0):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r'images must be 8-bit: float32 \[N, 2x3x1\] holding integers '
+                       r'0..255'):
+      module.log_prob(bad, 2)
+  with pytest.raises((ValueError, TypeError)):  # Shape: the signature refuses it.
+    module.log_prob(tf.zeros([2, 3, 2, 1]), 2)
+
+
+class _ConstantBinary:
+  image_shape = (2, 3, 1)
+  latent_shape = (2,)
+  num_dims = 6
+  data_kind = 'binary'
+  variables = ()
+
+  def log_likelihood(self, images, num_samples, seed, chunk_size=64):
+    del num_samples, seed, chunk_size
+    return tf.fill([tf.shape(images)[0]], -5.0)
+
+
+def one_line_error(run):
+  with pytest.raises(SystemExit) as raised:
+    cli._guard(run)  # pylint: disable=protected-access
+  message = str(raised.value.code)
+  assert message.startswith('error: ') and '\n' not in message, message
+  return message
+
+
+def test_bad_input_gets_one_line_naming_the_fix(tmp_path, shared_data):
+  tiny = ['mnist_vlae.gin', 'testing/tiny.gin']
+  assert 'did you mean mnist_vlae.gin' in one_line_error(
+      lambda: cli.parse_gin(['mnist_vlae.gn']))
+  assert 'did you mean VLAE?' in one_line_error(lambda: cli.parse_gin([], ['VLEA.latent_size=3']))
+  assert 'did you mean batch_size, eval_batch_size?' in one_line_error(
+      lambda: cli.parse_gin([], ['train.batch_sise = 3']))
+  # Unwritable or impossible --model_dir.
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  message = one_line_error(lambda: cli.run_train(str(blocker / 'run'), tiny))
+  assert message.startswith(f'error: Cannot create --model_dir {blocker}/run: ')
+  assert 'choose a directory you can write to' in message
+  # A missing data directory: the DatasetError, in one line.
+  message = one_line_error(lambda: cli.run_train(str(tmp_path / 'run'), tiny,
+                                                 data_dir=str(tmp_path / 'no_data')))
+  assert message.startswith(f'error: Data directory {tmp_path}/no_data (from data_dir) does not '
+                            'exist'), message
+  assert 'In call to configurable' not in message
+  # eval / export without a run or without a checkpoint.
+  assert 'No such run directory' in one_line_error(
+      lambda: cli.run_export(str(tmp_path / 'missing')))
+  (tmp_path / 'run' / 'config.gin').write_text((tmp_path / 'run' / 'config.gin').read_text())
+  message = one_line_error(lambda: cli.run_export(str(tmp_path / 'run')))
+  assert message.startswith(f'error: No checkpoint in {tmp_path}/run: train first (bin/train '
+                            f'--model_dir={tmp_path}/run ...)'), message
+  message = one_line_error(lambda: cli.run_eval(str(tmp_path / 'run'), data_dir=str(shared_data)))
+  assert 'No checkpoint in' in message
+
+
+def test_config_differences_ignore_bookkeeping():
+  old = "LATENT_SIZE = 3\nTRAIN_STEPS = 3\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    2]\n"
+  new = "LATENT_SIZE = 3\nTRAIN_STEPS = 9\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    3]\n"
+  assert training.config_differences(old, old) == []
+  assert training.config_differences(old, new) == ['VLAE.x: [1, 2] -> [1, 3]']
