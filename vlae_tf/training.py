@@ -951,13 +951,15 @@ def train(model_dir,
     IncompatibleRunError: model_dir has checkpoints of a run with different bindings.
     RunError: model_dir cannot be created or written.
   """
+  # First, before any op runs: MultiWorkerMirroredStrategy configures the collective ops, which is
+  # only possible at program start-up.
+  strategy = strategy or make_strategy()
   if deterministic:
     tf.config.experimental.enable_op_determinism()
   # The initializers of the weights draw from the global generators: seed them too, so that a
   # fresh run is a function of `seed` (Python, NumPy and TensorFlow global seeds). Never 0: with a
   # global seed of 0, tf.data's shuffle cannot take the tensor seeds of `training_batches`.
   keras.utils.set_random_seed(int(stateless_seed(seed, INIT_SALT)[0]) % (2**31 - 1) + 1)
-  strategy = strategy or make_strategy()
   chief = _is_chief(strategy)
   num_replicas = strategy.num_replicas_in_sync
   if batch_size % num_replicas:
