@@ -112,6 +112,22 @@ class PolyakAveragingTest(tf.test.TestCase):
       for copy in copies:
         self.assertAllClose(copy.numpy(), want, rtol=1e-6, atol=1e-6)
 
+  def test_warmup_uses_the_smaller_early_decay(self):
+    decay = 0.9
+    trainer = make_trainer(two_replicas(), ema_decay=decay)
+    trainer.ema_warmup = True
+    iterator = iter(tf.data.Dataset.from_tensor_slices(images(12, seed=2)).batch(4).repeat())
+    expected = [v.numpy() for v in trainer.model.variables]
+    for step in range(1, 3):
+      trainer.train_loop(iterator, 1)
+      weights = [v.numpy() for v in trainer.model.variables]
+      step_decay = min(decay, (1 + step) / (10 + step))  # 0.18, then 0.25.
+      expected = [step_decay * e + (1 - step_decay) * w if v.trainable else w
+                  for e, w, v in zip(expected, weights, trainer.model.variables)]
+    for average, want in zip(trainer.averaged_model.variables, expected):
+      for copy in trainer.strategy.experimental_local_results(average):
+        self.assertAllClose(copy.numpy(), want, rtol=1e-5, atol=1e-6)
+
   def test_loop_of_three_steps_equals_three_single_steps(self):
     looped = make_trainer(two_replicas())
     stepped = make_trainer(two_replicas())
