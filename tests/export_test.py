@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import doubles
+
 from vlae_tf import cli
 from vlae_tf import datasets
 from vlae_tf import export
@@ -152,24 +154,9 @@ def test_export_again_replaces_the_export(run, exported):
   assert set(tf.saved_model.load(path).signatures) == SIGNATURES
 
 
-class _ConstantWeights:
-  """A stand-in whose importance weights all equal exp(-5): the K-sample estimate is -5 for
-  every K exactly when the chunk arithmetic counts K samples."""
-
-  image_shape = (2, 3, 1)
-  latent_shape = (2,)
-  num_dims = 6
-  data_kind = 'binary'
-  variables = ()
-
-  def log_likelihood(self, images, num_samples, seed, chunk_size=64):
-    del num_samples, seed, chunk_size
-    return tf.fill([tf.shape(images)[0]], -5.0)
-
-
 @pytest.mark.parametrize('num_samples', [1, 3, 4, 9])
 def test_log_prob_chunk_arithmetic(num_samples):
-  module = export.ServingModule(_ConstantWeights(), log_prob_chunk_size=4)
+  module = export.ServingModule(doubles.ConstantWeights(), log_prob_chunk_size=4)
   log_prob = module.log_prob(tf.zeros([2, 2, 3, 1]), num_samples)['log_prob']
   np.testing.assert_allclose(log_prob, [-5.0, -5.0], rtol=1e-6)
 

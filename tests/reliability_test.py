@@ -16,6 +16,8 @@ from tensorboard.compat.proto import event_pb2
 import tensorflow as tf
 import tf_keras as keras
 
+import doubles
+
 from vlae_tf import cli
 from vlae_tf import export
 from vlae_tf import training
@@ -264,7 +266,7 @@ def test_failed_export_leaves_no_partial_directory(tmp_path, monkeypatch):
 
 
 def test_serving_functions_name_the_expected_values():
-  module = export.ServingModule(_ConstantBinary(), log_prob_chunk_size=4)
+  module = export.ServingModule(doubles.ConstantWeights(), log_prob_chunk_size=4)
   good = tf.zeros([2, 2, 3, 1])
   module.log_prob(good, 2)
   with pytest.raises(tf.errors.InvalidArgumentError,
@@ -272,7 +274,7 @@ def test_serving_functions_name_the_expected_values():
     module.log_prob(good + 0.5, 2)
   with pytest.raises(tf.errors.InvalidArgumentError, match='num_samples .* must be >= 1'):
     module.log_prob(good, 0)
-  eight_bit = _ConstantBinary()
+  eight_bit = doubles.ConstantWeights()
   eight_bit.data_kind = '8bit'
   module = export.ServingModule(eight_bit, log_prob_chunk_size=4)
   module.log_prob(good + 255.0, 2)
@@ -283,18 +285,6 @@ def test_serving_functions_name_the_expected_values():
       module.log_prob(bad, 2)
   with pytest.raises((ValueError, TypeError)):  # Shape: the signature refuses it.
     module.log_prob(tf.zeros([2, 3, 2, 1]), 2)
-
-
-class _ConstantBinary:
-  image_shape = (2, 3, 1)
-  latent_shape = (2,)
-  num_dims = 6
-  data_kind = 'binary'
-  variables = ()
-
-  def log_likelihood(self, images, num_samples, seed, chunk_size=64):
-    del num_samples, seed, chunk_size
-    return tf.fill([tf.shape(images)[0]], -5.0)
 
 
 def one_line_error(run):

@@ -766,16 +766,20 @@ def _local_static_mnist(root: pathlib.Path, split: str) -> _Loaded:
 _MNIST_VALID_SIZE = 10_000
 
 
+def _carve_validation(pool, split: str, valid_size: int, source, name: str, what='images'):
+  """The `split` of a training pool whose last `valid_size` images are the validation set."""
+  if len(pool) <= valid_size:
+    raise DatasetError(f'{source} holds {len(pool)} {what}, too few to carve the last '
+                       f'{valid_size} as validation; {_needs(name)}.')
+  return {'train': pool[:-valid_size], 'valid': pool[-valid_size:], 'train+valid': pool}[split]
+
+
 def _local_dynamic_mnist(root: pathlib.Path, split: str) -> _Loaded:
   stem = 't10k-images-idx3-ubyte' if split == 'test' else 'train-images-idx3-ubyte'
   path = _require(root, 'mnist', (stem, stem + '.gz'), 'dynamic_mnist')
   images = _idx_images(_file_key(path))
   if split != 'test':
-    if len(images) <= _MNIST_VALID_SIZE:
-      raise DatasetError(f'{path} holds {len(images)} images, too few to carve the last '
-                         f'{_MNIST_VALID_SIZE} as validation; {_needs("dynamic_mnist")}.')
-    images = {'train': images[:-_MNIST_VALID_SIZE], 'valid': images[-_MNIST_VALID_SIZE:],
-              'train+valid': images}[split]
+    images = _carve_validation(images, split, _MNIST_VALID_SIZE, path, 'dynamic_mnist')
   _warn_if_unpublished_size('dynamic_mnist', split, len(images), path)
   return _from_arrays(images), 'grey255'
 
@@ -792,12 +796,8 @@ def _local_omniglot(root: pathlib.Path, split: str) -> _Loaded:
     if split == 'test':
       images = arrays['test']
     else:
-      pool = arrays['train+valid']
-      if len(pool) <= _CHARDATA_VALID_SIZE:
-        raise DatasetError(f'{chardata} holds {len(pool)} training images, too few to carve the '
-                           f'last {_CHARDATA_VALID_SIZE} as validation; {_needs("omniglot")}.')
-      images = {'train': pool[:-_CHARDATA_VALID_SIZE], 'valid': pool[-_CHARDATA_VALID_SIZE:],
-                'train+valid': pool}[split]
+      images = _carve_validation(arrays['train+valid'], split, _CHARDATA_VALID_SIZE, chardata,
+                                 'omniglot', what='training images')
     _warn_if_unpublished_size('omniglot', split, len(images), chardata)
     return _from_arrays(images), 'grey'
   pattern = 'images_evaluation*.zip' if split == 'test' else 'images_background*.zip'
@@ -860,11 +860,8 @@ def _local_cifar10(root: pathlib.Path, split: str) -> _Loaded:
                     'image present and no validation split is carved.', source,
                     ', '.join(present), len(train), ', '.join(missing), split)
     return _from_arrays(train), '8bit'
-  if len(train) <= _CIFAR_VALID_SIZE:
-    raise DatasetError(f'{source} holds {len(train)} training images, too few to carve the last '
-                       f'{_CIFAR_VALID_SIZE} as validation; {_needs("cifar10")}.')
-  images = {'train': train[:-_CIFAR_VALID_SIZE], 'valid': train[-_CIFAR_VALID_SIZE:],
-            'train+valid': train}[split]
+  images = _carve_validation(train, split, _CIFAR_VALID_SIZE, source, 'cifar10',
+                             what='training images')
   return _from_arrays(images), '8bit'
 
 
