@@ -322,7 +322,9 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
   def test_eager_equals_tf_function(self, name, use_weight_norm):
     network, inputs = _initialized(name, use_weight_norm)
     for eager, graph in zip(_flat(network(inputs)), _flat(tf.function(network)(inputs))):
-      self.assertAllClose(eager, graph, rtol=1e-5, atol=1e-5)
+      # Op by op vs one optimized graph (fused conv + bias + activation): float32 rounding, which
+      # the data init on a batch of 2 amplifies (every channel is scaled to +-1 on it).
+      self.assertAllClose(eager, graph, rtol=1e-3, atol=1e-3)
 
   @parameterized.named_parameters(*CASES[:len(NAMES)], CASES[-1])  # All plain, one with wn.
   def test_get_config_round_trip(self, name, use_weight_norm):
