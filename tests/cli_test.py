@@ -104,10 +104,12 @@ def test_user_errors_are_one_line(tmp_path):
 
 @pytest.fixture(scope='module')
 def trained(shared_data, tmp_path_factory):
-  """A run directory made by bin/train: 2 steps of the tiny VLAE on real static MNIST."""
+  """A run directory made by bin/train: 2 steps of the tiny VLAE on real static MNIST, a
+  checkpoint after each."""
   model_dir = tmp_path_factory.mktemp('cli') / 'run'
   completed = run_binary('train', f'--model_dir={model_dir}', *TINY,
-                         '--gin_param=train.train_steps = 2', f'--data_dir={shared_data}')
+                         '--gin_param=train.train_steps = 2',
+                         '--gin_param=train.checkpoint_every = 1', f'--data_dir={shared_data}')
   assert completed.returncode == 0, completed.stderr[-5000:]
   assert 'step 2/2' in completed.stderr  # The progress line.
   assert 'ETA' in completed.stderr
@@ -143,6 +145,25 @@ def test_eval_report(trained, shared_data):
                                            rel=1e-4)
   assert not [name for name in os.listdir(trained) if name.startswith('.eval_test.json')]
   assert evaluation.DEFAULT_NUM_SAMPLES == {'binary': 4096, '8bit': 512}
+
+
+@pytest.mark.slow
+def test_eval_curve(trained, shared_data):
+  completed = run_binary('eval', f'--model_dir={trained}', '--curve', '--num_samples=2',
+                         '--max_examples=4', '--batch_size=4', f'--data_dir={shared_data}')
+  assert completed.returncode == 0, completed.stderr[-5000:]
+  lines = [line for line in completed.stdout.splitlines() if line.startswith('test: NLL')]
+  assert len(lines) == 2 and all('min of training' in line for line in lines), completed.stdout
+  with open(trained / 'eval_test_curve.json') as f:
+    curve = json.load(f)
+  assert [report['step'] for report in curve] == [1, 2]
+  assert 0 < curve[0]['train_seconds'] <= curve[1]['train_seconds']
+  assert curve[1]['train_seconds'] == pytest.approx(
+      curve[1]['checkpoint_time'] - training.run_start_time(str(trained)))
+  assert curve[1]['checkpoint'] == training.latest_checkpoint(str(trained))
+  assert curve[0]['nll_nats'] != curve[1]['nll_nats']  # Each point has its own weights.
+  with Image.open(trained / 'eval_test_curve.png') as image:
+    assert image.size == (720, 480)
 
 
 @pytest.mark.slow

@@ -145,10 +145,15 @@ def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
 
 
 def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
-             batch_size=32):
-  """Evaluates the run's latest checkpoint; returns the report (also in eval_<split>.json)."""
-  return evaluation.evaluate(model_dir, split=split, num_samples=num_samples,
-                             max_examples=max_examples, batch_size=batch_size, data_dir=data_dir)
+             batch_size=32, curve=False):
+  """Evaluates the run's latest checkpoint; returns the report (also in eval_<split>.json).
+
+  With `curve`, evaluates every kept checkpoint instead and returns their reports (also in
+  eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
+  """
+  evaluate = evaluation.evaluate_curve if curve else evaluation.evaluate
+  return evaluate(model_dir, split=split, num_samples=num_samples, max_examples=max_examples,
+                  batch_size=batch_size, data_dir=data_dir)
 
 
 def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num_decodings=7,
@@ -202,6 +207,8 @@ def define_eval_flags():
   flags.DEFINE_integer('max_examples', None, 'Evaluate a strided subset of this many images.')
   flags.DEFINE_integer('batch_size', 32, 'Images per batch.')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
+                       'and plot the NLL against training time: eval_<split>_curve.json/.png.')
 
 
 def define_sample_flags():
@@ -254,13 +261,17 @@ def train_main(argv):
 
 def eval_main(argv):
   _no_positional(argv)
-  report = _guard(lambda: run_eval(FLAGS.model_dir, FLAGS.split, FLAGS.num_samples,
-                                   FLAGS.max_examples, FLAGS.data_dir, FLAGS.batch_size))
-  logging.info('%s', report)
-  print(f'{report["split"]}: NLL {report["nll_nats"]:.3f} nats '
-        f'({report["bits_per_dim"]:.4f} bits/dim), ELBO {report["elbo_nats"]:.3f} nats, '
-        f'KL {report["kl_nats"]:.3f} nats, {report["num_examples"]} images, '
-        f'K={report["num_samples"]}, step {report["step"]}')
+  result = _guard(lambda: run_eval(FLAGS.model_dir, FLAGS.split, FLAGS.num_samples,
+                                   FLAGS.max_examples, FLAGS.data_dir, FLAGS.batch_size,
+                                   FLAGS.curve))
+  for report in result if FLAGS.curve else [result]:
+    logging.info('%s', report)
+    minutes = report.get('train_seconds')
+    when = '' if minutes is None else f', {minutes / 60:.1f} min of training'
+    print(f'{report["split"]}: NLL {report["nll_nats"]:.3f} +- {report["nll_stderr_nats"]:.3f} '
+          f'nats ({report["bits_per_dim"]:.4f} bits/dim), ELBO {report["elbo_nats"]:.3f} nats, '
+          f'KL {report["kl_nats"]:.3f} nats, {report["num_examples"]} images, '
+          f'K={report["num_samples"]}, step {report["step"]}{when}')
 
 
 def sample_main(argv):

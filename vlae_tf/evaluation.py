@@ -10,7 +10,9 @@ data (Chen et al. 2017, Section 5).
 `max_examples` takes a strided subset (every k-th image), never the first images: the static MNIST
 test set is sorted by class, so its first images are all zeros.
 
-The report is written atomically to <model_dir>/eval_<split>.json.
+The report is written atomically to <model_dir>/eval_<split>.json. `evaluate_curve` evaluates every
+kept checkpoint with the same importance samples and writes the NLL against training wall time
+(eval_<split>_curve.json and .png): the time-to-quality curve of docs/RESULTS.md.
 """
 
 import json
@@ -23,10 +25,13 @@ import tensorflow as tf
 
 from vlae_tf import datasets
 from vlae_tf import objectives
+from vlae_tf import plots
 from vlae_tf import training
 
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
 REPORT_FILE = 'eval_{split}.json'
+CURVE_FILE = 'eval_{split}_curve.json'
+CURVE_PLOT = 'eval_{split}_curve.png'
 EVALUATION_SALT = 11
 
 
@@ -65,6 +70,82 @@ def write_json_atomically(path, data):
   training.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
+class _CheckpointEvaluator:
+  """A run's averaged model and a traced evaluation step, reusable across its checkpoints."""
+
+  def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
+               chunk_size, seed, strategy):
+    training.load_run_config(model_dir)
+    first = training.latest_checkpoint(model_dir)  # Fails clearly when there is none.
+    self.dataset = training.run_dataset()
+    self.strategy = strategy or training.make_strategy()
+    with self.strategy.scope():
+      self.model, _, _ = training.restore_averaged_model(model_dir, first)
+      self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    model = self.model
+    self.split = split
+    self.num_samples = int(num_samples or DEFAULT_NUM_SAMPLES[model.data_kind])
+    num_replicas = self.strategy.num_replicas_in_sync
+    self.batch_size = -(-int(batch_size) // num_replicas) * num_replicas
+    images = datasets.load(self.dataset, split, data_dir=data_dir)
+    size = training.cardinality(images)
+    self.images = training.strided_subset(images, max_examples, size)
+    self.total = size if max_examples is None else min(size, max_examples)
+    likelihood_kwargs = {} if chunk_size is None else {'chunk_size': int(chunk_size)}
+    num_samples = self.num_samples
+
+    def statistics(x, seed_pair):
+      elbo_seed, likelihood_seed = tf.unstack(
+          tf.random.experimental.stateless_split(seed_pair, 2))
+      outputs = model.elbo(x, elbo_seed, training=False)
+      return {
+          'log_likelihood': model.log_likelihood(x, num_samples, likelihood_seed,
+                                                 **likelihood_kwargs),
+          'elbo': outputs['elbo'],
+          'kl': outputs['kl'],
+          'log_px_z': outputs['log_px_z'],
+      }
+
+    # The same seeds for every checkpoint: differences between checkpoints are the weights'.
+    self._evaluator = training.DistributedEvaluator(self.strategy, statistics, seed=seed,
+                                                    salt=EVALUATION_SALT)
+
+  def __call__(self, checkpoint, progress=True):
+    """The report of one checkpoint (restored into the same model)."""
+    began = time.time()
+    status = tf.train.Checkpoint(step=self._step, averaged_model=self.model).restore(checkpoint)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+    bar = (ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
+                       f'step {int(self._step.numpy())}') if progress else None)
+    totals = self._evaluator(training.padded_batches(self.images, self.batch_size),
+                             progress=bar)
+    means, errors = training.means_from_sums(totals)
+    num_dims = int(self.model.num_dims)
+    nll = -means['log_likelihood']
+    report = {
+        'dataset': self.dataset,
+        'split': self.split,
+        'step': int(self._step.numpy()),
+        'checkpoint': checkpoint,
+        'num_examples': int(round(totals['count'])),
+        'num_samples': self.num_samples,
+        'num_dims': num_dims,
+        'nll_nats': nll,
+        'nll_stderr_nats': errors['log_likelihood'],
+        'bits_per_dim': float(objectives.bits_per_dim(nll, num_dims)),
+        'elbo_nats': means['elbo'],
+        'nll_bound_nats': -means['elbo'],
+        'nll_bound_bits_per_dim': float(objectives.bits_per_dim(-means['elbo'], num_dims)),
+        'kl_nats': means['kl'],
+        'kl_bits': means['kl'] / float(np.log(2.0)),
+        'reconstruction_nats': -means['log_px_z'],
+        'seconds': time.time() - began,
+    }
+    return {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
+            for key, value in report.items()}
+
+
 def evaluate(model_dir,
              split='test',
              num_samples=None,
@@ -97,62 +178,73 @@ def evaluate(model_dir,
     num_dims, dataset, split, step, checkpoint, seconds.
   """
   began = time.time()
-  training.load_run_config(model_dir)
-  checkpoint = training.latest_checkpoint(model_dir)
-  dataset = training.run_dataset()
-  strategy = strategy or training.make_strategy()
-  with strategy.scope():
-    model, step, checkpoint = training.restore_averaged_model(model_dir, checkpoint)
-  num_samples = int(num_samples or DEFAULT_NUM_SAMPLES[model.data_kind])
-  num_replicas = strategy.num_replicas_in_sync
-  batch_size = -(-int(batch_size) // num_replicas) * num_replicas
-
-  images = datasets.load(dataset, split, data_dir=data_dir)
-  size = training.cardinality(images)
-  images = training.strided_subset(images, max_examples, size)
-  total = size if max_examples is None else min(size, max_examples)
-
-  likelihood_kwargs = {} if chunk_size is None else {'chunk_size': int(chunk_size)}
-
-  def statistics(x, seed_pair):
-    elbo_seed, likelihood_seed = tf.unstack(tf.random.experimental.stateless_split(seed_pair, 2))
-    outputs = model.elbo(x, elbo_seed, training=False)
-    return {
-        'log_likelihood': model.log_likelihood(x, num_samples, likelihood_seed,
-                                               **likelihood_kwargs),
-        'elbo': outputs['elbo'],
-        'kl': outputs['kl'],
-        'log_px_z': outputs['log_px_z'],
-    }
-
-  evaluator = training.DistributedEvaluator(strategy, statistics, seed=seed,
-                                            salt=EVALUATION_SALT)
-  bar = ProgressBar(total, f'eval {split} K={num_samples}') if progress else None
-  totals = evaluator(training.padded_batches(images, batch_size), progress=bar)
-  means, errors = training.means_from_sums(totals)
-
-  num_dims = int(model.num_dims)
-  nll = -means['log_likelihood']
-  report = {
-      'dataset': dataset,
-      'split': split,
-      'step': step,
-      'checkpoint': checkpoint,
-      'num_examples': int(round(totals['count'])),
-      'num_samples': num_samples,
-      'num_dims': num_dims,
-      'nll_nats': nll,
-      'nll_stderr_nats': errors['log_likelihood'],
-      'bits_per_dim': float(objectives.bits_per_dim(nll, num_dims)),
-      'elbo_nats': means['elbo'],
-      'nll_bound_nats': -means['elbo'],
-      'nll_bound_bits_per_dim': float(objectives.bits_per_dim(-means['elbo'], num_dims)),
-      'kl_nats': means['kl'],
-      'kl_bits': means['kl'] / float(np.log(2.0)),
-      'reconstruction_nats': -means['log_px_z'],
-      'seconds': time.time() - began,
-  }
-  report = {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
-            for key, value in report.items()}
+  evaluator = _CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
+                                   data_dir, chunk_size, seed, strategy)
+  report = evaluator(training.latest_checkpoint(model_dir), progress=progress)
+  report['seconds'] = time.time() - began
   write_json_atomically(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
   return report
+
+
+def run_checkpoints(model_dir):
+  """[(checkpoint prefix, unix time it was written)] of a run, oldest first.
+
+  From the CheckpointManager's state file, so only the checkpoints it still keeps
+  (`train.max_checkpoints_to_keep`).
+  """
+  training.latest_checkpoint(model_dir)  # Fails clearly when there is none.
+  state = tf.train.get_checkpoint_state(model_dir)
+  paths = [path if os.path.isabs(path) else os.path.join(model_dir, path)
+           for path in state.all_model_checkpoint_paths]
+  times = list(state.all_model_checkpoint_timestamps)
+  if len(times) != len(paths):  # Written by something else than a CheckpointManager.
+    times = [os.path.getmtime(path + '.index') for path in paths]
+  return list(zip(paths, times))
+
+
+def evaluate_curve(model_dir,
+                   split='test',
+                   num_samples=None,
+                   max_examples=None,
+                   batch_size=32,
+                   data_dir=None,
+                   chunk_size=None,
+                   seed=0,
+                   strategy=None,
+                   progress=True):
+  """Evaluates every kept checkpoint of a run: test NLL against training time.
+
+  Same arguments as `evaluate`. The training time of a checkpoint is the time it was written
+  minus the start of the run (<model_dir>/started.json, written by a fresh `train`): it counts
+  everything the training process did, start-up, data init and checkpointing included, and for a
+  resumed run also the time it was stopped.
+
+  Writes eval_<split>_curve.json (the list of reports, each with `checkpoint_time` and
+  `train_seconds`) and eval_<split>_curve.png (NLL with standard errors against minutes, or
+  against steps when the start time is unknown), both atomically.
+
+  Returns:
+    The list of reports, oldest checkpoint first.
+  """
+  evaluator = _CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
+                                   data_dir, chunk_size, seed, strategy)
+  started = training.run_start_time(model_dir)
+  reports = []
+  for checkpoint, written in run_checkpoints(model_dir):
+    report = evaluator(checkpoint, progress=progress)
+    report['checkpoint_time'] = written
+    report['train_seconds'] = None if started is None else written - started
+    reports.append(report)
+    # After every checkpoint, so that an interrupted curve keeps what it measured.
+    write_json_atomically(os.path.join(model_dir, CURVE_FILE.format(split=split)), reports)
+  by_time = started is not None
+  points = [((r['train_seconds'] / 60.0) if by_time else r['step'], r['nll_nats'],
+             r['nll_stderr_nats']) for r in reports]
+  first = reports[0]
+  plots.write_line_plot(
+      os.path.join(model_dir, CURVE_PLOT.format(split=split)), points,
+      x_label='training wall time (minutes)' if by_time else 'training step',
+      y_label=f'{split} NLL (nats)',
+      title=(f'{first["dataset"]} {split}: importance-weighted NLL, K={first["num_samples"]}, '
+             f'{first["num_examples"]} images'))
+  return reports

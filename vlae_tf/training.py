@@ -51,11 +51,13 @@ in a model_dir whose config.gin differs in more than bookkeeping (RESUMABLE_BIND
 Run directory (model_dir):
     config.gin              every binding the run was started with; eval/sample/export re-read it
     operative_config.gin    the bindings actually used (written after the first step)
+    started.json            when the first (fresh) train call began: the origin of training time
     ckpt-<step>.*           checkpoints (tf.train.CheckpointManager)
     train/, validation/     TensorBoard summaries
 """
 
 import glob
+import json
 import math
 import os
 import shutil
@@ -84,6 +86,7 @@ from vlae_tf import sampling
 
 CONFIG_FILE = 'config.gin'
 OPERATIVE_CONFIG_FILE = 'operative_config.gin'
+STARTED_FILE = 'started.json'
 
 # Salts that separate the random streams.
 TRAIN_SALT = 1
@@ -716,6 +719,15 @@ def run_dataset():
     raise RunError('The config binds no train.dataset.') from error
 
 
+def run_start_time(model_dir):
+  """The unix time at which the run's first `train` call began, or None if not recorded."""
+  path = os.path.join(model_dir, STARTED_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return float(json.load(f)['unix_time'])
+
+
 def latest_checkpoint(model_dir):
   """The newest checkpoint prefix in `model_dir`; CheckpointNotFoundError if there is none."""
   if not os.path.isdir(model_dir):
@@ -967,6 +979,7 @@ def train(model_dir,
     IncompatibleRunError: model_dir has checkpoints of a run with different bindings.
     RunError: model_dir cannot be created or written.
   """
+  began = time.time()
   # First, before any op runs: MultiWorkerMirroredStrategy configures the collective ops, which is
   # only possible at program start-up.
   strategy = strategy or make_strategy()
@@ -987,6 +1000,9 @@ def train(model_dir,
     check_resumable(model_dir, gin.config_str())
     remove_partial_checkpoints(model_dir)
     atomic_write_text(os.path.join(model_dir, CONFIG_FILE), gin.config_str())
+    if tf.train.latest_checkpoint(model_dir) is None:  # A fresh run: its clock starts now.
+      atomic_write_text(os.path.join(model_dir, STARTED_FILE),
+                        json.dumps({'unix_time': began}) + '\n')
 
   train_images = datasets.load(dataset, train_split, data_dir=data_dir, seed=seed)
   eval_images = strided_subset(datasets.load(dataset, eval_split, data_dir=data_dir, seed=seed),
