@@ -30,7 +30,9 @@ setuptools.setup(
         'scipy>=1.11',  # scipy.io.loadmat for the Caltech-101 and OMNIGLOT .mat files
     ],
     extras_require={
-        'test': ['pytest>=8', 'pytest-xdist>=3'],
+        # bin/inspect's linear probe.
+        'inspect': ['scikit-learn>=1.3'],
+        'test': ['pytest>=8', 'pytest-xdist>=3', 'scikit-learn>=1.3'],
     },
     scripts=sorted(glob.glob('bin/*')),
 )

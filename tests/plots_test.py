@@ -40,3 +40,12 @@ def test_points_and_error_bars_are_drawn_where_they_belong(tmp_path):
 def test_bad_points_are_refused(points, message):
   with pytest.raises(ValueError, match=message):
     plots.render_line_plot(points, 'x', 'y')
+
+
+def test_several_series_get_their_own_colours_and_a_legend():
+  series = {'first': [(0.0, 90.0, 1.0), (10.0, 85.0, 1.0)],
+            'second': [(0.0, 95.0, None), (10.0, 88.0, None)]}
+  pixels = np.asarray(plots.render_lines_plot(series, 'step', 'NLL', 'two runs'))
+  for colour in plots.COLOURS[:2]:
+    assert np.all(pixels == colour, axis=-1).sum() > 50, colour
+  assert not np.all(pixels == plots.COLOURS[2], axis=-1).any()

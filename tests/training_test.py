@@ -205,8 +205,30 @@ class DataTest(tf.test.TestCase):
   def test_strided_subset_spans_the_dataset(self):
     numbers = tf.data.Dataset.range(100)
     self.assertEqual(list(training.strided_subset(numbers, 4).as_numpy_iterator()),
-                     [0, 25, 50, 75])
+                     [12, 37, 62, 87])
     self.assertLen(list(training.strided_subset(numbers, 1000)), 100)
+
+  def test_strided_subset_reaches_the_end_for_every_size(self):
+    for size, count in [(10, 3), (100, 7), (10000, 3000), (10000, 6000), (7, 7), (7, 10)]:
+      subset = list(training.strided_subset(tf.data.Dataset.range(size), count)
+                    .as_numpy_iterator())
+      want = ([(2 * i + 1) * size // (2 * count) for i in range(count)] if count < size
+              else list(range(size)))
+      self.assertEqual(subset, want)
+      self.assertEqual(subset, training.subset_indices(size, count).tolist())
+      if count < size:  # The first and last slices are both represented.
+        self.assertLess(subset[0], size / count)
+        self.assertGreaterEqual(subset[-1], size - size / count)
+    self.assertEqual(int(training.strided_subset(tf.data.Dataset.range(10), 3).cardinality()), 3)
+
+  def test_distributed_evaluator_per_example_values_in_dataset_order(self):
+    strategy = two_replicas()
+    data = tf.data.Dataset.from_tensor_slices(tf.reshape(tf.range(7.0), [7, 1, 1, 1]))
+    evaluator = training.DistributedEvaluator(
+        strategy, lambda x, seed: {'value': 10.0 * tf.reshape(x, [-1])}, per_example=True)
+    totals, values = evaluator(training.padded_batches(data, 4))
+    self.assertEqual(totals['count'], 7)
+    self.assertAllClose(values['value'], 10.0 * np.arange(7.0))
 
   def test_padded_batches_have_weights(self):
     data = tf.data.Dataset.from_tensor_slices(tf.ones([5, 2, 3, 1]))

@@ -286,3 +286,22 @@ def sample_main(argv):
 def export_main(argv):
   _no_positional(argv)
   print(_guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir)))
+
+
+_BINARIES = {
+    'train': (define_train_flags, train_main),
+    'eval': (define_eval_flags, eval_main),
+    'sample': (define_sample_flags, sample_main),
+    'export': (define_export_flags, export_main),
+}
+
+
+def run_binary(name):
+  """Defines the flags of binary `name` and runs its main on sys.argv: what bin/<name> does.
+
+  For subprocesses (`python -c "from vlae_tf import cli; cli.run_binary('train')" --flags`), which
+  must not depend on where bin/ is.
+  """
+  define_flags, main = _BINARIES[name]
+  define_flags()
+  app.run(main)

@@ -70,11 +70,11 @@ def write_json_atomically(path, data):
   training.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
-class _CheckpointEvaluator:
+class CheckpointEvaluator:
   """A run's averaged model and a traced evaluation step, reusable across its checkpoints."""
 
   def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
-               chunk_size, seed, strategy):
+               chunk_size, seed, strategy, per_example=False):
     training.load_run_config(model_dir)
     first = training.latest_checkpoint(model_dir)  # Fails clearly when there is none.
     self.dataset = training.run_dataset()
@@ -107,11 +107,16 @@ class _CheckpointEvaluator:
       }
 
     # The same seeds for every checkpoint: differences between checkpoints are the weights'.
+    self.per_example = per_example
     self._evaluator = training.DistributedEvaluator(self.strategy, statistics, seed=seed,
-                                                    salt=EVALUATION_SALT)
+                                                    salt=EVALUATION_SALT, per_example=per_example)
 
   def __call__(self, checkpoint, progress=True):
-    """The report of one checkpoint (restored into the same model)."""
+    """The report of one checkpoint (restored into the same model).
+
+    With `per_example`, returns (report, {'nll', 'elbo', 'kl', 'log_px_z': float64 [N]}), the
+    values of every image in subset order (nats).
+    """
     began = time.time()
     status = tf.train.Checkpoint(step=self._step, averaged_model=self.model).restore(checkpoint)
     status.expect_partial()
@@ -120,6 +125,8 @@ class _CheckpointEvaluator:
                        f'step {int(self._step.numpy())}') if progress else None)
     totals = self._evaluator(training.padded_batches(self.images, self.batch_size),
                              progress=bar)
+    if self.per_example:
+      totals, values = totals
     means, errors = training.means_from_sums(totals)
     num_dims = int(self.model.num_dims)
     nll = -means['log_likelihood']
@@ -142,8 +149,13 @@ class _CheckpointEvaluator:
         'reconstruction_nats': -means['log_px_z'],
         'seconds': time.time() - began,
     }
-    return {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
-            for key, value in report.items()}
+    report = {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
+              for key, value in report.items()}
+    if not self.per_example:
+      return report
+    per_image = {'nll': -values['log_likelihood'], 'elbo': values['elbo'], 'kl': values['kl'],
+                 'log_px_z': values['log_px_z']}
+    return report, per_image
 
 
 def evaluate(model_dir,
@@ -178,12 +190,37 @@ def evaluate(model_dir,
     num_dims, dataset, split, step, checkpoint, seconds.
   """
   began = time.time()
-  evaluator = _CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
+  evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                    data_dir, chunk_size, seed, strategy)
   report = evaluator(training.latest_checkpoint(model_dir), progress=progress)
   report['seconds'] = time.time() - began
   write_json_atomically(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
   return report
+
+
+def evaluate_per_image(model_dir,
+                       checkpoint=None,
+                       split='test',
+                       num_samples=None,
+                       max_examples=None,
+                       batch_size=32,
+                       data_dir=None,
+                       chunk_size=None,
+                       seed=0,
+                       strategy=None,
+                       progress=True):
+  """Evaluates one checkpoint (default: the latest) like `evaluate`, keeping every image's values.
+
+  Writes nothing. Two runs evaluated with the same split, subset, K and seed see the same images
+  and the same noise, so their per-image differences give paired standard errors.
+
+  Returns:
+    (report, per_image): the report of `evaluate`, and {'nll', 'elbo', 'kl', 'log_px_z': float64
+    [N]} in nats, in the order of the (strided) subset.
+  """
+  evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
+                                   data_dir, chunk_size, seed, strategy, per_example=True)
+  return evaluator(checkpoint or training.latest_checkpoint(model_dir), progress=progress)
 
 
 def run_checkpoints(model_dir):
@@ -226,7 +263,7 @@ def evaluate_curve(model_dir,
   Returns:
     The list of reports, oldest checkpoint first.
   """
-  evaluator = _CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
+  evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                    data_dir, chunk_size, seed, strategy)
   started = training.run_start_time(model_dir)
   reports = []

@@ -577,10 +577,21 @@ def training_batches(images, global_batch_size, seed, start_step=0, shuffle_buff
 
 
 def strided_subset(images, max_examples, size=None):
-  """At most `max_examples` elements spread over the whole dataset: every k-th, k = size // max.
+  """`max_examples` elements spread evenly over the whole dataset, in order.
 
-  Taking the first examples instead would be biased on sorted splits (the static MNIST test set is
-  sorted by class).
+  Element i of the subset is element floor((i + 1/2) * size / max_examples) of `images`: the
+  middle of the i-th of `max_examples` equal slices, so the subset covers the dataset evenly from
+  its start to its end for every `max_examples` (taking the first examples, or every
+  (size // max_examples)-th one cut at `max_examples`, would drop the tail: the static MNIST test
+  split is sorted by class, so that would drop whole classes).
+
+  Args:
+    images: a finite dataset.
+    max_examples: the subset's size; None (or >= size): the whole dataset; <= 0: empty.
+    size: the dataset's size, when known (else counted).
+
+  Returns:
+    A dataset of min(max_examples, size) elements with a known cardinality.
   """
   if max_examples is None:
     return images
@@ -589,8 +600,19 @@ def strided_subset(images, max_examples, size=None):
   size = cardinality(images) if size is None else size
   if max_examples >= size:
     return images
-  stride = size // max_examples
-  return images.shard(stride, 0).take(max_examples)
+  chosen = np.zeros(size, bool)
+  chosen[subset_indices(size, max_examples)] = True
+  chosen = tf.constant(chosen)
+  subset = images.enumerate().filter(lambda index, _: chosen[index]).map(lambda _, image: image)
+  return subset.apply(tf.data.experimental.assert_cardinality(max_examples))
+
+
+def subset_indices(size, max_examples):
+  """The indices floor((2i + 1) * size / (2 * max_examples)), i < max_examples, of `strided_subset`."""
+  if max_examples is None or max_examples >= size:
+    return np.arange(size, dtype=np.int64)
+  slices = np.arange(max(int(max_examples), 0), dtype=np.int64)
+  return (2 * slices + 1) * int(size) // (2 * int(max_examples))
 
 
 def padded_batches(images, global_batch_size):
@@ -616,44 +638,62 @@ class DistributedEvaluator:
   `statistics_fn(images, seed)` maps [b, H, W, C] images and an int32 [2] seed to a dict of [b]
   tensors. `__call__` returns, for every key, the sum and the sum of squares over the real images,
   and the number of images. Seeds depend on (seed, salt, batch index, replica id) only.
+
+  With `per_example=True`, `__call__` returns (totals, {key: float64 [N] array}): the value of every
+  real image too, in dataset order (for paired comparisons of two models on the same images).
   """
 
-  def __init__(self, strategy, statistics_fn, seed=0, salt=VALIDATION_SALT):
+  def __init__(self, strategy, statistics_fn, seed=0, salt=VALIDATION_SALT, per_example=False):
     self.strategy = strategy
     self._statistics_fn = statistics_fn
     self._seed = int(seed)
     self._salt = salt
+    self._per_example = per_example
     self._step = tf.function(self._step_fn)
 
   def _replica_fn(self, images, weights, batch_index):
     context = tf.distribute.get_replica_context()
     seed = stateless_seed(self._seed, self._salt, batch_index, context.replica_id_in_sync_group)
     statistics = self._statistics_fn(images, seed)
-    sums = {}
+    sums, values = {}, {}
     for key, value in statistics.items():
       value = tf.cast(value, tf.float32)
       sums[key] = tf.reduce_sum(value * weights)
       sums[key + '/squares'] = tf.reduce_sum(tf.square(value) * weights)
+      values[key] = value
     sums['count'] = tf.reduce_sum(weights)
-    return sums
+    values['weights'] = weights
+    return sums, values
 
   def _step_fn(self, images, weights, batch_index):
-    per_replica = self.strategy.run(
+    per_replica_sums, per_replica_values = self.strategy.run(
         self._replica_fn,
         args=split_for_replicas(self.strategy, (images, weights)) + (batch_index,))
-    return {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-            for key, value in per_replica.items()}
+    sums = {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for key, value in per_replica_sums.items()}
+    if not self._per_example:
+      return sums, {}
+    # Replica r holds rows [r * b, (r + 1) * b) of the global batch: gathering restores the order.
+    return sums, {key: self.strategy.gather(value, axis=0)
+                  for key, value in per_replica_values.items()}
 
   def __call__(self, batches, progress=None):
     """Accumulates over `batches` of (images, weights); `progress(count)` after every batch."""
     totals = {}
+    values = {}
     for index, (images, weights) in enumerate(batches):
-      sums = self._step(images, weights, tf.constant(index, tf.int64))
+      sums, batch_values = self._step(images, weights, tf.constant(index, tf.int64))
       for key, value in sums.items():
         totals[key] = totals.get(key, 0.0) + float(value)
+      if batch_values:
+        real = batch_values.pop('weights').numpy() > 0
+        for key, value in batch_values.items():
+          values.setdefault(key, []).append(value.numpy().astype(np.float64)[real])
       if progress is not None:
         progress(int(totals['count']))
-    return totals
+    if not self._per_example:
+      return totals
+    return totals, {key: np.concatenate(parts) for key, parts in values.items()}
 
 
 def means_from_sums(totals):

@@ -1,0 +1,74 @@
+"""Tests of the results harness (bin/reproduce) on tiny runs of real static MNIST."""
+
+import json
+import os
+
+from absl.testing import absltest
+import numpy as np
+from PIL import Image
+import pytest
+
+from vlae_tf import reproduce
+
+TINY = 'testing/tiny.gin'
+
+
+class ResolveTest(absltest.TestCase):
+
+  def test_tables_name_shipped_gin_files_and_paper_numbers(self):
+    gin_dir = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'gin')
+    for table, files in reproduce.TABLES.items():
+      for path in files:
+        self.assertTrue(os.path.isfile(os.path.join(gin_dir, path)), f'{table}: {path}')
+    self.assertEqual(reproduce.PAPER['mnist_vlae'].nll, 79.03)
+
+  def test_unknown_table_and_empty_request_are_one_line_errors(self):
+    with self.assertRaisesRegex(reproduce.ReproduceError, 'Unknown --table .*mnist'):
+      reproduce.resolve_experiments('mnsit', [])
+    with self.assertRaisesRegex(reproduce.ReproduceError, 'Nothing to reproduce'):
+      reproduce.resolve_experiments(None, [])
+    with self.assertRaisesRegex(reproduce.ReproduceError, 'named twice: mnist_vlae'):
+      reproduce.resolve_experiments('mnist', ['gin/mnist_vlae.gin'])
+
+  def test_paired_difference(self):
+    first = {'per_image': {'nll': [1.0, 2.0, 4.0]}}
+    second = {'per_image': {'nll': [0.5, 2.0, 3.0]}}
+    difference = reproduce.paired_difference(first, second)
+    self.assertAlmostEqual(difference['mean'], 0.5)
+    self.assertAlmostEqual(difference['stderr'], np.std([0.5, 0.0, 1.0]) / np.sqrt(3))
+
+
+@pytest.mark.slow
+def test_reproduce_two_tiny_experiments_then_resume_without_retraining(tmp_path, shared_data):
+  settings = reproduce.Settings(
+      train_steps=4, num_samples=3, max_examples=7, curve_num_samples=2, curve_max_examples=4,
+      batch_size=4, data_dir=str(shared_data), gin_files=(TINY,))
+  files = ['mnist_vlae.gin', 'mnist_factorized_vae.gin']
+  results = reproduce.reproduce(str(tmp_path), files, settings)
+
+  for name in (reproduce.RESULTS_JSON, reproduce.RESULTS_MD, reproduce.CURVE_PNG):
+    assert (tmp_path / name).is_file(), name
+  with Image.open(tmp_path / reproduce.CURVE_PNG) as image:
+    assert image.size[0] > 100 and image.size[1] > 100
+  on_disk = json.loads((tmp_path / reproduce.RESULTS_JSON).read_text())
+  assert [row['experiment'] for row in on_disk['rows']] == ['mnist_vlae', 'mnist_factorized_vae']
+  for row in on_disk['rows']:
+    assert row['trained_now']
+    assert row['steps'] == 4
+    assert row['num_examples'] == 7 and row['num_samples'] == 3
+    assert len(row['per_image']['nll']) == 7
+    assert np.isfinite(row['nll_nats']) and row['kl_bits'] >= -1e-3 * 784
+    assert [point['step'] for point in row['curve']][-1] == 4
+    assert row['images_per_second'] > 0 and row['commit']
+  assert len(on_disk['differences']) == 1
+  markdown = (tmp_path / reproduce.RESULTS_MD).read_text()
+  assert '| mnist_vlae | Table 1, VLAE | 79.03 |' in markdown
+  assert 'Paired differences' in markdown
+
+  checkpoint = tmp_path / 'runs' / 'mnist_vlae' / 'ckpt-4.index'
+  written = checkpoint.stat().st_mtime_ns
+  again = reproduce.reproduce(str(tmp_path), files, settings)
+  assert not any(row['trained_now'] for row in again['rows'])
+  assert checkpoint.stat().st_mtime_ns == written
+  for first, second in zip(results['rows'], again['rows']):
+    assert first['nll_nats'] == second['nll_nats']

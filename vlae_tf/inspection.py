@@ -1,0 +1,349 @@
+"""What the lossy code keeps: the report behind bin/inspect.
+
+    bin/inspect --model_dir=D [--max_examples=1000] [--probe_train_examples=10000] [--data_dir=...]
+
+With the Polyak-averaged weights of a run, on an evenly spread subset of the test split, it writes
+into <model_dir>/inspect/ (atomically):
+
+* report.json
+  - `rate_distortion`: per image, with one z ~ q(z|x),
+        rate       = log q(z|x) - log p(z)       (the KL, bits per image)
+        distortion = -log p(x|z)                 (bits per image)
+    and their sum (-ELBO), means with standard errors. A local-window decoder makes the rate small
+    and keeps it global: what the window can model locally is cheaper in the decoder.
+  - `probe`: a multinomial logistic regression (scikit-learn, `pip install vlae_tf[inspect]`) on
+    the encoder's posterior means (the mean of q's base Gaussian; for a diagonal-Gaussian posterior
+    the posterior mean of z), fitted on `probe_train_examples` evenly spread training images with
+    their labels and scored on the test subset (accuracy, cross-entropy in nats); the same probe on
+    raw pixels is the reference. Datasets without labels give a message instead.
+  - `pixel_maps`: mean bits per pixel under z from the posterior, z from the prior (or the model
+    of `compare_model_dir`), and the difference: where z explains the image.
+* pixel_maps.png: for a few test images, one row each: the image, -log2 p(x_ij | window, z) with z
+  from the posterior, the same with z from the prior (or under the comparison model), and their
+  difference (red: bits that z saves).
+* reconstructions.png: each test image beside several decodings of its own z (`sampling`).
+"""
+
+import math
+import os
+import sys
+import time
+from typing import Optional
+
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import datasets
+from vlae_tf import evaluation
+from vlae_tf import labels as labels_lib
+from vlae_tf import sampling
+from vlae_tf import training
+
+REPORT_FILE = 'report.json'
+MAPS_FILE = 'pixel_maps.png'
+RECONSTRUCTIONS_FILE = 'reconstructions.png'
+INSPECT_DIR = 'inspect'
+INSPECTION_SALT = 13
+_LOG2 = math.log(2.0)
+
+
+def _log(message: str, stream=None):
+  stream = stream or sys.stderr
+  stream.write(f'inspect: {message}\n')
+  stream.flush()
+
+
+def _mean_and_stderr(values: np.ndarray) -> dict:
+  values = np.asarray(values, np.float64)
+  return {'mean': float(values.mean()),
+          'stderr': float(values.std() / math.sqrt(max(len(values), 1)))}
+
+
+def _subset(dataset_name: str, split: str, max_examples: Optional[int], data_dir):
+  """(images float32 [N, H, W, C], indices into the split) of the evenly spread subset."""
+  images = datasets.load(dataset_name, split, data_dir=data_dir)
+  size = training.cardinality(images)
+  subset = training.strided_subset(images, max_examples, size)
+  array = np.concatenate([batch for batch in subset.batch(1000).as_numpy_iterator()])
+  return array, training.subset_indices(size, max_examples)
+
+
+def _seed(seed: int, *salts):
+  return training.stateless_seed(seed, INSPECTION_SALT, *salts)
+
+
+def rate_distortion(model, images: np.ndarray, batch_size: int = 100, seed: int = 0) -> dict:
+  """Per-image rate (KL) and distortion (-log p(x|z)) in bits, one z ~ q(z|x) each.
+
+  Returns:
+    {'rate_bits', 'distortion_bits', 'nll_bound_bits'}: each {'mean', 'stderr'}, and
+    'per_image': {'rate_bits': [N], 'distortion_bits': [N]}.
+  """
+  elbo = tf.function(lambda x, s: model.elbo(x, s, training=False))
+  rates, distortions = [], []
+  for index, start in enumerate(range(0, len(images), batch_size)):
+    terms = elbo(tf.constant(images[start:start + batch_size]), _seed(seed, 1, index))
+    rates.append(terms['kl'].numpy() / _LOG2)
+    distortions.append(-terms['log_px_z'].numpy() / _LOG2)
+  rate, distortion = np.concatenate(rates), np.concatenate(distortions)
+  return {'rate_bits': _mean_and_stderr(rate),
+          'distortion_bits': _mean_and_stderr(distortion),
+          'nll_bound_bits': _mean_and_stderr(rate + distortion),
+          'per_image': {'rate_bits': rate, 'distortion_bits': distortion}}
+
+
+def posterior_means(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+  """[N, prod(latent_shape)]: the means of q(z|x)'s base Gaussian."""
+  encode = tf.function(
+      lambda x: model.encoder(model.likelihood.network_input(x)).loc)
+  means = [encode(tf.constant(images[start:start + batch_size])).numpy()
+           for start in range(0, len(images), batch_size)]
+  return np.concatenate(means).reshape(len(images), -1)
+
+
+def linear_probe(train_features, train_labels, test_features, test_labels, seed=0,
+                 max_iter=2000) -> dict:
+  """Multinomial logistic regression on standardized features: test accuracy and cross-entropy.
+
+  scikit-learn's LogisticRegression (lbfgs, L2 penalty C=1) after a StandardScaler fitted on the
+  training features.
+
+  Returns:
+    {'accuracy', 'cross_entropy_nats', 'chance_accuracy', 'num_train', 'num_test',
+    'num_features', 'converged'}.
+  """
+  try:
+    from sklearn import linear_model  # pylint: disable=g-import-not-at-top
+    from sklearn import metrics  # pylint: disable=g-import-not-at-top
+    from sklearn import pipeline  # pylint: disable=g-import-not-at-top
+    from sklearn import preprocessing  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise training.RunError('The linear probe needs scikit-learn: pip install '
+                            '"vlae_tf[inspect]" (or scikit-learn).') from error
+  classifier = pipeline.make_pipeline(
+      preprocessing.StandardScaler(),
+      linear_model.LogisticRegression(max_iter=max_iter, random_state=seed))
+  classifier.fit(train_features, train_labels)
+  probabilities = classifier.predict_proba(test_features)
+  classes = classifier.classes_
+  predicted = classes[probabilities.argmax(axis=1)]
+  counts = np.bincount(np.searchsorted(classes, train_labels))
+  iterations = classifier[-1].n_iter_
+  return {
+      'accuracy': float((predicted == test_labels).mean()),
+      'cross_entropy_nats': float(metrics.log_loss(test_labels, probabilities, labels=classes)),
+      'chance_accuracy': float(counts.max() / counts.sum()),
+      'num_train': int(len(train_labels)),
+      'num_test': int(len(test_labels)),
+      'num_features': int(train_features.shape[1]),
+      'converged': bool(np.all(np.asarray(iterations) < max_iter)),
+  }
+
+
+def pixel_bits(model, images: np.ndarray, z) -> np.ndarray:
+  """-log2 p(x_ij | window, z) summed over channels: [N, H, W]."""
+  log_prob = model.pixel_log_prob(tf.constant(images), z)  # [N, H, W, C] nats
+  return (-tf.reduce_sum(log_prob, axis=-1) / _LOG2).numpy()
+
+
+def _heat(values: np.ndarray, vmax: float, diverging: bool = False) -> np.ndarray:
+  """uint8 RGB [..., 3]: 0 white -> vmax dark red; diverging: -vmax blue, 0 white, +vmax red."""
+  scaled = np.clip(values / max(vmax, 1e-9), -1.0 if diverging else 0.0, 1.0)
+  positive, negative = np.clip(scaled, 0, 1), np.clip(-scaled, 0, 1)
+  red = 255 * (1 - 0.45 * positive) * (1 - negative)
+  green = 255 * (1 - positive) * (1 - 0.6 * negative)
+  blue = 255 * (1 - positive) * (1 - 0.1 * negative)
+  return np.stack([red, green, blue], axis=-1).astype(np.uint8)
+
+
+def maps_grid(images_uint8: np.ndarray, posterior_bits: np.ndarray, other_bits: np.ndarray,
+              scale: int = 4, headers=('image', 'bits | z~q(z|x)', 'bits | z~p(z)',
+                                       'saved by z')) -> np.ndarray:
+  """Rows of [image | posterior map | other map | other - posterior], upscaled `scale` times.
+
+  Bits are -log2 p(x_ij | window, z) per pixel: white 0, dark red the 99.5th percentile of both
+  maps; the difference is red where z saves bits, blue where it costs bits.
+  """
+  vmax = float(np.percentile(np.concatenate([posterior_bits, other_bits]), 99.5))
+  saved = other_bits - posterior_bits
+  vmax_saved = float(np.percentile(np.abs(saved), 99.5))
+  images_rgb = (np.repeat(images_uint8, 3, axis=-1) if images_uint8.shape[-1] == 1
+                else images_uint8)
+  tiles = np.stack([images_rgb, _heat(posterior_bits, vmax), _heat(other_bits, vmax),
+                    _heat(saved, vmax_saved, diverging=True)], axis=1)  # [N, 4, H, W, 3]
+  tiles = tiles.repeat(scale, axis=2).repeat(scale, axis=3)
+  grid = sampling.image_grid(tiles.reshape((-1,) + tiles.shape[2:]), columns=4, padding=2,
+                             background=255)
+  return _with_header(grid, headers, tiles.shape[3] + 2)
+
+
+def _with_header(grid: np.ndarray, headers, column_width: int, height: int = 28) -> np.ndarray:
+  """The grid under a white strip with one caption per column (Pillow's default font)."""
+  from PIL import Image, ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+  strip = Image.new('RGB', (grid.shape[1], height), 'white')
+  draw = ImageDraw.Draw(strip)
+  font = ImageFont.load_default()
+  for index, text in enumerate(headers):
+    for line_number, line in enumerate(text.split('\n')):
+      draw.text((index * column_width + 4, 2 + 12 * line_number), line, fill=(0, 0, 0),
+                font=font)
+  return np.concatenate([np.asarray(strip), grid], axis=0)
+
+
+def inspect(model_dir: str,
+            split: str = 'test',
+            max_examples: Optional[int] = 1000,
+            probe_train_examples: Optional[int] = 10000,
+            num_maps: int = 6,
+            num_reconstructions: int = 8,
+            num_decodings: int = 7,
+            compare_model_dir: Optional[str] = None,
+            data_dir=None,
+            seed: int = 0,
+            stream=None) -> dict:
+  """Writes <model_dir>/inspect/{report.json, pixel_maps.png, reconstructions.png}.
+
+  Returns:
+    The report.
+  """
+  began = time.time()
+  training.load_run_config(model_dir)
+  dataset_name = training.run_dataset()
+  model, step, checkpoint = training.restore_averaged_model(model_dir)
+  output_dir = os.path.join(model_dir, INSPECT_DIR)
+  images, test_indices = _subset(dataset_name, split, max_examples, data_dir)
+  _log(f'{model_dir} step {step}: {len(images)} {dataset_name} {split} images', stream)
+  report = {'model_dir': model_dir, 'checkpoint': checkpoint, 'step': step,
+            'dataset': dataset_name, 'split': split, 'num_examples': int(len(images)),
+            'latent_shape': list(model.latent_shape), 'num_dims': int(model.num_dims)}
+  window = getattr(model.decoder, 'window', None)
+  report['decoder_window_pixels'] = None if window is None else len(window())
+
+  # a. Rate and distortion.
+  started = time.time()
+  rd = rate_distortion(model, images, seed=seed)  # without z, the rate is 0
+  report['rate_distortion'] = {key: value for key, value in rd.items() if key != 'per_image'}
+  _log(f'rate {rd["rate_bits"]["mean"]:.2f} bits, distortion {rd["distortion_bits"]["mean"]:.2f} '
+       f'bits per image ({time.time() - started:.0f} s)', stream)
+
+  # b. The linear probe.
+  started = time.time()
+  report['probe'] = _probe(model, dataset_name, split, images, test_indices,
+                           probe_train_examples, data_dir, seed, stream)
+  _log(f'probe done ({time.time() - started:.0f} s)', stream)
+
+  # c. Per-pixel maps.
+  map_images = images[training.subset_indices(len(images), num_maps)]
+  report['pixel_maps'] = _pixel_maps(model, map_images, output_dir, compare_model_dir, seed)
+  # d. Lossy reconstructions (the grid of bin/sample).
+  if model.has_latent and num_reconstructions:
+    chosen = images[training.subset_indices(len(images), num_reconstructions)]
+    sampling.write_png(os.path.join(output_dir, RECONSTRUCTIONS_FILE),
+                       sampling.reconstruction_grid(model, chosen, num_decodings, seed))
+    report['reconstructions_png'] = os.path.join(output_dir, RECONSTRUCTIONS_FILE)
+  report['seconds'] = time.time() - began
+  evaluation.write_json_atomically(os.path.join(output_dir, REPORT_FILE), report)
+  _log(f'wrote {os.path.join(output_dir, REPORT_FILE)} ({report["seconds"]:.0f} s)', stream)
+  return report
+
+
+def _probe(model, dataset_name, split, test_images, test_indices, probe_train_examples,
+           data_dir, seed, stream):
+  """The probe on z and on pixels, or {'unavailable': why}."""
+  try:
+    test_labels = labels_lib.load_labels(dataset_name, split, data_dir, indices=test_indices)
+    train_images, train_indices = _subset(dataset_name, 'train', probe_train_examples, data_dir)
+    train_labels = labels_lib.load_labels(dataset_name, 'train', data_dir, indices=train_indices)
+  except labels_lib.LabelsUnavailableError as error:
+    _log(f'no probe: {error}', stream)
+    return {'unavailable': str(error)}
+  probe = {}
+  if model.has_latent:
+    probe['latent'] = linear_probe(posterior_means(model, train_images), train_labels,
+                                   posterior_means(model, test_images), test_labels, seed)
+    _log(f'probe on z: accuracy {probe["latent"]["accuracy"]:.4f}', stream)
+  else:
+    probe['latent'] = {'unavailable': 'the model has no latent variable'}
+  flat = lambda x: x.reshape(len(x), -1)
+  probe['pixels'] = linear_probe(flat(train_images), train_labels, flat(test_images),
+                                 test_labels, seed)
+  _log(f'probe on pixels: accuracy {probe["pixels"]["accuracy"]:.4f}', stream)
+  return probe
+
+
+def _pixel_maps(model, images, output_dir, compare_model_dir, seed):
+  """Writes pixel_maps.png; returns the mean bits per pixel of each map."""
+  if model.has_latent:
+    _, posterior_z = model.encode(tf.constant(images), _seed(seed, 2))
+    posterior = pixel_bits(model, images, posterior_z)
+  else:
+    posterior = pixel_bits(model, images, None)
+  if compare_model_dir:
+    training.load_run_config(compare_model_dir)
+    other_model, _, _ = training.restore_averaged_model(compare_model_dir)
+    other_z = None
+    if other_model.has_latent:
+      _, other_z = other_model.encode(tf.constant(images), _seed(seed, 2))
+    other = pixel_bits(other_model, images, other_z)
+    other_label = f'under {compare_model_dir}'
+  elif model.has_latent:
+    prior_z = model.prior_distribution().sample(len(images), seed=_seed(seed, 3))
+    other = pixel_bits(model, images, prior_z)
+    other_label = 'z from the prior'
+  else:
+    other, other_label = posterior, 'no latent variable'
+  other_header = 'bits | z~p(z)' if other_label == 'z from the prior' else 'bits | other'
+  path = sampling.write_png(os.path.join(output_dir, MAPS_FILE), maps_grid(
+      sampling.to_uint8(images, model.data_kind), posterior, other,
+      headers=('image', 'bits | z~q(z|x)', other_header, 'saved by z')))
+  return {'png': path, 'num_images': int(len(images)), 'columns': [
+      'image', '-log2 p(x_ij | window, z ~ q(z|x))', f'-log2 p(x_ij | ...), {other_label}',
+      'difference (red: bits that z saves)'],
+          'posterior_bits_per_image': float(posterior.sum(axis=(1, 2)).mean()),
+          'other_bits_per_image': float(other.sum(axis=(1, 2)).mean()),
+          'other': other_label}
+
+
+# ---------------------------------------------------------------------------------------------
+# bin/inspect.
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string('model_dir', None, 'The run directory to inspect (its averaged weights).')
+  flags.mark_flag_as_required('model_dir')
+  flags.DEFINE_string('split', 'test', 'The split of the rate/distortion, probe scores and maps.')
+  flags.DEFINE_integer('max_examples', 1000, 'Evenly spread images of the split (0: all).')
+  flags.DEFINE_integer('probe_train_examples', 10000, 'Evenly spread training images the probe '
+                       'is fitted on (0: all).')
+  flags.DEFINE_integer('num_maps', 6, 'Test images in pixel_maps.png.')
+  flags.DEFINE_integer('num_reconstructions', 8, 'Test images in reconstructions.png.')
+  flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
+  flags.DEFINE_string('compare_model_dir', None, 'A second run (e.g. the PixelCNN without z) '
+                      'whose per-pixel map replaces the map under z from the prior.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
+
+
+def main(argv):
+  from vlae_tf import cli  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
+  positive = lambda value: value if value and value > 0 else None
+  report = cli._guard(lambda: inspect(  # pylint: disable=protected-access
+      FLAGS.model_dir, split=FLAGS.split, max_examples=positive(FLAGS.max_examples),
+      probe_train_examples=positive(FLAGS.probe_train_examples), num_maps=FLAGS.num_maps,
+      num_reconstructions=FLAGS.num_reconstructions, num_decodings=FLAGS.num_decodings,
+      compare_model_dir=FLAGS.compare_model_dir, data_dir=FLAGS.data_dir, seed=FLAGS.seed))
+  rd = report['rate_distortion']
+  line = (f'{report["dataset"]} {report["split"]} step {report["step"]}: rate '
+          f'{rd["rate_bits"]["mean"]:.2f} +- {rd["rate_bits"]["stderr"]:.2f} bits, distortion '
+          f'{rd["distortion_bits"]["mean"]:.2f} +- {rd["distortion_bits"]["stderr"]:.2f} bits')
+  probe = report['probe']
+  if 'latent' in probe and 'accuracy' in probe['latent']:
+    line += (f', probe accuracy on z {probe["latent"]["accuracy"]:.4f} (pixels '
+             f'{probe["pixels"]["accuracy"]:.4f})')
+  print(line)
+  print(os.path.join(FLAGS.model_dir, INSPECT_DIR, REPORT_FILE))

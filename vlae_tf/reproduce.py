@@ -1,0 +1,564 @@
+"""The results harness behind bin/reproduce: train a group of experiments, evaluate them alike.
+
+    bin/reproduce --table=mnist --train_steps=6000 --num_samples=256 --max_examples=1000 \
+        --output_dir=results/mnist --data_dir=../shared/data
+
+For every experiment (a gin file of gin/, or a named group of them, `TABLES`), in order:
+
+1. Train in <output_dir>/runs/<experiment> with `bin/train` in a subprocess (its log in
+   <output_dir>/<experiment>.log), resuming a run that exists and skipping one that has reached its
+   step budget. With `train_steps`, every run of the table gets the same budget in steps (fair
+   whatever else the machine does); without it, each follows its gin file's own schedule (the
+   paper's, for GPUs). Checkpoints are kept about every 1/12 of the budget, for the curve.
+2. Evaluate the checkpoint at the budget with the same split, the same evenly spread subset, the
+   same K and the same seed for every run: the importance-weighted NLL, -ELBO and KL (bits per
+   image), and every image's values, so that differences between runs come with paired standard
+   errors (same images, same noise):
+
+       d_i = NLL_a(x_i) - NLL_b(x_i),   mean(d) +- std(d) / sqrt(N)
+
+3. Evaluate every kept checkpoint up to the budget with a cheaper K and subset (the curve).
+
+It writes <output_dir>/results.json (settings, rows with per-image values, paired differences),
+results.md (the table beside the paper's numbers) and nll_vs_steps.png (every run's NLL against
+training steps). Evaluations are cached in the run directories (reproduce_*.json) under their
+settings, so a second call retrains and re-evaluates nothing. One progress line for the whole table
+goes to stderr (run, phase, ETA).
+
+Wall time and images/s of a row count from the run's started.json to its checkpoint at the budget:
+start-up and checkpointing included; a run stopped and resumed counts the pause too.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from absl import flags
+import gin
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import evaluation
+from vlae_tf import plots
+from vlae_tf import training
+
+# Named groups of experiments: each a table or ablation of Chen et al. 2017 (shared/PAPER.md).
+TABLES = {
+    # Table 1 (static MNIST): the VLAE, the IAF VAE baseline, and the factorized-decoder VAE of
+    # Section 5.1 (the lossy-code comparison: 19.2 vs 37.3 bits of KL).
+    'mnist': ('mnist_vlae.gin', 'mnist_iaf_vae.gin', 'mnist_factorized_vae.gin'),
+    # Table 3 (dynamic MNIST): AF prior, Gaussian prior, PixelCNN without z.
+    'dynamic_mnist': ('dynamic_mnist_vlae.gin', 'dynamic_mnist_gaussian_prior.gin',
+                      'dynamic_mnist_pixelcnn.gin'),
+    # Receptive field against rate on static MNIST: the depth-limited decoder with 1, 2, 3, 6
+    # and 12 masked layers (the binary counterpart of Section 5.2's window sizes).
+    'mnist_windows': ('mnist_vlae_depth_1.gin', 'mnist_vlae_depth_2.gin',
+                      'mnist_vlae_depth_3.gin', 'mnist_vlae.gin', 'mnist_vlae_depth_12.gin'),
+    'caltech101': ('caltech101_vlae.gin',),  # Table 5
+    'omniglot': ('omniglot_vlae.gin',),  # Table 4
+    'cifar10': ('cifar10_resnet_vlae.gin', 'cifar10_densenet_vlae.gin'),  # Table 6
+    'cifar10_windows': ('cifar10_window_4x2.gin', 'cifar10_window_5x3.gin',
+                        'cifar10_window_7x4.gin'),  # Section 5.2
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperNumber:
+  """What the paper reports for an experiment (None where it reports nothing)."""
+  row: str
+  nll: Optional[float] = None  # nats per image, or bits/dim for CIFAR-10 (see `unit`)
+  unit: str = 'nats'
+  kl_nats: Optional[float] = None
+
+
+PAPER = {
+    'mnist_vlae': PaperNumber('Table 1, VLAE', 79.03, kl_nats=13.3),
+    'mnist_iaf_vae': PaperNumber('Table 1, IAF VAE', 79.88),
+    'mnist_factorized_vae': PaperNumber('Section 5.1, factorized decoder',
+                                        kl_nats=37.3 * math.log(2.0)),
+    'dynamic_mnist_vlae': PaperNumber('Table 3, PixelCNN + AF prior (Table 2: 78.53)', 78.94,
+                                      kl_nats=11.73),
+    'dynamic_mnist_gaussian_prior': PaperNumber('Table 3, PixelCNN + Gaussian prior', 79.48,
+                                                kl_nats=10.60),
+    'dynamic_mnist_pixelcnn': PaperNumber('Table 3, PixelCNN without z', 87.55, kl_nats=0.0),
+    'omniglot_vlae': PaperNumber('Table 4, VLAE', 90.98),
+    'caltech101_vlae': PaperNumber('Table 5, VLAE', 77.36),
+    'cifar10_resnet_vlae': PaperNumber('Table 6, ResNet VLAE', 3.04, 'bits/dim'),
+    'cifar10_densenet_vlae': PaperNumber('Table 6, DenseNet VLAE', 2.95, 'bits/dim'),
+    'cifar10_window_4x2': PaperNumber('Section 5.2, window 4x2', 3.12, 'bits/dim'),
+    'cifar10_window_5x3': PaperNumber('Section 5.2, window 5x3', None, 'bits/dim'),
+    'cifar10_window_7x4': PaperNumber('Section 5.2, window 7x4', 2.95, 'bits/dim'),
+}
+
+RESULTS_JSON = 'results.json'
+RESULTS_MD = 'results.md'
+CURVE_PNG = 'nll_vs_steps.png'
+RUN_RECORD = 'reproduce_run.json'
+CURVE_POINTS = 12
+_STEP_LINE = re.compile(r'step (\d+)/(\d+)')
+_LOG2 = math.log(2.0)
+
+
+class ReproduceError(training.RunError):
+  """A user error of the harness (unknown table, a failed run), reported in one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What is the same for every run of a table."""
+  train_steps: Optional[int] = None  # None: each gin file's own schedule
+  split: str = 'test'
+  num_samples: Optional[int] = None  # K; None: the evaluation default of the data kind
+  max_examples: Optional[int] = 1000  # evenly spread subset of the split; None: all
+  seed: int = 0  # seed of the importance samples
+  curve_num_samples: int = 32
+  curve_max_examples: Optional[int] = 100
+  batch_size: int = 50  # evaluation batch
+  data_dir: Optional[str] = None
+  gin_files: Sequence[str] = ()  # added after every experiment file (e.g. testing/tiny.gin)
+  gin_params: Sequence[str] = ()  # added after the files, for every run
+
+
+def experiment_name(gin_file: str) -> str:
+  """'gin/mnist_vlae.gin' -> 'mnist_vlae'."""
+  return os.path.splitext(os.path.basename(gin_file))[0]
+
+
+def resolve_experiments(table: Optional[str], gin_files: Sequence[str]) -> List[str]:
+  """The experiment gin files of `table` followed by `gin_files`, without repeats."""
+  files = []
+  if table:
+    if table not in TABLES:
+      raise ReproduceError(f'Unknown --table {table!r}; expected one of {", ".join(TABLES)}.')
+    files += list(TABLES[table])
+  files += list(gin_files or ())
+  if not files:
+    raise ReproduceError('Nothing to reproduce: pass --table=NAME or --experiment=FILE.gin.')
+  names = [experiment_name(path) for path in files]
+  repeated = sorted({name for name in names if names.count(name) > 1})
+  if repeated:
+    raise ReproduceError(f'Experiment(s) named twice: {", ".join(repeated)}; each run directory '
+                         'is named after its gin file.')
+  return files
+
+
+def _git_commit() -> str:
+  """The short commit of the checkout that holds this package (+ '-dirty'), or 'unknown'."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    commit = subprocess.run(['git', '-C', root, 'rev-parse', '--short', 'HEAD'], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(['git', '-C', root, 'status', '--porcelain', '--untracked-files=no'],
+                           check=True, capture_output=True, text=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+  return commit + ('-dirty' if dirty else '')
+
+
+def _checkpoint_step(path: str) -> int:
+  return int(path.rsplit('-', 1)[1])
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _format_duration(seconds: float) -> str:
+  return training._format_duration(seconds)  # pylint: disable=protected-access
+
+
+class Progress:
+  """One progress line for the whole table on stderr: run i/n, phase, table ETA."""
+
+  def __init__(self, names: Sequence[str], stream=None, min_interval: float = 10.0):
+    self.names = list(names)
+    self.stream = stream or sys.stderr
+    self.min_interval = min_interval
+    self._last = 0.0
+    self.seconds_per_step = None  # measured while training
+    self.seconds_per_evaluation = None  # measured after the first evaluation
+    self.remaining_steps = {}  # name -> training steps still to run
+    self.remaining_evaluations = set(names)
+
+  def show(self, index: int, phase: str, force: bool = False):
+    now = time.time()
+    if not force and now - self._last < self.min_interval:
+      return
+    self._last = now
+    eta = 0.0
+    known = True
+    steps = sum(self.remaining_steps.values())
+    if steps:
+      if self.seconds_per_step is None:
+        known = False
+      else:
+        eta += steps * self.seconds_per_step
+    if self.remaining_evaluations:
+      if self.seconds_per_evaluation is None:
+        known = False
+      else:
+        eta += len(self.remaining_evaluations) * self.seconds_per_evaluation
+    eta_text = _format_duration(eta) if known else '?'
+    self.stream.write(f'reproduce: run {index + 1}/{len(self.names)} {self.names[index]}: '
+                      f'{phase}; table ETA {eta_text}\n')
+    self.stream.flush()
+
+
+def _target_steps(gin_file: str, settings: Settings) -> int:
+  """The run's train.train_steps under the table's settings (parses gin, then clears it)."""
+  from vlae_tf import cli  # pylint: disable=g-import-not-at-top  (cli imports this module's peers)
+  cli.parse_gin([gin_file] + list(settings.gin_files), _train_params(settings))
+  try:
+    return int(_query(gin.query_parameter('train.train_steps')))
+  finally:
+    gin.clear_config()
+
+
+def _query(value):
+  """A queried gin value with macro references (`%TRAIN_STEPS`) followed."""
+  while isinstance(value, gin.config.ConfigurableReference) and (
+      value.scoped_selector.endswith('gin.macro')):
+    value = gin.query_parameter('%' + value.scoped_selector.rsplit('/', 1)[0])
+  return value
+
+
+def _train_params(settings: Settings, steps: Optional[int] = None) -> List[str]:
+  params = list(settings.gin_params)
+  if settings.train_steps is not None:
+    params.append(f'TRAIN_STEPS = {settings.train_steps}')
+  if steps is not None:  # bookkeeping bindings: they never block resuming
+    params += [f'train.checkpoint_every = {max(1, steps // CURVE_POINTS)}',
+               'train.max_checkpoints_to_keep = 1000']
+  return params
+
+
+def _step_checkpoint(run_dir: str, steps: int) -> Optional[str]:
+  """The run's checkpoint at `steps` (or, past it, the newest at or before it), or None."""
+  if not os.path.isdir(run_dir) or tf.train.latest_checkpoint(run_dir) is None:
+    return None
+  kept = [path for path, _ in evaluation.run_checkpoints(run_dir)]
+  at_or_before = [path for path in kept if _checkpoint_step(path) <= steps]
+  if not at_or_before:
+    return None
+  return max(at_or_before, key=_checkpoint_step)
+
+
+def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, steps: int,
+              progress: Progress, index: int) -> bool:
+  """Trains (or resumes) one run in a `bin/train` subprocess until `steps`; True if it trained.
+
+  Raises:
+    ReproduceError: the training process failed (its log names the problem).
+  """
+  name = experiment_name(gin_file)
+  done = _step_checkpoint(run_dir, steps)
+  if done is not None and _checkpoint_step(done) >= steps:
+    progress.remaining_steps[name] = 0
+    return False
+  os.makedirs(run_dir, exist_ok=True)
+  record_path = os.path.join(run_dir, RUN_RECORD)
+  if not os.path.exists(record_path):
+    training.atomic_write_text(record_path, json.dumps(
+        {'commit': _git_commit(), 'gin_file': gin_file, 'gin_files': list(settings.gin_files),
+         'gin_params': _train_params(settings), 'started_unix_time': time.time()},
+        indent=2) + '\n')
+  command = [sys.executable, '-c', "from vlae_tf import cli; cli.run_binary('train')",
+             f'--model_dir={run_dir}']
+  for path in [gin_file] + list(settings.gin_files):
+    command.append(f'--gin_file={path}')
+  for param in _train_params(settings, steps):
+    command.append(f'--gin_param={param}')
+  if settings.data_dir:
+    command.append(f'--data_dir={settings.data_dir}')
+  first_step, first_time = None, None
+  with open(log_path, 'a') as log:
+    log.write(f'# {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} {" ".join(command)}\n')
+    log.flush()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.PIPE, text=True,
+                               bufsize=1)
+    progress.show(index, 'training starts', force=True)
+    for line in process.stderr:
+      log.write(line)
+      match = _STEP_LINE.search(line)
+      if match:
+        step, total = int(match.group(1)), int(match.group(2))
+        now = time.time()
+        if first_step is None:  # after compilation: rates count from here
+          first_step, first_time = step, now
+        elif step > first_step:
+          progress.seconds_per_step = (now - first_time) / (step - first_step)
+        progress.remaining_steps[name] = max(total - step, 0)
+        progress.show(index, f'train step {step}/{total}')
+    returncode = process.wait()
+  if returncode:
+    raise ReproduceError(f'Training {name} failed (exit status {returncode}); see {log_path}.')
+  progress.remaining_steps[name] = 0
+  return True
+
+
+def _evaluation_cache(run_dir: str, kind: str, settings: Settings, num_samples, max_examples):
+  subset = 'all' if max_examples is None else str(max_examples)
+  return os.path.join(run_dir, f'reproduce_{kind}_{settings.split}_k{num_samples}_n{subset}_'
+                               f'seed{settings.seed}.json')
+
+
+def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
+  """The row's evaluation of `checkpoint` (cached): report + per-image nll, elbo, kl (nats)."""
+  path = _evaluation_cache(run_dir, 'eval', settings, settings.num_samples or 'default',
+                           settings.max_examples)
+  if os.path.exists(path):
+    cached = _read_json(path)
+    if cached['report']['step'] == _checkpoint_step(checkpoint):
+      return cached
+  report, per_image = evaluation.evaluate_per_image(
+      run_dir, checkpoint, split=settings.split, num_samples=settings.num_samples,
+      max_examples=settings.max_examples, batch_size=settings.batch_size,
+      data_dir=settings.data_dir, seed=settings.seed)
+  result = {'report': report,
+            'per_image': {key: [round(float(v), 4) for v in values]
+                          for key, values in per_image.items() if key in ('nll', 'elbo', 'kl')}}
+  evaluation.write_json_atomically(path, result)
+  return result
+
+
+def curve_run(run_dir: str, steps: int, settings: Settings) -> List[dict]:
+  """NLL of every kept checkpoint up to `steps` with the curve's K and subset (cached per step)."""
+  path = _evaluation_cache(run_dir, 'curve', settings, settings.curve_num_samples,
+                           settings.curve_max_examples)
+  cached = {int(step): report for step, report in
+            (_read_json(path).items() if os.path.exists(path) else [])}
+  todo = [checkpoint for checkpoint, _ in evaluation.run_checkpoints(run_dir)
+          if _checkpoint_step(checkpoint) <= steps and
+          _checkpoint_step(checkpoint) not in cached]
+  if todo:
+    evaluator = evaluation.CheckpointEvaluator(
+        run_dir, settings.split, settings.curve_num_samples, settings.curve_max_examples,
+        settings.batch_size, settings.data_dir, None, settings.seed, None)
+    for checkpoint in todo:
+      report = evaluator(checkpoint, progress=False)
+      cached[report['step']] = report
+      evaluation.write_json_atomically(path, {str(k): v for k, v in sorted(cached.items())})
+  return [cached[step] for step in sorted(cached) if step <= steps]
+
+
+def _train_seconds(run_dir: str, checkpoint: str) -> Optional[float]:
+  """From the run's started.json to the time `checkpoint` was written."""
+  started = training.run_start_time(run_dir)
+  written = dict(evaluation.run_checkpoints(run_dir)).get(checkpoint)
+  if started is None or written is None:
+    return None
+  return written - started
+
+
+def _run_facts(run_dir: str) -> dict:
+  """Seed, batch size and dataset from the run's config.gin; commit from its record."""
+  training.load_run_config(run_dir)
+  try:
+    facts = {'seed': int(_query(gin.query_parameter('train.seed'))),
+             'batch_size': int(_query(gin.query_parameter('train.batch_size'))),
+             'dataset': training.run_dataset()}
+  finally:
+    gin.clear_config()
+  record = os.path.join(run_dir, RUN_RECORD)
+  facts['commit'] = _read_json(record).get('commit') if os.path.exists(record) else None
+  return facts
+
+
+def paired_difference(first: dict, second: dict, key: str = 'nll') -> dict:
+  """mean(first - second) of a per-image value and its paired standard error."""
+  a = np.asarray(first['per_image'][key], np.float64)
+  b = np.asarray(second['per_image'][key], np.float64)
+  if a.shape != b.shape:
+    raise ValueError(f'Cannot pair {a.shape[0]} images with {b.shape[0]}.')
+  difference = a - b
+  return {'mean': float(difference.mean()),
+          'stderr': float(difference.std() / math.sqrt(max(len(difference), 1)))}
+
+
+def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
+              stream=None) -> dict:
+  """Trains, evaluates and tabulates `gin_files` into `output_dir` (see the module docstring).
+
+  Returns:
+    The content of results.json.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  names = [experiment_name(path) for path in gin_files]
+  progress = Progress(names, stream)
+  targets = {}
+  for gin_file, name in zip(gin_files, names):
+    targets[name] = _target_steps(gin_file, settings)
+    run_dir = os.path.join(output_dir, 'runs', name)
+    done = _step_checkpoint(run_dir, targets[name])
+    progress.remaining_steps[name] = targets[name] - (0 if done is None else
+                                                      _checkpoint_step(done))
+  rows = []
+  for index, (gin_file, name) in enumerate(zip(gin_files, names)):
+    run_dir = os.path.join(output_dir, 'runs', name)
+    steps = targets[name]
+    trained = train_run(gin_file, run_dir, os.path.join(output_dir, f'{name}.log'), settings,
+                        steps, progress, index)
+    checkpoint = _step_checkpoint(run_dir, steps)
+    progress.show(index, f'evaluating step {_checkpoint_step(checkpoint)}', force=True)
+    began = time.time()
+    result = evaluate_run(run_dir, checkpoint, settings)
+    curve = curve_run(run_dir, steps, settings)
+    if time.time() - began > 1.0:
+      progress.seconds_per_evaluation = time.time() - began
+    progress.remaining_evaluations.discard(name)
+    report = result['report']
+    facts = _run_facts(run_dir)
+    seconds = _train_seconds(run_dir, checkpoint)
+    paper = PAPER.get(name, PaperNumber(''))
+    rows.append({
+        'experiment': name,
+        'gin_file': gin_file,
+        'paper_row': paper.row,
+        'paper_nll': paper.nll,
+        'paper_unit': paper.unit,
+        'paper_kl_bits': None if paper.kl_nats is None else paper.kl_nats / _LOG2,
+        'nll_nats': report['nll_nats'],
+        'nll_stderr_nats': report['nll_stderr_nats'],
+        'bits_per_dim': report['bits_per_dim'],
+        'nll_bound_nats': report['nll_bound_nats'],
+        'kl_bits': report['kl_bits'],
+        'reconstruction_nats': report['reconstruction_nats'],
+        'num_samples': report['num_samples'],
+        'num_examples': report['num_examples'],
+        'split': report['split'],
+        'steps': report['step'],
+        'train_seconds': seconds,
+        'images_per_second': (None if not seconds else
+                              report['step'] * facts['batch_size'] / seconds),
+        'trained_now': trained,
+        'run_dir': run_dir,
+        'curve': [{'step': r['step'], 'nll_nats': r['nll_nats'],
+                   'nll_stderr_nats': r['nll_stderr_nats']} for r in curve],
+        'per_image': result['per_image'],
+        **facts,
+    })
+    progress.show(index, f'done: NLL {report["nll_nats"]:.2f} nats', force=True)
+  differences = []
+  for i, first in enumerate(rows):
+    for second in rows[i + 1:]:
+      differences.append({
+          'first': first['experiment'], 'second': second['experiment'],
+          'nll_nats': paired_difference(first, second, 'nll'),
+          'nll_bound_nats': paired_difference(first, second, 'elbo'),
+          'kl_nats': paired_difference(first, second, 'kl')})
+      # elbo differences have the sign of -(-ELBO) differences: flip to -ELBO.
+      bound = differences[-1]['nll_bound_nats']
+      bound['mean'] = -bound['mean']
+  results = {'settings': dataclasses.asdict(settings), 'commit_of_table': _git_commit(),
+             'written_unix_time': time.time(), 'rows': rows, 'differences': differences}
+  results['settings']['gin_files'] = list(settings.gin_files)
+  results['settings']['gin_params'] = list(settings.gin_params)
+  evaluation.write_json_atomically(os.path.join(output_dir, RESULTS_JSON), results)
+  training.atomic_write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))
+  series = {row['experiment']: [(p['step'], p['nll_nats'], p['nll_stderr_nats'])
+                                for p in row['curve']] for row in rows}
+  first = rows[0]
+  plots.write_lines_plot(
+      os.path.join(output_dir, CURVE_PNG), series, x_label='training step',
+      y_label=f'{settings.split} NLL (nats)',
+      title=(f'{settings.split} NLL, K={settings.curve_num_samples}, '
+             f'{first["curve"] and settings.curve_max_examples or "all"} images per point'))
+  return results
+
+
+def _number(value, digits=2, missing='-'):
+  return missing if value is None else f'{value:.{digits}f}'
+
+
+def results_markdown(results: dict) -> str:
+  """results.md: the table beside the paper's numbers, then the paired differences."""
+  rows = results['rows']
+  settings = results['settings']
+  lines = [
+      '| experiment | paper row | paper | ours: NLL +- s.e. | -ELBO | KL bits (paper) | K | '
+      'test images | steps | wall time | images/s | seed | commit |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+  for row in rows:
+    unit = row['paper_unit']
+    ours = (f'{row["bits_per_dim"]:.3f} bits/dim' if unit == 'bits/dim' else
+            f'{row["nll_nats"]:.2f} +- {row["nll_stderr_nats"]:.2f}')
+    paper = '-' if row['paper_nll'] is None else f'{row["paper_nll"]:g}'
+    wall = '-' if row['train_seconds'] is None else _format_duration(row['train_seconds'])
+    lines.append(
+        f'| {row["experiment"]} | {row["paper_row"] or "-"} | {paper} | {ours} | '
+        f'{row["nll_bound_nats"]:.2f} | {row["kl_bits"]:.1f} ({_number(row["paper_kl_bits"], 1)})'
+        f' | {row["num_samples"]} | {row["num_examples"]} | {row["steps"]} | {wall} | '
+        f'{_number(row["images_per_second"], 0)} | {row["seed"]} | {row["commit"] or "-"} |')
+  lines += ['', f'NLL in nats per image on {settings["split"]} (importance-weighted, K samples, '
+            f'evaluation seed {settings["seed"]}, the same evenly spread images for every row); '
+            'KL = E_q[log q(z|x) - log p(z)] in bits per image.']
+  if results['differences']:
+    lines += ['', 'Paired differences (first - second; same images, same importance samples):',
+              '', '| first | second | NLL nats | -ELBO nats | KL nats |', '|---|---|---|---|---|']
+    for difference in results['differences']:
+      cells = [f'{difference[key]["mean"]:+.2f} +- {difference[key]["stderr"]:.2f}'
+               for key in ('nll_nats', 'nll_bound_nats', 'kl_nats')]
+      lines.append(f'| {difference["first"]} | {difference["second"]} | ' + ' | '.join(cells) +
+                   ' |')
+  return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# bin/reproduce.
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string('output_dir', None, 'Where results.json, results.md, nll_vs_steps.png, the '
+                      'training logs and the run directories (runs/<experiment>) go.')
+  flags.mark_flag_as_required('output_dir')
+  flags.DEFINE_enum('table', None, list(TABLES), 'A named group of experiments: ' + '; '.join(
+      f'{name} = {", ".join(experiment_name(f) for f in files)}'
+      for name, files in TABLES.items()) + '.')
+  flags.DEFINE_multi_string('experiment', [], 'Experiment gin files (e.g. mnist_vlae.gin), after '
+                            'those of --table.')
+  flags.DEFINE_integer('train_steps', None, 'The training budget of every run, in steps (equal '
+                       'within the table). Default: each gin file\'s own schedule.')
+  flags.DEFINE_string('split', 'test', 'The split every run is evaluated on.')
+  flags.DEFINE_integer('num_samples', None, 'Importance samples K of the table\'s NLL (default: '
+                       '4096 for binary data, 512 for CIFAR-10).')
+  flags.DEFINE_integer('max_examples', 1000, 'Evaluate on this many evenly spread images of the '
+                       'split (0 or less: all).')
+  flags.DEFINE_integer('seed', 0, 'Seed of the importance samples (the same for every run).')
+  flags.DEFINE_integer('curve_num_samples', 32, 'K of the NLL-against-steps curve.')
+  flags.DEFINE_integer('curve_max_examples', 100, 'Images per point of the curve.')
+  flags.DEFINE_integer('batch_size', 50, 'Evaluation batch.')
+  flags.DEFINE_multi_string('gin_file', [], 'Gin files added after every experiment file, e.g. '
+                            'testing/tiny.gin.')
+  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings added to every run.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+
+
+def main(argv):
+  from vlae_tf import cli  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
+  max_examples = FLAGS.max_examples if FLAGS.max_examples and FLAGS.max_examples > 0 else None
+  settings = Settings(
+      train_steps=FLAGS.train_steps, split=FLAGS.split, num_samples=FLAGS.num_samples,
+      max_examples=max_examples, seed=FLAGS.seed, curve_num_samples=FLAGS.curve_num_samples,
+      curve_max_examples=FLAGS.curve_max_examples, batch_size=FLAGS.batch_size,
+      data_dir=FLAGS.data_dir, gin_files=tuple(FLAGS.gin_file),
+      gin_params=tuple(FLAGS.gin_param))
+
+  def run():
+    files = resolve_experiments(FLAGS.table, FLAGS.experiment)
+    return reproduce(FLAGS.output_dir, files, settings)
+
+  results = cli._guard(run)  # pylint: disable=protected-access
+  print(results_markdown(results), end='')
+  for name in (RESULTS_JSON, RESULTS_MD, CURVE_PNG):
+    print(os.path.join(FLAGS.output_dir, name))
