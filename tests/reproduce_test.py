@@ -1,5 +1,6 @@
 """Tests of the results harness (bin/reproduce) on tiny runs of real static MNIST."""
 
+import dataclasses
 import json
 import os
 
@@ -29,6 +30,19 @@ class ResolveTest(absltest.TestCase):
       reproduce.resolve_experiments(None, [])
     with self.assertRaisesRegex(reproduce.ReproduceError, 'named twice: mnist_vlae'):
       reproduce.resolve_experiments('mnist', ['gin/mnist_vlae.gin'])
+
+  def test_markdown_shows_model_selection_and_units(self):
+    row = {'experiment': 'caltech101_vlae', 'paper_row': 'Table 5, VLAE', 'paper_nll': 77.36,
+           'paper_unit': 'nats', 'paper_kl_bits': None, 'nll_nats': 80.123,
+           'nll_stderr_nats': 0.5, 'bits_per_dim': 0.1, 'nll_bound_nats': 82.0, 'kl_bits': 20.0,
+           'num_samples': 128, 'num_examples': 1000, 'steps': 4000, 'trained_steps': 8000,
+           'selected_on': 'valid', 'train_seconds': 3725.0, 'images_per_second': 500.0,
+           'seed': 0, 'commit': 'abc1234'}
+    text = reproduce.results_markdown({'rows': [row], 'differences': [],
+                                       'settings': {'split': 'test', 'seed': 0}})
+    self.assertIn('| caltech101_vlae | Table 5, VLAE | 77.36 | 80.12 +- 0.50 | 82.00 | 20.0 (-) |'
+                  ' 128 | 1000 | 4000 (best on valid of 8000) | 1:02:05 | 500 | 0 | abc1234 |',
+                  text)
 
   def test_paired_difference(self):
     first = {'per_image': {'nll': [1.0, 2.0, 4.0]}}
@@ -72,3 +86,12 @@ def test_reproduce_two_tiny_experiments_then_resume_without_retraining(tmp_path,
   assert checkpoint.stat().st_mtime_ns == written
   for first, second in zip(results['rows'], again['rows']):
     assert first['nll_nats'] == second['nll_nats']
+
+  # Model selection on valid: the row's checkpoint is the one with the best validation curve.
+  selected = reproduce.reproduce(str(tmp_path), files[:1], dataclasses.replace(
+      settings, select_split='valid'))
+  row = selected['rows'][0]
+  assert not row['trained_now'] and row['selected_on'] == 'valid'
+  best = min(row['curve'], key=lambda point: point['nll_nats'])
+  assert row['steps'] == best['step']
+  assert list((tmp_path / 'runs' / 'mnist_vlae').glob('reproduce_curve_valid_*.json'))

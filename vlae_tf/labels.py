@@ -64,6 +64,9 @@ def load_labels(name: str, split: str, data_dir=None,
                                 f'{", ".join(datasets.SPLITS)}.')
   root = datasets._resolve_data_dir(name, data_dir)  # pylint: disable=protected-access
   if name == 'static_mnist':
+    if indices is None:  # whole splits are matched once per process
+      key = None if data_dir is None else str(pathlib.Path(data_dir).resolve())
+      return _whole_static_mnist_labels(key, split).copy()
     return _static_mnist_labels(root, split, data_dir, indices)
   if name == 'omniglot':
     raise LabelsUnavailableError(
@@ -150,6 +153,12 @@ def match_binarized(binary: np.ndarray, grey: np.ndarray,
   matched_never, matched_always = never_on[indices], always_on[indices]
   impossible = (binary * matched_never).sum(1) + ((1.0 - binary) * matched_always).sum(1)
   return indices, impossible.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=4)
+def _whole_static_mnist_labels(data_dir: Optional[str], split: str) -> np.ndarray:
+  root = datasets._resolve_data_dir('static_mnist', data_dir)  # pylint: disable=protected-access
+  return _static_mnist_labels(root, split, data_dir, None)
 
 
 def _static_mnist_labels(root, split, data_dir, indices):

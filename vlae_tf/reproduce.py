@@ -17,7 +17,9 @@ For every experiment (a gin file of gin/, or a named group of them, `TABLES`), i
 
        d_i = NLL_a(x_i) - NLL_b(x_i),   mean(d) +- std(d) / sqrt(N)
 
-3. Evaluate every kept checkpoint up to the budget with a cheaper K and subset (the curve).
+3. Evaluate every kept checkpoint up to the budget with a cheaper K and subset (the curve). With
+   `select_split` (e.g. 'valid'), the curve is on that split and the row reports the checkpoint
+   with the best curve NLL there (model selection, as the paper does on validation data).
 
 It writes <output_dir>/results.json (settings, rows with per-image values, paired differences),
 results.md (the table beside the paper's numbers) and nll_vs_steps.png (every run's NLL against
@@ -123,6 +125,7 @@ class Settings:
   data_dir: Optional[str] = None
   gin_files: Sequence[str] = ()  # added after every experiment file (e.g. testing/tiny.gin)
   gin_params: Sequence[str] = ()  # added after the files, for every run
+  select_split: Optional[str] = None  # model selection: the row's checkpoint is the curve's best
 
 
 def experiment_name(gin_file: str) -> str:
@@ -303,10 +306,11 @@ def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, st
   return True
 
 
-def _evaluation_cache(run_dir: str, kind: str, settings: Settings, num_samples, max_examples):
+def _evaluation_cache(run_dir: str, kind: str, settings: Settings, num_samples, max_examples,
+                      split=None):
   subset = 'all' if max_examples is None else str(max_examples)
-  return os.path.join(run_dir, f'reproduce_{kind}_{settings.split}_k{num_samples}_n{subset}_'
-                               f'seed{settings.seed}.json')
+  return os.path.join(run_dir, f'reproduce_{kind}_{split or settings.split}_k{num_samples}_'
+                               f'n{subset}_seed{settings.seed}.json')
 
 
 def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
@@ -328,10 +332,10 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
   return result
 
 
-def curve_run(run_dir: str, steps: int, settings: Settings) -> List[dict]:
-  """NLL of every kept checkpoint up to `steps` with the curve's K and subset (cached per step)."""
+def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[dict]:
+  """NLL on `split` of every kept checkpoint up to `steps`, the curve's K and subset (cached)."""
   path = _evaluation_cache(run_dir, 'curve', settings, settings.curve_num_samples,
-                           settings.curve_max_examples)
+                           settings.curve_max_examples, split)
   cached = {int(step): report for step, report in
             (_read_json(path).items() if os.path.exists(path) else [])}
   todo = [checkpoint for checkpoint, _ in evaluation.run_checkpoints(run_dir)
@@ -339,7 +343,7 @@ def curve_run(run_dir: str, steps: int, settings: Settings) -> List[dict]:
           _checkpoint_step(checkpoint) not in cached]
   if todo:
     evaluator = evaluation.CheckpointEvaluator(
-        run_dir, settings.split, settings.curve_num_samples, settings.curve_max_examples,
+        run_dir, split, settings.curve_num_samples, settings.curve_max_examples,
         settings.batch_size, settings.data_dir, None, settings.seed, None)
     for checkpoint in todo:
       report = evaluator(checkpoint, progress=False)
@@ -406,10 +410,15 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
     trained = train_run(gin_file, run_dir, os.path.join(output_dir, f'{name}.log'), settings,
                         steps, progress, index)
     checkpoint = _step_checkpoint(run_dir, steps)
-    progress.show(index, f'evaluating step {_checkpoint_step(checkpoint)}', force=True)
     began = time.time()
+    curve_split = settings.select_split or settings.split
+    progress.show(index, f'evaluating every checkpoint on {curve_split}', force=True)
+    curve = curve_run(run_dir, steps, settings, curve_split)
+    if settings.select_split:  # model selection: the checkpoint with the best curve NLL
+      best = min(curve, key=lambda report: report['nll_nats'])
+      checkpoint = best['checkpoint']
+    progress.show(index, f'evaluating step {_checkpoint_step(checkpoint)}', force=True)
     result = evaluate_run(run_dir, checkpoint, settings)
-    curve = curve_run(run_dir, steps, settings)
     if time.time() - began > 1.0:
       progress.seconds_per_evaluation = time.time() - began
     progress.remaining_evaluations.discard(name)
@@ -434,6 +443,8 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
         'num_examples': report['num_examples'],
         'split': report['split'],
         'steps': report['step'],
+        'trained_steps': steps,
+        'selected_on': settings.select_split,
         'train_seconds': seconds,
         'images_per_second': (None if not seconds else
                               report['step'] * facts['batch_size'] / seconds),
@@ -464,12 +475,12 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
   training.atomic_write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))
   series = {row['experiment']: [(p['step'], p['nll_nats'], p['nll_stderr_nats'])
                                 for p in row['curve']] for row in rows}
-  first = rows[0]
+  curve_split = settings.select_split or settings.split
   plots.write_lines_plot(
       os.path.join(output_dir, CURVE_PNG), series, x_label='training step',
-      y_label=f'{settings.split} NLL (nats)',
-      title=(f'{settings.split} NLL, K={settings.curve_num_samples}, '
-             f'{first["curve"] and settings.curve_max_examples or "all"} images per point'))
+      y_label=f'{curve_split} NLL (nats)',
+      title=(f'{curve_split} NLL, K={settings.curve_num_samples}, '
+             f'{settings.curve_max_examples or "all"} images per point'))
   return results
 
 
@@ -491,10 +502,14 @@ def results_markdown(results: dict) -> str:
             f'{row["nll_nats"]:.2f} +- {row["nll_stderr_nats"]:.2f}')
     paper = '-' if row['paper_nll'] is None else f'{row["paper_nll"]:g}'
     wall = '-' if row['train_seconds'] is None else _format_duration(row['train_seconds'])
+    steps = str(row['steps'])
+    if row.get('selected_on'):
+      steps += f' (best on {row["selected_on"]} of {row["trained_steps"]})'
+
     lines.append(
         f'| {row["experiment"]} | {row["paper_row"] or "-"} | {paper} | {ours} | '
         f'{row["nll_bound_nats"]:.2f} | {row["kl_bits"]:.1f} ({_number(row["paper_kl_bits"], 1)})'
-        f' | {row["num_samples"]} | {row["num_examples"]} | {row["steps"]} | {wall} | '
+        f' | {row["num_samples"]} | {row["num_examples"]} | {steps} | {wall} | '
         f'{_number(row["images_per_second"], 0)} | {row["seed"]} | {row["commit"] or "-"} |')
   lines += ['', f'NLL in nats per image on {settings["split"]} (importance-weighted, K samples, '
             f'evaluation seed {settings["seed"]}, the same evenly spread images for every row); '
@@ -536,6 +551,9 @@ def define_flags():
   flags.DEFINE_integer('curve_num_samples', 32, 'K of the NLL-against-steps curve.')
   flags.DEFINE_integer('curve_max_examples', 100, 'Images per point of the curve.')
   flags.DEFINE_integer('batch_size', 50, 'Evaluation batch.')
+  flags.DEFINE_string('select_split', None, 'Model selection: evaluate every kept checkpoint on '
+                      'this split (e.g. valid) with the curve\'s K and images, and report the '
+                      'best one on --split (default: the checkpoint at the budget).')
   flags.DEFINE_multi_string('gin_file', [], 'Gin files added after every experiment file, e.g. '
                             'testing/tiny.gin.')
   flags.DEFINE_multi_string('gin_param', [], 'Gin bindings added to every run.')
@@ -552,7 +570,7 @@ def main(argv):
       max_examples=max_examples, seed=FLAGS.seed, curve_num_samples=FLAGS.curve_num_samples,
       curve_max_examples=FLAGS.curve_max_examples, batch_size=FLAGS.batch_size,
       data_dir=FLAGS.data_dir, gin_files=tuple(FLAGS.gin_file),
-      gin_params=tuple(FLAGS.gin_param))
+      gin_params=tuple(FLAGS.gin_param), select_split=FLAGS.select_split)
 
   def run():
     files = resolve_experiments(FLAGS.table, FLAGS.experiment)
