@@ -71,7 +71,11 @@ def write_json_atomically(path, data):
 
 
 class CheckpointEvaluator:
-  """A run's averaged model and a traced evaluation step, reusable across its checkpoints."""
+  """A run's averaged model and a traced evaluation step, reusable across its checkpoints.
+
+  With `per_example`, calls also return every image's values (see `__call__`): two runs evaluated
+  with the same split, subset, K and seed see the same images and the same noise.
+  """
 
   def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
                chunk_size, seed, strategy, per_example=False):
@@ -191,36 +195,11 @@ def evaluate(model_dir,
   """
   began = time.time()
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
-                                   data_dir, chunk_size, seed, strategy)
+                                  data_dir, chunk_size, seed, strategy)
   report = evaluator(training.latest_checkpoint(model_dir), progress=progress)
   report['seconds'] = time.time() - began
   write_json_atomically(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
   return report
-
-
-def evaluate_per_image(model_dir,
-                       checkpoint=None,
-                       split='test',
-                       num_samples=None,
-                       max_examples=None,
-                       batch_size=32,
-                       data_dir=None,
-                       chunk_size=None,
-                       seed=0,
-                       strategy=None,
-                       progress=True):
-  """Evaluates one checkpoint (default: the latest) like `evaluate`, keeping every image's values.
-
-  Writes nothing. Two runs evaluated with the same split, subset, K and seed see the same images
-  and the same noise, so their per-image differences give paired standard errors.
-
-  Returns:
-    (report, per_image): the report of `evaluate`, and {'nll', 'elbo', 'kl', 'log_px_z': float64
-    [N]} in nats, in the order of the (strided) subset.
-  """
-  evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
-                                   data_dir, chunk_size, seed, strategy, per_example=True)
-  return evaluator(checkpoint or training.latest_checkpoint(model_dir), progress=progress)
 
 
 def run_checkpoints(model_dir):
@@ -264,7 +243,7 @@ def evaluate_curve(model_dir,
     The list of reports, oldest checkpoint first.
   """
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
-                                   data_dir, chunk_size, seed, strategy)
+                                  data_dir, chunk_size, seed, strategy)
   started = training.run_start_time(model_dir)
   reports = []
   for checkpoint, written in run_checkpoints(model_dir):

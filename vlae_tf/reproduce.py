@@ -321,10 +321,12 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
     cached = _read_json(path)
     if cached['report']['step'] == _checkpoint_step(checkpoint):
       return cached
-  report, per_image = evaluation.evaluate_per_image(
-      run_dir, checkpoint, split=settings.split, num_samples=settings.num_samples,
-      max_examples=settings.max_examples, batch_size=settings.batch_size,
-      data_dir=settings.data_dir, seed=settings.seed)
+  # Same split, subset, K and seed for every run: the same images and the same noise, so
+  # per-image differences between runs give paired standard errors.
+  evaluator = evaluation.CheckpointEvaluator(
+      run_dir, settings.split, settings.num_samples, settings.max_examples, settings.batch_size,
+      settings.data_dir, None, settings.seed, None, per_example=True)
+  report, per_image = evaluator(checkpoint)
   result = {'report': report,
             'per_image': {key: [round(float(v), 4) for v in values]
                           for key, values in per_image.items() if key in ('nll', 'elbo', 'kl')}}
