@@ -73,3 +73,17 @@ def test_inspect_a_tiny_run(shared_data, tmp_path):
     assert image.size == (4 * (28 * 4 + 2) + 2, 28 + 3 * (28 * 4 + 2) + 2)
   with Image.open(run / 'inspect' / 'reconstructions.png') as image:
     assert image.size == (3 * 29 + 1, 2 * 29 + 1)
+
+  # Side by side: a second (pretend) run with another window.
+  other = dict(report, decoder_window_pixels=report['decoder_window_pixels'] + 10)
+  paths = inspection.compare([report, other], str(tmp_path / 'compare'), labels=['a', 'b'])
+  table = (tmp_path / 'compare' / 'comparison.md').read_text()
+  assert table.count('\n| a |') == 1 and table.count('\n| b |') == 1
+  assert paths['rate_vs_window'] and paths['reconstructions']
+  with Image.open(paths['reconstructions']) as image:
+    assert image.size[1] == 2 * (16 + 2 * (2 * 29 + 1))
+  # A second call with the same settings reuses the report.
+  again = inspection.inspect(str(run), max_examples=30, probe_train_examples=200, num_maps=3,
+                             num_reconstructions=2, num_decodings=2, data_dir=str(shared_data),
+                             reuse=True)
+  assert again == on_disk

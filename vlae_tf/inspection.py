@@ -1,6 +1,7 @@
 """What the lossy code keeps: the report behind bin/inspect.
 
     bin/inspect --model_dir=D [--max_examples=1000] [--probe_train_examples=10000] [--data_dir=...]
+    bin/inspect --model_dir=A --model_dir=B ... --output_dir=O     (several runs side by side)
 
 With the Polyak-averaged weights of a run, on an evenly spread subset of the test split, it writes
 into <model_dir>/inspect/ (atomically):
@@ -23,8 +24,13 @@ into <model_dir>/inspect/ (atomically):
   from the posterior, the same with z from the prior (or under the comparison model), and their
   difference (red: bits that z saves).
 * reconstructions.png: each test image beside several decodings of its own z (`sampling`).
+
+With several runs (`compare`): comparison.md (one row per run: window, rate, distortion, probe),
+rate_vs_window.png (rate against the decoder's receptive field, when the windows differ) and
+reconstructions.png (the runs' reconstruction grids of the same test images, one under the other).
 """
 
+import json
 import math
 import os
 import sys
@@ -225,22 +231,38 @@ def inspect(model_dir: str,
             compare_model_dir: Optional[str] = None,
             data_dir=None,
             seed: int = 0,
-            stream=None) -> dict:
+            stream=None,
+            reuse: bool = False) -> dict:
   """Writes <model_dir>/inspect/{report.json, pixel_maps.png, reconstructions.png}.
+
+  With `reuse`, an existing report of the same checkpoint and settings is returned as it is.
 
   Returns:
     The report.
   """
   began = time.time()
+  settings = {'split': split, 'max_examples': max_examples,
+              'probe_train_examples': probe_train_examples, 'num_maps': num_maps,
+              'num_reconstructions': num_reconstructions, 'num_decodings': num_decodings,
+              'compare_model_dir': compare_model_dir, 'seed': seed}
+  output_dir = os.path.join(model_dir, INSPECT_DIR)
+  existing = os.path.join(output_dir, REPORT_FILE)
   training.load_run_config(model_dir)
   dataset_name = training.run_dataset()
+  if reuse and os.path.isfile(existing):
+    with open(existing) as f:
+      previous = json.load(f)
+    if (previous.get('settings') == settings and
+        previous.get('checkpoint') == training.latest_checkpoint(model_dir)):
+      _log(f'{model_dir}: reusing {existing} (same checkpoint and settings)', stream)
+      return previous
   model, step, checkpoint = training.restore_averaged_model(model_dir)
-  output_dir = os.path.join(model_dir, INSPECT_DIR)
   images, test_indices = _subset(dataset_name, split, max_examples, data_dir)
   _log(f'{model_dir} step {step}: {len(images)} {dataset_name} {split} images', stream)
   report = {'model_dir': model_dir, 'checkpoint': checkpoint, 'step': step,
             'dataset': dataset_name, 'split': split, 'num_examples': int(len(images)),
-            'latent_shape': list(model.latent_shape), 'num_dims': int(model.num_dims)}
+            'latent_shape': list(model.latent_shape), 'num_dims': int(model.num_dims),
+            'settings': settings}
   window = getattr(model.decoder, 'window', None)
   report['decoder_window_pixels'] = None if window is None else len(window())
 
@@ -329,6 +351,66 @@ def _pixel_maps(model, images, output_dir, compare_model_dir, seed):
           'other': other_label}
 
 
+def compare(reports, output_dir: str, labels=None) -> dict:
+  """Writes comparison.md, rate_vs_window.png and reconstructions.png for several reports.
+
+  Args:
+    reports: `inspect` reports of runs on the same data (the same test images).
+    output_dir: where to write.
+    labels: a name per report (default: the run directories' names).
+
+  Returns:
+    {'markdown': path, 'reconstructions': path or None, 'rate_vs_window': path or None}.
+  """
+  from vlae_tf import plots  # pylint: disable=g-import-not-at-top
+  labels = labels or [os.path.basename(os.path.normpath(r['model_dir'])) for r in reports]
+  lines = ['| run | decoder window (pixels) | step | rate = KL (bits) | distortion (bits) | '
+           '-ELBO (bits) | probe accuracy on z | probe cross-entropy on z (nats) | '
+           'probe accuracy on pixels |', '|---|---|---|---|---|---|---|---|---|']
+  for label, report in zip(labels, reports):
+    rd = report['rate_distortion']
+    cells = [f'{rd[key]["mean"]:.2f} +- {rd[key]["stderr"]:.2f}'
+             for key in ('rate_bits', 'distortion_bits', 'nll_bound_bits')]
+    latent = report['probe'].get('latent', {})
+    pixels = report['probe'].get('pixels', {})
+    probe_cells = [f'{latent["accuracy"]:.3f}' if 'accuracy' in latent else '-',
+                   f'{latent["cross_entropy_nats"]:.3f}' if 'accuracy' in latent else '-',
+                   f'{pixels["accuracy"]:.3f}' if 'accuracy' in pixels else '-']
+    lines.append(f'| {label} | {report["decoder_window_pixels"]} | {report["step"]} | ' +
+                 ' | '.join(cells + probe_cells) + ' |')
+  first = reports[0]
+  lines += ['', f'{first["num_examples"]} evenly spread {first["dataset"]} {first["split"]} '
+            'images; one z ~ q(z|x) per image; probe: logistic regression fitted on '
+            f'{first["settings"]["probe_train_examples"]} training images.']
+  os.makedirs(output_dir, exist_ok=True)
+  paths = {'markdown': os.path.join(output_dir, 'comparison.md'), 'reconstructions': None,
+           'rate_vs_window': None}
+  training.atomic_write_text(paths['markdown'], '\n'.join(lines) + '\n')
+  windows = [r['decoder_window_pixels'] for r in reports]
+  if len(set(windows)) > 1 and None not in windows:
+    points = sorted((w, r['rate_distortion']['rate_bits']['mean'],
+                     r['rate_distortion']['rate_bits']['stderr'])
+                    for w, r in zip(windows, reports))
+    paths['rate_vs_window'] = plots.write_lines_plot(
+        os.path.join(output_dir, 'rate_vs_window.png'), {'rate = KL(q(z|x) || p(z))': points},
+        x_label='decoder window (pixels each pixel sees)', y_label='rate (bits per image)',
+        title=f'{first["dataset"]}: what goes into z against the decoder\'s receptive field')
+  grids = [r.get('reconstructions_png') for r in reports]
+  if all(grids):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    arrays = [np.asarray(Image.open(path).convert('RGB')) for path in grids]
+    width = max(a.shape[1] for a in arrays)
+    blocks = []
+    for label, array in zip(labels, arrays):
+      padded = np.full((array.shape[0], width, 3), 255, np.uint8)
+      padded[:, :array.shape[1]] = array
+      scaled = padded.repeat(2, axis=0).repeat(2, axis=1)
+      blocks.append(_with_header(scaled, [label], scaled.shape[1], height=16))
+    paths['reconstructions'] = sampling.write_png(
+        os.path.join(output_dir, 'reconstructions.png'), np.concatenate(blocks, axis=0))
+  return paths
+
+
 # ---------------------------------------------------------------------------------------------
 # bin/inspect.
 
@@ -336,8 +418,11 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_string('model_dir', None, 'The run directory to inspect (its averaged weights).')
+  flags.DEFINE_multi_string('model_dir', None, 'The run directory to inspect (its averaged '
+                            'weights); repeat it to compare runs (needs --output_dir).')
   flags.mark_flag_as_required('model_dir')
+  flags.DEFINE_string('output_dir', None, 'With several --model_dir: where comparison.md, '
+                      'rate_vs_window.png and the side-by-side reconstructions.png go.')
   flags.DEFINE_string('split', 'test', 'The split of the rate/distortion, probe scores and maps.')
   flags.DEFINE_integer('max_examples', 1000, 'Evenly spread images of the split (0: all).')
   flags.DEFINE_integer('probe_train_examples', 10000, 'Evenly spread training images the probe '
@@ -356,11 +441,31 @@ def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
   positive = lambda value: value if value and value > 0 else None
-  report = cli._guard(lambda: inspect(  # pylint: disable=protected-access
-      FLAGS.model_dir, split=FLAGS.split, max_examples=positive(FLAGS.max_examples),
-      probe_train_examples=positive(FLAGS.probe_train_examples), num_maps=FLAGS.num_maps,
-      num_reconstructions=FLAGS.num_reconstructions, num_decodings=FLAGS.num_decodings,
-      compare_model_dir=FLAGS.compare_model_dir, data_dir=FLAGS.data_dir, seed=FLAGS.seed))
+  model_dirs = FLAGS.model_dir
+  if len(model_dirs) > 1 and not FLAGS.output_dir:
+    raise SystemExit('error: several --model_dir need --output_dir for the comparison.')
+
+  def run(model_dir):
+    return cli._guard(lambda: inspect(  # pylint: disable=protected-access
+        model_dir, split=FLAGS.split, max_examples=positive(FLAGS.max_examples),
+        probe_train_examples=positive(FLAGS.probe_train_examples), num_maps=FLAGS.num_maps,
+        num_reconstructions=FLAGS.num_reconstructions, num_decodings=FLAGS.num_decodings,
+        compare_model_dir=FLAGS.compare_model_dir, data_dir=FLAGS.data_dir, seed=FLAGS.seed,
+        reuse=len(model_dirs) > 1))
+
+  reports = [run(model_dir) for model_dir in model_dirs]
+  for report in reports:
+    _print_summary(report)
+  if len(reports) > 1:
+    paths = compare(reports, FLAGS.output_dir)
+    with open(paths['markdown']) as f:
+      print(f.read(), end='')
+    for path in paths.values():
+      if path:
+        print(path)
+
+
+def _print_summary(report):
   rd = report['rate_distortion']
   line = (f'{report["dataset"]} {report["split"]} step {report["step"]}: rate '
           f'{rd["rate_bits"]["mean"]:.2f} +- {rd["rate_bits"]["stderr"]:.2f} bits, distortion '
@@ -370,4 +475,4 @@ def main(argv):
     line += (f', probe accuracy on z {probe["latent"]["accuracy"]:.4f} (pixels '
              f'{probe["pixels"]["accuracy"]:.4f})')
   print(line)
-  print(os.path.join(FLAGS.model_dir, INSPECT_DIR, REPORT_FILE))
+  print(os.path.join(report['model_dir'], INSPECT_DIR, REPORT_FILE))
