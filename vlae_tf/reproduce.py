@@ -1,6 +1,6 @@
 """The results harness behind bin/reproduce: train a group of experiments, evaluate them alike.
 
-    bin/reproduce --table=mnist --train_steps=6000 --num_samples=256 --max_examples=1000 \
+    bin/reproduce --table=mnist --train_steps=6000 --num_samples=128 --max_examples=1000
         --output_dir=results/mnist --data_dir=../shared/data
 
 For every experiment (a gin file of gin/, or a named group of them, `TABLES`), in order:
