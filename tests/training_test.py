@@ -322,3 +322,13 @@ def summary_tags(directory):
       event = event_pb2.Event.FromString(record.numpy())
       tags.update(value.tag for value in event.summary.value)
   return tags
+
+
+@pytest.mark.slow
+def test_without_validation_the_validation_split_is_not_read(shared_data, tmp_path):
+  """shared/data's CIFAR-10 holds one training batch, so it has no 'valid' split."""
+  cli.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'],
+                ['train.train_steps = 1', 'train.batch_size = 2', 'train.eval_examples = 0',
+                 'train.num_summary_images = 0'])
+  training.train(str(tmp_path / 'run'), data_dir=str(shared_data), strategy=one_replica())
+  assert tf.train.latest_checkpoint(str(tmp_path / 'run')).endswith('ckpt-1')

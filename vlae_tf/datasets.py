@@ -854,7 +854,10 @@ def _local_cifar10(root: pathlib.Path, split: str) -> _Loaded:
   if missing:
     if split == 'valid':
       raise DatasetError(f'The CIFAR-10 valid split is the last {_CIFAR_VALID_SIZE} images of '
-                         f'all 5 training batches, but {source} lacks {", ".join(missing)}; '
+                         f'all 5 training batches, but {source} lacks {", ".join(missing)} (to '
+                         'train on these batches without it, validate on another split, '
+                         '--gin_param="train.eval_split=\'test\'", or not at all, '
+                         '--gin_param=train.eval_examples=0); '
                          f'{_needs("cifar10")}.')
     logging.warning('CIFAR-10 at %s has only %s (%d images), %s missing: %r is every training '
                     'image present and no validation split is carved.', source,

@@ -1045,8 +1045,10 @@ def train(model_dir,
                         json.dumps({'unix_time': began}) + '\n')
 
   train_images = datasets.load(dataset, train_split, data_dir=data_dir, seed=seed)
-  eval_images = strided_subset(datasets.load(dataset, eval_split, data_dir=data_dir, seed=seed),
-                               eval_examples)
+  eval_images = None
+  if eval_examples != 0:  # No validation: the validation split is not even read.
+    eval_images = strided_subset(
+        datasets.load(dataset, eval_split, data_dir=data_dir, seed=seed), eval_examples)
 
   with strategy.scope():
     model = make_model()
