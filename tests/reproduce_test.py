@@ -34,7 +34,8 @@ class ResolveTest(absltest.TestCase):
   def test_markdown_shows_model_selection_and_units(self):
     row = {'experiment': 'caltech101_vlae', 'paper_row': 'Table 5, VLAE', 'paper_nll': 77.36,
            'paper_unit': 'nats', 'paper_kl_bits': None, 'nll_nats': 80.123,
-           'nll_stderr_nats': 0.5, 'bits_per_dim': 0.1, 'nll_bound_nats': 82.0, 'kl_bits': 20.0,
+           'nll_stderr_nats': 0.5, 'bits_per_dim': 0.1, 'nll_bound_nats': 82.0,
+           'nll_bound_bits_per_dim': 0.15, 'kl_bits': 20.0,
            'num_samples': 128, 'num_examples': 1000, 'steps': 4000, 'trained_steps': 8000,
            'selected_on': 'valid', 'train_seconds': 3725.0, 'images_per_second': 500.0,
            'seed': 0, 'commit': 'abc1234'}
