@@ -302,6 +302,11 @@ def test_bad_input_gets_one_line_naming_the_fix(tmp_path, shared_data):
   assert 'did you mean VLAE?' in one_line_error(lambda: cli.parse_gin([], ['VLEA.latent_size=3']))
   assert 'did you mean batch_size, eval_batch_size?' in one_line_error(
       lambda: cli.parse_gin([], ['train.batch_sise = 3']))
+  # A misspelled macro would start a run of the default length: it is refused.
+  message = one_line_error(lambda: cli.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEP=150']))
+  assert 'gin macro TRAIN_STEP is bound by --gin_param but nothing uses it' in message
+  assert 'did you mean TRAIN_STEPS?' in message
+  cli.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEPS=150'])  # the right name parses
   # Unwritable or impossible --model_dir.
   blocker = tmp_path / 'a_file'
   blocker.write_text('')

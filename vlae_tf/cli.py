@@ -136,6 +136,42 @@ def parse_gin(gin_files=(), gin_params=(), base=True):
   except Exception as error:  # pylint: disable=broad-except
     message = ' '.join(str(error).split())
     raise CliError(f'bad gin config: {message}{gin_suggestion(message)}') from error
+  _check_macros_are_used(gin_params)
+
+
+def _referenced_macros(value, found):
+  """Adds the names of the macros that a bound value refers to (%NAME), recursively."""
+  if isinstance(value, gin.config.ConfigurableReference):
+    selector = value.scoped_selector
+    if selector.endswith('gin.macro'):
+      found.add(selector.rsplit('/', 1)[0].split('/')[-1])
+  elif isinstance(value, dict):
+    for item in value.values():
+      _referenced_macros(item, found)
+  elif isinstance(value, (list, tuple, set)):
+    for item in value:
+      _referenced_macros(item, found)
+  return found
+
+
+def _check_macros_are_used(gin_params):
+  """A macro bound on the command line that no binding uses is a typo: CliError with suggestions.
+
+  gin takes `TRAIN_STEP = 150` as a new macro that nothing reads, so without this check a
+  misspelled macro would silently leave the value it meant to change as it was.
+  """
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  defined, used = set(), set()
+  for (scope, selector), parameters in config.items():
+    if selector == 'gin.macro':
+      defined.add(scope.split('/')[-1])
+    _referenced_macros(parameters, used)
+  for param in gin_params or ():
+    name = param.split('=', 1)[0].strip()
+    if name and '.' not in name and '/' not in name and name in defined and name not in used:
+      raise CliError(f'gin macro {name} is bound by --gin_param but nothing uses it (a typo?)'
+                     f'{_did_you_mean(name, used)}; the macros in use: '
+                     f'{", ".join(sorted(used))}.')
 
 
 def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
