@@ -27,6 +27,9 @@ def test_probe_separates_a_separable_toy_case():
                                   rng.normal(size=(100, 5)), test_labels)
   assert noise['accuracy'] < 0.6
   assert noise['cross_entropy_nats'] > probe['cross_entropy_nats']
+  # A test class the probe never saw (Caltech-101 subsets miss classes): scored, not a crash.
+  unseen = inspection.linear_probe(train, train_labels, test, np.where(test_labels == 2, 7, 0))
+  assert unseen['classes_unseen_in_training'] == 1 and np.isfinite(unseen['cross_entropy_nats'])
 
 
 def test_maps_grid_shapes_and_colours():

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import tempfile
 
 from absl.testing import absltest
 import numpy as np
@@ -45,12 +46,26 @@ class ResolveTest(absltest.TestCase):
                   ' 128 | 1000 | 4000 (best on valid of 8000) | 1:02:05 | 500 | 0 | abc1234 |',
                   text)
 
+  def test_bad_settings_and_foreign_runs_are_one_line_errors(self):
+    output = tempfile.mkdtemp()
+    with self.assertRaisesRegex(reproduce.ReproduceError, 'select the model on another split'):
+      reproduce.reproduce(output, ['mnist_vlae.gin'], reproduce.Settings(select_split='test'))
+    with self.assertRaisesRegex(reproduce.ReproduceError, '--split=tset is not a split'):
+      reproduce.reproduce(output, ['mnist_vlae.gin'], reproduce.Settings(split='tset'))
+    # A run directory of another config is not reported under this one.
+    run_dir = os.path.join(output, 'runs', 'mnist_vlae')
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, 'config.gin'), 'w') as f:
+      f.write("train.learning_rate = 0.1\ntrain.dataset = 'static_mnist'\n")
+    with self.assertRaisesRegex(reproduce.ReproduceError, 'holds a run of another config'):
+      reproduce.reproduce(output, ['mnist_vlae.gin'], reproduce.Settings(train_steps=4))
+
   def test_paired_difference(self):
     first = {'per_image': {'nll': [1.0, 2.0, 4.0]}}
     second = {'per_image': {'nll': [0.5, 2.0, 3.0]}}
     difference = reproduce.paired_difference(first, second)
     self.assertAlmostEqual(difference['mean'], 0.5)
-    self.assertAlmostEqual(difference['stderr'], np.std([0.5, 0.0, 1.0]) / np.sqrt(3))
+    self.assertAlmostEqual(difference['stderr'], np.std([0.5, 0.0, 1.0], ddof=1) / np.sqrt(3))
 
 
 @pytest.mark.slow

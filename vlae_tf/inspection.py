@@ -18,8 +18,8 @@ into <model_dir>/inspect/ (atomically):
     their labels (L2 strength chosen on a held-out fifth of them) and scored on the test subset
     (accuracy, cross-entropy in nats); the same probe on raw pixels is the reference. Datasets
     without labels give a message instead.
-  - `pixel_maps`: mean bits per pixel under z from the posterior, z from the prior (or the model
-    of `compare_model_dir`), and the difference: where z explains the image.
+  - `pixel_maps`: bits per image (the maps summed, averaged over the mapped images) under z from
+    the posterior and under z from the prior (or the model of `compare_model_dir`).
 * pixel_maps.png: for a few test images, one row each: the image, -log2 p(x_ij | window, z) with z
   from the posterior, the same with z from the prior (or under the comparison model), and their
   difference (red: bits that z saves).
@@ -64,7 +64,8 @@ def _log(message: str, stream=None):
 def _mean_and_stderr(values: np.ndarray) -> dict:
   values = np.asarray(values, np.float64)
   return {'mean': float(values.mean()),
-          'stderr': float(values.std() / math.sqrt(max(len(values), 1)))}
+          'stderr': (float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1
+                     else float('nan'))}
 
 
 def _subset(dataset_name: str, split: str, max_examples: Optional[int], data_dir):
@@ -136,7 +137,13 @@ def linear_probe(train_features, train_labels, test_features, test_labels, seed=
   train_features = np.asarray(train_features, np.float64)
   test_features = np.asarray(test_features, np.float64)
   train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
-  classes = np.unique(train_labels)
+  classes = np.unique(np.concatenate([train_labels, test_labels]))
+
+  def all_classes(fitted, features):
+    """Probabilities over every class (0 for a class the probe never saw in training)."""
+    probabilities = np.zeros((len(features), len(classes)))
+    probabilities[:, np.searchsorted(classes, fitted.classes_)] = fitted.predict_proba(features)
+    return probabilities
 
   def fit(features, labels, c):
     classifier = pipeline.make_pipeline(
@@ -150,17 +157,17 @@ def linear_probe(train_features, train_labels, test_features, test_labels, seed=
   for c in c_grid:
     fitted = fit(train_features[~is_held_out], train_labels[~is_held_out], c)
     losses[c] = metrics.log_loss(train_labels[is_held_out],
-                                 fitted.predict_proba(train_features[is_held_out]),
-                                 labels=fitted.classes_)
+                                 all_classes(fitted, train_features[is_held_out]),
+                                 labels=classes)
   best_c = min(losses, key=losses.get)
   classifier = fit(train_features, train_labels, best_c)
-  probabilities = classifier.predict_proba(test_features)
-  predicted = classifier.classes_[probabilities.argmax(axis=1)]
-  counts = np.bincount(np.searchsorted(classes, train_labels))
+  probabilities = all_classes(classifier, test_features)
+  predicted = classes[probabilities.argmax(axis=1)]
+  counts = np.bincount(np.searchsorted(classes, train_labels), minlength=len(classes))
   return {
       'accuracy': float((predicted == test_labels).mean()),
-      'cross_entropy_nats': float(metrics.log_loss(test_labels, probabilities,
-                                                   labels=classifier.classes_)),
+      'cross_entropy_nats': float(metrics.log_loss(test_labels, probabilities, labels=classes)),
+      'classes_unseen_in_training': int(len(classes) - len(classifier.classes_)),
       'chance_accuracy': float(counts.max() / counts.sum()),
       'c': float(best_c),
       'held_out_cross_entropy_nats': {str(c): float(loss) for c, loss in losses.items()},

@@ -65,7 +65,7 @@ def load_labels(name: str, split: str, data_dir=None,
   root = datasets._resolve_data_dir(name, data_dir)  # pylint: disable=protected-access
   if name == 'static_mnist':
     if indices is None:  # whole splits are matched once per process
-      key = None if data_dir is None else str(pathlib.Path(data_dir).resolve())
+      key = None if root is None else str(root.expanduser().resolve())
       return _whole_static_mnist_labels(key, split).copy()
     return _static_mnist_labels(root, split, data_dir, indices)
   if name == 'omniglot':

@@ -46,6 +46,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import datasets
 from vlae_tf import evaluation
 from vlae_tf import plots
 from vlae_tf import training
@@ -214,14 +215,30 @@ class Progress:
     self.stream.flush()
 
 
-def _target_steps(gin_file: str, settings: Settings) -> int:
-  """The run's train.train_steps under the table's settings (parses gin, then clears it)."""
+def _target_steps(gin_file: str, settings: Settings, run_dir: str) -> int:
+  """The run's train.train_steps under the table's settings (parses gin, then clears it).
+
+  Raises:
+    ReproduceError: run_dir holds a run whose config differs from this one in more than
+      bookkeeping (it would be reported under settings it was not trained with).
+  """
   from vlae_tf import cli  # pylint: disable=g-import-not-at-top  (cli imports this module's peers)
   cli.parse_gin([gin_file] + list(settings.gin_files), _train_params(settings))
   try:
-    return int(_query(gin.query_parameter('train.train_steps')))
+    steps = int(_query(gin.query_parameter('train.train_steps')))
+    config = gin.config_str()
   finally:
     gin.clear_config()
+  existing = os.path.join(run_dir, training.CONFIG_FILE)
+  if os.path.isfile(existing):
+    with open(existing) as f:
+      differences = training.config_differences(f.read(), config)
+    if differences:
+      raise ReproduceError(
+          f'{run_dir} holds a run of another config ({len(differences)} binding(s) differ: '
+          f'{"; ".join(differences[:3])}): use another --output_dir, or the same --gin_file and '
+          '--gin_param as the run was started with.')
+  return steps
 
 
 def _query(value):
@@ -385,7 +402,8 @@ def paired_difference(first: dict, second: dict, key: str = 'nll') -> dict:
     raise ValueError(f'Cannot pair {a.shape[0]} images with {b.shape[0]}.')
   difference = a - b
   return {'mean': float(difference.mean()),
-          'stderr': float(difference.std() / math.sqrt(max(len(difference), 1)))}
+          'stderr': float(difference.std(ddof=1) / math.sqrt(len(difference)))
+                    if len(difference) > 1 else float('nan')}
 
 
 def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
@@ -395,13 +413,20 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
   Returns:
     The content of results.json.
   """
+  for flag, split in (('split', settings.split), ('select_split', settings.select_split)):
+    if split is not None and split not in datasets.SPLITS:
+      raise ReproduceError(f'--{flag}={split} is not a split; expected one of '
+                           f'{", ".join(datasets.SPLITS)}.')
+  if settings.select_split is not None and settings.select_split == settings.split:
+    raise ReproduceError(f'--select_split={settings.select_split} is the split the table reports: '
+                         'select the model on another split (e.g. valid).')
   os.makedirs(output_dir, exist_ok=True)
   names = [experiment_name(path) for path in gin_files]
   progress = Progress(names, stream)
   targets = {}
   for gin_file, name in zip(gin_files, names):
-    targets[name] = _target_steps(gin_file, settings)
     run_dir = os.path.join(output_dir, 'runs', name)
+    targets[name] = _target_steps(gin_file, settings, run_dir)
     done = _step_checkpoint(run_dir, targets[name])
     progress.remaining_steps[name] = targets[name] - (0 if done is None else
                                                       _checkpoint_step(done))
@@ -412,13 +437,20 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
     trained = train_run(gin_file, run_dir, os.path.join(output_dir, f'{name}.log'), settings,
                         steps, progress, index)
     checkpoint = _step_checkpoint(run_dir, steps)
+    if checkpoint is None or _checkpoint_step(checkpoint) != steps:
+      found = 'none' if checkpoint is None else f'step {_checkpoint_step(checkpoint)}'
+      raise ReproduceError(
+          f'{run_dir} has no checkpoint at step {steps}, the budget (at or before it: {found}): '
+          'it was trained past the budget without keeping that checkpoint, or training stopped '
+          'early; use another --output_dir or the budget the run was trained with.')
     began = time.time()
     curve_split = settings.select_split or settings.split
     progress.show(index, f'evaluating every checkpoint on {curve_split}', force=True)
     curve = curve_run(run_dir, steps, settings, curve_split)
     if settings.select_split:  # model selection: the checkpoint with the best curve NLL
       best = min(curve, key=lambda report: report['nll_nats'])
-      checkpoint = best['checkpoint']
+      checkpoint = {_checkpoint_step(path): path
+                    for path, _ in evaluation.run_checkpoints(run_dir)}[best['step']]
     progress.show(index, f'evaluating step {_checkpoint_step(checkpoint)}', force=True)
     result = evaluate_run(run_dir, checkpoint, settings)
     if time.time() - began > 1.0:
@@ -462,6 +494,8 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
   differences = []
   for i, first in enumerate(rows):
     for second in rows[i + 1:]:
+      if any(first[key] != second[key] for key in ('dataset', 'split', 'num_examples')):
+        continue  # not the same images: no paired comparison
       differences.append({
           'first': first['experiment'], 'second': second['experiment'],
           'nll_nats': paired_difference(first, second, 'nll'),
@@ -497,7 +531,7 @@ def results_markdown(results: dict) -> str:
   settings = results['settings']
   lines = [
       '| experiment | paper row | paper | ours: NLL +- s.e. | -ELBO | KL bits (paper) | K | '
-      'test images | steps | wall time | images/s | seed | commit |',
+      f'{settings["split"]} images | steps | wall time | images/s | seed | commit |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
   for row in rows:
     unit = row['paper_unit']
@@ -518,7 +552,8 @@ def results_markdown(results: dict) -> str:
         f'{bound} | {row["kl_bits"]:.1f} ({_number(row["paper_kl_bits"], 1)})'
         f' | {row["num_samples"]} | {row["num_examples"]} | {steps} | {wall} | '
         f'{_number(row["images_per_second"], 0)} | {row["seed"]} | {row["commit"] or "-"} |')
-  lines += ['', f'NLL in nats per image on {settings["split"]} (importance-weighted, K samples, '
+  lines += ['', f'NLL in nats per image (bits/dim for CIFAR-10 rows) on {settings["split"]} '
+            '(importance-weighted, K samples, '
             f'evaluation seed {settings["seed"]}, the same evenly spread images for every row); '
             'KL = E_q[log q(z|x) - log p(z)] in bits per image.']
   if results['differences']:
@@ -575,7 +610,9 @@ def main(argv):
   settings = Settings(
       train_steps=FLAGS.train_steps, split=FLAGS.split, num_samples=FLAGS.num_samples,
       max_examples=max_examples, seed=FLAGS.seed, curve_num_samples=FLAGS.curve_num_samples,
-      curve_max_examples=FLAGS.curve_max_examples, batch_size=FLAGS.batch_size,
+      curve_max_examples=(FLAGS.curve_max_examples if FLAGS.curve_max_examples and
+                          FLAGS.curve_max_examples > 0 else None),
+      batch_size=FLAGS.batch_size,
       data_dir=FLAGS.data_dir, gin_files=tuple(FLAGS.gin_file),
       gin_params=tuple(FLAGS.gin_param), select_split=FLAGS.select_split)
 
