@@ -11,7 +11,7 @@ For every experiment (a gin file of gin/, or a named group of them, `TABLES`), i
    whatever else the machine does); without it, each follows its gin file's own schedule (the
    paper's, for GPUs). Checkpoints are kept about every 1/12 of the budget, for the curve.
 2. Evaluate the checkpoint at the budget with the same split, the same evenly spread subset, the
-   same K and the same seed for every run: the importance-weighted NLL, -ELBO and KL (bits per
+   same K, the same seed and the same evaluation batch for every run: the importance-weighted NLL, -ELBO and KL (bits per
    image), and every image's values, so that differences between runs come with paired standard
    errors (same images, same noise):
 
@@ -326,8 +326,10 @@ def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, st
 def _evaluation_cache(run_dir: str, kind: str, settings: Settings, num_samples, max_examples,
                       split=None):
   subset = 'all' if max_examples is None else str(max_examples)
+  # The noise of an image depends on its batch (seeds are per batch and replica): the batch size
+  # is part of the key.
   return os.path.join(run_dir, f'reproduce_{kind}_{split or settings.split}_k{num_samples}_'
-                               f'n{subset}_seed{settings.seed}.json')
+                               f'n{subset}_seed{settings.seed}_b{settings.batch_size}.json')
 
 
 def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
