@@ -11,9 +11,9 @@ For every experiment (a gin file of gin/, or a named group of them, `TABLES`), i
    whatever else the machine does); without it, each follows its gin file's own schedule (the
    paper's, for GPUs). Checkpoints are kept about every 1/12 of the budget, for the curve.
 2. Evaluate the checkpoint at the budget with the same split, the same evenly spread subset, the
-   same K, the same seed and the same evaluation batch for every run: the importance-weighted NLL, -ELBO and KL (bits per
-   image), and every image's values, so that differences between runs come with paired standard
-   errors (same images, same noise):
+   same K, the same seed and the same evaluation batch for every run: the importance-weighted
+   NLL, -ELBO and KL (bits per image), and every image's values, so that differences between runs
+   come with paired standard errors (same images, same noise):
 
        d_i = NLL_a(x_i) - NLL_b(x_i),   mean(d) +- std(d) / sqrt(N)
 
