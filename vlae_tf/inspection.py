@@ -424,25 +424,6 @@ def compare(reports, output_dir: str, labels=None) -> dict:
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-  flags.DEFINE_multi_string('model_dir', None, 'The run directory to inspect (its averaged '
-                            'weights); repeat it to compare runs (needs --output_dir).')
-  flags.mark_flag_as_required('model_dir')
-  flags.DEFINE_string('output_dir', None, 'With several --model_dir: where comparison.md, '
-                      'rate_vs_window.png and the side-by-side reconstructions.png go.')
-  flags.DEFINE_string('split', 'test', 'The split of the rate/distortion, probe scores and maps.')
-  flags.DEFINE_integer('max_examples', 1000, 'Evenly spread images of the split (0: all).')
-  flags.DEFINE_integer('probe_train_examples', 10000, 'Evenly spread training images the probe '
-                       'is fitted on (0: all).')
-  flags.DEFINE_integer('num_maps', 6, 'Test images in pixel_maps.png.')
-  flags.DEFINE_integer('num_reconstructions', 8, 'Test images in reconstructions.png.')
-  flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
-  flags.DEFINE_string('compare_model_dir', None, 'A second run (e.g. the PixelCNN without z) '
-                      'whose per-pixel map replaces the map under z from the prior.')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
-  flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
-
-
 def main(argv):
   from vlae_tf import cli  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:

@@ -74,6 +74,7 @@ import tf_keras as keras
 
 # pylint: disable=unused-import
 # The modules whose gin registrations a run's config refers to.
+from vlae_tf import configs
 from vlae_tf import datasets
 from vlae_tf import flows
 from vlae_tf import likelihoods
@@ -159,12 +160,13 @@ def make_strategy(devices=None):
   """
   if os.environ.get('TF_CONFIG'):
     return tf.distribute.MultiWorkerMirroredStrategy()
-  strategy = tf.distribute.MirroredStrategy(devices=devices)
-  worker_devices = strategy.extended.worker_devices
-  if all(tf.DeviceSpec.from_string(d).device_type == 'CPU' for d in worker_devices):
-    strategy = tf.distribute.MirroredStrategy(
-        devices=worker_devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-  return strategy
+  if devices is None:  # MirroredStrategy's default: every GPU, else the first CPU.
+    on_cpu = not tf.config.list_logical_devices('GPU')
+  else:
+    on_cpu = all(tf.DeviceSpec.from_string(d).device_type == 'CPU' for d in devices)
+  # One strategy object (each logs a "Using MirroredStrategy" line).
+  return tf.distribute.MirroredStrategy(
+      devices=devices, cross_device_ops=tf.distribute.ReductionToOneDevice() if on_cpu else None)
 
 
 @gin.configurable
@@ -714,11 +716,6 @@ def means_from_sums(totals):
 # Run directories.
 
 
-def gin_search_path():
-  """The repository's gin/ folder (beside the package)."""
-  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'gin')
-
-
 def atomic_write_text(path, text):
   """Writes `text` to `path` through a temporary file in the same directory and os.replace."""
   directory = os.path.dirname(os.path.abspath(path))
@@ -746,7 +743,7 @@ def load_run_config(model_dir):
     raise ConfigNotFoundError(f'No {CONFIG_FILE} in {model_dir}: not a training run directory '
                               '(pass the --model_dir of a bin/train run).')
   gin.clear_config()
-  gin.add_config_file_search_path(gin_search_path())
+  gin.add_config_file_search_path(configs.search_path())
   gin.parse_config_file(path, skip_unknown=False)
   return path
 
