@@ -6,6 +6,7 @@ directory alone.
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 
@@ -163,6 +164,23 @@ def test_train_is_quiet(trained):
     assert noise not in stderr, (noise, stderr[-5000:])
   strategy_lines = [line for line in stderr.splitlines() if 'Using MirroredStrategy' in line]
   assert len(strategy_lines) == 1, strategy_lines  # One strategy, logged once.
+
+
+@pytest.mark.slow
+def test_eval_history_keeps_every_setting_and_files_follow_the_umask(trained, shared_data):
+  history = trained / evaluation.HISTORY_FILE
+  before = history.read_text().splitlines() if history.exists() else []
+  for num_samples in (2, 3):
+    cli.run_eval(str(trained), split='test', num_samples=num_samples, max_examples=2,
+                 data_dir=str(shared_data), batch_size=2)
+  lines = [json.loads(line) for line in history.read_text().splitlines()]
+  assert len(lines) == len(before) + 2
+  assert [line['num_samples'] for line in lines[-2:]] == [2, 3]  # the first one is kept
+  assert json.loads((trained / 'eval_test.json').read_text())['num_samples'] == 3  # the latest
+  mask = os.umask(0)
+  os.umask(mask)
+  for name in ('eval_test.json', 'config.gin', 'operative_config.gin', 'started.json'):
+    assert stat.S_IMODE(os.stat(trained / name).st_mode) == 0o666 & ~mask, name
 
 
 @pytest.mark.slow

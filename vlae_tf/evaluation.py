@@ -31,6 +31,7 @@ from vlae_tf import training
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
 REPORT_FILE = 'eval_{split}.json'
 CURVE_FILE = 'eval_{split}_curve.json'
+HISTORY_FILE = 'eval_history.jsonl'
 CURVE_PLOT = 'eval_{split}_curve.png'
 EVALUATION_SALT = 11
 
@@ -199,7 +200,22 @@ def evaluate(model_dir,
   report = evaluator(training.latest_checkpoint(model_dir), progress=progress)
   report['seconds'] = time.time() - began
   write_json_atomically(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
+  append_history(model_dir, report)
   return report
+
+
+def append_history(model_dir, report):
+  """Appends `report` as one JSON line to <model_dir>/eval_history.jsonl.
+
+  eval_<split>.json holds the latest evaluation of a split; the history keeps every one, whatever
+  its settings (K, subset, checkpoint), so that no result is lost to a later evaluation.
+  """
+  path = os.path.join(model_dir, HISTORY_FILE)
+  line = json.dumps(dict(report, unix_time=time.time()), sort_keys=True) + '\n'
+  with open(path, 'a') as f:  # One write of one line: a reader sees whole lines.
+    f.write(line)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def run_checkpoints(model_dir):

@@ -233,6 +233,7 @@ def save_atomically(module, path):
   os.makedirs(parent, exist_ok=True)
   temporary = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(path)}.tmp-')
   try:
+    training.apply_umask(temporary, directory=True)
     tf.saved_model.save(module, temporary, signatures=module.signatures())
     if os.path.exists(path):
       old = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(path)}.old-')

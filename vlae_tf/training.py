@@ -62,7 +62,6 @@ import math
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 
@@ -76,6 +75,7 @@ import tf_keras as keras
 # The modules whose gin registrations a run's config refers to.
 from vlae_tf import configs
 from vlae_tf import datasets
+from vlae_tf import files
 from vlae_tf import flows
 from vlae_tf import likelihoods
 from vlae_tf import model as model_lib
@@ -716,21 +716,9 @@ def means_from_sums(totals):
 # Run directories.
 
 
-def atomic_write_text(path, text):
-  """Writes `text` to `path` through a temporary file in the same directory and os.replace."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
-  try:
-    with os.fdopen(handle, 'w') as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temporary, path)
-  except BaseException:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-    raise
+# One atomic writer for every file of a run directory (vlae_tf/files.py).
+apply_umask = files.apply_umask
+atomic_write_text = files.atomic_write_text
 
 
 def load_run_config(model_dir):
