@@ -1101,7 +1101,8 @@ def _write_checkpoint_state(model_dir, paths, timestamps):
   lines += [f'all_model_checkpoint_paths: {json.dumps(os.path.basename(path))}'
             for path in paths]
   lines += [f'all_model_checkpoint_timestamps: {timestamps[path]!r}' for path in paths]
-  lines.append(f'last_preserved_timestamp: {min(timestamps.values())!r}')
+  # The manager deletes (beyond max_to_keep) only checkpoints newer than this: all of them.
+  lines.append(f'last_preserved_timestamp: {min(timestamps.values()) - 1.0!r}')
   atomic_write_text(os.path.join(model_dir, CHECKPOINT_STATE_FILE), '\n'.join(lines) + '\n')
 
 
