@@ -47,12 +47,18 @@ SIGTERM / SIGINT set a flag checked between chunks of steps: a checkpoint is sav
 TrainingInterrupted raised. A kill mid-save leaves the previous checkpoint as the latest (the
 CheckpointManager renames the state file into place after the checkpoint is complete). A restart
 in a model_dir whose config.gin differs in more than bookkeeping (RESUMABLE_BINDINGS) is refused.
+A checkpoint damaged after its save is found by reading it back in full (CRC32C per tensor):
+`train` moves it to damaged/ and resumes from the newest intact one (`prepare_resume`); readers
+use the newest intact one (`latest_checkpoint`). A missing or damaged `checkpoint` state file is
+rebuilt from the checkpoint files present (`CheckpointList`).
 
 Run directory (model_dir):
     config.gin              every binding the run was started with; eval/sample/export re-read it
     operative_config.gin    the bindings actually used (written after the first step)
     started.json            when the first (fresh) train call began: the origin of training time
     ckpt-<step>.*           checkpoints (tf.train.CheckpointManager)
+    checkpoint              the CheckpointManager's list of kept checkpoints
+    damaged/                damaged checkpoints that `train` moved aside (never deleted)
     train/, validation/     TensorBoard summaries
 """
 
@@ -903,16 +909,6 @@ def checkpoint_damage(prefix):
   return None
 
 
-def check_checkpoint(prefix):
-  """Raises CheckpointNotFoundError / DamagedCheckpointError unless `prefix` is intact."""
-  if not checkpoint_files(prefix):
-    raise CheckpointNotFoundError(f'No checkpoint {prefix} (no {os.path.basename(prefix)}.index '
-                                  'or data file).')
-  damage = checkpoint_damage(prefix)
-  if damage:
-    raise DamagedCheckpointError(f'Checkpoint {prefix} is damaged ({damage}).')
-
-
 def _read_checkpoint_state(model_dir):
   """(state proto or None, why it cannot be used or None). Never raises for a bad file."""
   path = os.path.join(model_dir, CHECKPOINT_STATE_FILE)
@@ -921,7 +917,7 @@ def _read_checkpoint_state(model_dir):
   try:
     with _quiet_tensorflow_logger():
       state = tf.train.get_checkpoint_state(model_dir)
-  except (ValueError, UnicodeDecodeError, tf.errors.OpError) as error:
+  except (ValueError, UnicodeDecodeError, OSError, tf.errors.OpError) as error:
     return None, f'{path} is damaged ({type(error).__name__})'
   if state is None or not state.model_checkpoint_path:
     return None, f'{path} is damaged (not a checkpoint list)'
@@ -1083,7 +1079,7 @@ def resolve_checkpoint(model_dir, checkpoint=None):
 
 
 def _checkpoints_of(model_dir):
-  """'the intact checkpoints of <dir>: ...' for error messages."""
+  """'the intact checkpoints of <dir> are at steps 1, 2.' for error messages."""
   if not os.path.isdir(model_dir):
     return f'no run directory {model_dir}.'
   intact = [path for path in CheckpointList(model_dir).paths if checkpoint_damage(path) is None]
@@ -1155,7 +1151,7 @@ def prepare_resume(model_dir):
     moved.append(prefix)
     if path is not None:
       logging.warning('Checkpoint %s is damaged (%s): moved its files to %s; resuming from %s.',
-                      prefix, damage, target or '(no files left)', path)
+                      prefix, damage, target, path)
   damaged_dir = os.path.join(model_dir, DAMAGED_DIR)
   if path is None:
     if moved:
@@ -1174,8 +1170,7 @@ def prepare_resume(model_dir):
       logging.warning('%s; rebuilt it from the checkpoint files present.',
                       checkpoints.state_problem)
     kept = [prefix for prefix in reversed(checkpoints.paths)
-            if prefix not in moved and checkpoint_step(prefix) <= checkpoint_step(path) and
-            os.path.isfile(prefix + '.index')]
+            if prefix not in moved and os.path.isfile(prefix + '.index')]
     _write_checkpoint_state(model_dir, kept,
                             {prefix: checkpoints.timestamp(prefix) or time.time()
                              for prefix in kept})
