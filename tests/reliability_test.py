@@ -188,7 +188,7 @@ def test_truncated_latest_checkpoint_costs_one_checkpoint(shared_data, tmp_path)
   completed = run(binary_command('export', run_dir, '--checkpoint=3'))
   assert completed.returncode == 1 and 'Traceback' not in completed.stderr
   assert completed.stderr.strip().splitlines()[-1] == (
-      f'error: {damaged}); the intact checkpoints of {run_dir} are at steps 1, 2.')
+      f'error: {damaged}; the intact checkpoints of {run_dir} are at steps 1, 2.')
 
   completed = run(train_command(run_dir, shared_data, *settings))
   assert completed.returncode == 0 and 'Traceback' not in completed.stderr, completed.stderr[-3000:]
