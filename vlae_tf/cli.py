@@ -17,8 +17,11 @@ TensorFlow's start-up chatter (its C++ INFO lines and, on machines without a GPU
 probe) unless `--verbosity=1` or more asks for everything.
 
 A user error (no --model_dir, no checkpoint, an unknown gin file or binding, missing data, an
-incompatible or unwritable run directory, too many non-finite steps) ends the program with one line
-on stderr and exit status 1, without a traceback. SIGTERM or SIGINT during bin/train saves a
+incompatible or unwritable run directory, too many non-finite steps, no intact checkpoint, a
+damaged config.gin) ends the program with one line on stderr and exit status 1, without a
+traceback. A damaged newest checkpoint is not an error when an older one is intact: bin/train moves
+it aside and resumes from the older one, the readers use the older one, each saying so in one
+warning line. SIGTERM or SIGINT during bin/train saves a
 checkpoint, prints one line, and exits with status 128 + the signal number (143 for SIGTERM, 130
 for SIGINT); running the same command again resumes. See docs/reliability.md.
 """
@@ -182,24 +185,33 @@ def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
 
 
 def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
-             batch_size=32, curve=False):
-  """Evaluates the run's latest checkpoint; returns the report (also in eval_<split>.json).
+             batch_size=32, curve=False, checkpoint=None):
+  """Evaluates the run's newest intact checkpoint, or `checkpoint` (a prefix or a step); returns
+  the report (also in eval_<split>.json).
 
-  With `curve`, evaluates every kept checkpoint instead and returns their reports (also in
+  With `curve`, evaluates every kept intact checkpoint instead and returns their reports (also in
   eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
   """
   from vlae_tf import evaluation  # pylint: disable=g-import-not-at-top
-  evaluate = evaluation.evaluate_curve if curve else evaluation.evaluate
-  return evaluate(model_dir, split=split, num_samples=num_samples, max_examples=max_examples,
-                  batch_size=batch_size, data_dir=data_dir)
+  if curve:
+    if checkpoint:
+      raise CliError('--checkpoint and --curve exclude each other: the curve evaluates every kept '
+                     'checkpoint.')
+    return evaluation.evaluate_curve(model_dir, split=split, num_samples=num_samples,
+                                     max_examples=max_examples, batch_size=batch_size,
+                                     data_dir=data_dir)
+  return evaluation.evaluate(model_dir, split=split, num_samples=num_samples,
+                             max_examples=max_examples, batch_size=batch_size, data_dir=data_dir,
+                             checkpoint=checkpoint)
 
 
 def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num_decodings=7,
-               split='test', data_dir=None, seed=0):
+               split='test', data_dir=None, seed=0, checkpoint=None):
   """Writes samples_<step>.png and reconstructions_<step>.png to `output` (<model_dir>/samples).
 
-  Reconstructions are of a strided subset of `split` (so that every class shows up on sorted
-  splits); with num_reconstructions=0 the data is not needed.
+  Uses the newest intact checkpoint, or `checkpoint` (a prefix or a step). Reconstructions are of
+  a strided subset of `split` (so that every class shows up on sorted splits); with
+  num_reconstructions=0 the data is not needed.
   """
   # pylint: disable=g-import-not-at-top
   import numpy as np
@@ -208,7 +220,8 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   from vlae_tf import training
   # pylint: enable=g-import-not-at-top
   training.load_run_config(model_dir)
-  model, step, _ = training.restore_averaged_model(model_dir)
+  checkpoint = training.resolve_checkpoint(model_dir, checkpoint)
+  model, step, _ = training.restore_averaged_model(model_dir, checkpoint)
   images = None
   if num_reconstructions:
     dataset = datasets.load(training.run_dataset(), split, data_dir=data_dir)
@@ -220,10 +233,11 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
                               seed=seed)
 
 
-def run_export(model_dir, export_dir=None):
-  """Exports the run's averaged weights; returns the SavedModel directory."""
+def run_export(model_dir, export_dir=None, checkpoint=None):
+  """Exports the averaged weights of the run's newest intact checkpoint, or of `checkpoint` (a
+  prefix or a step); returns the SavedModel directory."""
   from vlae_tf import export as export_lib  # pylint: disable=g-import-not-at-top
-  return export_lib.export(model_dir, export_dir=export_dir)
+  return export_lib.export(model_dir, export_dir=export_dir, checkpoint=checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,6 +247,12 @@ def run_export(model_dir, export_dir=None):
 def _define_model_dir():
   flags.DEFINE_string('model_dir', None, 'The run directory (checkpoints, config.gin, summaries).')
   flags.mark_flag_as_required('model_dir')
+
+
+def _define_checkpoint():
+  flags.DEFINE_string('checkpoint', None, 'The checkpoint to use: a prefix such as '
+                      '<model_dir>/ckpt-2000, or a step such as 2000 (default: the newest intact '
+                      'checkpoint).')
 
 
 def define_train_flags():
@@ -254,6 +274,7 @@ def define_eval_flags():
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
   flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
                        'and plot the NLL against training time: eval_<split>_curve.json/.png.')
+  _define_checkpoint()
 
 
 def define_sample_flags():
@@ -265,12 +286,14 @@ def define_sample_flags():
   flags.DEFINE_string('output', None, 'Output directory (default: <model_dir>/samples).')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
   flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
+  _define_checkpoint()
 
 
 def define_export_flags():
   _define_model_dir()
   flags.DEFINE_string('export_dir', None, 'Base directory; the SavedModel goes to '
                       '<export_dir>/<step> (default: <model_dir>/export/<step>).')
+  _define_checkpoint()
 
 
 def _one_line(error):
@@ -312,7 +335,7 @@ def eval_main(argv):
   _no_positional(argv)
   result = _guard(lambda: run_eval(FLAGS.model_dir, FLAGS.split, FLAGS.num_samples,
                                    FLAGS.max_examples, FLAGS.data_dir, FLAGS.batch_size,
-                                   FLAGS.curve))
+                                   FLAGS.curve, FLAGS.checkpoint))
   for report in result if FLAGS.curve else [result]:
     logging.info('%s', report)
     minutes = report.get('train_seconds')
@@ -327,14 +350,15 @@ def sample_main(argv):
   _no_positional(argv)
   paths = _guard(lambda: run_sample(FLAGS.model_dir, FLAGS.num_images, FLAGS.output,
                                     FLAGS.num_reconstructions, FLAGS.num_decodings,
-                                    data_dir=FLAGS.data_dir, seed=FLAGS.seed))
+                                    data_dir=FLAGS.data_dir, seed=FLAGS.seed,
+                                    checkpoint=FLAGS.checkpoint))
   for path in paths.values():
     print(path)
 
 
 def export_main(argv):
   _no_positional(argv)
-  print(_guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir)))
+  print(_guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)))
 
 
 def define_benchmark_flags():

@@ -256,14 +256,17 @@ def inspect(model_dir: str,
   existing = os.path.join(output_dir, REPORT_FILE)
   training.load_run_config(model_dir)
   dataset_name = training.run_dataset()
+  # The newest intact checkpoint (a damaged newer one is named in a warning).
+  checkpoint = training.latest_checkpoint(
+      model_dir, choose_hint='bin/inspect takes no --checkpoint: move newer ones aside to inspect '
+      'an older one')
   if reuse and os.path.isfile(existing):
     with open(existing) as f:
       previous = json.load(f)
-    if (previous.get('settings') == settings and
-        previous.get('checkpoint') == training.latest_checkpoint(model_dir)):
+    if previous.get('settings') == settings and previous.get('checkpoint') == checkpoint:
       _log(f'{model_dir}: reusing {existing} (same checkpoint and settings)', stream)
       return previous
-  model, step, checkpoint = training.restore_averaged_model(model_dir)
+  model, step, checkpoint = training.restore_averaged_model(model_dir, checkpoint)
   images, test_indices = _subset(dataset_name, split, max_examples, data_dir)
   _log(f'{model_dir} step {step}: {len(images)} {dataset_name} {split} images', stream)
   report = {'model_dir': model_dir, 'checkpoint': checkpoint, 'step': step,
