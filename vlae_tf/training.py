@@ -1612,6 +1612,8 @@ def _write_image_summaries(model, eval_images, count, seed, step, sampler, encod
   samples = sampler(count, stateless_seed(seed, SUMMARY_SALT, step, 0))
   grid = sampling.image_grid(sampling.to_uint8(samples, model.data_kind))
   tf.summary.image('samples', grid[None])
+  if not model.has_latent:  # The PixelCNN without z: nothing to reconstruct from.
+    return
   num_decodings = 3
   originals = next(iter(eval_images.batch(max(count // (1 + num_decodings), 1))))
   z = encoder(originals, stateless_seed(seed, SUMMARY_SALT, step, 1))
