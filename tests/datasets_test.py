@@ -654,6 +654,8 @@ def fake_tfds(monkeypatch):
 
   module = types.ModuleType('tensorflow_datasets')
   module.load = load
+  # Already downloaded and prepared: no network check.
+  module.builder = lambda name: types.SimpleNamespace(is_prepared=lambda: True)
   monkeypatch.setitem(sys.modules, 'tensorflow_datasets', module)
   return calls
 
