@@ -155,6 +155,9 @@ SAMPLE_BATCH, SAMPLE_HEIGHT, SAMPLE_WIDTH = 2, 6, 7
 def gated_sampler_case(window_size, kind, grayscale=False, with_context=True, with_vector=False,
                        use_weight_norm=False, num_blocks=2):
   """A gated decoder with weights of some scale, and what its samplers need."""
+  # The initializers draw from the global seed: without this, the weights (and whether a 1x1
+  # window changes any binary draw) depended on which tests ran before in the same process.
+  tf.random.set_seed(0)
   if kind == 'bernoulli':
     likelihood, channels = likelihoods.Bernoulli(), 1
   else:
