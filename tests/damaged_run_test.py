@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import doubles
 from vlae_tf import cli
 from vlae_tf import evaluation
 from vlae_tf import training
@@ -234,13 +235,13 @@ def test_no_intact_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
   truncate(data_file(prefix(tmp_path, 2)))
   zero_fill(data_file(prefix(tmp_path, 1)))
   before = snapshot(tmp_path)
-  message = one_line_error(lambda: training.latest_checkpoint(str(tmp_path)))
+  message = doubles.one_line_error(lambda: training.latest_checkpoint(str(tmp_path)))
   assert message == (
       f'error: No intact checkpoint in {tmp_path}: Checkpoints {prefix(tmp_path, 2)} (its data '
       f'file is truncated), {prefix(tmp_path, 1)} (a checksum does not match: its bytes changed '
       'after the save) are damaged. Nothing was changed; restore the checkpoints from a copy.')
   assert snapshot(tmp_path) == before
-  message = one_line_error(lambda: training.prepare_resume(str(tmp_path)))
+  message = doubles.one_line_error(lambda: training.prepare_resume(str(tmp_path)))
   assert message.startswith(f'error: No intact checkpoint in {tmp_path}: Checkpoints ')
   assert message.endswith(
       f'are damaged; moved the files to {tmp_path}/damaged/ (nothing was deleted). To start this '
@@ -249,7 +250,7 @@ def test_no_intact_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
       os.path.basename(path) for path in before if path.startswith('ckpt-'))
   # The next start does not start afresh either.
   assert training.has_checkpoints(str(tmp_path))
-  message = one_line_error(lambda: training.prepare_resume(str(tmp_path)))
+  message = doubles.one_line_error(lambda: training.prepare_resume(str(tmp_path)))
   assert message == (f'error: No checkpoint in {tmp_path}, but {tmp_path}/damaged/ holds damaged '
                      'checkpoints moved there by an earlier bin/train. To start this run afresh, '
                      f'move {tmp_path}/damaged elsewhere and rerun; or use a new --model_dir.')
@@ -278,14 +279,14 @@ def test_choosing_a_checkpoint_by_step_or_prefix(tmp_path):
     assert training.resolve_checkpoint(model_dir, choice) == prefix(tmp_path, 2)
   assert training.resolve_checkpoint(model_dir, None) == prefix(tmp_path, 3)
   flip_bit(data_file(prefix(tmp_path, 2)))
-  message = one_line_error(lambda: training.resolve_checkpoint(model_dir, 2))
+  message = doubles.one_line_error(lambda: training.resolve_checkpoint(model_dir, 2))
   assert message == (f'error: Checkpoint {prefix(tmp_path, 2)} is damaged (a checksum does not '
                      'match: its bytes changed after the save); the intact checkpoints of '
                      f'{tmp_path} are at steps 1, 3.')
-  message = one_line_error(lambda: training.resolve_checkpoint(model_dir, '7'))
+  message = doubles.one_line_error(lambda: training.resolve_checkpoint(model_dir, '7'))
   assert message == (f'error: No checkpoint {prefix(tmp_path, 7)} (no ckpt-7.index or data file); '
                      f'the intact checkpoints of {tmp_path} are at steps 1, 3.')
-  message = one_line_error(lambda: cli.run_eval(model_dir, curve=True, checkpoint='2'))
+  message = doubles.one_line_error(lambda: cli.run_eval(model_dir, curve=True, checkpoint='2'))
   assert message == ('error: --checkpoint and --curve exclude each other: the curve evaluates '
                      'every kept checkpoint.')
 
@@ -299,14 +300,6 @@ def test_curve_leaves_out_damaged_checkpoints(tmp_path, caplog):
   assert warnings_in(caplog) == [
       f'Checkpoint {prefix(tmp_path, 2)} is damaged (a checksum does not match: its bytes changed '
       'after the save): left out of the curve.']
-
-
-def one_line_error(run):
-  with pytest.raises(SystemExit) as raised:
-    cli._guard(run)  # pylint: disable=protected-access
-  message = str(raised.value.code)
-  assert message.startswith('error: ') and '\n' not in message, message
-  return message
 
 
 CONFIG_FAULTS = {
@@ -331,13 +324,13 @@ def test_damaged_config_is_one_line_naming_the_file(tmp_path, fault):
   damage, words = CONFIG_FAULTS[fault]
   damage(path)
   # Readers (eval, sample, export, inspect).
-  message = one_line_error(lambda: training.load_run_config(str(tmp_path)))
+  message = doubles.one_line_error(lambda: training.load_run_config(str(tmp_path)))
   assert message.startswith(f'error: {path} {words}'), message
   assert message.endswith('restore it from a copy, or move it aside and rerun the bin/train '
                           'command of this run (it rewrites the file).')
-  assert one_line_error(lambda: cli.run_export(str(tmp_path))) == message
+  assert doubles.one_line_error(lambda: cli.run_export(str(tmp_path))) == message
   # bin/train: the config of the checkpoints cannot be checked.
-  message = one_line_error(lambda: training.check_resumable(str(tmp_path), config))
+  message = doubles.one_line_error(lambda: training.check_resumable(str(tmp_path), config))
   assert message.startswith(f'error: {path} {words}'), message
   assert message.endswith(f'it records the config of the checkpoints in {tmp_path}: restore it '
                           'from a copy, or move it aside to resume without checking the config.')

@@ -1,6 +1,9 @@
 """Test doubles shared by several test modules."""
 
+import pytest
 import tensorflow as tf
+
+from vlae_tf import cli
 
 
 class ConstantWeights:
@@ -16,3 +19,12 @@ class ConstantWeights:
   def log_likelihood(self, images, num_samples, seed, chunk_size=64):
     del num_samples, seed, chunk_size
     return tf.fill([tf.shape(images)[0]], -5.0)
+
+
+def one_line_error(run):
+  """Runs `run` as a binary's main does (cli._guard); returns its one-line error message."""
+  with pytest.raises(SystemExit) as raised:
+    cli._guard(run)  # pylint: disable=protected-access
+  message = str(raised.value.code)
+  assert message.startswith('error: ') and '\n' not in message, message
+  return message

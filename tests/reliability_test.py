@@ -353,46 +353,38 @@ def test_serving_functions_name_the_expected_values():
     module.log_prob(tf.zeros([2, 3, 2, 1]), 2)
 
 
-def one_line_error(run):
-  with pytest.raises(SystemExit) as raised:
-    cli._guard(run)  # pylint: disable=protected-access
-  message = str(raised.value.code)
-  assert message.startswith('error: ') and '\n' not in message, message
-  return message
-
-
 def test_bad_input_gets_one_line_naming_the_fix(tmp_path, shared_data):
   tiny = ['mnist_vlae.gin', 'testing/tiny.gin']
-  assert 'did you mean mnist_vlae.gin' in one_line_error(
+  assert 'did you mean mnist_vlae.gin' in doubles.one_line_error(
       lambda: cli.parse_gin(['mnist_vlae.gn']))
-  assert 'did you mean VLAE?' in one_line_error(lambda: cli.parse_gin([], ['VLEA.latent_size=3']))
-  assert 'did you mean batch_size, eval_batch_size?' in one_line_error(
+  assert 'did you mean VLAE?' in doubles.one_line_error(lambda: cli.parse_gin([], ['VLEA.latent_size=3']))
+  assert 'did you mean batch_size, eval_batch_size?' in doubles.one_line_error(
       lambda: cli.parse_gin([], ['train.batch_sise = 3']))
   # A misspelled macro would start a run of the default length: it is refused.
-  message = one_line_error(lambda: cli.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEP=150']))
+  message = doubles.one_line_error(lambda: cli.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEP=150']))
   assert 'gin macro TRAIN_STEP is bound by --gin_param but nothing uses it' in message
   assert 'did you mean TRAIN_STEPS?' in message
   cli.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEPS=150'])  # the right name parses
   # Unwritable or impossible --model_dir.
   blocker = tmp_path / 'a_file'
   blocker.write_text('')
-  message = one_line_error(lambda: cli.run_train(str(blocker / 'run'), tiny))
+  message = doubles.one_line_error(lambda: cli.run_train(str(blocker / 'run'), tiny))
   assert message.startswith(f'error: Cannot create --model_dir {blocker}/run: ')
   assert 'choose a directory you can write to' in message
   # A missing data directory: the DatasetError, in one line.
-  message = one_line_error(lambda: cli.run_train(str(tmp_path / 'run'), tiny,
+  message = doubles.one_line_error(lambda: cli.run_train(str(tmp_path / 'run'), tiny,
                                                  data_dir=str(tmp_path / 'no_data')))
   assert message.startswith(f'error: Data directory {tmp_path}/no_data (from data_dir) does not '
                             'exist'), message
   assert 'In call to configurable' not in message
   # eval / export without a run or without a checkpoint.
-  assert 'No such run directory' in one_line_error(
+  assert 'No such run directory' in doubles.one_line_error(
       lambda: cli.run_export(str(tmp_path / 'missing')))
   (tmp_path / 'run' / 'config.gin').write_text((tmp_path / 'run' / 'config.gin').read_text())
-  message = one_line_error(lambda: cli.run_export(str(tmp_path / 'run')))
+  message = doubles.one_line_error(lambda: cli.run_export(str(tmp_path / 'run')))
   assert message.startswith(f'error: No checkpoint in {tmp_path}/run: train first (bin/train '
                             f'--model_dir={tmp_path}/run ...)'), message
-  message = one_line_error(lambda: cli.run_eval(str(tmp_path / 'run'), data_dir=str(shared_data)))
+  message = doubles.one_line_error(lambda: cli.run_eval(str(tmp_path / 'run'), data_dir=str(shared_data)))
   assert 'No checkpoint in' in message
 
 
