@@ -7,6 +7,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -462,6 +463,68 @@ def test_bin_train_prints_progress_every_10_seconds_and_answers_sigterm_in_secon
   exited = sigterm_run['exited'] - sigterm_run['sent']
   print(f'SIGTERM to bin/train: checkpoint after {saved:.2f} s, exit after {exited:.2f} s')
   assert saved <= 10.0 and exited <= 15.0, (saved, exited)
+
+
+def start_export(model_dir, log):
+  return start([sys.executable, os.path.join(REPO, 'bin', 'export'), f'--model_dir={model_dir}'],
+               log)
+
+
+def kill_while_writing(process, export_dir):
+  """SIGKILL as soon as files appear in the export's hidden temporary directory."""
+  while process.poll() is None:
+    for temporary in export_dir.glob('.*.tmp-*'):
+      if any(temporary.iterdir()):
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return temporary
+    time.sleep(0.002)
+  raise AssertionError(f'bin/export ended (status {process.returncode}) before it was killed')
+
+
+def versions(export_dir):
+  """What TF Serving lists: the numeric subdirectories."""
+  return sorted(name for name in os.listdir(export_dir) if name.isdigit())
+
+
+@pytest.mark.slow
+def test_sigkill_during_bin_export_leaves_nothing_to_trip_on(sigterm_run, tmp_path):
+  model_dir = sigterm_run['model_dir']
+  step = str(latest_step(model_dir))
+  export_dir = model_dir / 'export'
+  with open(tmp_path / 'export.log', 'w') as log:
+    # A first export killed while it writes: no version, only a hidden leftover.
+    leftover = kill_while_writing(start_export(model_dir, log), export_dir)
+    assert versions(export_dir) == []
+    assert os.listdir(export_dir) == [leftover.name] and leftover.name.startswith(f'.{step}.tmp-')
+    # The next export succeeds and deletes the leftover.
+    assert start_export(model_dir, log).wait(timeout=600) == 0
+    assert os.listdir(export_dir) == [step]
+    loaded = tf.saved_model.load(str(export_dir / step))
+    assert int(loaded.metadata()['step']) == int(step)
+    # An export replacing that one, killed while it writes: the previous export is intact.
+    kill_while_writing(start_export(model_dir, log), export_dir)
+    assert versions(export_dir) == [step]
+    assert int(tf.saved_model.load(str(export_dir / step)).metadata()['step']) == int(step)
+  # What the next export does first: the leftover of the dead process goes.
+  assert export.remove_leftovers(str(export_dir))
+  assert os.listdir(export_dir) == [step]
+
+
+def test_leftovers_of_live_processes_and_other_hosts_stay(tmp_path):
+  host = socket.gethostname()
+  finished = subprocess.Popen([sys.executable, '-c', ''])
+  finished.wait()
+  dead = finished.pid
+  for name in (f'.3.tmp-{host}-{dead}-abc_1', f'.3.old-{host}-{dead}-x9',
+               f'.3.tmp-{host}-{os.getpid()}-abc', f'.3.tmp-elsewhere-{dead}-abc', '.3.tmp-abc',
+               '3'):
+    (tmp_path / name).mkdir()
+  removed = export.remove_leftovers(str(tmp_path))
+  assert sorted(os.path.basename(path) for path in removed) == [
+      f'.3.old-{host}-{dead}-x9', f'.3.tmp-{host}-{dead}-abc_1']
+  assert sorted(os.listdir(tmp_path)) == sorted([
+      f'.3.tmp-{host}-{os.getpid()}-abc', f'.3.tmp-elsewhere-{dead}-abc', '.3.tmp-abc', '3'])
 
 
 class _Tiny(tf.Module):
