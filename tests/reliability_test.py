@@ -355,6 +355,7 @@ def test_sigterm_during_a_long_chunk_is_answered_with_a_checkpoint_in_seconds(
   assert saved - sent[0] <= 5.0 and answered - sent[0] <= 5.0, (saved - sent[0], answered - sent[0])
 
 
+@pytest.mark.slow
 def test_validation_passes_are_announced_with_progress_and_abandoned_on_sigint(
     shared_data, tmp_path, monkeypatch, log_lines):
   """The final validation pass is announced and reports its progress (batches slowed to 0.2 s);

@@ -1160,6 +1160,10 @@ def train(model_dir,
 
   def compile_passes(step, stop):
     """Traces the validation step and the image summaries now, not in the middle of the loop."""
+    if eval_images is not None or images is not None:
+      logging.info('Compiling the %s (once per process).', ' and the '.join(
+          name for name, used in (('validation step', eval_images is not None),
+                                  ('image summaries', images is not None)) if used))
     if eval_images is not None and (multi_worker or stop.signum is None):
       began = time.time()
       validator(padded_batches(eval_images, eval_batch_size).take(1))
@@ -1274,6 +1278,8 @@ def train(model_dir,
       if (step % checkpoint_every == 0 or step == train_steps) and not consecutive_bad:
         manager.save(checkpoint_number=step)
         last_checkpoint = step
+        if step == train_steps:
+          logging.info('Final checkpoint: %s.', manager.latest_checkpoint)
       if (eval_examples != 0 and (multi_worker or stop.signum is None) and
           ((eval_every and step % eval_every == 0) or step == train_steps)):
         validation = validate(step, stop)
@@ -1282,9 +1288,9 @@ def train(model_dir,
 
     if signum is None and (multi_worker or stop.signum is None):  # The final passes.
       if last_checkpoint != step:
-        logging.info('Final checkpoint at step %d.', step)
         manager.save(checkpoint_number=step)
         last_checkpoint = step
+        logging.info('Final checkpoint: %s.', manager.latest_checkpoint)
       if not validation and eval_examples != 0:
         validation = validate(step, stop) or {}
       completed = not (eval_examples != 0 and not validation)
