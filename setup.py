@@ -1,6 +1,5 @@
 """Installs vlae_tf: the Variational Lossy Autoencoder (Chen et al., ICLR 2017) in TensorFlow 2."""
 
-import glob
 import pathlib
 
 import setuptools
@@ -14,13 +13,19 @@ setuptools.setup(
                 'TensorFlow Probability and tf.distribute.',
     long_description=(HERE / 'README.md').read_text(),
     long_description_content_type='text/markdown',
-    packages=setuptools.find_packages(include=['vlae_tf', 'vlae_tf.*']),
+    # The gin configs (gin/ in the checkout) ship as package data in vlae_tf/gin_configs/, so that
+    # a non-editable install can train: vlae_tf/configs.py finds them either way.
+    packages=setuptools.find_packages(include=['vlae_tf', 'vlae_tf.*']) + ['vlae_tf.gin_configs'],
+    package_dir={'vlae_tf.gin_configs': 'gin'},
+    package_data={'vlae_tf.gin_configs': ['*.gin', '*/*.gin']},
     python_requires='>=3.10,<3.13',
     install_requires=[
         'tensorflow>=2.21,<2.22',
         'tensorflow-probability>=0.25,<0.26',
         'tf-keras>=2.21,<2.22',
         'tensorflow-datasets>=4.9',
+        # tensorflow-datasets imports it (through etils) without declaring it.
+        'importlib_resources>=6',
         # tensorflow 2.21 no longer pulls tensorboard in, and tf.summary needs it.
         'tensorboard>=2.20',
         'gin-config>=0.5',
@@ -34,5 +39,9 @@ setuptools.setup(
         'inspect': ['scikit-learn>=1.3'],
         'test': ['pytest>=8', 'pytest-xdist>=3', 'scikit-learn>=1.3'],
     },
-    scripts=sorted(glob.glob('bin/*')),
+    # Namespaced commands (bash's own `eval` and `export` would shadow bare names); in a checkout,
+    # bin/<name> runs the same main.
+    entry_points={'console_scripts': [
+        f'vlae-{name}=vlae_tf.cli:{name}_command'
+        for name in ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect')]},
 )

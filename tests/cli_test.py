@@ -6,6 +6,7 @@ directory alone.
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 
@@ -19,15 +20,17 @@ from vlae_tf import evaluation
 from vlae_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARIES = ('train', 'eval', 'sample', 'export')
+BINARIES = ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect')
 TINY = ['--gin_file=mnist_vlae.gin', '--gin_file=testing/tiny.gin']
 
 
-def run_binary(name, *args, timeout=900):
-  """Runs bin/<name> with this python; vlae_tf comes from the checkout."""
+def run_binary(name, *args, timeout=900, quiet_cpp=True, python_path=()):
+  """Runs bin/<name> with this python; vlae_tf comes from the checkout (after `python_path`)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  env['PYTHONPATH'] = os.pathsep.join([REPO] + ([env['PYTHONPATH']] if 'PYTHONPATH' in env
-                                                 else []))
+  if not quiet_cpp:  # As a user runs it.
+    del env['TF_CPP_MIN_LOG_LEVEL']
+  env['PYTHONPATH'] = os.pathsep.join(list(python_path) + [REPO] + (
+      [env['PYTHONPATH']] if 'PYTHONPATH' in env else []))
   return subprocess.run([sys.executable, os.path.join(REPO, 'bin', name), *args], env=env,
                         cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -46,8 +49,33 @@ def test_binaries_are_executable_shims():
     with open(path) as f:
       text = f.read()
     assert text.startswith('#!/usr/bin/env python3\n')
-    assert f'app.run(cli.{name}_main)' in text
+    assert f"cli.run_binary('{name}')" in text
     assert len(text.splitlines()) <= 30
+
+
+def test_help_lists_the_flags_without_loading_tensorflow(tmp_path):
+  # A `tensorflow` that cannot be imported: --help must not need it (it took ~10 s to load).
+  broken = tmp_path / 'tensorflow'
+  broken.mkdir()
+  (broken / '__init__.py').write_text('raise ImportError("tensorflow imported by --help")\n')
+  expected = {'train': '--gin_file', 'eval': '--num_samples', 'sample': '--num_images',
+              'export': '--export_dir', 'benchmark': '--what', 'reproduce': '--table',
+              'inspect': '--compare_model_dir'}
+  for name in BINARIES:
+    completed = run_binary(name, '--help', python_path=[str(tmp_path)], timeout=120)
+    assert 'Traceback' not in completed.stderr, completed.stderr[-3000:]  # (absl exits with 1)
+    assert expected[name] in completed.stdout, (name, completed.stdout[-2000:])
+
+
+def test_installed_commands_are_namespaced():
+  # setup.py's console entry points: vlae-<name> -> cli.<name>_command, for every binary.
+  with open(os.path.join(REPO, 'setup.py')) as f:
+    setup = f.read()
+  assert 'scripts=' not in setup  # bare `eval` / `export` would be shadowed by bash builtins
+  assert "f'vlae-{name}=vlae_tf.cli:{name}_command'" in setup
+  for name in BINARIES:
+    assert f"'{name}'" in setup, name
+    assert callable(getattr(cli, f'{name}_command')), name
 
 
 class TestParseGin:
@@ -109,8 +137,10 @@ def trained(shared_data, tmp_path_factory):
   model_dir = tmp_path_factory.mktemp('cli') / 'run'
   completed = run_binary('train', f'--model_dir={model_dir}', *TINY,
                          '--gin_param=train.train_steps = 2',
-                         '--gin_param=train.checkpoint_every = 1', f'--data_dir={shared_data}')
+                         '--gin_param=train.checkpoint_every = 1', f'--data_dir={shared_data}',
+                         quiet_cpp=False)
   assert completed.returncode == 0, completed.stderr[-5000:]
+  (model_dir.parent / 'train.stderr').write_text(completed.stderr)
   assert 'step 2/2' in completed.stderr  # The progress line.
   assert 'ETA' in completed.stderr
   return model_dir
@@ -123,6 +153,34 @@ def test_train_writes_the_run_directory(trained):
   assert training.latest_checkpoint(str(trained)).endswith('ckpt-2')
   assert list((trained / 'train').glob('events.out.tfevents.*'))
   assert list((trained / 'validation').glob('events.out.tfevents.*'))
+
+
+@pytest.mark.slow
+def test_train_is_quiet(trained):
+  """No TensorFlow start-up chatter, retracing warnings, gin lookups or doubled TF log lines."""
+  stderr = (trained.parent / 'train.stderr').read_text()
+  for noise in ('cuInit', 'oneDNN custom operations', 'cpu_feature_guard', 'retracing',
+                'system_path_file_exists', 'INFO:tensorflow:', 'WARNING:tensorflow:'):
+    assert noise not in stderr, (noise, stderr[-5000:])
+  strategy_lines = [line for line in stderr.splitlines() if 'Using MirroredStrategy' in line]
+  assert len(strategy_lines) == 1, strategy_lines  # One strategy, logged once.
+
+
+@pytest.mark.slow
+def test_eval_history_keeps_every_setting_and_files_follow_the_umask(trained, shared_data):
+  history = trained / evaluation.HISTORY_FILE
+  before = history.read_text().splitlines() if history.exists() else []
+  for num_samples in (2, 3):
+    cli.run_eval(str(trained), split='test', num_samples=num_samples, max_examples=2,
+                 data_dir=str(shared_data), batch_size=2)
+  lines = [json.loads(line) for line in history.read_text().splitlines()]
+  assert len(lines) == len(before) + 2
+  assert [line['num_samples'] for line in lines[-2:]] == [2, 3]  # the first one is kept
+  assert json.loads((trained / 'eval_test.json').read_text())['num_samples'] == 3  # the latest
+  mask = os.umask(0)
+  os.umask(mask)
+  for name in ('eval_test.json', 'config.gin', 'operative_config.gin', 'started.json'):
+    assert stat.S_IMODE(os.stat(trained / name).st_mode) == 0o666 & ~mask, name
 
 
 @pytest.mark.slow

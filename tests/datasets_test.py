@@ -654,6 +654,8 @@ def fake_tfds(monkeypatch):
 
   module = types.ModuleType('tensorflow_datasets')
   module.load = load
+  # Already downloaded and prepared: no network check.
+  module.builder = lambda name: types.SimpleNamespace(is_prepared=lambda: True)
   monkeypatch.setitem(sys.modules, 'tensorflow_datasets', module)
   return calls
 
@@ -708,3 +710,23 @@ def test_eval_pipeline_keeps_order_and_the_last_batch():
   batches = list(datasets.make_eval_pipeline(dataset, 4).as_numpy_iterator())
   assert [batch.shape[0] for batch in batches] == [4, 4, 2]
   np.testing.assert_array_equal(np.concatenate(batches)[:, 0, 0, 0], np.arange(10))
+
+
+def test_tensorflow_datasets_offline_is_one_line_error(tmp_path, monkeypatch):
+  """Without --data_dir and without the network, one DatasetError that names both ways out.
+
+  The network is cut for this test only, whatever the machine has: every proxy variable points at
+  a closed local port, so the download fails at once (and TFDS_DATA_DIR is empty, so nothing is
+  found prepared).
+  """
+  monkeypatch.delenv(datasets.ENV_DATA_DIR, raising=False)
+  monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'tfds'))
+  for variable in ('HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY'):
+    monkeypatch.setenv(variable, 'http://127.0.0.1:9')
+  for variable in ('NO_PROXY', 'no_proxy'):
+    monkeypatch.delenv(variable, raising=False)
+  with pytest.raises(DatasetError) as raised:
+    datasets.load('dynamic_mnist', 'test')
+  message = str(raised.value)
+  assert '\n' not in message
+  assert 'needs the network' in message and '--data_dir' in message, message

@@ -270,6 +270,15 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
       for before_copy, after_copy in zip(copies, after[key]):
         self.assertAllEqual(before_copy, after_copy, msg=key)
 
+  def test_data_init_does_not_retrace(self):
+    # TFP's WeightNorm.call is a tf.function: traced once per layer during the data init, which
+    # TensorFlow reported as excessive retracing ("5 out of the last 5 calls to WeightNorm.call").
+    network = _make('binary_encoder', (4, 3))
+    self.assertGreater(len(networks.weight_norm_layers(network)), 5)
+    with self.assertNoLogs('tensorflow', level='WARNING'):
+      networks.initialize(network, _input('binary_encoder', 4, (4, 3), seed=1))
+    self.assertEmpty(networks.uninitialized_weight_norms(network))
+
   def test_checkpoint_restore_does_not_reinitialize(self):
     # Two weight-normed layers: a 1x1 stem and the 3x3 head, at a single resolution.
     make = functools.partial(_make, 'resnet_decoder', (4, 3), filters=(5,), blocks=(0,))

@@ -6,6 +6,7 @@ import logging as std_logging
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -145,6 +146,71 @@ def test_kill_and_sigterm_then_resume_reproduce_the_uninterrupted_run(shared_dat
   assert message.startswith('error: ') and '\n' not in message
   assert 'binding(s) differ' in message and 'LATENT_SIZE: 3 -> 4' in message, message
   assert 'use a new --model_dir' in message
+
+
+def run(command):
+  return subprocess.run(command, env=environment(), cwd=REPO, capture_output=True, text=True,
+                        timeout=600, check=False)
+
+
+def binary_command(name, model_dir, *extra):
+  return [sys.executable, os.path.join(REPO, 'bin', name), f'--model_dir={model_dir}', *extra]
+
+
+def lines_with(text, pattern):
+  return [line for line in text.splitlines() if pattern in line]
+
+
+@pytest.mark.slow
+def test_truncated_latest_checkpoint_costs_one_checkpoint(shared_data, tmp_path):
+  """Issue 15: the data file of the latest checkpoint truncated to 100 bytes. bin/eval and
+  bin/export say so in one line and use the previous checkpoint; bin/train moves the damaged one
+  to <model_dir>/damaged/, resumes from the previous step without a traceback and reaches the
+  uninterrupted run's weights bit for bit (train.deterministic). Other faults, in-process:
+  damaged_run_test.py."""
+  settings = ['--gin_param=train.train_steps = 3', '--gin_param=train.checkpoint_every = 1',
+              '--gin_param=train.eval_examples = 0', '--gin_param=train.num_summary_images = 0',
+              '--gin_param=train.deterministic = True', '--gin_param=train.seed = 7']
+  reference_dir, run_dir = tmp_path / 'uninterrupted', tmp_path / 'damaged_run'
+  completed = run(train_command(reference_dir, shared_data, *settings))
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  shutil.copytree(reference_dir, run_dir)
+  with open(run_dir / 'ckpt-3.data-00000-of-00001', 'r+b') as f:
+    f.truncate(100)
+  damaged = f'Checkpoint {run_dir}/ckpt-3 is damaged (its data file is truncated)'
+
+  completed = run(binary_command('eval', run_dir, '--num_samples=2', '--max_examples=2',
+                                 '--batch_size=2', f'--data_dir={shared_data}'))
+  assert completed.returncode == 0 and 'Traceback' not in completed.stderr, completed.stderr[-3000:]
+  [warning] = lines_with(completed.stderr, 'is damaged')
+  assert damaged in warning and f'using {run_dir}/ckpt-2 instead' in warning, warning
+  assert '--checkpoint=' in warning
+  assert lines_with(completed.stdout, 'test: NLL')[0].endswith('step 2')
+  completed = run(binary_command('export', run_dir))
+  assert completed.returncode == 0 and 'Traceback' not in completed.stderr, completed.stderr[-3000:]
+  [warning] = lines_with(completed.stderr, 'is damaged')
+  assert damaged in warning and f'using {run_dir}/ckpt-2 instead' in warning, warning
+  assert completed.stdout.strip().splitlines()[-1] == str(run_dir / 'export' / '2')
+  completed = run(binary_command('export', run_dir, '--checkpoint=3'))
+  assert completed.returncode == 1 and 'Traceback' not in completed.stderr
+  assert completed.stderr.strip().splitlines()[-1] == (
+      f'error: {damaged}; the intact checkpoints of {run_dir} are at steps 1, 2.')
+
+  completed = run(train_command(run_dir, shared_data, *settings))
+  assert completed.returncode == 0 and 'Traceback' not in completed.stderr, completed.stderr[-3000:]
+  [warning] = lines_with(completed.stderr, 'is damaged')
+  assert warning.endswith(f'{damaged}: moved its files to {run_dir}/damaged/ckpt-3; resuming '
+                          f'from {run_dir}/ckpt-2.'), warning
+  assert f'Resumed from {run_dir}/ckpt-2 at step 2.' in completed.stderr
+  assert sorted(os.listdir(run_dir / 'damaged')) == ['ckpt-3.data-00000-of-00001',
+                                                      'ckpt-3.index']
+  assert os.path.getsize(run_dir / 'damaged' / 'ckpt-3.data-00000-of-00001') == 100
+  want = read_checkpoint(str(reference_dir / 'ckpt-3'))
+  got = read_checkpoint(tf.train.latest_checkpoint(str(run_dir)))
+  assert set(want) == set(got) and any(name.startswith('optimizer/') for name in want)
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  assert int(got['step/.ATTRIBUTES/VARIABLE_VALUE']) == 3
 
 
 def nan_batches_at(bad_steps, first_half_only=True):

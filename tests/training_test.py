@@ -370,3 +370,18 @@ def test_without_validation_the_validation_split_is_not_read(shared_data, tmp_pa
                  'train.num_summary_images = 0'])
   training.train(str(tmp_path / 'run'), data_dir=str(shared_data), strategy=one_replica())
   assert tf.train.latest_checkpoint(str(tmp_path / 'run')).endswith('ckpt-1')
+
+
+@pytest.mark.slow
+def test_model_without_latent_trains_through_validation_and_image_summaries(shared_data, tmp_path):
+  """The PixelCNN without z (Table 3's baseline) has no encode: its validation summaries are
+  samples only (its first validation, at step 5,000 of a reproduce run, once crashed there)."""
+  cli.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'],
+                ['train.train_steps = 2', 'train.batch_size = 2', 'train.eval_every = 1',
+                 'train.eval_examples = 2', 'train.num_summary_images = 2',
+                 'train.checkpoint_every = 2'])
+  run = tmp_path / 'run'
+  validation = training.train(str(run), data_dir=str(shared_data), strategy=one_replica())
+  assert np.isfinite(validation['elbo'])
+  assert 'samples' in summary_tags(run / 'validation')
+  assert tf.train.latest_checkpoint(str(run)).endswith('ckpt-2')

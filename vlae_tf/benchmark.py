@@ -516,28 +516,6 @@ def to_json_line(result: Dict) -> str:
 # The binary (bin/benchmark).
 
 
-def define_flags():
-  """The flags of bin/benchmark (program-level only; the model is the gin config)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_multi_string('gin_file', [], 'Gin files, parsed after gin/base.gin, in order.')
-  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files.')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
-                      '(default: $VLAE_DATA_DIR).')
-  flags.DEFINE_list('what', ['train', 'eval', 'sample'], f'Benchmarks, a subset of {WHATS}.')
-  flags.DEFINE_integer('batch_size', None, 'Global training batch (default: gin train.batch_size).')
-  flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (median reported).')
-  flags.DEFINE_integer('warmup', 1, 'Untimed repetitions before timing.')
-  flags.DEFINE_integer('steps_per_chunk', 20, 'Training steps per timed train_loop call.')
-  flags.DEFINE_integer('eval_batch_size', 8, 'Images in the timed log_likelihood call.')
-  flags.DEFINE_integer('num_samples', 4096, 'Importance samples K of the timed log_likelihood.')
-  flags.DEFINE_integer('chunk_size', 64, 'Importance samples per decoder pass.')
-  flags.DEFINE_list('sample_methods', ['sequential', 'fast'],
-                    'Samplers: sequential (naive), fast, fixed_point.')
-  flags.DEFINE_integer('naive_repeats', 1, 'Timed runs of the naive sampler.')
-  flags.DEFINE_boolean('jit', True, 'Also time the profile under XLA.')
-  flags.DEFINE_integer('peak_repeats', 5, 'Timed repetitions of the 2048^3 matmul.')
-
-
 def main(argv):
   """Parses gin like bin/train and prints one JSON line per measurement."""
   from absl import app  # pylint: disable=g-import-not-at-top

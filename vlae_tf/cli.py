@@ -1,42 +1,51 @@
-"""The testable mains behind bin/train, bin/eval, bin/sample and bin/export.
+"""The flags and mains of every binary, and the installed commands.
 
-Each binary defines its own flags (`define_*_flags`) and runs one `*_main` with absl `app.run`.
-The `run_*` functions do the work and take plain arguments, for tests and notebooks.
+    bin/<name> --flags ...          in a checkout (the README's commands)
+    vlae-<name> --flags ...         after `pip install` (console entry points, see setup.py)
 
-Flags are program-level only; every hyperparameter is gin. `train` parses gin/base.gin, then the
+with <name> one of train, eval, sample, export, benchmark, reproduce, inspect. Each binary defines
+its own flags (`define_*_flags`) and runs one `*_main` with absl `app.run`; `run_binary(name)` does
+both. The `run_*` functions do the work and take plain arguments, for tests and notebooks.
+
+Flags are program-level only; every hyperparameter is gin. `train` parses base.gin, then the
 --gin_file files in order, then the --gin_param bindings, all strictly (an unknown configurable or
 parameter is an error). eval, sample and export take no gin: they re-read <model_dir>/config.gin,
-the config the run was started with.
+the config the run was started with. Gin files are found by name from anywhere (vlae_tf/configs.py).
+
+This module imports TensorFlow only when a main runs, so `--help` is fast; it then hides
+TensorFlow's start-up chatter (its C++ INFO lines and, on machines without a GPU, the failed CUDA
+probe) unless `--verbosity=1` or more asks for everything.
 
 A user error (no --model_dir, no checkpoint, an unknown gin file or binding, missing data, an
-incompatible or unwritable run directory, too many non-finite steps) ends the program with one line
-on stderr and exit status 1, without a traceback. SIGTERM or SIGINT during bin/train saves a
+incompatible or unwritable run directory, too many non-finite steps, no intact checkpoint, a
+damaged config.gin) ends the program with one line on stderr and exit status 1, without a
+traceback. A damaged newest checkpoint is not an error when an older one is intact: bin/train moves
+it aside and resumes from the older one, the readers use the older one, each saying so in one
+warning line. SIGTERM or SIGINT during bin/train saves a
 checkpoint, prints one line, and exits with status 128 + the signal number (143 for SIGTERM, 130
 for SIGINT); running the same command again resumes. See docs/reliability.md.
 """
 
 import contextlib
 import difflib
+import importlib
 import inspect
 import logging as python_logging
 import os
 import re
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
 from absl import logging
 import gin
-import numpy as np
 
-from vlae_tf import datasets
-from vlae_tf import evaluation
-from vlae_tf import export as export_lib
-from vlae_tf import sampling
-from vlae_tf import training
+from vlae_tf import configs
+from vlae_tf import paper
 
 FLAGS = flags.FLAGS
-BASE_GIN = 'base.gin'
+BASE_GIN = configs.BASE_GIN
 
 
 class CliError(Exception):
@@ -64,15 +73,6 @@ def _quiet_gin_search():
     yield
   finally:
     root.removeFilter(quiet)
-
-
-def _gin_files(search_path):
-  """Every .gin file under the repository's gin/ folder, relative to it."""
-  found = []
-  for root, _, names in os.walk(search_path):
-    found += [os.path.relpath(os.path.join(root, name), search_path)
-              for name in names if name.endswith('.gin')]
-  return sorted(found)
 
 
 def _did_you_mean(name, candidates):
@@ -117,18 +117,21 @@ def gin_suggestion(message):
 
 
 def parse_gin(gin_files=(), gin_params=(), base=True):
-  """Parses gin/base.gin (if `base`), then `gin_files`, then `gin_params`, strictly.
+  """Parses base.gin (if `base`), then `gin_files`, then `gin_params`, strictly.
 
-  Files are found as given or under the repository's gin/ folder (`models/x.gin`).
+  Files are found as given, or by name among the shipped configs (`mnist_vlae.gin`,
+  `gin/mnist_vlae.gin`, `models/vlae_binary.gin`), see vlae_tf/configs.py.
   """
   gin.clear_config()
-  search_path = training.gin_search_path()
+  search_path = configs.search_path()
   gin.add_config_file_search_path(search_path)
-  files = ([os.path.join(search_path, BASE_GIN)] if base else []) + list(gin_files or [])
-  for path in files:
-    if not (os.path.isfile(path) or os.path.isfile(os.path.join(search_path, path))):
-      raise CliError(f'gin file not found: {path} (looked in . and {search_path})'
-                     f'{_did_you_mean(path, _gin_files(search_path))}')
+  files = [os.path.join(search_path, BASE_GIN)] if base else []
+  for name in gin_files or []:
+    path = configs.resolve(name)
+    if path is None:
+      raise CliError(f'gin file not found: {name} (looked in . and {search_path})'
+                     f'{_did_you_mean(name, configs.names())}')
+    files.append(path)
   try:
     with _quiet_gin_search():
       gin.parse_config_files_and_bindings(files, list(gin_params or []), skip_unknown=False)
@@ -176,31 +179,49 @@ def _check_macros_are_used(gin_params):
 
 def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
   """Parses gin (base.gin, files, params) and trains in `model_dir`."""
+  from vlae_tf import training  # pylint: disable=g-import-not-at-top
   parse_gin(gin_files, gin_params)
   return training.train(model_dir, data_dir=data_dir)
 
 
 def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
-             batch_size=32, curve=False):
-  """Evaluates the run's latest checkpoint; returns the report (also in eval_<split>.json).
+             batch_size=32, curve=False, checkpoint=None):
+  """Evaluates the run's newest intact checkpoint, or `checkpoint` (a prefix or a step); returns
+  the report (also in eval_<split>.json).
 
-  With `curve`, evaluates every kept checkpoint instead and returns their reports (also in
+  With `curve`, evaluates every kept intact checkpoint instead and returns their reports (also in
   eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
   """
-  evaluate = evaluation.evaluate_curve if curve else evaluation.evaluate
-  return evaluate(model_dir, split=split, num_samples=num_samples, max_examples=max_examples,
-                  batch_size=batch_size, data_dir=data_dir)
+  from vlae_tf import evaluation  # pylint: disable=g-import-not-at-top
+  if curve:
+    if checkpoint:
+      raise CliError('--checkpoint and --curve exclude each other: the curve evaluates every kept '
+                     'checkpoint.')
+    return evaluation.evaluate_curve(model_dir, split=split, num_samples=num_samples,
+                                     max_examples=max_examples, batch_size=batch_size,
+                                     data_dir=data_dir)
+  return evaluation.evaluate(model_dir, split=split, num_samples=num_samples,
+                             max_examples=max_examples, batch_size=batch_size, data_dir=data_dir,
+                             checkpoint=checkpoint)
 
 
 def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num_decodings=7,
-               split='test', data_dir=None, seed=0):
+               split='test', data_dir=None, seed=0, checkpoint=None):
   """Writes samples_<step>.png and reconstructions_<step>.png to `output` (<model_dir>/samples).
 
-  Reconstructions are of a strided subset of `split` (so that every class shows up on sorted
-  splits); with num_reconstructions=0 the data is not needed.
+  Uses the newest intact checkpoint, or `checkpoint` (a prefix or a step). Reconstructions are of
+  a strided subset of `split` (so that every class shows up on sorted splits); with
+  num_reconstructions=0 the data is not needed.
   """
+  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from vlae_tf import datasets
+  from vlae_tf import sampling
+  from vlae_tf import training
+  # pylint: enable=g-import-not-at-top
   training.load_run_config(model_dir)
-  model, step, _ = training.restore_averaged_model(model_dir)
+  checkpoint = training.resolve_checkpoint(model_dir, checkpoint)
+  model, step, _ = training.restore_averaged_model(model_dir, checkpoint)
   images = None
   if num_reconstructions:
     dataset = datasets.load(training.run_dataset(), split, data_dir=data_dir)
@@ -212,9 +233,11 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
                               seed=seed)
 
 
-def run_export(model_dir, export_dir=None):
-  """Exports the run's averaged weights; returns the SavedModel directory."""
-  return export_lib.export(model_dir, export_dir=export_dir)
+def run_export(model_dir, export_dir=None, checkpoint=None):
+  """Exports the averaged weights of the run's newest intact checkpoint, or of `checkpoint` (a
+  prefix or a step); returns the SavedModel directory."""
+  from vlae_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+  return export_lib.export(model_dir, export_dir=export_dir, checkpoint=checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,10 +249,16 @@ def _define_model_dir():
   flags.mark_flag_as_required('model_dir')
 
 
+def _define_checkpoint():
+  flags.DEFINE_string('checkpoint', None, 'The checkpoint to use: a prefix such as '
+                      '<model_dir>/ckpt-2000, or a step such as 2000 (default: the newest intact '
+                      'checkpoint).')
+
+
 def define_train_flags():
   _define_model_dir()
-  flags.DEFINE_multi_string('gin_file', [], 'Gin files, parsed after gin/base.gin, in order; '
-                            'relative paths may be relative to the repository gin/ folder.')
+  flags.DEFINE_multi_string('gin_file', [], 'Gin files, parsed after base.gin, in order: a path, '
+                            'or the name of a shipped config (mnist_vlae.gin, testing/tiny.gin).')
   flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files, e.g. '
                             '"train.train_steps = 1000".')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
@@ -245,6 +274,7 @@ def define_eval_flags():
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
   flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
                        'and plot the NLL against training time: eval_<split>_curve.json/.png.')
+  _define_checkpoint()
 
 
 def define_sample_flags():
@@ -256,12 +286,14 @@ def define_sample_flags():
   flags.DEFINE_string('output', None, 'Output directory (default: <model_dir>/samples).')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
   flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
+  _define_checkpoint()
 
 
 def define_export_flags():
   _define_model_dir()
   flags.DEFINE_string('export_dir', None, 'Base directory; the SavedModel goes to '
                       '<export_dir>/<step> (default: <model_dir>/export/<step>).')
+  _define_checkpoint()
 
 
 def _one_line(error):
@@ -276,6 +308,10 @@ def _guard(run):
   A training run stopped by SIGTERM / SIGINT (after its final checkpoint) prints one line and exits
   with 128 + the signal number.
   """
+  # pylint: disable=g-import-not-at-top
+  from vlae_tf import datasets
+  from vlae_tf import training
+  # pylint: enable=g-import-not-at-top
   try:
     return run()
   except (CliError, training.RunError, datasets.DatasetError) as error:
@@ -299,7 +335,7 @@ def eval_main(argv):
   _no_positional(argv)
   result = _guard(lambda: run_eval(FLAGS.model_dir, FLAGS.split, FLAGS.num_samples,
                                    FLAGS.max_examples, FLAGS.data_dir, FLAGS.batch_size,
-                                   FLAGS.curve))
+                                   FLAGS.curve, FLAGS.checkpoint))
   for report in result if FLAGS.curve else [result]:
     logging.info('%s', report)
     minutes = report.get('train_seconds')
@@ -314,30 +350,222 @@ def sample_main(argv):
   _no_positional(argv)
   paths = _guard(lambda: run_sample(FLAGS.model_dir, FLAGS.num_images, FLAGS.output,
                                     FLAGS.num_reconstructions, FLAGS.num_decodings,
-                                    data_dir=FLAGS.data_dir, seed=FLAGS.seed))
+                                    data_dir=FLAGS.data_dir, seed=FLAGS.seed,
+                                    checkpoint=FLAGS.checkpoint))
   for path in paths.values():
     print(path)
 
 
 def export_main(argv):
   _no_positional(argv)
-  print(_guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir)))
+  print(_guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)))
+
+
+def define_benchmark_flags():
+  """The flags of bin/benchmark (program-level only; the model is the gin config)."""
+  flags.DEFINE_multi_string('gin_file', [], 'Gin files, parsed after base.gin, in order.')
+  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
+                      '(default: $VLAE_DATA_DIR).')
+  flags.DEFINE_list('what', ['train', 'eval', 'sample'],
+                    'Benchmarks, a subset of train, eval, sample, profile.')
+  flags.DEFINE_integer('batch_size', None, 'Global training batch (default: gin train.batch_size).')
+  flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (median reported).')
+  flags.DEFINE_integer('warmup', 1, 'Untimed repetitions before timing.')
+  flags.DEFINE_integer('steps_per_chunk', 20, 'Training steps per timed train_loop call.')
+  flags.DEFINE_integer('eval_batch_size', 8, 'Images in the timed log_likelihood call.')
+  flags.DEFINE_integer('num_samples', 4096, 'Importance samples K of the timed log_likelihood.')
+  flags.DEFINE_integer('chunk_size', 64, 'Importance samples per decoder pass.')
+  flags.DEFINE_list('sample_methods', ['sequential', 'fast'],
+                    'Samplers: sequential (naive), fast, fixed_point.')
+  flags.DEFINE_integer('naive_repeats', 1, 'Timed runs of the naive sampler.')
+  flags.DEFINE_boolean('jit', True, 'Also time the profile under XLA.')
+  flags.DEFINE_integer('peak_repeats', 5, 'Timed repetitions of the 2048^3 matmul.')
+
+
+def define_reproduce_flags():
+  """The flags of bin/reproduce (vlae_tf/reproduce.py)."""
+  tables = paper.TABLES
+  flags.DEFINE_string('output_dir', None, 'Where results.json, results.md, nll_vs_steps.png, the '
+                      'training logs and the run directories (runs/<experiment>) go.')
+  flags.mark_flag_as_required('output_dir')
+  flags.DEFINE_enum('table', None, list(tables), 'A named group of experiments: ' + '; '.join(
+      f'{name} = {", ".join(paper.experiment_name(f) for f in files)}'
+      for name, files in tables.items()) + '.')
+  flags.DEFINE_multi_string('experiment', [], 'Experiment gin files (e.g. mnist_vlae.gin), after '
+                            'those of --table.')
+  flags.DEFINE_integer('train_steps', None, 'The training budget of every run, in steps (equal '
+                       'within the table). Default: each gin file\'s own schedule.')
+  flags.DEFINE_string('split', 'test', 'The split every run is evaluated on.')
+  flags.DEFINE_integer('num_samples', None, 'Importance samples K of the table\'s NLL (default: '
+                       '4096 for binary data, 512 for CIFAR-10).')
+  flags.DEFINE_integer('max_examples', 1000, 'Evaluate on this many evenly spread images of the '
+                       'split (0 or less: all).')
+  flags.DEFINE_integer('seed', 0, 'Seed of the importance samples (the same for every run).')
+  flags.DEFINE_integer('curve_num_samples', 32, 'K of the NLL-against-steps curve.')
+  flags.DEFINE_integer('curve_max_examples', 100, 'Images per point of the curve.')
+  flags.DEFINE_integer('batch_size', 50, 'Evaluation batch.')
+  flags.DEFINE_string('select_split', None, 'Model selection: evaluate every kept checkpoint on '
+                      'this split (e.g. valid) with the curve\'s K and images, and report the '
+                      'best one on --split (default: the checkpoint at the budget).')
+  flags.DEFINE_multi_string('gin_file', [], 'Gin files added after every experiment file, e.g. '
+                            'testing/tiny.gin.')
+  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings added to every run.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+
+
+def define_inspect_flags():
+  """The flags of bin/inspect (vlae_tf/inspection.py)."""
+  flags.DEFINE_multi_string('model_dir', None, 'The run directory to inspect (its averaged '
+                            'weights); repeat it to compare runs (needs --output_dir).')
+  flags.mark_flag_as_required('model_dir')
+  flags.DEFINE_string('output_dir', None, 'With several --model_dir: where comparison.md, '
+                      'rate_vs_window.png and the side-by-side reconstructions.png go.')
+  flags.DEFINE_string('split', 'test', 'The split of the rate/distortion, probe scores and maps.')
+  flags.DEFINE_integer('max_examples', 1000, 'Evenly spread images of the split (0: all).')
+  flags.DEFINE_integer('probe_train_examples', 10000, 'Evenly spread training images the probe '
+                       'is fitted on (0: all).')
+  flags.DEFINE_integer('num_maps', 6, 'Test images in pixel_maps.png.')
+  flags.DEFINE_integer('num_reconstructions', 8, 'Test images in reconstructions.png.')
+  flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
+  flags.DEFINE_string('compare_model_dir', None, 'A second run (e.g. the PixelCNN without z) '
+                      'whose per-pixel map replaces the map under z from the prior.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
+
+
+# ---------------------------------------------------------------------------------------------
+# Start-up: TensorFlow, loaded quietly once the flags are parsed.
+
+# What TensorFlow's C++ side prints while it loads and probes for GPUs, on every CPU-only machine:
+# its INFO lines are written before its logging is initialized (so TF_CPP_MIN_LOG_LEVEL does not
+# reach them), and the CUDA probe of the GPU-enabled wheel fails at ERROR level when there is no
+# driver. None of it is actionable here; `--verbosity=1` shows it all.
+_STARTUP_NOISE = re.compile(
+    r'All log messages before absl::InitializeLog|oneDNN custom operations are on|'
+    r'Could not find cuda drivers|failed call to cuInit|cpu_feature_guard\.cc|'
+    r'To enable the following instructions|rebuild TensorFlow with the appropriate compiler')
+
+
+def _verbose():
+  return flags.FLAGS.is_parsed() and flags.FLAGS['verbosity'].value >= 1
+
+
+class _DropQuietRecords(python_logging.Filter):
+  """Drops INFO records of gin's file lookups ("system_path_file_exists:base.gin")."""
+
+  def filter(self, record):
+    return not (record.levelno < python_logging.WARNING and
+                record.pathname.endswith('resource_reader.py'))
+
+
+def start_tensorflow():
+  """Imports TensorFlow and lets it find its devices, hiding its start-up chatter.
+
+  Its C++ start-up lines go to file descriptor 2 directly, so they are captured there (in a
+  temporary file, while TensorFlow loads and lists its devices) and every line that is not known
+  noise is written back. Also: TensorFlow's Python logger goes through absl's handler only
+  (it had its own handler too, so every "INFO:tensorflow:" line came twice), and gin's INFO lines
+  about where it found each file are dropped. With --verbosity >= 1 nothing is hidden.
+  """
+  if getattr(start_tensorflow, 'done', False):
+    return
+  if _verbose():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.list_physical_devices()
+  else:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # C++ INFO lines after start-up
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+      os.dup2(captured.fileno(), 2)
+      try:
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        tf.config.list_physical_devices()  # The CUDA probe happens here.
+      finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        captured.seek(0)
+        for line in captured.read().decode('utf-8', 'replace').splitlines(keepends=True):
+          if not _STARTUP_NOISE.search(line):
+            sys.stderr.write(line)
+        sys.stderr.flush()
+    for handler in list(tf.get_logger().handlers):
+      tf.get_logger().removeHandler(handler)
+    python_logging.getLogger().addFilter(_DropQuietRecords())
+    for handler in python_logging.getLogger().handlers:
+      handler.addFilter(_DropQuietRecords())
+  start_tensorflow.done = True
+
+
+def _lazy_main(module, function='main'):
+  """A main that starts TensorFlow quietly, then runs vlae_tf.<module>.<function>(argv)."""
+
+  def main(argv):
+    start_tensorflow()
+    return getattr(importlib.import_module(f'vlae_tf.{module}'), function)(argv)
+
+  return main
+
+
+def _started(main):
+  def started_main(argv):
+    start_tensorflow()
+    return main(argv)
+  return started_main
 
 
 _BINARIES = {
-    'train': (define_train_flags, train_main),
-    'eval': (define_eval_flags, eval_main),
-    'sample': (define_sample_flags, sample_main),
-    'export': (define_export_flags, export_main),
+    'train': (define_train_flags, _started(train_main)),
+    'eval': (define_eval_flags, _started(eval_main)),
+    'sample': (define_sample_flags, _started(sample_main)),
+    'export': (define_export_flags, _started(export_main)),
+    'benchmark': (define_benchmark_flags, _lazy_main('benchmark')),
+    'reproduce': (define_reproduce_flags, _lazy_main('reproduce')),
+    'inspect': (define_inspect_flags, _lazy_main('inspection')),
 }
+COMMANDS = tuple(_BINARIES)
 
 
 def run_binary(name):
   """Defines the flags of binary `name` and runs its main on sys.argv: what bin/<name> does.
 
-  For subprocesses (`python -c "from vlae_tf import cli; cli.run_binary('train')" --flags`), which
-  must not depend on where bin/ is.
+  Also for subprocesses (`python -c "from vlae_tf import cli; cli.run_binary('train')" --flags`),
+  which must not depend on where bin/ is.
   """
   define_flags, main = _BINARIES[name]
   define_flags()
+  # absl's --help lists the key flags of the program (sys.argv[0]); these are defined here.
+  for flag in flags.FLAGS.get_key_flags_for_module(__name__):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main)
+
+
+# The installed commands (setup.py's console entry points): vlae-train, vlae-eval, ...
+def train_command():
+  run_binary('train')
+
+
+def eval_command():
+  run_binary('eval')
+
+
+def sample_command():
+  run_binary('sample')
+
+
+def export_command():
+  run_binary('export')
+
+
+def benchmark_command():
+  run_binary('benchmark')
+
+
+def reproduce_command():
+  run_binary('reproduce')
+
+
+def inspect_command():
+  run_binary('inspect')

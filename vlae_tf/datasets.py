@@ -62,6 +62,7 @@ import io
 import os
 import pathlib
 import pickle
+import socket
 import struct
 import tarfile
 import types
@@ -881,10 +882,57 @@ _LOCAL_LOADERS: Dict[str, Callable[[pathlib.Path, str], _Loaded]] = {
 # tensorflow-datasets loaders: split -> (dataset of raw pixels, source kind: see `_finish`).
 
 
+_TFDS_PROBE_URL = 'https://storage.googleapis.com/'  # where tensorflow-datasets downloads from
+
+
+def _is_network_error(error: BaseException) -> bool:
+  """Whether `error`, or an error it was raised from, says that the network is unreachable."""
+  import urllib.error  # pylint: disable=g-import-not-at-top
+  network_errors = [ConnectionError, TimeoutError, urllib.error.URLError, socket.gaierror]
+  try:
+    import requests  # pylint: disable=g-import-not-at-top  (tensorflow-datasets downloads with it)
+    network_errors.append(requests.exceptions.RequestException)
+  except ImportError:
+    pass
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, tuple(network_errors)):
+      return True
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return False
+
+
 def _tfds_images(name: str, split: str) -> tf.data.Dataset:
-  """The 'image' feature of tensorflow-datasets `name`, in its deterministic file order."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
-  dataset = tfds.load(name, split=split, shuffle_files=False)
+  """The 'image' feature of tensorflow-datasets `name`, in its deterministic file order.
+
+  tensorflow-datasets downloads and prepares the dataset on first use (into $TFDS_DATA_DIR or
+  ~/tensorflow_datasets), which needs the network; offline, that is one DatasetError.
+  """
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
+  except ImportError as error:
+    raise DatasetError(f'tensorflow-datasets cannot be imported ({error}): reinstall vlae_tf '
+                       f'(pip install .), or pass --data_dir with the raw files of {name}.') from error
+  def offline(error):
+    reason = ' '.join(f'{type(error).__name__}: {error}'.split())
+    reason = reason if len(reason) <= 160 else reason[:157] + '...'
+    return DatasetError(
+        f'tensorflow-datasets could not download {name!r} ({reason}): without --data_dir it needs '
+        f'the network the first time; offline, pass --data_dir=DIR holding the raw files (or set '
+        f'{ENV_DATA_DIR}), see docs/datasets.md.')
+
+  try:
+    if not tfds.builder(name).is_prepared():
+      # tensorflow-datasets retries a failed download ten times with back-off (minutes offline):
+      # one quick request first, through the same proxies, says whether the network is there.
+      import requests  # pylint: disable=g-import-not-at-top
+      requests.head(_TFDS_PROBE_URL, timeout=15)
+    dataset = tfds.load(name, split=split, shuffle_files=False)
+  except Exception as error:  # pylint: disable=broad-except
+    if not _is_network_error(error):
+      raise
+    raise offline(error) from None
   return dataset.map(lambda example: example['image'], num_parallel_calls=tf.data.AUTOTUNE)
 
 

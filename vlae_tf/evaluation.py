@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -31,6 +32,7 @@ from vlae_tf import training
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
 REPORT_FILE = 'eval_{split}.json'
 CURVE_FILE = 'eval_{split}_curve.json'
+HISTORY_FILE = 'eval_history.jsonl'
 CURVE_PLOT = 'eval_{split}_curve.png'
 EVALUATION_SALT = 11
 
@@ -78,9 +80,11 @@ class CheckpointEvaluator:
   """
 
   def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
-               chunk_size, seed, strategy, per_example=False):
+               chunk_size, seed, strategy, per_example=False, checkpoint=None):
     training.load_run_config(model_dir)
-    first = training.latest_checkpoint(model_dir)  # Fails clearly when there is none.
+    # The newest intact checkpoint, or `checkpoint` if given; fails clearly when there is none.
+    self.checkpoint = training.resolve_checkpoint(model_dir, checkpoint)
+    first = self.checkpoint
     self.dataset = training.run_dataset()
     self.strategy = strategy or training.make_strategy()
     with self.strategy.scope():
@@ -171,10 +175,13 @@ def evaluate(model_dir,
              chunk_size=None,
              seed=0,
              strategy=None,
-             progress=True):
-  """Evaluates the latest checkpoint of a run with its averaged weights; writes eval_<split>.json.
+             progress=True,
+             checkpoint=None):
+  """Evaluates a checkpoint of a run with its averaged weights; writes eval_<split>.json.
 
   Rebuilds the model from <model_dir>/config.gin (this clears any gin config already parsed).
+  Evaluates the newest intact checkpoint (a damaged newer one is named in a warning), or
+  `checkpoint`.
 
   Args:
     model_dir: the run directory.
@@ -187,6 +194,7 @@ def evaluate(model_dir,
     seed: integer seed of the importance samples.
     strategy: a `tf.distribute.Strategy` (default: `training.make_strategy()`).
     progress: show a progress bar on stderr.
+    checkpoint: a checkpoint prefix (<model_dir>/ckpt-N) or a step N; default: the newest intact.
 
   Returns:
     A dict with nll_nats, nll_stderr_nats, bits_per_dim, elbo_nats, nll_bound_nats,
@@ -195,27 +203,52 @@ def evaluate(model_dir,
   """
   began = time.time()
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
-                                  data_dir, chunk_size, seed, strategy)
-  report = evaluator(training.latest_checkpoint(model_dir), progress=progress)
+                                  data_dir, chunk_size, seed, strategy, checkpoint=checkpoint)
+  report = evaluator(evaluator.checkpoint, progress=progress)
   report['seconds'] = time.time() - began
   write_json_atomically(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
+  append_history(model_dir, report)
   return report
+
+
+def append_history(model_dir, report):
+  """Appends `report` as one JSON line to <model_dir>/eval_history.jsonl.
+
+  eval_<split>.json holds the latest evaluation of a split; the history keeps every one, whatever
+  its settings (K, subset, checkpoint), so that no result is lost to a later evaluation.
+  """
+  path = os.path.join(model_dir, HISTORY_FILE)
+  line = json.dumps(dict(report, unix_time=time.time()), sort_keys=True) + '\n'
+  with open(path, 'a') as f:  # One write of one line: a reader sees whole lines.
+    f.write(line)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def run_checkpoints(model_dir):
   """[(checkpoint prefix, unix time it was written)] of a run, oldest first.
 
-  From the CheckpointManager's state file, so only the checkpoints it still keeps
-  (`train.max_checkpoints_to_keep`).
+  The checkpoints the CheckpointManager still keeps (`train.max_checkpoints_to_keep`), from its
+  state file, or from the checkpoint files present when that file is missing or damaged
+  (`training.CheckpointList`). Damaged checkpoints are listed too: `intact_run_checkpoints`
+  leaves them out.
   """
-  training.latest_checkpoint(model_dir)  # Fails clearly when there is none.
-  state = tf.train.get_checkpoint_state(model_dir)
-  paths = [path if os.path.isabs(path) else os.path.join(model_dir, path)
-           for path in state.all_model_checkpoint_paths]
-  times = list(state.all_model_checkpoint_timestamps)
-  if len(times) != len(paths):  # Written by something else than a CheckpointManager.
-    times = [os.path.getmtime(path + '.index') for path in paths]
-  return list(zip(paths, times))
+  checkpoints = training.CheckpointList(model_dir)
+  if not checkpoints.paths:
+    training.latest_checkpoint(model_dir)  # Raises the error that says what to do.
+  return [(path, checkpoints.timestamp(path)) for path in reversed(checkpoints.paths)]
+
+
+def intact_run_checkpoints(model_dir):
+  """`run_checkpoints` without the damaged ones, each named in a one-line warning."""
+  kept = []
+  for path, written in run_checkpoints(model_dir):
+    damage = training.checkpoint_damage(path)
+    if damage:
+      logging.warning('Checkpoint %s is damaged (%s): left out of the curve.', path, damage)
+    else:
+      kept.append((path, written))
+  return kept
 
 
 def evaluate_curve(model_dir,
@@ -230,7 +263,8 @@ def evaluate_curve(model_dir,
                    progress=True):
   """Evaluates every kept checkpoint of a run: test NLL against training time.
 
-  Same arguments as `evaluate`. The training time of a checkpoint is the time it was written
+  Same arguments as `evaluate` (but `checkpoint`). Damaged checkpoints are left out, each named in
+  a one-line warning. The training time of a checkpoint is the time it was written
   minus the start of the run (<model_dir>/started.json, written by a fresh `train`): it counts
   everything the training process did, start-up, data init and checkpointing included, and for a
   resumed run also the time it was stopped.
@@ -246,7 +280,7 @@ def evaluate_curve(model_dir,
                                   data_dir, chunk_size, seed, strategy)
   started = training.run_start_time(model_dir)
   reports = []
-  for checkpoint, written in run_checkpoints(model_dir):
+  for checkpoint, written in intact_run_checkpoints(model_dir):
     report = evaluator(checkpoint, progress=progress)
     report['checkpoint_time'] = written
     report['train_seconds'] = None if started is None else written - started

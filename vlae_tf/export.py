@@ -288,6 +288,7 @@ def save_atomically(module, path):
   name = os.path.basename(path)
   temporary = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-{_owner_tag()}-')
   try:
+    training.apply_umask(temporary, directory=True)
     tf.saved_model.save(module, temporary, signatures=module.signatures())
     if os.path.exists(path):
       old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{_owner_tag()}-')
@@ -302,22 +303,26 @@ def save_atomically(module, path):
   return path
 
 
-def export(model_dir, export_dir=None, decode_chunk_size=16):
-  """Exports the latest checkpoint's averaged weights as a SavedModel.
+def export(model_dir, export_dir=None, decode_chunk_size=16, checkpoint=None):
+  """Exports a checkpoint's averaged weights as a SavedModel.
 
   Rebuilds the model from <model_dir>/config.gin (this clears any gin config already parsed).
+  Exports the newest intact checkpoint (a damaged newer one is named in a warning), or
+  `checkpoint`.
 
   Args:
     model_dir: the run directory.
     export_dir: the base directory (default <model_dir>/export); the SavedModel goes to
       <export_dir>/<step>.
     decode_chunk_size: images per sampler call in the exported `decode` and `sample`.
+    checkpoint: a checkpoint prefix (<model_dir>/ckpt-N) or a step N; default: the newest intact.
 
   Returns:
     The SavedModel directory.
   """
   config_path = training.load_run_config(model_dir)
-  model, step, checkpoint = training.restore_averaged_model(model_dir)
+  checkpoint = training.resolve_checkpoint(model_dir, checkpoint)
+  model, step, checkpoint = training.restore_averaged_model(model_dir, checkpoint)
   module = ServingModule(model, step=step, config_path=config_path,
                          decode_chunk_size=decode_chunk_size)
   path = os.path.join(export_dir or os.path.join(model_dir, EXPORT_SUBDIR), str(step))

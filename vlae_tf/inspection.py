@@ -256,14 +256,17 @@ def inspect(model_dir: str,
   existing = os.path.join(output_dir, REPORT_FILE)
   training.load_run_config(model_dir)
   dataset_name = training.run_dataset()
+  # The newest intact checkpoint (a damaged newer one is named in a warning).
+  checkpoint = training.latest_checkpoint(
+      model_dir, choose_hint='bin/inspect takes no --checkpoint: move newer ones aside to inspect '
+      'an older one')
   if reuse and os.path.isfile(existing):
     with open(existing) as f:
       previous = json.load(f)
-    if (previous.get('settings') == settings and
-        previous.get('checkpoint') == training.latest_checkpoint(model_dir)):
+    if previous.get('settings') == settings and previous.get('checkpoint') == checkpoint:
       _log(f'{model_dir}: reusing {existing} (same checkpoint and settings)', stream)
       return previous
-  model, step, checkpoint = training.restore_averaged_model(model_dir)
+  model, step, checkpoint = training.restore_averaged_model(model_dir, checkpoint)
   images, test_indices = _subset(dataset_name, split, max_examples, data_dir)
   _log(f'{model_dir} step {step}: {len(images)} {dataset_name} {split} images', stream)
   report = {'model_dir': model_dir, 'checkpoint': checkpoint, 'step': step,
@@ -422,25 +425,6 @@ def compare(reports, output_dir: str, labels=None) -> dict:
 # bin/inspect.
 
 FLAGS = flags.FLAGS
-
-
-def define_flags():
-  flags.DEFINE_multi_string('model_dir', None, 'The run directory to inspect (its averaged '
-                            'weights); repeat it to compare runs (needs --output_dir).')
-  flags.mark_flag_as_required('model_dir')
-  flags.DEFINE_string('output_dir', None, 'With several --model_dir: where comparison.md, '
-                      'rate_vs_window.png and the side-by-side reconstructions.png go.')
-  flags.DEFINE_string('split', 'test', 'The split of the rate/distortion, probe scores and maps.')
-  flags.DEFINE_integer('max_examples', 1000, 'Evenly spread images of the split (0: all).')
-  flags.DEFINE_integer('probe_train_examples', 10000, 'Evenly spread training images the probe '
-                       'is fitted on (0: all).')
-  flags.DEFINE_integer('num_maps', 6, 'Test images in pixel_maps.png.')
-  flags.DEFINE_integer('num_reconstructions', 8, 'Test images in reconstructions.png.')
-  flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
-  flags.DEFINE_string('compare_model_dir', None, 'A second run (e.g. the PixelCNN without z) '
-                      'whose per-pixel map replaces the map under z from the prior.')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
-  flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
 
 
 def main(argv):

@@ -159,6 +159,18 @@ class WeightNorm(tfp.layers.weight_norm.WeightNorm):
       # Grappler can fuse the convolution with its bias and activation.
       self._compute_weights()  # Sets layer.kernel to a tensor of the current graph.
       outputs = self.layer(inputs)
+    elif tf.executing_eagerly():
+      # The data init, eagerly, as TFP's call does it: that call is a tf.function, traced anew
+      # for every layer (which TensorFlow reported as "excessive retracing" of WeightNorm.call).
+      # Its body cannot simply run eagerly: `if not self.initialized` is always False for a
+      # MirroredVariable outside a graph (the object is truthy), so the init would be skipped.
+      if self.data_init:
+        self._data_dep_init(inputs)
+      else:
+        self._init_norm()
+      self.initialized.assign(True)
+      self._compute_weights()
+      outputs = self.layer(inputs)
     else:
       outputs = super().call(inputs)  # TFP's tf.function; sets layer.kernel to a graph tensor.
     self.layer.kernel = _NormalizedKernel(self)

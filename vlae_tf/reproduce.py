@@ -48,56 +48,15 @@ import tensorflow as tf
 
 from vlae_tf import datasets
 from vlae_tf import evaluation
+from vlae_tf import paper
 from vlae_tf import plots
 from vlae_tf import training
 
-# Named groups of experiments: each a table or ablation of Chen et al. 2017 (shared/PAPER.md).
-TABLES = {
-    # Table 1 (static MNIST): the VLAE, the IAF VAE baseline, and the factorized-decoder VAE of
-    # Section 5.1 (the lossy-code comparison: 19.2 vs 37.3 bits of KL).
-    'mnist': ('mnist_vlae.gin', 'mnist_iaf_vae.gin', 'mnist_factorized_vae.gin'),
-    # Table 3 (dynamic MNIST): AF prior, Gaussian prior, PixelCNN without z.
-    'dynamic_mnist': ('dynamic_mnist_vlae.gin', 'dynamic_mnist_gaussian_prior.gin',
-                      'dynamic_mnist_pixelcnn.gin'),
-    # Receptive field against rate on static MNIST: the depth-limited decoder with 1, 2, 3, 6
-    # and 12 masked layers (the binary counterpart of Section 5.2's window sizes).
-    'mnist_windows': ('mnist_vlae_depth_1.gin', 'mnist_vlae_depth_2.gin',
-                      'mnist_vlae_depth_3.gin', 'mnist_vlae.gin', 'mnist_vlae_depth_12.gin'),
-    'caltech101': ('caltech101_vlae.gin',),  # Table 5
-    'omniglot': ('omniglot_vlae.gin',),  # Table 4
-    'cifar10': ('cifar10_resnet_vlae.gin', 'cifar10_densenet_vlae.gin'),  # Table 6
-    'cifar10_windows': ('cifar10_window_4x2.gin', 'cifar10_window_5x3.gin',
-                        'cifar10_window_7x4.gin'),  # Section 5.2
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class PaperNumber:
-  """What the paper reports for an experiment (None where it reports nothing)."""
-  row: str
-  nll: Optional[float] = None  # nats per image, or bits/dim for CIFAR-10 (see `unit`)
-  unit: str = 'nats'
-  kl_nats: Optional[float] = None
-
-
-PAPER = {
-    'mnist_vlae': PaperNumber('Table 1, VLAE', 79.03, kl_nats=13.3),
-    'mnist_iaf_vae': PaperNumber('Table 1, IAF VAE', 79.88),
-    'mnist_factorized_vae': PaperNumber('Section 5.1, factorized decoder',
-                                        kl_nats=37.3 * math.log(2.0)),
-    'dynamic_mnist_vlae': PaperNumber('Table 3, PixelCNN + AF prior (Table 2: 78.53)', 78.94,
-                                      kl_nats=11.73),
-    'dynamic_mnist_gaussian_prior': PaperNumber('Table 3, PixelCNN + Gaussian prior', 79.48,
-                                                kl_nats=10.60),
-    'dynamic_mnist_pixelcnn': PaperNumber('Table 3, PixelCNN without z', 87.55, kl_nats=0.0),
-    'omniglot_vlae': PaperNumber('Table 4, VLAE', 90.98),
-    'caltech101_vlae': PaperNumber('Table 5, VLAE', 77.36),
-    'cifar10_resnet_vlae': PaperNumber('Table 6, ResNet VLAE', 3.04, 'bits/dim'),
-    'cifar10_densenet_vlae': PaperNumber('Table 6, DenseNet VLAE', 2.95, 'bits/dim'),
-    'cifar10_window_4x2': PaperNumber('Section 5.2, window 4x2', 3.12, 'bits/dim'),
-    'cifar10_window_5x3': PaperNumber('Section 5.2, window 5x3', None, 'bits/dim'),
-    'cifar10_window_7x4': PaperNumber('Section 5.2, window 7x4', 2.95, 'bits/dim'),
-}
+# The paper's groups and numbers (vlae_tf/paper.py), under the names the harness always used.
+TABLES = paper.TABLES
+PAPER = paper.PAPER
+PaperNumber = paper.PaperNumber
+experiment_name = paper.experiment_name
 
 RESULTS_JSON = 'results.json'
 RESULTS_MD = 'results.md'
@@ -127,11 +86,6 @@ class Settings:
   gin_files: Sequence[str] = ()  # added after every experiment file (e.g. testing/tiny.gin)
   gin_params: Sequence[str] = ()  # added after the files, for every run
   select_split: Optional[str] = None  # model selection: the row's checkpoint is the curve's best
-
-
-def experiment_name(gin_file: str) -> str:
-  """'gin/mnist_vlae.gin' -> 'mnist_vlae'."""
-  return os.path.splitext(os.path.basename(gin_file))[0]
 
 
 def resolve_experiments(table: Optional[str], gin_files: Sequence[str]) -> List[str]:
@@ -573,35 +527,6 @@ def results_markdown(results: dict) -> str:
 # bin/reproduce.
 
 FLAGS = flags.FLAGS
-
-
-def define_flags():
-  flags.DEFINE_string('output_dir', None, 'Where results.json, results.md, nll_vs_steps.png, the '
-                      'training logs and the run directories (runs/<experiment>) go.')
-  flags.mark_flag_as_required('output_dir')
-  flags.DEFINE_enum('table', None, list(TABLES), 'A named group of experiments: ' + '; '.join(
-      f'{name} = {", ".join(experiment_name(f) for f in files)}'
-      for name, files in TABLES.items()) + '.')
-  flags.DEFINE_multi_string('experiment', [], 'Experiment gin files (e.g. mnist_vlae.gin), after '
-                            'those of --table.')
-  flags.DEFINE_integer('train_steps', None, 'The training budget of every run, in steps (equal '
-                       'within the table). Default: each gin file\'s own schedule.')
-  flags.DEFINE_string('split', 'test', 'The split every run is evaluated on.')
-  flags.DEFINE_integer('num_samples', None, 'Importance samples K of the table\'s NLL (default: '
-                       '4096 for binary data, 512 for CIFAR-10).')
-  flags.DEFINE_integer('max_examples', 1000, 'Evaluate on this many evenly spread images of the '
-                       'split (0 or less: all).')
-  flags.DEFINE_integer('seed', 0, 'Seed of the importance samples (the same for every run).')
-  flags.DEFINE_integer('curve_num_samples', 32, 'K of the NLL-against-steps curve.')
-  flags.DEFINE_integer('curve_max_examples', 100, 'Images per point of the curve.')
-  flags.DEFINE_integer('batch_size', 50, 'Evaluation batch.')
-  flags.DEFINE_string('select_split', None, 'Model selection: evaluate every kept checkpoint on '
-                      'this split (e.g. valid) with the curve\'s K and images, and report the '
-                      'best one on --split (default: the checkpoint at the budget).')
-  flags.DEFINE_multi_string('gin_file', [], 'Gin files added after every experiment file, e.g. '
-                            'testing/tiny.gin.')
-  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings added to every run.')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
 
 
 def main(argv):

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from vlae_tf import files
+
 SAMPLES_FILE = 'samples_{step}.png'
 RECONSTRUCTIONS_FILE = 'reconstructions_{step}.png'
 
@@ -75,6 +77,7 @@ def write_png(path, grid):
   handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.png')
   os.close(handle)
   try:
+    files.apply_umask(temporary)
     image.save(temporary, format='PNG')
     os.replace(temporary, path)
   except BaseException:
