@@ -2,14 +2,19 @@
 for bad input, and seeded reproducibility. docs/reliability.md lists what each test guarantees.
 """
 
+import logging as std_logging
 import os
 import random
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
+from absl import logging
 import gin
 import numpy as np
 import pytest
@@ -21,6 +26,7 @@ import doubles
 
 from vlae_tf import cli
 from vlae_tf import export
+from vlae_tf import progress
 from vlae_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -298,6 +304,294 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
       f'(train.max_consecutive_bad_steps = 2); the last good checkpoint is {model_dir}/ckpt-2; '
       'lower train.learning_rate or check the data, then rerun to resume from it.')
   assert tf.train.latest_checkpoint(model_dir).endswith('ckpt-2')
+
+
+# ---------------------------------------------------------------------------------------------
+# A responsive loop: progress lines, signals during long chunks and validation passes.
+
+
+class LogLines(std_logging.Handler):
+  """Collects (unix time, message) of absl's log records; runs a callback on a matching one."""
+
+  def __init__(self):
+    super().__init__()
+    self.lines = []
+    self._triggers = []
+
+  def when(self, text, callback):
+    """Calls callback(record time) once, at the first message containing `text`."""
+    self._triggers.append([text, callback])
+
+  def emit(self, record):
+    message = record.getMessage()
+    self.lines.append((record.created, message))
+    for trigger in list(self._triggers):
+      if trigger[0] in message:
+        self._triggers.remove(trigger)
+        trigger[1](record.created)
+
+  def matching(self, pattern):
+    return [(when, line) for when, line in self.lines if re.search(pattern, line)]
+
+
+@pytest.fixture
+def log_lines():
+  handler = LogLines()
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.INFO)
+  std_logging.getLogger('absl').addHandler(handler)
+  yield handler
+  std_logging.getLogger('absl').removeHandler(handler)
+  logging.set_verbosity(verbosity)
+
+
+def slowed(function, seconds):
+  """A dataset factory like `function` whose every element takes `seconds` more to read."""
+
+  def pause(element):
+    waited = tf.ensure_shape(tf.numpy_function(
+        lambda: np.float32(time.sleep(seconds) or 0.0), [], tf.float32, stateful=True), [])
+    return tf.nest.map_structure(lambda tensor: tensor + tf.cast(waited, tensor.dtype), element)
+
+  def slow(*args, **kwargs):
+    return function(*args, **kwargs).map(
+        lambda *element: pause(element if len(element) > 1 else element[0]))
+
+  return slow
+
+
+def train_linear(model_dir, data_dir, *bindings):
+  """training.train of the linear stand-in on static MNIST (batch 4, 2 replicas)."""
+  cli.parse_gin(['datasets/static_mnist.gin'], [
+      'make_model.model_cls = @reliability_test.LinearVAE', 'train.batch_size = 4',
+      'train.num_summary_images = 0', 'train.shuffle_buffer = 64', *bindings])
+  return training.train(str(model_dir), data_dir=str(data_dir),
+                        strategy=training.make_strategy(['/cpu:0', '/cpu:1']))
+
+
+def send_signal_after(signum, delay, sent):
+  """A timer that sends `signum` to this process after `delay` s, appending the time to `sent`."""
+
+  def send():
+    sent.append(time.time())
+    os.kill(os.getpid(), signum)
+
+  timer = threading.Timer(delay, send)
+  timer.start()
+  return timer
+
+
+def test_progress_lines_come_on_time_whatever_the_summary_interval(shared_data, tmp_path,
+                                                                   monkeypatch, log_lines):
+  """Steps slowed to 20 ms, no summary before the last step: lines still come every second (the
+  interval is shortened from 10 s), and the ETA is measured after compilation."""
+  monkeypatch.setattr(progress, 'PROGRESS_SECONDS', 1.0)
+  monkeypatch.setattr(progress, 'CHUNK_SECONDS', 0.25)
+  monkeypatch.setattr(training, 'training_batches', slowed(training.training_batches, 0.02))
+  train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 200', 'train.eval_examples = 0',
+               'train.summary_every = 1000', 'train.checkpoint_every = 1000')
+  lines = log_lines.matching(r'^step \d+/200 ')
+  assert 'first step in' in lines[0][1], lines[0]
+  assert lines[-1][1].startswith('step 200/200 ')
+  assert len(lines) >= 4, lines  # Not just the first and the last step.
+  gaps = np.diff([when for when, _ in lines[1:]])
+  assert gaps.max() <= 2.0, (gaps, lines)
+  for _, line in lines[1:]:  # 200 steps of at least 20 ms: the ETA is seconds, not minutes.
+    eta = re.search(r'ETA (\d+):(\d\d):(\d\d)$', line)
+    assert eta and int(eta[1]) == 0 and int(eta[2]) == 0, line
+
+
+def test_sigterm_during_a_long_chunk_is_answered_with_a_checkpoint_in_seconds(
+    shared_data, tmp_path, monkeypatch, log_lines):
+  """3000 steps of 20 ms without a boundary (a minute in one chunk before): SIGTERM 1 s after the
+  first step is answered within a chunk (2 s) and a save."""
+  monkeypatch.setattr(training, 'training_batches', slowed(training.training_batches, 0.02))
+  sent = []
+  log_lines.when('first step in', lambda _: send_signal_after(signal.SIGTERM, 1.0, sent))
+  with pytest.raises(training.TrainingInterrupted) as raised:
+    train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 3000',
+                 'train.eval_examples = 0', 'train.summary_every = 3000',
+                 'train.checkpoint_every = 3000')
+  answered = time.time()
+  interrupted = raised.value
+  assert interrupted.signum == signal.SIGTERM
+  assert 1 < interrupted.step < 3000
+  assert interrupted.checkpoint == str(tmp_path / 'run' / f'ckpt-{interrupted.step}')
+  saved = os.path.getmtime(interrupted.checkpoint + '.index')
+  assert saved - sent[0] <= 5.0 and answered - sent[0] <= 5.0, (saved - sent[0], answered - sent[0])
+
+
+@pytest.mark.slow
+def test_validation_passes_are_announced_with_progress_and_abandoned_on_sigint(
+    shared_data, tmp_path, monkeypatch, log_lines):
+  """The final validation pass is announced and reports its progress (batches slowed to 0.2 s);
+  then a restart gets SIGINT as its final pass begins (batches slowed to 1 s, 20 s in all): the
+  pass is abandoned after a batch, the checkpoint saved, and the run stops in seconds."""
+  monkeypatch.setattr(progress, 'PROGRESS_SECONDS', 0.5)
+  padded_batches = training.padded_batches
+  monkeypatch.setattr(training, 'padded_batches', slowed(padded_batches, 0.2))
+  settings = ['train.eval_batch_size = 4', 'train.eval_every = 0',
+              'train.checkpoint_every = 1000', 'train.summary_every = 1']
+  validation = train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 2',
+                            'train.eval_examples = 40', *settings)
+  assert np.isfinite(validation['elbo'])
+  assert log_lines.matching(r'^Final validation at step 2: 40 images of valid\.$')
+  assert log_lines.matching(r'^final validation at step 2: \d+/40 images, [\d.]+ images/s, ETA ')
+  assert log_lines.matching(r'^validation step 2: elbo .* 40 images in [\d.]+ s$')
+
+  monkeypatch.setattr(training, 'padded_batches', slowed(padded_batches, 1.0))
+  sent = []
+  log_lines.when('Final validation at step 4',
+                 lambda _: send_signal_after(signal.SIGINT, 0.0, sent))
+  with pytest.raises(training.TrainingInterrupted) as raised:
+    train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 4',
+                 'train.eval_examples = 80', *settings)
+  answered = time.time()
+  assert (raised.value.signum, raised.value.step) == (signal.SIGINT, 4)
+  assert tf.train.latest_checkpoint(str(tmp_path / 'run')).endswith('ckpt-4')
+  assert log_lines.matching(r'^Final validation at step 4 abandoned after')
+  assert answered - sent[0] <= 6.0, answered - sent[0]  # A batch and a save, not 20 batches.
+  assert 4 not in scalars(tmp_path / 'run' / 'validation', 'elbo_nats')
+
+
+class TimedLines:
+  """The lines of a process's stream, each with its arrival time, read by a thread (and logged)."""
+
+  def __init__(self, stream, log_path):
+    self.lines = []
+    self._log_path = log_path
+    self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+    self._thread.start()
+
+  def _read(self, stream):
+    with open(self._log_path, 'w') as log:
+      for line in stream:
+        self.lines.append((time.time(), line.rstrip('\n')))
+        log.write(line)
+        log.flush()
+
+  def wait_for(self, pattern, count=1, timeout=600):
+    """The first `count` (time, line) whose line matches `pattern`; AssertionError after timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+      found = [(when, line) for when, line in list(self.lines) if re.search(pattern, line)]
+      if len(found) >= count:
+        return found[:count]
+      if not self._thread.is_alive():
+        break
+      time.sleep(0.05)
+    raise AssertionError(f'no {count} lines matching {pattern!r} within {timeout} s; last lines: '
+                         f'{[line for _, line in self.lines[-20:]]}')
+
+
+@pytest.fixture(scope='module')
+def sigterm_run(shared_data, tmp_path_factory):
+  """bin/train of the tiny VLAE for a million steps with no boundary before the end (one chunk of
+  hours before): three progress lines after the first step, then SIGTERM."""
+  tmp_path = tmp_path_factory.mktemp('sigterm')
+  model_dir = tmp_path / 'run'
+  process = subprocess.Popen(
+      train_command(model_dir, shared_data, '--gin_param=train.train_steps = 1000000',
+                    '--gin_param=train.summary_every = 1000000',
+                    '--gin_param=train.checkpoint_every = 1000000',
+                    '--gin_param=train.eval_examples = 0',
+                    '--gin_param=train.num_summary_images = 0'),
+      env=environment(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    output = TimedLines(process.stderr, tmp_path / 'train.log')
+    output.wait_for(r'step 1/1000000 ', timeout=600)  # Start-up and compilation.
+    progress_lines = output.wait_for(r'step \d+/1000000 ', count=4, timeout=45)
+    sent = time.time()
+    process.send_signal(signal.SIGTERM)
+    status = process.wait(timeout=120)
+    exited = time.time()
+  finally:
+    process.kill()
+  output.wait_for(r'^stopped: ', timeout=10)
+  return dict(model_dir=model_dir, progress_lines=progress_lines, sent=sent, exited=exited,
+              status=status, lines=[line for _, line in output.lines])
+
+
+@pytest.mark.slow
+def test_bin_train_prints_progress_every_10_seconds_and_answers_sigterm_in_seconds(sigterm_run):
+  progress_lines = sigterm_run['progress_lines']
+  assert 'first step in' in progress_lines[0][1]
+  assert all(' ETA ' in line for _, line in progress_lines[1:]), progress_lines
+  gaps = np.diff([when for when, _ in progress_lines])
+  assert gaps.max() <= 12.0, (gaps, progress_lines)  # progress.PROGRESS_SECONDS = 10.
+  assert sigterm_run['status'] == 128 + signal.SIGTERM
+  model_dir = sigterm_run['model_dir']
+  step = latest_step(model_dir)
+  assert step > int(re.search(r'step (\d+)/', progress_lines[-1][1])[1])
+  stopped = [line for line in sigterm_run['lines'] if line.startswith('stopped: ')]
+  assert stopped == [f'stopped: interrupted by SIGTERM at step {step}; saved '
+                     f'{model_dir}/ckpt-{step}; run the same command again to resume']
+  saved = os.path.getmtime(model_dir / f'ckpt-{step}.index') - sigterm_run['sent']
+  exited = sigterm_run['exited'] - sigterm_run['sent']
+  print(f'SIGTERM to bin/train: checkpoint after {saved:.2f} s, exit after {exited:.2f} s')
+  assert saved <= 10.0 and exited <= 15.0, (saved, exited)
+
+
+def start_export(model_dir, log):
+  return start([sys.executable, os.path.join(REPO, 'bin', 'export'), f'--model_dir={model_dir}'],
+               log)
+
+
+def kill_while_writing(process, export_dir):
+  """SIGKILL as soon as files appear in the export's hidden temporary directory."""
+  while process.poll() is None:
+    for temporary in export_dir.glob('.*.tmp-*'):
+      if any(temporary.iterdir()):
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return temporary
+    time.sleep(0.002)
+  raise AssertionError(f'bin/export ended (status {process.returncode}) before it was killed')
+
+
+def versions(export_dir):
+  """What TF Serving lists: the numeric subdirectories."""
+  return sorted(name for name in os.listdir(export_dir) if name.isdigit())
+
+
+@pytest.mark.slow
+def test_sigkill_during_bin_export_leaves_nothing_to_trip_on(sigterm_run, tmp_path):
+  model_dir = sigterm_run['model_dir']
+  step = str(latest_step(model_dir))
+  export_dir = model_dir / 'export'
+  with open(tmp_path / 'export.log', 'w') as log:
+    # A first export killed while it writes: no version, only a hidden leftover.
+    leftover = kill_while_writing(start_export(model_dir, log), export_dir)
+    assert versions(export_dir) == []
+    assert os.listdir(export_dir) == [leftover.name] and leftover.name.startswith(f'.{step}.tmp-')
+    # The next export succeeds and deletes the leftover.
+    assert start_export(model_dir, log).wait(timeout=600) == 0
+    assert os.listdir(export_dir) == [step]
+    loaded = tf.saved_model.load(str(export_dir / step))
+    assert int(loaded.metadata()['step']) == int(step)
+    # An export replacing that one, killed while it writes: the previous export is intact.
+    kill_while_writing(start_export(model_dir, log), export_dir)
+    assert versions(export_dir) == [step]
+    assert int(tf.saved_model.load(str(export_dir / step)).metadata()['step']) == int(step)
+  # What the next export does first: the leftover of the dead process goes.
+  assert export.remove_leftovers(str(export_dir))
+  assert os.listdir(export_dir) == [step]
+
+
+def test_leftovers_of_live_processes_and_other_hosts_stay(tmp_path):
+  host = socket.gethostname()
+  finished = subprocess.Popen([sys.executable, '-c', ''])
+  finished.wait()
+  dead = finished.pid
+  for name in (f'.3.tmp-{host}-{dead}-abc_1', f'.3.old-{host}-{dead}-x9',
+               f'.3.tmp-{host}-{os.getpid()}-abc', f'.3.tmp-elsewhere-{dead}-abc', '.3.tmp-abc',
+               '3'):
+    (tmp_path / name).mkdir()
+  removed = export.remove_leftovers(str(tmp_path))
+  assert sorted(os.path.basename(path) for path in removed) == [
+      f'.3.old-{host}-{dead}-x9', f'.3.tmp-{host}-{dead}-abc_1']
+  assert sorted(os.listdir(tmp_path)) == sorted([
+      f'.3.tmp-{host}-{os.getpid()}-abc', f'.3.tmp-elsewhere-{dead}-abc', '.3.tmp-abc', '3'])
 
 
 class _Tiny(tf.Module):

@@ -11,6 +11,7 @@ from absl.testing import parameterized
 import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 import tensorflow as tf
 import tf_keras as keras
 
@@ -313,6 +314,43 @@ def test_resume_reaches_the_uninterrupted_state(shared_data, tmp_path):
           'gin/operative_config'} <= tags, tags
   assert {'elbo_nats', 'samples', 'reconstructions'} <= summary_tags(uninterrupted / 'validation')
   assert np.isfinite(validation['elbo'])
+  # Images at summary steps, not only at validation (the first, traced at step 1, and the last),
+  # 4x the grid: 2 samples on a 1x2 grid of 28x28 tiles with 1-pixel borders are 30x59.
+  images = summary_images(uninterrupted / 'validation')
+  assert {1, 4} <= set(images['samples']), sorted(images['samples'])
+  assert images['samples'][4].shape == (4 * 30, 4 * 59, 1)
+  assert images['reconstructions'][4].shape == (4 * 30, 4 * (4 * 29 + 1), 1)
+  # The hparams dashboard's row of the run.
+  hparams = run_hparams(uninterrupted)
+  assert hparams['dataset'] == 'static_mnist' and hparams['model'] == 'VLAE'
+  assert hparams['decoder'] == 'DepthLimitedPixelCNN' and hparams['latent_size'] == 3
+  assert hparams['batch_size'] == 4 and hparams['train_steps'] == 4
+
+
+def summary_images(directory):
+  """{tag: {step: uint8 image}} of the image summaries in `directory`."""
+  images = {}
+  for path in directory.glob('events.out.tfevents.*'):
+    for record in tf.data.TFRecordDataset(str(path)):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == 'images':
+          png = tf.make_ndarray(value.tensor)[2]
+          images.setdefault(value.tag, {})[event.step] = tf.io.decode_png(png).numpy()
+  return images
+
+
+def run_hparams(model_dir):
+  """{name: value} of the hparams session written in model_dir (its root run)."""
+  for path in model_dir.glob('events.out.tfevents.*'):
+    for record in tf.data.TFRecordDataset(str(path)):
+      for value in event_pb2.Event.FromString(record.numpy()).summary.value:
+        if value.tag == hparams_metadata.SESSION_START_INFO_TAG:
+          info = hparams_metadata.parse_session_start_info_plugin_data(
+              value.metadata.plugin_data.content)
+          return {name: getattr(item, item.WhichOneof('kind'))
+                  for name, item in info.hparams.items()}
+  raise AssertionError(f'no hparams in {model_dir}')
 
 
 def summary_tags(directory):

@@ -40,13 +40,17 @@ for the remainder) into one logsumexp, exactly the K-sample estimator
 so K is a run-time input and memory does not grow with it.
 
 Layout: <model_dir>/export/<step>/ by default (TF Serving's <base>/<version>). It is written to a
-temporary directory beside it and renamed into place, so a reader never sees half an export; an
-existing export of the same step is replaced.
+hidden temporary directory beside it and renamed into place, so a reader never sees half an export
+(TF Serving ignores names that are not version numbers); an existing export of the same step is
+replaced. What a SIGKILL mid-export leaves (hidden `.<step>.tmp-*` / `.<step>.old-*` directories) is
+deleted by the next export (`remove_leftovers`).
 """
 
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 from absl import logging
@@ -226,17 +230,68 @@ class ServingModule(tf.Module):
             for name in names if hasattr(self, name)}
 
 
+def _owner_tag():
+  """<host>-<pid>: names a temporary directory after the process that writes it."""
+  return f'{socket.gethostname()}-{os.getpid()}'
+
+
+_LEFTOVER = re.compile(r'\.(?P<name>.+)\.(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[A-Za-z0-9_]+')
+
+
+def _process_is_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Someone else's process.
+    return True
+  return True
+
+
+def remove_leftovers(parent):
+  """Deletes the temporary directories of exports killed midway (SIGKILL, power loss) in `parent`.
+
+  They are `.<name>.tmp-<host>-<pid>-*` (a SavedModel being written) and `.<name>.old-...` (an
+  export being replaced), hidden beside the exports; only those of this host whose process is
+  gone are deleted, so a concurrent export of the same run is left alone.
+
+  Returns:
+    The deleted paths.
+  """
+  removed = []
+  if not os.path.isdir(parent):
+    return removed
+  host = socket.gethostname()
+  for entry in sorted(os.listdir(parent)):
+    match = _LEFTOVER.fullmatch(entry)
+    if not match or match.group('host') != host or _process_is_alive(int(match.group('pid'))):
+      continue
+    path = os.path.join(parent, entry)
+    logging.info('Removing %s, left by an interrupted export.', path)
+    shutil.rmtree(path, ignore_errors=True)
+    removed.append(path)
+  return removed
+
+
 def save_atomically(module, path):
-  """tf.saved_model.save to a temporary directory beside `path`, then rename it into place."""
+  """tf.saved_model.save to a temporary directory beside `path`, then rename it into place.
+
+  A kill at any moment leaves `path` either as it was or complete: the SavedModel is written to a
+  hidden `.<name>.tmp-<host>-<pid>-*` directory, renamed into place when complete; an existing
+  export is first moved aside to `.<name>.old-...`. Leftovers of killed exports are deleted by the
+  next export into the same directory (`remove_leftovers`).
+  """
   path = os.path.abspath(path)
   parent = os.path.dirname(path)
   os.makedirs(parent, exist_ok=True)
-  temporary = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(path)}.tmp-')
+  remove_leftovers(parent)
+  name = os.path.basename(path)
+  temporary = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-{_owner_tag()}-')
   try:
     training.apply_umask(temporary, directory=True)
     tf.saved_model.save(module, temporary, signatures=module.signatures())
     if os.path.exists(path):
-      old = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(path)}.old-')
+      old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{_owner_tag()}-')
       os.rename(path, os.path.join(old, 'export'))
       os.rename(temporary, path)
       shutil.rmtree(old, ignore_errors=True)

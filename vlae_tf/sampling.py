@@ -92,15 +92,67 @@ def _seed(seed, salt):
                  tf.int32)
 
 
+def upscale(grid, factor):
+  """A uint8 [H, W, C] grid enlarged `factor` times by nearest neighbour: [H * f, W * f, C]."""
+  factor = int(factor)
+  if factor < 1:
+    raise ValueError(f'The upscaling factor must be a positive integer, got {factor}.')
+  grid = np.asarray(grid)
+  return np.repeat(np.repeat(grid, factor, axis=0), factor, axis=1)
+
+
+class GridRenderer:
+  """Sample and reconstruction grids of one model, with its sampler and encoder traced once.
+
+  The `tf.function`s are made in the constructor, so that a renderer called again and again (the
+  image summaries of a training run) traces them once; `sample_grid` and `reconstruction_grid`
+  below build a renderer per call.
+  """
+
+  def __init__(self, model):
+    self.model = model
+    self._sample = tf.function(model.sample)
+    if getattr(model, 'has_latent', True):
+      self._encode = tf.function(lambda x, s: model.encode(x, s)[1])
+      self._decode = tf.function(model.decode)
+    else:  # A PixelCNN without latent variable has nothing to reconstruct from.
+      self._encode = self._decode = None
+
+  @property
+  def can_reconstruct(self):
+    return self._encode is not None
+
+  def sample_grid(self, num_images, seed=0, batch_size=64):
+    """A uint8 grid of `num_images` samples (in batches of `batch_size`)."""
+    batches = []
+    for index, start in enumerate(range(0, num_images, batch_size)):
+      count = min(batch_size, num_images - start)
+      batches.append(self._sample(count, _seed(seed, 2 * index)).numpy())
+    images = np.concatenate(batches, axis=0)
+    return image_grid(to_uint8(images, self.model.data_kind))
+
+  def reconstruction_grid(self, images, num_decodings=7, seed=0):
+    """Each image followed by `num_decodings` decodings of one z ~ q(z|x), one row per image.
+
+    Args:
+      images: [n, H, W, C] float32 images of the model's data kind.
+      num_decodings: decodings per image.
+      seed: integer seed.
+
+    Returns:
+      A uint8 grid of n rows and 1 + num_decodings columns.
+    """
+    if not self.can_reconstruct:
+      raise ValueError('A model without latent variable has no reconstructions.')
+    z = self._encode(tf.convert_to_tensor(images, tf.float32), _seed(seed, 1))
+    decodings = [self._decode(z, _seed(seed, 3 + 2 * i)).numpy() for i in range(num_decodings)]
+    rows = reconstruction_rows(images, decodings)
+    return image_grid(to_uint8(rows, self.model.data_kind), columns=1 + num_decodings)
+
+
 def sample_grid(model, num_images, seed=0, batch_size=64):
   """A uint8 grid of `num_images` samples of `model` (in batches of `batch_size`)."""
-  sample = tf.function(model.sample)
-  batches = []
-  for index, start in enumerate(range(0, num_images, batch_size)):
-    count = min(batch_size, num_images - start)
-    batches.append(sample(count, _seed(seed, 2 * index)).numpy())
-  images = np.concatenate(batches, axis=0)
-  return image_grid(to_uint8(images, model.data_kind))
+  return GridRenderer(model).sample_grid(num_images, seed, batch_size)
 
 
 def reconstruction_grid(model, images, num_decodings=7, seed=0):
@@ -115,12 +167,7 @@ def reconstruction_grid(model, images, num_decodings=7, seed=0):
   Returns:
     A uint8 grid of n rows and 1 + num_decodings columns.
   """
-  encode = tf.function(lambda x, s: model.encode(x, s)[1])
-  decode = tf.function(model.decode)
-  z = encode(tf.convert_to_tensor(images, tf.float32), _seed(seed, 1))
-  decodings = [decode(z, _seed(seed, 3 + 2 * i)).numpy() for i in range(num_decodings)]
-  rows = reconstruction_rows(images, decodings)
-  return image_grid(to_uint8(rows, model.data_kind), columns=1 + num_decodings)
+  return GridRenderer(model).reconstruction_grid(images, num_decodings, seed)
 
 
 def write_grids(model, output_dir, step, num_images=64, reconstruction_images=None,

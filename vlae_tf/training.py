@@ -2,7 +2,10 @@
 
 The split follows Orbit: `Trainer` owns the inner step (one `tf.function` that runs several steps
 on every replica without leaving the graph) and `train()` owns the outer loop (checkpoints,
-validation, summaries, the progress line, the operative config).
+validation, summaries, the progress line, the operative config). A call of the inner loop runs to
+the next summary, checkpoint or validation step, or for about `progress.CHUNK_SECONDS` of wall
+time, whichever comes first (`progress.ChunkPacer`), so that progress lines come at least every
+`progress.PROGRESS_SECONDS` and a signal is answered within seconds whatever the step time.
 
 Objective. With R replicas, a global batch of B images, and replica r holding the images B_r, each
 replica minimizes
@@ -43,8 +46,9 @@ statistically equivalent but not identical.
 Faults (docs/reliability.md). A step whose loss or summed gradient is not finite is skipped
 (weights, optimizer, averages untouched; decided on all-reduced values so replicas agree), counted
 in the `bad_steps` summary, and `max_consecutive_bad_steps` in a row stop the run (NonFiniteError).
-SIGTERM / SIGINT set a flag checked between chunks of steps: a checkpoint is saved and
-TrainingInterrupted raised. A kill mid-save leaves the previous checkpoint as the latest (the
+SIGTERM / SIGINT set a flag checked between chunks of steps (about 2 s each) and between the
+batches of a validation pass, which is abandoned: a checkpoint is saved and TrainingInterrupted
+raised. A kill mid-save leaves the previous checkpoint as the latest (the
 CheckpointManager renames the state file into place after the checkpoint is complete). A restart
 in a model_dir whose config.gin differs in more than bookkeeping (RESUMABLE_BINDINGS) is refused.
 A checkpoint damaged after its save is found by reading it back in full (CRC32C per tensor):
@@ -59,7 +63,8 @@ Run directory (model_dir):
     ckpt-<step>.*           checkpoints (tf.train.CheckpointManager)
     checkpoint              the CheckpointManager's list of kept checkpoints
     damaged/                damaged checkpoints that `train` moved aside (never deleted)
-    train/, validation/     TensorBoard summaries
+    events.out.tfevents.*   the hparams dashboard's settings of the run (`summaries`)
+    train/, validation/     TensorBoard summaries (`summaries`)
 """
 
 import contextlib
@@ -90,8 +95,9 @@ from vlae_tf import model as model_lib
 from vlae_tf import networks
 from vlae_tf import objectives
 from vlae_tf import pixelcnn
-from vlae_tf import sampling
 # pylint: enable=unused-import
+from vlae_tf import progress
+from vlae_tf import summaries
 
 CONFIG_FILE = 'config.gin'
 OPERATIVE_CONFIG_FILE = 'operative_config.gin'
@@ -1249,6 +1255,9 @@ def remove_partial_checkpoints(model_dir):
 class StopRequests:
   """Turns SIGTERM and SIGINT into a flag that the train loop checks between chunks of steps.
 
+  Python runs a handler only between bytecodes of the main thread, never inside a running
+  `tf.function`: the loop keeps each call to about `progress.CHUNK_SECONDS` for that reason.
+
   Installed only in the main thread (Python delivers signals there), and only while training.
   A second signal while the first is being handled raises KeyboardInterrupt (stop now).
   """
@@ -1321,11 +1330,7 @@ def _config_markdown(config):
   return '\n'.join(lines)
 
 
-def _format_duration(seconds):
-  if not math.isfinite(seconds):
-    return '?'
-  seconds = int(seconds)
-  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+_format_duration = progress.format_duration  # For callers of the former name.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1374,13 +1379,15 @@ def train(model_dir,
     soft_free_bits: use soft free bits (the paper's CIFAR-10 runs) with the target
       free_bits_lambda * D instead of free bits; configure `SoftFreeBits` in gin.
     checkpoint_every: steps between checkpoints (one is also written at the end).
-    summary_every: steps between scalar summaries and progress lines.
-    eval_every: steps between validation ELBOs (averaged weights) and image summaries; 0: only
-      at the end.
+    summary_every: steps between scalar and image summaries (images: at most
+      `summaries.IMAGE_BUDGET` of the wall time) and progress lines (which also come at least
+      every `progress.PROGRESS_SECONDS`).
+    eval_every: steps between validation ELBOs (averaged weights); 0: only at the end.
     eval_examples: validation images (a strided subset of `eval_split`); None: all; 0: no
-      validation (and no image summaries).
+      validation (image summaries then reconstruct training images).
     eval_batch_size: validation batch (default: `batch_size`).
-    num_summary_images: samples and reconstructions in image summaries; 0 disables them.
+    num_summary_images: samples in image summaries (and a quarter of it reconstructed, 3 times
+      each); 0 disables them.
     train_split: the split to train on.
     eval_split: the split to validate on.
     shuffle_buffer: shuffle buffer (default: the whole training set).
@@ -1482,46 +1489,111 @@ def train(model_dir,
   if chief:
     writers = {name: tf.summary.create_file_writer(os.path.join(model_dir, name))
                for name in ('train', 'validation')}
+    summaries.write_hparams(
+        tf.summary.create_file_writer(model_dir),
+        summaries.run_hparams(model, dataset=dataset, learning_rate=learning_rate,
+                              batch_size=batch_size, free_bits_lambda=free_bits_lambda,
+                              soft_free_bits=bool(soft_free_bits), ema_decay=ema_decay,
+                              train_steps=train_steps, seed=seed),
+        start_time=run_start_time(model_dir))
   else:
     writers = {name: tf.summary.create_noop_writer() for name in ('train', 'validation')}
 
   validator = DistributedEvaluator(
       strategy, lambda images, seed_: averaged_model.elbo(images, seed_, training=False),
       seed=seed, salt=VALIDATION_SALT)
-  summary_sampler = tf.function(averaged_model.sample)
-  summary_encoder = tf.function(lambda images, seed_: averaged_model.encode(images, seed_)[1])
-  summary_decoder = tf.function(averaged_model.decode)
+  num_eval_images = 0 if eval_images is None else cardinality(eval_images)
+  images = None
+  if chief and num_summary_images:
+    # Reconstructions of validation images, or of training images when there is no validation.
+    images = summaries.ImageSummaries(
+        averaged_model, train_images if eval_images is None else eval_images,
+        num_summary_images, seed=int(stateless_seed(seed, SUMMARY_SALT)[0]))
+    image_writer = writers['train' if eval_images is None else 'validation']
   num_dims = model.num_dims
-  validation = {}
+  # Every worker of a multi-worker strategy must run the same steps and passes (collective ops):
+  # they agree on each chunk's length and on stopping (`_agree_across_workers`), and a signal
+  # abandons no validation pass midway.
+  multi_worker = _num_workers(strategy) > 1
 
-  def validate(step):
-    totals = validator(padded_batches(eval_images, eval_batch_size))
+  def validate(step, stop):
+    """A validation pass over `eval_images`; None when a signal abandoned it."""
+    name = 'final validation' if step >= train_steps else 'validation'
+    logging.info('%s at step %d: %d images of %s.', name.capitalize(), step, num_eval_images,
+                 eval_split)
+    began = time.time()
+    deadline = progress.Deadline()
+
+    def report(count):
+      if stop.signum is not None and not multi_worker:
+        raise _PassAbandoned()
+      if count < num_eval_images and deadline.due():
+        deadline.reset()
+        rate = count / max(time.time() - began, 1e-9)
+        logging.info('%s at step %d: %d/%d images, %.1f images/s, ETA %s', name, step, count,
+                     num_eval_images, rate,
+                     progress.format_duration((num_eval_images - count) / rate))
+
+    try:
+      totals = validator(padded_batches(eval_images, eval_batch_size), report)
+    except _PassAbandoned:
+      logging.warning('%s at step %d abandoned after %.1f s: stopping.', name.capitalize(), step,
+                      time.time() - began)
+      return None
     means, _ = means_from_sums(totals)
     means['nll_bound'] = -means['elbo']
     with writers['validation'].as_default(step=step):
-      _write_elbo_scalars(means, num_dims)
-      if num_summary_images:
-        _write_image_summaries(averaged_model, eval_images, num_summary_images, seed, step,
-                               summary_sampler, summary_encoder, summary_decoder)
+      summaries.write_elbo_scalars(means, num_dims)
+    writers['validation'].flush()
     logging.info('validation step %d: elbo %.3f nats (%.4f bits/dim bound), kl %.3f nats, '
-                 'log p(x|z) %.3f nats, %d images', step, means['elbo'],
+                 'log p(x|z) %.3f nats, %d images in %.1f s', step, means['elbo'],
                  objectives.bits_per_dim(-means['elbo'], num_dims), means['kl'],
-                 means['log_px_z'], int(totals['count']))
+                 means['log_px_z'], int(totals['count']), time.time() - began)
     return means
 
+  def compile_passes(step, stop):
+    """Traces the validation step and the image summaries now, not in the middle of the loop."""
+    if eval_images is not None or images is not None:
+      logging.info('Compiling the %s (once per process).', ' and the '.join(
+          name for name, used in (('validation step', eval_images is not None),
+                                  ('image summaries', images is not None)) if used))
+    if eval_images is not None and (multi_worker or stop.signum is None):
+      began = time.time()
+      validator(padded_batches(eval_images, eval_batch_size).take(1))
+      logging.info('Compiled the validation step in %.1f s.', time.time() - began)
+    if images is not None and stop.signum is None:
+      with image_writer.as_default(step=step):
+        seconds = images.write()
+      logging.info('Wrote the first image summaries in %.1f s (tracing included).', seconds)
+
   step = start_step
-  wrote_operative_config = False
   last_checkpoint = start_step if latest else None
-  bad_since_summary = 0
+  validation = {}
+  completed = False  # The steps, the final checkpoint and the final validation are done.
+  pacer = progress.ChunkPacer()
+  eta = progress.EtaClock(train_steps)
+  since_summary = progress.RunningMeans(METRIC_KEYS)
+  since_line = progress.RunningMeans(METRIC_KEYS)
+  line_deadline = progress.Deadline()
+  signum = None  # The signal that stops the run (with several workers: the one any got).
   with StopRequests() as stop:
-    while step < train_steps and stop.signum is None:
-      # Run to the next boundary; the first chunk of a process is one step, after which the
-      # operative config is complete.
+    while step < train_steps:
+      first_chunk = step == start_step
+      # Run to the next boundary or for about progress.CHUNK_SECONDS, whichever comes first; the
+      # first chunk of a process is one step, after which the operative config is complete.
       boundaries = [train_steps]
       for every in (summary_every, checkpoint_every, eval_every):
         if every:
           boundaries.append((step // every + 1) * every)
-      num_steps = 1 if not wrote_operative_config else min(boundaries) - step
+      num_steps = 1 if first_chunk else pacer.next_chunk(min(boundaries) - step)
+      if multi_worker:
+        num_steps, any_stop = _agree_across_workers(strategy, num_steps, stop.signum is not None)
+        if any_stop:
+          signum = stop.signum or signal.SIGTERM
+          break
+      elif stop.signum is not None:
+        signum = stop.signum
+        break
       began = time.time()
       metrics = trainer.train_loop(iterator, num_steps, max_consecutive_bad_steps)
       seconds = time.time() - began
@@ -1529,40 +1601,57 @@ def train(model_dir,
       step += num_steps
       consecutive_bad = int(trainer.consecutive_bad_steps.numpy())
       if metrics['bad_steps']:
-        bad_since_summary += int(metrics['bad_steps'])
         logging.warning('Skipped %d step(s) with a non-finite loss or gradient up to step %d '
                         '(%d in a row).', int(metrics['bad_steps']), step, consecutive_bad)
+      since_summary.add(metrics, num_steps, seconds, timed=not first_chunk)
+      since_line.add(metrics, num_steps, seconds, timed=not first_chunk)
+      if not first_chunk:
+        pacer.record(num_steps, seconds)
+      too_many_bad = (max_consecutive_bad_steps is not None and
+                      consecutive_bad >= max_consecutive_bad_steps)
+      at_summary = step % summary_every == 0 or step == train_steps or too_many_bad
 
-      if not wrote_operative_config:
-        wrote_operative_config = True
+      if first_chunk:
         if chief:
           operative = gin.operative_config_str()
           atomic_write_text(os.path.join(model_dir, OPERATIVE_CONFIG_FILE), operative)
           with writers['train'].as_default(step=step):
             tf.summary.text('gin/operative_config', _config_markdown(operative))
             tf.summary.text('gin/config', _config_markdown(gin.config_str()))
+        means = since_line.means()
+        logging.info('step %d/%d  loss %.3f  elbo %.3f  kl %.3f  |grad| %.3g  first step in '
+                     '%.1f s (tracing and compilation)', step, train_steps, means['loss'],
+                     means['elbo'], means['kl'], means['gradient_norm'], seconds)
+        since_line.reset()
+        compile_passes(step, stop)
+        eta.start(step)
+        line_deadline.reset()
 
-      steps_per_second = num_steps / max(seconds, 1e-9)
-      examples_per_second = steps_per_second * batch_size
-      too_many_bad = (max_consecutive_bad_steps is not None and
-                      consecutive_bad >= max_consecutive_bad_steps)
-      if (step % summary_every == 0 or step == train_steps or step == start_step + 1 or
-          too_many_bad):
+      if at_summary or first_chunk:
+        means = since_summary.means()
+        steps_per_second = since_summary.steps_per_second()
         with writers['train'].as_default(step=step):
-          _write_elbo_scalars(metrics, num_dims)
-          tf.summary.scalar('loss', metrics['loss'])
+          summaries.write_elbo_scalars(means, num_dims)
+          tf.summary.scalar('loss', means['loss'])
           tf.summary.scalar('learning_rate', trainer.learning_rate())
-          tf.summary.scalar('gradient_norm', metrics['gradient_norm'])
-          tf.summary.scalar('kl_weight', metrics['kl_weight'])
-          tf.summary.scalar('bad_steps', bad_since_summary)
-          tf.summary.scalar('steps_per_second', steps_per_second)
-          tf.summary.scalar('examples_per_second', examples_per_second)
-        bad_since_summary = 0
+          tf.summary.scalar('gradient_norm', means['gradient_norm'])
+          tf.summary.scalar('kl_weight', means['kl_weight'])
+          tf.summary.scalar('bad_steps', since_summary.bad_steps)
+          if steps_per_second is not None:  # Not for the first chunk alone: it traces.
+            tf.summary.scalar('steps_per_second', steps_per_second)
+            tf.summary.scalar('examples_per_second', steps_per_second * batch_size)
+        since_summary.reset()
+        writers['train'].flush()
+      if not first_chunk and (at_summary or line_deadline.due(pacer.expected_seconds())):
+        means = since_line.means()
+        steps_per_second = since_line.steps_per_second() or float('nan')
         logging.info(
             'step %d/%d  loss %.3f  elbo %.3f  kl %.3f  |grad| %.3g  %.2f steps/s  '
-            '%.0f examples/s  ETA %s', step, train_steps, metrics['loss'], metrics['elbo'],
-            metrics['kl'], metrics['gradient_norm'], steps_per_second, examples_per_second,
-            _format_duration((train_steps - step) / steps_per_second))
+            '%.0f examples/s  ETA %s', step, train_steps, means['loss'], means['elbo'],
+            means['kl'], means['gradient_norm'], steps_per_second, steps_per_second * batch_size,
+            progress.format_duration(eta.remaining_seconds(step)))
+        since_line.reset()
+        line_deadline.reset()
       if too_many_bad:
         for writer in writers.values():
           writer.flush()
@@ -1572,54 +1661,65 @@ def train(model_dir,
             f'non-finite loss or gradient (train.max_consecutive_bad_steps = '
             f'{max_consecutive_bad_steps}); the last good checkpoint is {last}; lower '
             f'train.learning_rate or check the data, then rerun to resume from it.')
+      if (images is not None and not first_chunk and stop.signum is None and
+          (step % summary_every == 0 or step == train_steps) and
+          (images.due() or step == train_steps)):
+        with image_writer.as_default(step=step):
+          images.write()
+        image_writer.flush()
       # No checkpoint right after a skipped step: the latest one stays the last good state.
       if (step % checkpoint_every == 0 or step == train_steps) and not consecutive_bad:
         manager.save(checkpoint_number=step)
         last_checkpoint = step
-      if stop.signum is None and eval_examples != 0 and (
-          (eval_every and step % eval_every == 0) or step == train_steps):
-        validation = validate(step)
-      for writer in writers.values():
-        writer.flush()
+        if step == train_steps:
+          logging.info('Final checkpoint: %s.', manager.latest_checkpoint)
+      if (eval_examples != 0 and (multi_worker or stop.signum is None) and
+          ((eval_every and step % eval_every == 0) or step == train_steps)):
+        validation = validate(step, stop)
+        if validation is None:  # Abandoned: the signal stops the loop.
+          validation = {}
 
-  if stop.signum is not None:
+    if signum is None and (multi_worker or stop.signum is None):  # The final passes.
+      if last_checkpoint != step:
+        manager.save(checkpoint_number=step)
+        last_checkpoint = step
+        logging.info('Final checkpoint: %s.', manager.latest_checkpoint)
+      if not validation and eval_examples != 0:
+        validation = validate(step, stop) or {}
+      completed = not (eval_examples != 0 and not validation)
+    if not completed:
+      signum = signum or stop.signum
+
+  if signum is not None:
     if last_checkpoint != step:
       manager.save(checkpoint_number=step)
-    raise TrainingInterrupted(stop.signum, step, manager.latest_checkpoint)
-
-  if last_checkpoint != step:
-    manager.save(checkpoint_number=step)
-  if not validation and eval_examples != 0:
-    validation = validate(step)
+    raise TrainingInterrupted(signum, step, manager.latest_checkpoint)
   if not chief:
     tf.io.gfile.rmtree(checkpoint_dir)
   return validation
 
 
-def _write_elbo_scalars(metrics, num_dims):
-  """ELBO terms in nats and bits (call under a default summary writer and step)."""
-  nll_bound = -metrics['elbo']
-  tf.summary.scalar('elbo_nats', metrics['elbo'])
-  tf.summary.scalar('nll_bound_nats', nll_bound)
-  tf.summary.scalar('nll_bound_bits_per_dim', objectives.bits_per_dim(nll_bound, num_dims))
-  tf.summary.scalar('kl_nats', metrics['kl'])
-  tf.summary.scalar('kl_bits', metrics['kl'] / math.log(2.0))
-  tf.summary.scalar('reconstruction_nats', -metrics['log_px_z'])
+class _PassAbandoned(Exception):
+  """A signal stopped a validation pass between two batches."""
 
 
-def _write_image_summaries(model, eval_images, count, seed, step, sampler, encoder, decoder):
-  """A grid of samples, and of validation images each followed by 3 decodings of its own z."""
-  samples = sampler(count, stateless_seed(seed, SUMMARY_SALT, step, 0))
-  grid = sampling.image_grid(sampling.to_uint8(samples, model.data_kind))
-  tf.summary.image('samples', grid[None])
-  if not model.has_latent:  # The PixelCNN without z: nothing to reconstruct from.
-    return
-  num_decodings = 3
-  originals = next(iter(eval_images.batch(max(count // (1 + num_decodings), 1))))
-  z = encoder(originals, stateless_seed(seed, SUMMARY_SALT, step, 1))
-  decodings = [decoder(z, stateless_seed(seed, SUMMARY_SALT, step, 2 + i))
-               for i in range(num_decodings)]
-  rows = sampling.reconstruction_rows(originals, decodings)
-  grid = sampling.image_grid(sampling.to_uint8(rows, model.data_kind), columns=1 + num_decodings)
-  tf.summary.image('reconstructions', grid[None])
+def _num_workers(strategy):
+  """The number of worker tasks (chief included) of a multi-worker strategy; 1 otherwise."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None:
+    return 1
+  cluster = resolver.cluster_spec().as_dict()
+  return max(sum(len(cluster.get(job, ())) for job in ('chief', 'worker')), 1)
 
+
+def _agree_across_workers(strategy, num_steps, stop):
+  """(chunk length, stop) that every worker takes: the workers' mean length, and stop if any asks.
+
+  Each worker times its own chunks and receives its own signals, but collective ops need every
+  worker to run the same steps: one all-reduce of two numbers per chunk settles both.
+  """
+  local = tf.constant([float(num_steps), 1.0 if stop else 0.0])
+  mean = strategy.reduce(
+      tf.distribute.ReduceOp.MEAN,
+      strategy.experimental_distribute_values_from_function(lambda _: local), axis=None).numpy()
+  return max(int(mean[0]), 1), bool(mean[1] > 0.0)

@@ -1,0 +1,92 @@
+"""Tests of progress.py: chunk lengths bounded by wall time, running means, ETA, deadlines."""
+
+import math
+
+import numpy as np
+import pytest
+
+from vlae_tf import progress
+
+
+def test_chunks_grow_tenfold_at_most_towards_the_target_and_stop_at_boundaries():
+  pacer = progress.ChunkPacer(target_seconds=2.0)
+  assert pacer.next_chunk(1000) == 1  # Nothing measured yet.
+  pacer.record(1, 0.01)  # 10 ms per step: 200 steps would take 2 s...
+  assert pacer.next_chunk(1000) == 10  # ...but growth is at most tenfold per chunk.
+  pacer.record(10, 0.1)
+  assert pacer.next_chunk(1000) == 100
+  pacer.record(100, 1.0)
+  assert pacer.next_chunk(1000) == 200
+  pacer.record(200, 2.0)
+  assert pacer.next_chunk(150) == 150  # The next summary / checkpoint / validation step.
+  pacer.record(150, 6.0)  # The machine slowed down (40 ms per step): shorter chunks at once.
+  assert pacer.next_chunk(1000) == 50
+  pacer.record(50, 150.0)  # A step longer than the target: one step per chunk.
+  assert pacer.next_chunk(1000) == 1
+
+
+def test_expected_seconds_of_the_next_chunk():
+  pacer = progress.ChunkPacer(target_seconds=2.0)
+  assert pacer.expected_seconds() == 0.0
+  pacer.next_chunk(1000)
+  pacer.record(1, 0.01)
+  assert pacer.expected_seconds() == pytest.approx(0.1)  # 10 steps of 10 ms.
+  pacer.next_chunk(1000)
+  pacer.record(10, 0.1)
+  assert pacer.expected_seconds() == pytest.approx(1.0)  # 100 steps (tenfold growth).
+  pacer.next_chunk(1000)
+  pacer.record(100, 1.0)
+  assert pacer.expected_seconds() == pytest.approx(2.0)  # The target.
+  pacer.record(1, 30.0)
+  assert pacer.expected_seconds() == pytest.approx(30.0)  # At least one step.
+
+
+def test_running_means_weight_chunks_by_their_applied_steps():
+  means = progress.RunningMeans(('loss',))
+  means.add({'loss': 10.0, 'bad_steps': 0.0}, num_steps=1, seconds=40.0, timed=False)
+  means.add({'loss': 4.0, 'bad_steps': 1.0}, num_steps=4, seconds=2.0)  # 3 applied steps.
+  means.add({'loss': float('nan'), 'bad_steps': 2.0}, num_steps=2, seconds=1.0)  # None applied.
+  assert means.means()['loss'] == pytest.approx((10.0 + 3 * 4.0) / 4)
+  assert (means.good_steps, means.bad_steps) == (4, 3)
+  assert means.steps_per_second() == pytest.approx(6 / 3.0)  # The tracing chunk left out.
+  means.reset()
+  assert math.isnan(means.means()['loss'])
+  assert means.steps_per_second() is None
+
+
+def test_one_chunk_mean_is_returned_exactly():
+  """With summary_every = 1, the logged loss is the step's loss bit for bit (resume tests).
+
+  Metrics come from float32 tensors: m * n / n is exact in float64 for n < 2**29.
+  """
+  for value in map(float, np.float32([627.8313, 0.3, 1e-30, 3.4e38, -2.5e-7])):
+    for steps in (1, 3, 7, 1000):
+      means = progress.RunningMeans(('loss',))
+      means.add({'loss': value, 'bad_steps': 0.0}, num_steps=steps, seconds=1.0)
+      assert means.means()['loss'] == value
+
+
+def test_eta_counts_from_the_end_of_compilation():
+  eta = progress.EtaClock(total_steps=1000)
+  assert eta.remaining_seconds(1, now=100.0) is None
+  eta.start(1, now=140.0)  # Step 1 took 40 s with tracing: not counted.
+  assert eta.remaining_seconds(1, now=141.0) is None
+  assert eta.remaining_seconds(101, now=150.0) == pytest.approx(899 * 0.1)
+  assert eta.remaining_seconds(1000, now=200.0) == 0.0
+
+
+def test_deadline_is_due_before_the_next_piece_of_work_would_pass_it():
+  deadline = progress.Deadline(interval=10.0, now=0.0)
+  assert not deadline.due(now=5.0)
+  assert not deadline.due(upcoming_seconds=2.0, now=7.0)
+  assert deadline.due(upcoming_seconds=2.0, now=8.5)
+  deadline.reset(now=8.5)
+  assert not deadline.due(now=18.0)
+  assert deadline.due(now=18.5)
+
+
+@pytest.mark.parametrize('seconds,text', [(0, '0:00:00'), (59.9, '0:00:59'), (3661, '1:01:01'),
+                                          (None, '?'), (float('inf'), '?'),
+                                          (float('nan'), '?')])
+def test_format_duration(seconds, text):
+  assert progress.format_duration(seconds) == text

@@ -1,0 +1,148 @@
+"""Pacing and progress lines of the train loop: chunks of steps bounded by wall time.
+
+The train step runs inside one `tf.function` for several steps at a time (a chunk), because a call
+from Python costs more than a small model's step. Chunks used to run to the next summary,
+checkpoint or validation step: 100 steps of a slow configuration are minutes, during which nothing
+is printed and a SIGTERM waits. Here a chunk also ends after about `CHUNK_SECONDS` of wall time:
+
+    num_steps = min(next boundary - step, 10 * previous num_steps,
+                    max(1, floor(CHUNK_SECONDS / seconds per step of the previous chunk)))
+
+The first chunk of a process is one step (it traces and compiles); the second is one step again
+(its time is the first measurement without tracing), and the length grows at most tenfold per
+chunk, so a step time measured too low at first costs at most one chunk of ten times the
+target. A call costs a few milliseconds, so 2-second chunks leave the step rate unchanged, and a
+signal waits for at most one chunk (or one step, when a step takes longer than the target).
+
+Progress lines are due when the next chunk would end more than `PROGRESS_SECONDS` after the
+previous line. Their rates count training steps only (the time inside the chunks, tracing
+excluded); their ETA is the wall time per step since compilation ended (checkpoints, validation
+and summaries included, tracing not) times the steps left.
+"""
+
+import math
+import time
+
+CHUNK_SECONDS = 2.0
+PROGRESS_SECONDS = 10.0
+MAX_GROWTH = 10
+
+
+def format_duration(seconds):
+  """h:mm:ss, or '?' for an unknown (None, inf, NaN) duration."""
+  if seconds is None or not math.isfinite(seconds):
+    return '?'
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+
+
+class ChunkPacer:
+  """Chooses the number of steps of the next chunk so that it takes about `target_seconds`."""
+
+  def __init__(self, target_seconds=None, max_growth=MAX_GROWTH):
+    self.target_seconds = CHUNK_SECONDS if target_seconds is None else float(target_seconds)
+    self.max_growth = int(max_growth)
+    self.seconds_per_step = None  # of the last measured chunk
+    self._last = 1
+
+  def next_chunk(self, limit):
+    """The length of the next chunk, between 1 and `limit` (the steps to the next boundary)."""
+    if self.seconds_per_step is None:
+      wanted = 1
+    else:
+      wanted = int(self.target_seconds / max(self.seconds_per_step, 1e-9))
+    num_steps = max(1, min(wanted, self._last * self.max_growth, int(limit)))
+    self._last = num_steps
+    return num_steps
+
+  def record(self, num_steps, seconds):
+    """Measures a chunk of `num_steps` steps that took `seconds` (not the tracing one)."""
+    if num_steps > 0:
+      self.seconds_per_step = seconds / num_steps
+
+  def expected_seconds(self):
+    """About how long the next chunk will take (0 before any measurement)."""
+    if self.seconds_per_step is None:
+      return 0.0
+    longest = self._last * self.max_growth * self.seconds_per_step
+    return max(self.seconds_per_step, min(longest, self.target_seconds))
+
+
+class RunningMeans:
+  """Means of metrics over several chunks, each chunk weighted by its applied (finite) steps.
+
+  `Trainer.train_loop` returns the means over a chunk's applied steps and the count of its
+  skipped ones; this accumulates them into the means over every applied step since `reset`, and
+  the steps and seconds of the timed chunks (those that did not trace) for a step rate.
+  """
+
+  def __init__(self, keys):
+    self.keys = tuple(keys)
+    self.reset()
+
+  def reset(self):
+    self._sums = {key: 0.0 for key in self.keys}
+    self.good_steps = 0
+    self.bad_steps = 0
+    self.timed_steps = 0
+    self.timed_seconds = 0.0
+
+  def add(self, metrics, num_steps, seconds, timed=True):
+    bad = int(metrics['bad_steps'])
+    good = num_steps - bad
+    if good > 0:
+      for key in self.keys:
+        self._sums[key] += metrics[key] * good
+    self.good_steps += max(good, 0)
+    self.bad_steps += bad
+    if timed:
+      self.timed_steps += num_steps
+      self.timed_seconds += seconds
+
+  def means(self):
+    """{key: mean over the applied steps} (NaN when no step was applied)."""
+    if not self.good_steps:
+      return {key: float('nan') for key in self.keys}
+    return {key: value / self.good_steps for key, value in self._sums.items()}
+
+  def steps_per_second(self):
+    """Steps per second inside the timed chunks, or None before any was timed."""
+    if not self.timed_steps or self.timed_seconds <= 0:
+      return None
+    return self.timed_steps / self.timed_seconds
+
+
+class EtaClock:
+  """Remaining time from the wall time per step since compilation ended."""
+
+  def __init__(self, total_steps):
+    self.total_steps = int(total_steps)
+    self._origin = None  # (step, unix time)
+
+  def start(self, step, now=None):
+    """Compilation is over at `step`: time counts from now."""
+    self._origin = (int(step), time.time() if now is None else now)
+
+  def remaining_seconds(self, step, now=None):
+    """The estimated seconds to `total_steps`, or None before a step was timed."""
+    if self._origin is None or step <= self._origin[0]:
+      return None
+    now = time.time() if now is None else now
+    seconds_per_step = (now - self._origin[1]) / (step - self._origin[0])
+    return max(self.total_steps - step, 0) * seconds_per_step
+
+
+class Deadline:
+  """Says when a line is due: at least every `interval` seconds, judged before a piece of work."""
+
+  def __init__(self, interval=None, now=None):
+    self.interval = PROGRESS_SECONDS if interval is None else float(interval)
+    self.last = time.time() if now is None else now
+
+  def due(self, upcoming_seconds=0.0, now=None):
+    """True when waiting for `upcoming_seconds` more would pass the deadline."""
+    now = time.time() if now is None else now
+    return now + upcoming_seconds - self.last >= self.interval
+
+  def reset(self, now=None):
+    self.last = time.time() if now is None else now
