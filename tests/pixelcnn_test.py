@@ -3,6 +3,7 @@
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from vlae_tf import likelihoods
 from vlae_tf import pixelcnn
@@ -157,7 +158,7 @@ def gated_sampler_case(window_size, kind, grayscale=False, with_context=True, wi
   """A gated decoder with weights of some scale, and what its samplers need."""
   # The initializers draw from the global seed: without this, the weights (and whether a 1x1
   # window changes any binary draw) depended on which tests ran before in the same process.
-  tf.random.set_seed(0)
+  keras.utils.set_random_seed(0)
   if kind == 'bernoulli':
     likelihood, channels = likelihoods.Bernoulli(), 1
   else:
