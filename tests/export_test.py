@@ -20,6 +20,7 @@ import doubles
 from vlae_tf import cli
 from vlae_tf import datasets
 from vlae_tf import export
+from vlae_tf import files
 from vlae_tf import training
 
 STEP = 7
@@ -31,7 +32,7 @@ def run(shared_data, tmp_path_factory):
   """(model_dir, model, images): a run directory with one checkpoint at step STEP."""
   model_dir = tmp_path_factory.mktemp('run')
   cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
-  training.atomic_write_text(str(model_dir / training.CONFIG_FILE), gin.config_str())
+  files.atomic_write_text(str(model_dir / training.CONFIG_FILE), gin.config_str())
   model = training.make_model()
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(4)))
   model.initialize(images)

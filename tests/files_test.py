@@ -33,7 +33,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     def __str__(self):
       raise RuntimeError('cannot render')
 
-  with pytest.raises(TypeError):
-    files.atomic_write_text(str(path), Unwritable())
+  with pytest.raises(TypeError):  # raised by the write, after the temporary file exists
+    files.atomic_write_bytes(str(path), Unwritable())
   assert path.read_text() == 'old\n'
   assert os.listdir(tmp_path) == ['config.gin']

@@ -25,8 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import datasets
+from vlae_tf import files
 from vlae_tf import objectives
 from vlae_tf import plots
+from vlae_tf import progress as progress_lib
 from vlae_tf import training
 
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
@@ -62,14 +64,14 @@ class ProgressBar:
     filled = int(self.width * min(count / self.total, 1.0))
     bar = '#' * filled + '.' * (self.width - filled)
     line = (f'{self.description} [{bar}] {count}/{self.total} {rate:.1f} images/s '
-            f'ETA {training._format_duration(remaining)}')  # pylint: disable=protected-access
+            f'ETA {progress_lib.format_duration(remaining)}')
     end = '\n' if done or not self._interactive else ''
     self.stream.write(('\r' if self._interactive else '') + line + end)
     self.stream.flush()
 
 
 def write_json_atomically(path, data):
-  training.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
+  files.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
 class CheckpointEvaluator:

@@ -56,6 +56,7 @@ import tempfile
 from absl import logging
 import tensorflow as tf
 
+from vlae_tf import files
 from vlae_tf import training
 
 EXPORT_SUBDIR = 'export'
@@ -288,7 +289,7 @@ def save_atomically(module, path):
   name = os.path.basename(path)
   temporary = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-{_owner_tag()}-')
   try:
-    training.apply_umask(temporary, directory=True)
+    files.apply_umask(temporary, directory=True)
     tf.saved_model.save(module, temporary, signatures=module.signatures())
     if os.path.exists(path):
       old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{_owner_tag()}-')

@@ -19,7 +19,12 @@ def apply_umask(path, directory=False):
 
 
 def atomic_write_text(path, text):
-  """Writes `text` to `path` through a temporary file in the same directory and os.replace.
+  """Writes `text` (UTF-8) to `path` atomically: `atomic_write_bytes`."""
+  atomic_write_bytes(path, text.encode('utf-8'))
+
+
+def atomic_write_bytes(path, data):
+  """Writes `data` to `path` through a temporary file in the same directory, fsync, os.replace.
 
   The file gets the usual mode (0644 under the common umask 022), not mkstemp's 0600.
   """
@@ -28,8 +33,8 @@ def atomic_write_text(path, text):
   handle, temporary = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
   try:
     apply_umask(temporary)
-    with os.fdopen(handle, 'w') as f:
-      f.write(text)
+    with os.fdopen(handle, 'wb') as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(temporary, path)

@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from vlae_tf import datasets
 from vlae_tf import evaluation
+from vlae_tf import files
 from vlae_tf import labels as labels_lib
 from vlae_tf import sampling
 from vlae_tf import training
@@ -395,7 +396,7 @@ def compare(reports, output_dir: str, labels=None) -> dict:
   os.makedirs(output_dir, exist_ok=True)
   paths = {'markdown': os.path.join(output_dir, 'comparison.md'), 'reconstructions': None,
            'rate_vs_window': None}
-  training.atomic_write_text(paths['markdown'], '\n'.join(lines) + '\n')
+  files.atomic_write_text(paths['markdown'], '\n'.join(lines) + '\n')
   windows = [r['decoder_window_pixels'] for r in reports]
   if len(set(windows)) > 1 and None not in windows:
     points = sorted((w, r['rate_distortion']['rate_bits']['mean'],

@@ -48,8 +48,10 @@ import tensorflow as tf
 
 from vlae_tf import datasets
 from vlae_tf import evaluation
+from vlae_tf import files
 from vlae_tf import paper
 from vlae_tf import plots
+from vlae_tf import progress as progress_lib
 from vlae_tf import training
 
 # The paper's groups and numbers (vlae_tf/paper.py), under the names the harness always used.
@@ -128,10 +130,6 @@ def _read_json(path: str):
     return json.load(f)
 
 
-def _format_duration(seconds: float) -> str:
-  return training._format_duration(seconds)  # pylint: disable=protected-access
-
-
 class Progress:
   """One progress line for the whole table on stderr: run i/n, phase, table ETA."""
 
@@ -163,7 +161,7 @@ class Progress:
         known = False
       else:
         eta += len(self.remaining_evaluations) * self.seconds_per_evaluation
-    eta_text = _format_duration(eta) if known else '?'
+    eta_text = progress_lib.format_duration(eta) if known else '?'
     self.stream.write(f'reproduce: run {index + 1}/{len(self.names)} {self.names[index]}: '
                       f'{phase}; table ETA {eta_text}\n')
     self.stream.flush()
@@ -239,7 +237,7 @@ def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, st
   os.makedirs(run_dir, exist_ok=True)
   record_path = os.path.join(run_dir, RUN_RECORD)
   if not os.path.exists(record_path):
-    training.atomic_write_text(record_path, json.dumps(
+    files.atomic_write_text(record_path, json.dumps(
         {'commit': _git_commit(), 'gin_file': gin_file, 'gin_files': list(settings.gin_files),
          'gin_params': _train_params(settings), 'started_unix_time': time.time()},
         indent=2) + '\n')
@@ -465,7 +463,7 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
   results['settings']['gin_files'] = list(settings.gin_files)
   results['settings']['gin_params'] = list(settings.gin_params)
   evaluation.write_json_atomically(os.path.join(output_dir, RESULTS_JSON), results)
-  training.atomic_write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))
+  files.atomic_write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))
   series = {row['experiment']: [(p['step'], p['nll_nats'], p['nll_stderr_nats'])
                                 for p in row['curve']] for row in rows}
   curve_split = settings.select_split or settings.split
@@ -498,7 +496,8 @@ def results_markdown(results: dict) -> str:
       ours = f'{row["nll_nats"]:.2f} +- {row["nll_stderr_nats"]:.2f}'
       bound = f'{row["nll_bound_nats"]:.2f}'
     paper = '-' if row['paper_nll'] is None else f'{row["paper_nll"]:g}'
-    wall = '-' if row['train_seconds'] is None else _format_duration(row['train_seconds'])
+    wall = ('-' if row['train_seconds'] is None else
+            progress_lib.format_duration(row['train_seconds']))
     steps = str(row['steps'])
     if row.get('selected_on'):
       steps += f' (best on {row["selected_on"]} of {row["trained_steps"]})'

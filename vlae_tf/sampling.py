@@ -8,9 +8,9 @@ This module only needs a model that follows the `VLAE` contract (`sample`, `enco
 `data_kind`); restoring a run directory is `training.restore_averaged_model`.
 """
 
+import io
 import math
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -69,21 +69,12 @@ def reconstruction_rows(originals, decodings):
 
 
 def write_png(path, grid):
-  """Writes a uint8 [H, W, 1 or 3] grid as PNG atomically (temporary file, then os.replace)."""
+  """Writes a uint8 [H, W, 1 or 3] grid as PNG atomically (`files.atomic_write_bytes`)."""
   grid = np.asarray(grid, np.uint8)
   image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.png')
-  os.close(handle)
-  try:
-    files.apply_umask(temporary)
-    image.save(temporary, format='PNG')
-    os.replace(temporary, path)
-  except BaseException:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-    raise
+  encoded = io.BytesIO()
+  image.save(encoded, format='PNG')
+  files.atomic_write_bytes(path, encoded.getvalue())
   return path
 
 

@@ -739,11 +739,6 @@ def means_from_sums(totals):
 # Run directories.
 
 
-# One atomic writer for every file of a run directory (vlae_tf/files.py).
-apply_umask = files.apply_umask
-atomic_write_text = files.atomic_write_text
-
-
 def read_run_config(path, remedy):
   """The text of a saved gin config (config.gin); DamagedConfigError naming the file if it is not
   one: unreadable, not UTF-8 text, holding NUL bytes, or not parseable as gin (a statement cut
@@ -1090,7 +1085,7 @@ def _write_checkpoint_state(model_dir, paths, timestamps):
   lines += [f'all_model_checkpoint_timestamps: {timestamps[path]!r}' for path in paths]
   # The manager deletes (beyond max_to_keep) only checkpoints newer than this: all of them.
   lines.append(f'last_preserved_timestamp: {min(timestamps.values()) - 1.0!r}')
-  atomic_write_text(os.path.join(model_dir, CHECKPOINT_STATE_FILE), '\n'.join(lines) + '\n')
+  files.atomic_write_text(os.path.join(model_dir, CHECKPOINT_STATE_FILE), '\n'.join(lines) + '\n')
 
 
 def _move_aside(model_dir, prefix):
@@ -1330,9 +1325,6 @@ def _config_markdown(config):
   return '\n'.join(lines)
 
 
-_format_duration = progress.format_duration  # For callers of the former name.
-
-
 # ---------------------------------------------------------------------------------------------
 # The outer loop.
 
@@ -1438,9 +1430,9 @@ def train(model_dir,
     # Damaged checkpoints are moved aside and the state file made consistent before the
     # CheckpointManager reads it.
     latest = prepare_resume(model_dir)
-    atomic_write_text(os.path.join(model_dir, CONFIG_FILE), gin.config_str())
+    files.atomic_write_text(os.path.join(model_dir, CONFIG_FILE), gin.config_str())
     if latest is None:  # A fresh run: its clock starts now.
-      atomic_write_text(os.path.join(model_dir, STARTED_FILE),
+      files.atomic_write_text(os.path.join(model_dir, STARTED_FILE),
                         json.dumps({'unix_time': began}) + '\n')
   else:
     latest, _, _ = newest_intact_checkpoint(model_dir)
@@ -1614,7 +1606,7 @@ def train(model_dir,
       if first_chunk:
         if chief:
           operative = gin.operative_config_str()
-          atomic_write_text(os.path.join(model_dir, OPERATIVE_CONFIG_FILE), operative)
+          files.atomic_write_text(os.path.join(model_dir, OPERATIVE_CONFIG_FILE), operative)
           with writers['train'].as_default(step=step):
             tf.summary.text('gin/operative_config', _config_markdown(operative))
             tf.summary.text('gin/config', _config_markdown(gin.config_str()))
