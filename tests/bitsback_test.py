@@ -1,0 +1,141 @@
+"""Tests of bitsback.py: exact round trips through real (tiny) models, and code lengths.
+
+The models are the tiny versions of shipped experiments (gin/testing/tiny.gin), initialized on real
+static MNIST test images: the AF prior VLAE of Table 1, the same with a Gaussian prior (Table 3),
+the plain VAE with an IAF posterior and a factorized decoder, and the PixelCNN without z.
+"""
+
+import constriction
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from vlae_tf import bitsback
+from vlae_tf import cli
+from vlae_tf import datasets
+from vlae_tf import training
+
+
+def test_batch_sizes_cover_the_chain_and_grow_with_what_is_coded():
+  sizes = bitsback.batch_sizes(10000, first=1, largest=500, growth_percent=5)
+  assert sum(sizes) == 10000 and min(sizes) >= 1 and max(sizes) <= 500
+  assert max(bitsback.batch_sizes(20000, first=1, largest=500, growth_percent=5)) == 500
+  done = np.cumsum([0] + sizes[:-1])
+  # Each batch holds at most 5% of the images already coded (or `first`): its pops fit on the stack.
+  assert all(size <= max(1, d * 5 // 100) or size == 10000 - d for size, d in zip(sizes, done))
+  assert bitsback.batch_sizes(3, 4, 10, 5) == [3]
+  assert bitsback.batch_sizes(0, 1, 10, 5) == []
+  with pytest.raises(ValueError, match='Bad batch schedule'):
+    bitsback.batch_sizes(5, 0, 10, 5)
+
+
+class _LinearFlow:
+  """z = A eps + 0.3 tanh(3 eps) (invertible, smooth, log|det| != 0): a stand-in flow in NumPy."""
+
+  def __init__(self, size, seed=0):
+    rng = np.random.default_rng(seed)
+    self.matrix = np.eye(size) + np.tril(rng.normal(size=(size, size)) * 0.5, -1)
+
+  def forward(self, eps):
+    return eps @ self.matrix.T + 0.3 * np.tanh(3 * eps)
+
+  def inverse_and_jacobian(self, z):
+    inverse = np.linalg.inv(self.matrix)
+    eps = z @ inverse.T
+    for _ in range(200):  # Fixed point of eps = A^-1 (z - 0.3 tanh(3 eps)).
+      eps = (z - 0.3 * np.tanh(3 * eps)) @ inverse.T
+    forward_jacobian = self.matrix[None] + (0.9 * (1 - np.tanh(3 * eps) ** 2))[:, None, :] * np.eye(
+        z.shape[1])[None]
+    return eps, np.linalg.inv(forward_jacobian)
+
+
+def test_local_bits_back_costs_the_flow_density():
+  """Pushing z through a flow by local bits-back costs -log2 p(z) - D log2(step) to within 0.1 bit."""
+  rng = np.random.default_rng(1)
+  batch, size, precision = 64, 6, 14
+  flow = _LinearFlow(size)
+  lengths = bitsback.CodeLengths()
+  grid = bitsback._Grid(precision, lengths)  # pylint: disable=protected-access
+  coder = constriction.stream.stack.AnsCoder(
+      rng.integers(1, 2 ** 32, size=5000, dtype=np.uint32))
+  z = np.rint(flow.forward(rng.normal(size=(batch, size))) / grid.step) * grid.step
+  code = bitsback._FlowCode(grid, np.zeros((batch, size)), np.ones((batch, size)), flow)  # pylint: disable=protected-access
+  code.push(coder, z)
+  eps, jacobian = flow.inverse_and_jacobian(z)
+  log2_density = (-0.5 * eps ** 2 / np.log(2) - np.log2(np.sqrt(2 * np.pi))).sum(1) + np.log2(
+      np.abs(np.linalg.det(jacobian)))
+  ideal = (-log2_density + size * precision).mean()
+  assert abs((lengths.latent_pushed - lengths.latent_popped) / batch - ideal) < 0.1
+  np.testing.assert_array_equal(code.pop(coder), z)
+
+
+def test_a_value_outside_the_window_is_an_error_not_garbage():
+  windowed = bitsback._Windowed(spread=10.0)  # pylint: disable=protected-access
+  coder = constriction.stream.stack.AnsCoder()
+  with pytest.raises(ValueError, match='standard deviations from its mean'):
+    windowed.push(coder, np.array([100]), np.array([0.0]), np.array([1.0]))
+
+
+CONFIGS = {
+    'af_prior': ['mnist_vlae.gin'],
+    'gaussian_prior': ['mnist_vlae.gin', 'models/gaussian_prior.gin'],
+    'iaf_posterior_factorized_decoder': ['mnist_iaf_vae.gin'],
+    'no_latent': ['dynamic_mnist_pixelcnn.gin'],
+}
+
+
+@pytest.fixture(scope='module')
+def images(shared_data):
+  test = datasets.load('static_mnist', 'test', data_dir=str(shared_data))
+  return np.stack([x.numpy() for x in test.take(9)])
+
+
+def _model(gin_files, images, seed):
+  gin.clear_config()
+  cli.parse_gin(list(gin_files) + ['testing/tiny.gin'])
+  keras.utils.set_random_seed(seed)
+  model = training.make_model()
+  model.initialize(images[:4])
+  return model
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGS))
+def test_round_trip_is_exact_and_costs_the_ideal_code_length(name, images):
+  model = _model(CONFIGS[name], images, seed=0)
+  coder = bitsback.BitsBackCoder(model, first_batch=2, largest_batch=4, growth_percent=50)
+  assert coder.schedule(len(images)) == [2, 2, 2, 3]
+  words, lengths, initial_bits = coder.encode(images)
+  decoded, leftover = coder.decode(words, len(images))
+  np.testing.assert_array_equal(decoded, images)
+  np.testing.assert_array_equal(leftover, coder.initial_words())  # The chain ends where it began.
+  # The coder spends the information it counts (its rounding of probabilities is tiny): words
+  # beyond the initial ones are the images' cost. (It can spend a little less: at the bottom of an
+  # empty stack, symbols at the start of their range are free, which the PixelCNN without z, with
+  # no initial words, gets for its last background pixels.)
+  spent = 32 * len(words) - initial_bits
+  assert 0.85 * lengths.net < spent < 1.02 * lengths.net + 64, (spent, lengths)
+  assert lengths.pixels > 0 and (lengths.latent_pushed > 0) == model.has_latent
+  # Deterministic: the same images give the same words.
+  again, _, _ = coder.encode(images)
+  np.testing.assert_array_equal(again, words)
+
+
+def test_decoding_with_other_weights_does_not_give_the_images(images):
+  model = _model(CONFIGS['af_prior'], images, seed=0)
+  words, _, _ = bitsback.BitsBackCoder(model).encode(images)
+  other = bitsback.BitsBackCoder(_model(CONFIGS['af_prior'], images, seed=1))
+  try:
+    decoded, leftover = other.decode(words, len(images))
+  except ValueError:  # A value far outside a coded window: also a detected failure.
+    return
+  assert not (np.array_equal(decoded, images) and
+              np.array_equal(leftover, other.initial_words()))
+
+
+def test_eight_bit_models_are_refused(shared_data):
+  del shared_data
+  cli.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'])
+  with pytest.raises(bitsback.UnsupportedModelError, match='binary images'):
+    bitsback.BitsBackCoder(training.make_model())
