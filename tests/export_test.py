@@ -270,6 +270,9 @@ def test_input_checks_name_the_input_the_expectation_and_the_model():
   # Other dtypes: checked in their own dtype, then cast.
   np.testing.assert_allclose(module.log_prob(tf.ones([2, 2, 3, 1], tf.uint8), 2)['log_prob'],
                              [-5.0, -5.0])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+      'got float64 [2, 2x3x1] with values in [0.9999999999, 0.9999999999]')):
+    module.log_prob(tf.fill([2, 2, 3, 1], tf.constant(0.9999999999, tf.float64)), 2)
   eight_bit = doubles.ConstantWeights()
   eight_bit.data_kind = '8bit'
   module = export.ServingModule(eight_bit, step=3)

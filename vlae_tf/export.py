@@ -11,16 +11,32 @@ of shape `latent_shape`:
     log_prob(images, num_samples [] int32, seed=0) -> {log_prob: [N]}  importance-weighted, nats
     pixel_log_prob(images, z)                     -> {pixel_log_prob: [N,H,W,C]}  nats
     metadata()                                    -> {image_shape, latent_shape, num_dims, step,
-                                                      data_kind}
+                                                      data_kind, dataset}
 
 A model without latent variable (the PixelCNN baseline) has no encode or decode, and its
 pixel_log_prob takes the images only.
 
 Images are float32 in the model's data kind: binary images in {0, 1}, 8-bit images 0..255.
-Every function checks its inputs (`tf.debugging` asserts, an InvalidArgumentError whose message
-names the input and the values expected): images must hold 0/1 (binary) or integers 0..255 (8-bit),
-z must be finite, num_images >= 0 and num_samples >= 1. Shapes and dtypes are checked by the
-signatures themselves ([N, H, W, C] float32 with the model's H, W, C; see `metadata`).
+
+Input checks. Every function checks its inputs in its own graph, so that they hold in a process
+that never imports vlae_tf and in the named signatures (TF Serving): images must be [N, H, W, C] with the model's H, W,
+C and hold 0/1 (binary) or integers 0..255 (8-bit); z must be [N, *latent_shape] and finite;
+pixel_log_prob's images and z must have the same N; num_samples >= 1, num_images >= 0. A bad input
+raises tf.errors.InvalidArgumentError whose text holds one line of ours (TensorFlow frames it with
+'Graph execution error:' above and the node's name below; the input's values are never printed):
+
+    assertion failed: [log_prob: images must be binary: float32 [N, 28x28x1] with every value 0 or 1
+    (model: static_mnist, step 20000); got float32 [4, 32x32x1]]
+
+(one line: the function, the input, the dtype/shape/values expected, the model's dataset and step,
+and what was given: dtype, shape, and the range of the values when those are wrong). For this, the
+functions' input signatures leave the shapes open (saved_model_cli shows images and z of unknown
+rank; `metadata` gives the shapes). In Python calls (`loaded.log_prob(x, 8)`), images may also be
+float64, float16, uint8, int32, int64 or bool (tensors or NumPy arrays) and z float64: each has its
+own saved concrete function, which checks the values in their own dtype (0.9999999999 is not 1) and
+casts them to float32. Other dtypes (int8, uint16, ...) get TensorFlow's "Could not find matching
+concrete function" error. The named signatures take float32 only (NumPy arrays of other dtypes are
+cast by TensorFlow, tensors are refused with TensorFlow's "expected to be a float tensor").
 
 Seeds. `seed` is an int64 scalar; in Python (`loaded.encode(x)`) it defaults to 0, in the
 signatures (`loaded.signatures['encode']`, TF Serving) it must be fed. Random draws are stateless:
@@ -93,8 +109,10 @@ def _shape_text(shape):
   return tf.strings.join(['[', first, tf.where(tf.size(shape) > 1, ', ', ''), rest, ']'])
 
 
-def _number_text(value):
-  return tf.strings.as_string(tf.cast(value, tf.float64), shortest=True)
+def _number_text(value, dtype):
+  """A value (given as float64) in as many digits as its original dtype has: 0.5, 255, 0.9999999."""
+  digits = {tf.float16: 4, tf.float32: 7}.get(dtype, 15)
+  return tf.strings.as_string(value, precision=digits, shortest=True)
 
 
 def _assert(condition, message, after=()):
@@ -276,8 +294,9 @@ class ServingModule(tf.Module):
         values_ok = self._valid_values(value)
       else:
         values_ok = tf.reduce_all(tf.math.is_finite(cast))
-      values_text = tf.strings.join([' with values in [', _number_text(tf.reduce_min(numbers)),
-                                     ', ', _number_text(tf.reduce_max(numbers)), ']'])
+      values_text = tf.strings.join([
+          ' with values in [', _number_text(tf.reduce_min(numbers), value.dtype), ', ',
+          _number_text(tf.reduce_max(numbers), value.dtype), ']'])
       if name == 'images' and self._data_kind != 'binary' and value.dtype.is_floating:
         values_text = tf.strings.join([values_text, tf.where(
             tf.reduce_all(tf.equal(numbers, tf.round(numbers))), '', ', not all integers')])
