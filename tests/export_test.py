@@ -287,7 +287,7 @@ def test_input_checks_name_the_input_the_expectation_and_the_model():
 
 
 @pytest.mark.slow
-def test_model_without_latent_serves_p_of_x(shared_data):
+def test_model_without_latent_serves_p_of_x(shared_data, tmp_path):
   cli.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'])
   model = training.make_model()
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(2)))
@@ -299,3 +299,28 @@ def test_model_without_latent_serves_p_of_x(shared_data):
   # Without z, the importance-weighted estimate is exact whatever K: log p(x) = sum of pixels.
   log_prob = module.log_prob(images, 3)['log_prob']
   np.testing.assert_allclose(log_prob, tf.reduce_sum(pixel, [1, 2, 3]), rtol=1e-5)
+  # Saved, with its checks.
+  path = str(tmp_path / 'pixelcnn')
+  tf.saved_model.save(module, path, signatures=module.signatures())
+  loaded = tf.saved_model.load(path)
+  np.testing.assert_allclose(loaded.pixel_log_prob(tf.cast(images, tf.uint8))['pixel_log_prob'],
+                             pixel, rtol=1e-5)
+  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+    loaded.signatures['pixel_log_prob'](images=images[:, :, :27])
+  assert ('assertion failed: [pixel_log_prob: images must be binary: float32 [N, 28x28x1] with every '
+          'value 0 or 1 (model: binary data, step 0); got float32 [2, 28x27x1]]'
+          in str(raised.value).splitlines())
+
+
+@pytest.mark.slow
+def test_readme_example_runs_without_vlae_tf(exported):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  env.pop('PYTHONPATH', None)
+  example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'examples',
+                         'use_saved_model.py')
+  completed = subprocess.run([sys.executable, example, exported], env=env, cwd='/',
+                             capture_output=True, text=True, timeout=900, check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  lines = completed.stdout.strip().splitlines()
+  assert "'dataset': b'static_mnist'" in lines[0]
+  assert lines[-1] == (f'assertion failed: [log_prob: {_IMAGES}float32 [4, 27x28x1]]')
