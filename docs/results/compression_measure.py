@@ -8,10 +8,11 @@ from PIL import Image
 from vlae_tf import training, datasets, bitsback
 
 md = sys.argv[1]; out = sys.argv[2]; n = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
+stride = 10000 // n  # n evenly spread test images (the split is sorted by class)
 training.load_run_config(md)
 model, step, _ = training.restore_averaged_model(md)
 test = datasets.load('static_mnist', 'test', data_dir='/work/shared/data')
-x = np.stack([t.numpy() for t in test])[:n]
+x = np.stack([t.numpy() for t in test])[::stride][:n]
 res = dict(model_dir=md, step=step, images=len(x), commit=subprocess.check_output(['git', 'rev-parse', 'HEAD'], text=True).strip())
 # Matmul peak in this run (for context of the timings).
 a = tf.random.normal([2048, 2048]); tf.linalg.matmul(a, a).numpy()
