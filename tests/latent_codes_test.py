@@ -52,3 +52,17 @@ def test_a_value_outside_the_window_is_an_error_not_garbage():
   coder = constriction.stream.stack.AnsCoder()
   with pytest.raises(ValueError, match='standard deviations from its mean'):
     windowed.push(coder, np.array([100]), np.array([0.0]), np.array([1.0]))
+
+
+@pytest.mark.parametrize('with_flow', [False, True])
+def test_a_prior_codes_values_far_from_its_mass(with_flow):
+  """A poorly fitted model can hand the prior a z 25+ std out: it must still round trip."""
+  rng = np.random.default_rng(2)
+  lengths = latent_codes.CodeLengths()
+  grid = latent_codes.Grid(14, lengths)
+  coder = constriction.stream.stack.AnsCoder(rng.integers(1, 2 ** 32, size=500, dtype=np.uint32))
+  z = np.array([[30.0, -26.5, 0.25], [0.0, 1.0, -40.0]])
+  code = latent_codes.FlowCode(grid, np.zeros(z.shape), np.ones(z.shape),
+                               _LinearFlow(3) if with_flow else None)
+  code.push(coder, z)
+  np.testing.assert_array_equal(code.pop(coder), z)

@@ -236,7 +236,8 @@ class BitsBackCoder:
   def _posterior_code(self, grid, images):
     loc, scale, context = self._posterior(tf.constant(images, tf.float32))
     flow = None if self._posterior_flow is None else _Flow(*self._posterior_flow, context=context)
-    return latent_codes.FlowCode(grid, loc.numpy().astype(np.float64), scale.numpy().astype(np.float64), flow)
+    return latent_codes.FlowCode(grid, loc.numpy().astype(np.float64),
+                                 scale.numpy().astype(np.float64), flow, posterior=True)
 
   # -- The chain ---------------------------------------------------------------------------------
 

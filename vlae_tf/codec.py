@@ -265,8 +265,11 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True)
   images, layout = read_images(input_path, model.image_shape)
   coder = bitsback.BitsBackCoder(model)
   began = time.time()
-  words, lengths, initial_bits = coder.encode(
-      images, progress=_progress(len(images), 'compress') if progress else None)
+  try:
+    words, lengths, initial_bits = coder.encode(
+        images, progress=_progress(len(images), 'compress') if progress else None)
+  except ValueError as error:  # A latent beyond every coded window (see latent_codes.Windowed).
+    raise CodecError(f'{input_path}: this model cannot code these images ({error}).') from None
   seconds = time.time() - began
   data = pack(words, image_shape=model.image_shape, count=len(images), step=step,
               digest=weights_digest(model), coder=coder, crc=images_crc(images), layout=layout)

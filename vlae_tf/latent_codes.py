@@ -53,11 +53,12 @@ class Windowed:
 
   The window is +-W with W the power of two >= `spread` std + 2, and symbols are coded in groups
   of equal W (one constriction model each, in a fixed order that both sides derive from the stds).
-  A window that follows the std matters for codes that are popped from fresh bits (sampled): the
-  coder gives every symbol of its alphabet at least 2**-24, so a wide alphabet around a narrow
-  Gaussian puts mass far out, and a pop would sometimes land there. A code that is only pushed
-  with given values (and popped back to them) can afford a wide window: there the floor costs a
-  negligible fraction of a bit and a value far from its mean still fits.
+  A window that follows the std matters for codes whose pops draw fresh bits (sample) when
+  compressing: the coder gives every symbol of its alphabet at least 2**-24, so a wide alphabet
+  around a narrow Gaussian puts mass far out, and a pop would sometimes land there. A code that
+  is pushed with given values when compressing (and popped back to them when decompressing) needs
+  a wide window instead: a poorly fitted model can put a value far from its mean (20 std seen on a
+  briefly trained tiny model), and the floor there costs a negligible fraction of a bit.
   """
 
   def __init__(self, spread: float):
@@ -104,8 +105,7 @@ class Grid:
 
   def __init__(self, precision: int, lengths: CodeLengths):
     self.step = 2.0 ** -precision
-    self._windowed = Windowed(spread=10.0)
-    self._tolerant = Windowed(spread=128.0)
+    self._windowed = {True: Windowed(spread=10.0), False: Windowed(spread=128.0)}
     self._offsets = _MODEL.Categorical(perfect=False)
     self.lengths = lengths
 
@@ -115,41 +115,46 @@ class Grid:
     return float(-np.log2(np.maximum(mass, 2.0 ** -24)).sum())
 
   def _offset_probabilities(self, cells, mean, std):
-    """[n, CELL] masses of the grid points of each cell under N(mean, std^2) (grid units)."""
+    """[n, CELL] masses of the grid points of each cell under N(mean, std^2) (grid units),
+    normalized; uniform for a cell so far out that every mass underflows."""
     lower = (cells[:, None] * self.CELL + np.arange(self.CELL)[None, :] - 0.5
              - mean[:, None]) / std[:, None]
-    return gaussian_mass(lower, 1.0 / std[:, None])
+    mass = np.maximum(gaussian_mass(lower, 1.0 / std[:, None]), 0.0)
+    total = mass.sum(1, keepdims=True)
+    return np.where(total > 1e-200, mass / np.maximum(total, 1e-200), 1.0 / self.CELL)
 
   def _cell_params(self, mean, std):
     # Cell c holds grid points 256 c .. 256 c + 255, i.e. [256 c - 0.5, 256 c + 255.5] in grid
     # units: in cell units, the unit bin around c after shifting by 127.5 / 256.
     return (mean - (self.CELL - 1) / 2) / self.CELL, std / self.CELL
 
-  def push(self, coder, values, mean, std, narrow=False, given=False):
+  def push(self, coder, values, mean, std, narrow=False, fresh=False):
     """Pushes grid values (any shape) under N(mean, std^2) of the same shape.
 
-    `given`: the values were not popped from this same Gaussian (a narrow code with a wide
-    window, see `Windowed`); the matching `pop` must say so too.
+    `fresh`: this code's pops draw fresh bits when compressing (a narrow window, see `Windowed`);
+    otherwise its pushes take given values (a wide window). The matching `pop` says the same.
     """
     symbols = np.rint(np.ravel(values) / self.step).astype(np.int64)
     mean, std = np.ravel(mean) / self.step, np.ravel(std) / self.step
+    windowed = self._windowed[fresh]
     if narrow:
-      (self._tolerant if given else self._windowed).push(coder, symbols, mean, std)
+      windowed.push(coder, symbols, mean, std)
     else:
       cells, offsets = np.divmod(symbols, self.CELL)
       coder.encode_reverse(offsets.astype(np.int32), self._offsets,
                            self._offset_probabilities(cells, mean, std))
-      self._windowed.push(coder, cells, *self._cell_params(mean, std))
+      windowed.push(coder, cells, *self._cell_params(mean, std))
     self.lengths.latent_pushed += self._information(symbols, mean, std)
 
-  def pop(self, coder, mean, std, narrow=False, given=False):
-    """Pops grid values under N(mean, std^2) (arrays of one shape)."""
+  def pop(self, coder, mean, std, narrow=False, fresh=False):
+    """Pops grid values under N(mean, std^2) (arrays of one shape); `fresh` as in `push`."""
     shape = np.shape(mean)
     mean, std = np.ravel(mean) / self.step, np.ravel(std) / self.step
+    windowed = self._windowed[fresh]
     if narrow:
-      symbols = (self._tolerant if given else self._windowed).pop(coder, mean, std)
+      symbols = windowed.pop(coder, mean, std)
     else:
-      cells = self._windowed.pop(coder, *self._cell_params(mean, std))
+      cells = windowed.pop(coder, *self._cell_params(mean, std))
       offsets = coder.decode(self._offsets, self._offset_probabilities(cells, mean, std))
       symbols = cells * self.CELL + offsets
     self.lengths.latent_popped += self._information(symbols, mean, std)
@@ -170,29 +175,36 @@ def lower_factor(matrices):
 
 
 class FlowCode:
-  """Codes z of a flow z = f(eps), eps ~ N(loc, scale^2), or of N(loc, scale^2) when f is None."""
+  """Codes z of a flow z = f(eps), eps ~ N(loc, scale^2), or of N(loc, scale^2) when f is None.
 
-  def __init__(self, grid: Grid, loc, scale, flow=None):
+  `posterior=True` for a code whose `pop` runs when compressing (q(z|x): its pops of the base
+  and of z draw fresh bits, and its conditionals take given values); `posterior=False` for one
+  whose `push` runs then (the prior: its conditionals' pops draw fresh bits, and z and the base
+  noise are given). That decides each piece's window (`Grid.push`).
+  """
+
+  def __init__(self, grid: Grid, loc, scale, flow=None, posterior=False):
     self.grid, self.loc, self.scale, self.flow = grid, loc, scale, flow
+    self._fresh = posterior
 
   def push(self, coder, z):
     grid = self.grid
     if self.flow is None:
-      grid.push(coder, z, self.loc, self.scale)
+      grid.push(coder, z, self.loc, self.scale, fresh=self._fresh)
       return
     eps, lower = self._local(z)
     noisy = self._pop_conditionals(coder, eps, lower)
     grid.push(coder, z, self.flow.forward(noisy), np.full(z.shape, LOCAL_SCALE), narrow=True,
-              given=True)
-    grid.push(coder, noisy, self.loc, self.scale)
+              fresh=self._fresh)
+    grid.push(coder, noisy, self.loc, self.scale, fresh=self._fresh)
 
   def pop(self, coder):
     grid = self.grid
     if self.flow is None:
-      return grid.pop(coder, self.loc, self.scale)
-    noisy = grid.pop(coder, self.loc, self.scale)
+      return grid.pop(coder, self.loc, self.scale, fresh=self._fresh)
+    noisy = grid.pop(coder, self.loc, self.scale, fresh=self._fresh)
     z = grid.pop(coder, self.flow.forward(noisy), np.full(noisy.shape, LOCAL_SCALE), narrow=True,
-                 given=True)
+                 fresh=self._fresh)
     eps, lower = self._local(z)
     self._push_conditionals(coder, noisy, eps, lower)
     return z
@@ -210,7 +222,7 @@ class FlowCode:
     noisy, residuals = np.zeros(eps.shape), np.zeros(eps.shape)
     for dim in range(eps.shape[1]):
       mean, std = self._conditional(eps, lower, residuals, dim)
-      noisy[:, dim] = self.grid.pop(coder, mean, std, narrow=True)
+      noisy[:, dim] = self.grid.pop(coder, mean, std, narrow=True, fresh=not self._fresh)
       residuals[:, dim] = (noisy[:, dim] - mean) / std
     return noisy
 
@@ -222,4 +234,4 @@ class FlowCode:
       params.append((mean, std))
       residuals[:, dim] = (noisy[:, dim] - mean) / std
     for dim in reversed(range(eps.shape[1])):
-      self.grid.push(coder, noisy[:, dim], *params[dim], narrow=True)
+      self.grid.push(coder, noisy[:, dim], *params[dim], narrow=True, fresh=not self._fresh)
