@@ -68,6 +68,16 @@ def test_help_lists_the_flags_without_loading_tensorflow(tmp_path):
     assert expected[name] in completed.stdout, (name, completed.stdout[-2000:])
 
 
+def test_a_checkouts_binaries_run_its_own_code(tmp_path):
+  # Another vlae_tf earlier on the path (an installed copy, another checkout) must not be the one
+  # bin/<name> runs.
+  other = tmp_path / 'vlae_tf'
+  other.mkdir()
+  (other / '__init__.py').write_text('raise ImportError("another vlae_tf was imported")\n')
+  completed = run_binary('train', '--help', python_path=[str(tmp_path)], timeout=120)
+  assert 'another vlae_tf' not in completed.stderr and '--gin_file' in completed.stdout
+
+
 def test_installed_commands_are_namespaced():
   # setup.py's console entry points: vlae-<name> -> cli.<name>_command, for every binary.
   with open(os.path.join(REPO, 'setup.py')) as f:

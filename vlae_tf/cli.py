@@ -504,11 +504,19 @@ def _verbose():
 
 
 class _DropQuietRecords(python_logging.Filter):
-  """Drops INFO records of gin's file lookups ("system_path_file_exists:base.gin")."""
+  """Drops INFO records that say nothing actionable: gin's file lookups
+  ("system_path_file_exists:base.gin"), TensorFlow's "Sharding callback duration" at every
+  checkpoint and its renaming of the SavedModel's internal input names ("contains input name(s)
+  ... with unsupported characters")."""
+
+  _QUIET = (('resource_reader.py', ''), ('functional_saver.py', 'Sharding callback duration'),
+            ('signature_serialization.py', 'unsupported characters'))
 
   def filter(self, record):
-    return not (record.levelno < python_logging.WARNING and
-                record.pathname.endswith('resource_reader.py'))
+    if record.levelno >= python_logging.WARNING:
+      return True
+    return not any(record.pathname.endswith(path) and text in str(record.msg)
+                   for path, text in self._QUIET)
 
 
 def start_tensorflow():
