@@ -21,8 +21,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vlae_tf import cli
+from vlae_tf import distribution
 from vlae_tf import evaluation
+from vlae_tf import model as model_lib
 from vlae_tf import objectives
+from vlae_tf import run_directory
+from vlae_tf import trainer as trainer_lib
 from vlae_tf import training
 
 TESTDATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'testdata')
@@ -56,8 +60,8 @@ def assert_close(actual, expected):
 
 
 def test_averaged_model_restores_with_the_same_outputs(run_dir):
-  training.load_run_config(run_dir)
-  model, step, path = training.restore_averaged_model(run_dir)
+  run_directory.load_run_config(run_dir)
+  model, step, path = run_directory.restore_averaged_model(run_dir)
   assert step == EXPECTED['step'] and path == os.path.join(run_dir, 'ckpt-2')
   images = fixed_images()
   outputs = model.elbo(images, tf.constant([1, 2]), training=False)
@@ -71,39 +75,27 @@ def test_averaged_model_restores_with_the_same_outputs(run_dir):
 
 def test_training_state_resumes_with_the_same_next_step(run_dir):
   """Weights, Adamax slots and iterations, step and averages restore: the next step agrees."""
-  training.load_run_config(run_dir)
-  strategy = training.make_strategy(['/cpu:0'])
+  run_directory.load_run_config(run_dir)
+  strategy = distribution.make_strategy(['/cpu:0'])
   batch_size = gin.query_parameter('%BATCH_SIZE')
-  with strategy.scope():
-    model = training.make_model()
-    averaged_model = training.make_model()
-    optimizer = keras.optimizers.Adamax(learning_rate=gin.query_parameter('train.learning_rate'))
-  trainer = training.Trainer(strategy, model, averaged_model, optimizer,
-                             global_batch_size=batch_size,
-                             free_bits_lambda=gin.query_parameter('train.free_bits_lambda'),
-                             ema_decay=gin.query_parameter('train.ema_decay'),
-                             seed=gin.query_parameter('train.seed'),
-                             ema_warmup=gin.query_parameter('train.ema_warmup'))
-  checkpoint = trainer.checkpoint()
-  with strategy.scope():
-    training.create_variables(model)
-    training.create_variables(averaged_model)
-    trainer.build()
-    checkpoint.restore(os.path.join(run_dir, 'ckpt-2')).assert_existing_objects_matched()
-  assert int(optimizer.iterations.numpy()) == EXPECTED['optimizer_iterations']
+  # As bin/train builds it on resume: the factory with train's settings, then restore.
+  trainer = trainer_lib.make_trainer(strategy, global_batch_size=batch_size,
+                                     **training.trainer_settings())
+  trainer.restore(os.path.join(run_dir, 'ckpt-2'))
+  assert int(trainer.optimizer.iterations.numpy()) == EXPECTED['optimizer_iterations']
   batch = fixed_images(batch_size)
   metrics = trainer.train_loop(iter(tf.data.Dataset.from_tensors(batch).repeat()), 1)
   for key, value in EXPECTED['next_step_metrics'].items():
     assert_close(metrics[key], value)
   assert int(trainer.step.numpy()) == EXPECTED['after_step']
-  outputs = averaged_model.elbo(fixed_images(), tf.constant([1, 2]), training=False)
+  outputs = trainer.averaged_model.elbo(fixed_images(), tf.constant([1, 2]), training=False)
   assert_close(outputs['elbo'], EXPECTED['averaged_elbo_after_step'])
 
 
 def test_evaluation_of_the_old_run_is_unchanged(run_dir, shared_data):
   evaluator = evaluation.CheckpointEvaluator(
       run_dir, 'test', 4, 4, 4, str(shared_data), None, 0,
-      training.make_strategy(['/cpu:0', '/cpu:1']))
+      distribution.make_strategy(['/cpu:0', '/cpu:1']))
   report = evaluator(evaluator.checkpoint, progress=False)
   expected = EXPECTED['eval_test_k4_n4']
   assert report['num_examples'] == expected['num_examples']
@@ -121,17 +113,17 @@ def _soft_free_bits():
 def checkpoint_keys(experiment):
   """'name shape dtype' of every tensor of a training checkpoint of `experiment` under tiny.gin."""
   cli.parse_gin([experiment, 'testing/tiny.gin'])
-  strategy = training.make_strategy(['/cpu:0'])
+  strategy = distribution.make_strategy(['/cpu:0'])
   with strategy.scope():
-    model = training.make_model()
-    averaged_model = training.make_model()
+    model = model_lib.make_model()
+    averaged_model = model_lib.make_model()
     optimizer = keras.optimizers.Adamax(learning_rate=1e-3)
     soft = objectives.SoftFreeBits(model.num_dims) if _soft_free_bits() else None
-  trainer = training.Trainer(strategy, model, averaged_model, optimizer, global_batch_size=4,
+  trainer = trainer_lib.Trainer(strategy, model, averaged_model, optimizer, global_batch_size=4,
                              free_bits_lambda=0.01, ema_decay=0.9, seed=0, soft_free_bits=soft)
   with strategy.scope():
-    training.create_variables(model)
-    training.create_variables(averaged_model)
+    model_lib.create_variables(model)
+    model_lib.create_variables(averaged_model)
     trainer.build()
   with tempfile.TemporaryDirectory() as directory:
     path = trainer.checkpoint().save(os.path.join(directory, 'ckpt'))

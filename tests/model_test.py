@@ -9,6 +9,7 @@ from vlae_tf import likelihoods
 from vlae_tf import model as model_lib
 from vlae_tf import networks
 from vlae_tf import pixelcnn
+from vlae_tf import weight_norm
 
 BATCH, HEIGHT, WIDTH, LATENT = 2, 6, 7, 3
 
@@ -106,8 +107,8 @@ class ElboTest(tf.test.TestCase, parameterized.TestCase):
   def test_initialize_normalizes_and_reaches_every_weight_norm(self):
     model = binary_model()
     model.initialize(binary_images(batch=8))
-    self.assertEmpty(networks.uninitialized_weight_norms(model))
-    self.assertNotEmpty(networks.weight_norm_layers(model))
+    self.assertEmpty(weight_norm.uninitialized_weight_norms(model))
+    self.assertNotEmpty(weight_norm.weight_norm_layers(model))
 
   def test_eager_equals_tf_function(self):
     model = binary_model(posterior='iaf')

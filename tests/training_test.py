@@ -15,17 +15,21 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 import tensorflow as tf
 import tf_keras as keras
 
+from vlae_tf import batching
 from vlae_tf import cli
+from vlae_tf import distribution
+from vlae_tf import model as model_lib
+from vlae_tf import trainer as trainer_lib
 from vlae_tf import training
 
 
 
 def two_replicas():
-  return training.make_strategy(['/cpu:0', '/cpu:1'])
+  return distribution.make_strategy(['/cpu:0', '/cpu:1'])
 
 
 def one_replica():
-  return training.make_strategy(['/cpu:0'])
+  return distribution.make_strategy(['/cpu:0'])
 
 
 class DeterministicVLAE(keras.Model):
@@ -78,12 +82,12 @@ def make_trainer(strategy, free_bits_lambda=0.0, ema_decay=0.9, learning_rate=0.
     model = DeterministicVLAE()
     averaged_model = DeterministicVLAE()
     optimizer = keras.optimizers.Adamax(learning_rate)
-  trainer = training.Trainer(strategy, model, averaged_model, optimizer,
+  trainer = trainer_lib.Trainer(strategy, model, averaged_model, optimizer,
                              global_batch_size=global_batch_size,
                              free_bits_lambda=free_bits_lambda, ema_decay=ema_decay, seed=0)
   with strategy.scope():
     model.initialize(images(1))
-    training.create_variables(averaged_model)
+    model_lib.create_variables(averaged_model)
     fill_deterministically(model)
     trainer.build()
     trainer.ema.copy()
@@ -147,7 +151,7 @@ class PolyakAveragingTest(tf.test.TestCase):
     small.initialize(images(1))
     large.initialize(images(1))
     with self.assertRaisesRegex(ValueError, 'Cannot average'):
-      training.ExponentialMovingAverage(small.variables, large.variables, 0.9)
+      trainer_lib.ExponentialMovingAverage(small.variables, large.variables, 0.9)
 
 
 class LossScalingTest(tf.test.TestCase, parameterized.TestCase):
@@ -192,8 +196,8 @@ class DataTest(tf.test.TestCase):
 
   def test_resumed_order_equals_uninterrupted_order(self):
     numbers = tf.data.Dataset.range(10).map(lambda i: tf.fill([1, 1, 1], tf.cast(i, tf.float32)))
-    full = training.training_batches(numbers, 4, seed=3)
-    resumed = training.training_batches(numbers, 4, seed=3, start_step=4)
+    full = batching.training_batches(numbers, 4, seed=3)
+    resumed = batching.training_batches(numbers, 4, seed=3, start_step=4)
     want = [b.numpy().ravel().tolist() for b in full.take(9)][4:]
     got = [b.numpy().ravel().tolist() for b in resumed.take(5)]
     self.assertEqual(got, want)
@@ -205,35 +209,35 @@ class DataTest(tf.test.TestCase):
 
   def test_strided_subset_spans_the_dataset(self):
     numbers = tf.data.Dataset.range(100)
-    self.assertEqual(list(training.strided_subset(numbers, 4).as_numpy_iterator()),
+    self.assertEqual(list(batching.strided_subset(numbers, 4).as_numpy_iterator()),
                      [12, 37, 62, 87])
-    self.assertLen(list(training.strided_subset(numbers, 1000)), 100)
+    self.assertLen(list(batching.strided_subset(numbers, 1000)), 100)
 
   def test_strided_subset_reaches_the_end_for_every_size(self):
     for size, count in [(10, 3), (100, 7), (10000, 3000), (10000, 6000), (7, 7), (7, 10)]:
-      subset = list(training.strided_subset(tf.data.Dataset.range(size), count)
+      subset = list(batching.strided_subset(tf.data.Dataset.range(size), count)
                     .as_numpy_iterator())
       want = ([(2 * i + 1) * size // (2 * count) for i in range(count)] if count < size
               else list(range(size)))
       self.assertEqual(subset, want)
-      self.assertEqual(subset, training.subset_indices(size, count).tolist())
+      self.assertEqual(subset, batching.subset_indices(size, count).tolist())
       if count < size:  # The first and last slices are both represented.
         self.assertLess(subset[0], size / count)
         self.assertGreaterEqual(subset[-1], size - size / count)
-    self.assertEqual(int(training.strided_subset(tf.data.Dataset.range(10), 3).cardinality()), 3)
+    self.assertEqual(int(batching.strided_subset(tf.data.Dataset.range(10), 3).cardinality()), 3)
 
   def test_distributed_evaluator_per_example_values_in_dataset_order(self):
     strategy = two_replicas()
     data = tf.data.Dataset.from_tensor_slices(tf.reshape(tf.range(7.0), [7, 1, 1, 1]))
-    evaluator = training.DistributedEvaluator(
+    evaluator = distribution.DistributedEvaluator(
         strategy, lambda x, seed: {'value': 10.0 * tf.reshape(x, [-1])}, per_example=True)
-    totals, values = evaluator(training.padded_batches(data, 4))
+    totals, values = evaluator(batching.padded_batches(data, 4))
     self.assertEqual(totals['count'], 7)
     self.assertAllClose(values['value'], 10.0 * np.arange(7.0))
 
   def test_padded_batches_have_weights(self):
     data = tf.data.Dataset.from_tensor_slices(tf.ones([5, 2, 3, 1]))
-    batches = list(training.padded_batches(data, 4))
+    batches = list(batching.padded_batches(data, 4))
     self.assertLen(batches, 2)
     self.assertEqual(batches[1][0].shape, (4, 2, 3, 1))
     self.assertAllEqual(batches[1][1], [1, 0, 0, 0])
@@ -242,10 +246,10 @@ class DataTest(tf.test.TestCase):
   def test_distributed_evaluator_ignores_padding(self):
     strategy = two_replicas()
     data = tf.data.Dataset.from_tensor_slices(tf.reshape(tf.range(5.0), [5, 1, 1, 1]))
-    evaluator = training.DistributedEvaluator(
+    evaluator = distribution.DistributedEvaluator(
         strategy, lambda x, seed: {'value': tf.reshape(x, [-1])})
-    totals = evaluator(training.padded_batches(data, 4))
-    means, errors = training.means_from_sums(totals)
+    totals = evaluator(batching.padded_batches(data, 4))
+    means, errors = distribution.means_from_sums(totals)
     self.assertEqual(totals['count'], 5)
     self.assertAllClose(means['value'], 2.0)
     self.assertAllClose(errors['value'], np.std(np.arange(5.0)) / np.sqrt(5))

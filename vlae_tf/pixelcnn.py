@@ -41,19 +41,19 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vlae_tf import masked
-from vlae_tf import networks
+from vlae_tf import weight_norm
 
 # Luma weights of ITU-R BT.601, the paper's grayscale window.
 GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def _weight_norm(layer: keras.layers.Layer, use_weight_norm: bool) -> keras.layers.Layer:
-  """Weight normalization with data-dependent init (`networks.wn`), or the bare layer."""
+  """Weight normalization with data-dependent init (`weight_norm.wn`), or the bare layer."""
   with warnings.catch_warnings():
     # TFP warns for any class but Dense/Conv2D/Conv2DTranspose; MaskedConv2D is a Conv2D that
     # masks the kernel it is given, which is exactly what the wrapper needs.
     warnings.filterwarnings('ignore', message='`WeightNorm` is tested only for')
-    return networks.wn(layer, use_weight_norm)
+    return weight_norm.wn(layer, use_weight_norm)
 
 
 def _conv1x1(filters: int, use_weight_norm: bool) -> keras.layers.Layer:
