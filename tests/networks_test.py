@@ -13,7 +13,6 @@ from absl.testing import parameterized
 import gin
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from vlae_tf import blocks as blocks_lib
 from vlae_tf import networks
@@ -129,31 +128,6 @@ def _expected_count(name, use_weight_norm):
 
 
 class HelpersTest(tf.test.TestCase):
-
-  def test_halved_sizes(self):
-    self.assertEqual(blocks_lib.halved_sizes((28, 28), 3), [(28, 28), (14, 14), (7, 7), (4, 4)])
-    self.assertEqual(blocks_lib.halved_sizes((12, 5), 2), [(12, 5), (6, 3), (3, 2)])
-
-  def test_wn_switch(self):
-    dense = keras.layers.Dense(3)
-    self.assertIs(weight_norm.wn(dense, use_weight_norm=False), dense)
-    self.assertIsInstance(weight_norm.wn(keras.layers.Dense(3)), weight_norm.WeightNorm)
-
-  def test_initialize_refuses_replica_context(self):
-    strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
-    with strategy.scope():
-      layer = weight_norm.wn(keras.layers.Dense(3))
-    with self.assertRaisesRegex(RuntimeError, 'cross-replica'):
-      strategy.run(lambda: weight_norm.initialize(layer, tf.ones([2, 4])))
-
-  def test_block_configs_round_trip(self):
-    blocks = [blocks_lib.ResNetBlock(4, residual_scale=0.2, use_weight_norm=False),
-              blocks_lib.DenseNetBlock(4, growth_rate=2, num_steps=2),
-              blocks_lib.Upsample(3, (5, 7), kernel_size=1),
-              weight_norm.wn(keras.layers.Conv2D(3, 2))]
-    for block in blocks:
-      config = block.get_config()
-      self.assertEqual(type(block).from_config(config).get_config(), config)
 
   def test_gin_binds_constructor_arguments(self):
     @gin.configurable('make_network', module='networks_test')

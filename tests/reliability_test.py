@@ -30,7 +30,6 @@ from vlae_tf import distribution
 from vlae_tf import errors
 from vlae_tf import export
 from vlae_tf import progress
-from vlae_tf import run_directory
 from vlae_tf import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -684,10 +683,3 @@ def test_bad_input_gets_one_line_naming_the_fix(tmp_path, shared_data):
                             f'--model_dir={tmp_path}/run ...)'), message
   message = doubles.one_line_error(lambda: cli.run_eval(str(tmp_path / 'run'), data_dir=str(shared_data)))
   assert 'No checkpoint in' in message
-
-
-def test_config_differences_ignore_bookkeeping():
-  old = "LATENT_SIZE = 3\nTRAIN_STEPS = 3\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    2]\n"
-  new = "LATENT_SIZE = 3\nTRAIN_STEPS = 9\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    3]\n"
-  assert run_directory.config_differences(old, old) == []
-  assert run_directory.config_differences(old, new) == ['VLAE.x: [1, 2] -> [1, 3]']
