@@ -4,6 +4,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import conv_flows
 from vlae_tf import flows
 from vlae_tf import likelihoods
 from vlae_tf import model as model_lib
@@ -54,7 +55,7 @@ def rgb_model(grayscale=False):
                                             latent_channels=2),
       context_network=networks.SpatialResNetDecoder(output_shape=(8, 6), context_channels=3,
                                                     filters=(4, 4, 3), blocks=(1, 1, 1)),
-      prior=flows.ConvAutoregressiveFlowPrior((2, 2, 2), num_steps=2, hidden_filters=(4,)),
+      prior=conv_flows.ConvAutoregressiveFlowPrior((2, 2, 2), num_steps=2, hidden_filters=(4,)),
       posterior=flows.DiagonalGaussianPosterior(),
       latent_shape=(2, 2, 2))
 

@@ -8,6 +8,7 @@ gin registrations.
 
 # pylint: disable=unused-import
 from vlae_tf import blocks
+from vlae_tf import conv_flows
 from vlae_tf import datasets
 from vlae_tf import distribution
 from vlae_tf import flows
