@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from vlae_tf import conv_flows
 from vlae_tf import flows
+from vlae_tf import gated_pixelcnn
 from vlae_tf import likelihoods
 from vlae_tf import model as model_lib
 from vlae_tf import networks
@@ -20,7 +21,7 @@ def binary_model(prior='af', posterior='diagonal', decoder='depth', latent=True,
   decoder_factory = {
       'depth': lambda num_outputs: pixelcnn.DepthLimitedPixelCNN(
           num_outputs, num_masked_layers=2, filters=4, **decoder_kwargs),
-      'gated': lambda num_outputs: pixelcnn.GatedPixelCNN(
+      'gated': lambda num_outputs: gated_pixelcnn.GatedPixelCNN(
           num_outputs, window_size=(3, 2), filters=4, num_blocks=1, **decoder_kwargs),
       'factorized': pixelcnn.FactorizedDecoder,
   }[decoder]
@@ -49,7 +50,7 @@ def rgb_model(grayscale=False):
   return model_lib.VLAE(
       image_shape=(8, 6, 3),
       likelihood=likelihoods.DiscretizedLogisticMixture(num_mixtures=2),
-      decoder=lambda num_outputs: pixelcnn.GatedPixelCNN(
+      decoder=lambda num_outputs: gated_pixelcnn.GatedPixelCNN(
           num_outputs, window_size=(3, 2), filters=4, num_blocks=1, grayscale=grayscale),
       encoder=networks.SpatialResNetEncoder(filters=(3, 4, 4), blocks=(1, 1, 1),
                                             latent_channels=2),

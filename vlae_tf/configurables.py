@@ -12,6 +12,7 @@ from vlae_tf import conv_flows
 from vlae_tf import datasets
 from vlae_tf import distribution
 from vlae_tf import flows
+from vlae_tf import gated_pixelcnn
 from vlae_tf import likelihoods
 from vlae_tf import masked
 from vlae_tf import model
