@@ -131,10 +131,7 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     """Draws images pixel by pixel with cached activations: O(1) work per pixel.
 
     The same maths as `sample_sequential` (and so the same images for the same noise), but each
-    step evaluates every layer at the new pixel only, from caches of the previous row and of the
-    pixels already drawn in the current one (fast PixelCNN generation, Ramachandran et al. 2017).
-    Each masked kxk layer is split into its rows above the centre, applied to the whole previous
-    row at once, and its centre row, applied pixel by pixel.
+    step evaluates every layer at the new pixel only (see `autoregress`).
 
     Args:
       context: [B, H, W, K] context map, or None.
@@ -144,6 +141,34 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
 
     Returns:
       [B, H, W, C] images.
+    """
+    noise_rows = tf.nest.map_structure(lambda n: tf.transpose(n, [1, 0, 2, 3]), noise)
+
+    def draw(params, row, col):
+      pixel_noise = tf.nest.map_structure(lambda n: n[row][:, col][:, None, None], noise_rows)
+      return likelihood.sample_from_noise(params[:, None, None], pixel_noise)[:, 0, 0]
+
+    return self.autoregress(context, likelihood, draw, shape)
+
+  def autoregress(self, context: Optional[tf.Tensor], likelihood, choose_pixel, shape) -> tf.Tensor:
+    """Generates images in raster order, `choose_pixel` picking each pixel from its parameters.
+
+    Each step evaluates every layer at the new pixel only, from caches of the previous row and of
+    the pixels already chosen in the current one (fast PixelCNN generation, Ramachandran et al.
+    2017). Each masked kxk layer is split into its rows above the centre, applied to the whole
+    previous row at once, and its centre row, applied pixel by pixel. `sample` draws each pixel
+    from noise; the bits-back coder (`vlae_tf.bitsback`) decodes it from a compressed stream, or
+    returns a known pixel and keeps its parameters.
+
+    Args:
+      context: [B, H, W, K] context map, or None.
+      likelihood: the pixel likelihood whose parameters this decoder outputs.
+      choose_pixel: `(params [B, P], row, col) -> [B, C]` pixels; `row` is a scalar int32 tensor,
+        `col` a Python int. Called in raster order.
+      shape: [B, H, W, C]; H, W, C static, B may be a scalar tensor.
+
+    Returns:
+      [B, H, W, C] the chosen pixels.
     """
     batch, height, width, channels = shape
     radius = self.kernel_size // 2
@@ -158,15 +183,14 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     first_term = tf.zeros([batch, height, width, self.filters]) + input_bias
     if context is not None:
       first_term += self.context_conv(context)
-    noise_rows = tf.nest.map_structure(lambda n: tf.transpose(n, [1, 0, 2, 3]), noise)
 
     def above(row, kernel):
       """Contribution of the kernel's top row to every pixel of the next row: [B, W, F]."""
       # row: [B, W, Cin] -> [B, 1, W, Cin]; kernel[0]: [3, Cin, F] -> [1, 3, Cin, F]
       return tf.nn.conv2d(row[:, None], kernel[:1], strides=1, padding='SAME')[:, 0]
 
-    def step_row(previous_x, previous_features, first_row, noise_row):
-      """Draws one row given the previous row of pixels and of every layer's input."""
+    def step_row(row, previous_x, previous_features, first_row):
+      """Chooses one row given the previous row of pixels and of every layer's input."""
       first_above = above(previous_x, input_kernel) + first_row  # [B, W, F]
       block_above = [above(features, kernel) + bias
                      for features, (kernel, bias) in zip(previous_features, block_kernels)]
@@ -183,9 +207,8 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
                      + tf.matmul(activation, kernel[1, 1]))
           lefts[index] = activation
           hidden += tf.matmul(tf.nn.elu(hidden), pw_kernel[0, 0]) + pw_bias
-        params = tf.matmul(tf.nn.elu(hidden), output_kernel[0, 0]) + output_bias
-        pixel_noise = tf.nest.map_structure(lambda n: n[:, col][:, None, None], noise_row)
-        pixel = likelihood.sample_from_noise(params[:, None, None], pixel_noise)[:, 0, 0]
+        params = tf.matmul(tf.nn.elu(hidden), output_kernel[0, 0]) + output_bias  # [B, P]
+        pixel = tf.ensure_shape(choose_pixel(params, row, col), [None, channels])
         pixels.append(pixel)
         left_x = likelihood.network_input(pixel)
       return tf.stack(pixels, 1), [tf.stack(f, 1) for f in features]
@@ -197,8 +220,7 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
       previous_x_network = tf.where(
           row > 0, likelihood.network_input(previous_x), tf.zeros_like(previous_x))
       new_x, previous_features = step_row(
-          previous_x_network, previous_features, first_term[:, row],
-          tf.nest.map_structure(lambda n: n[row], noise_rows))
+          row, previous_x_network, previous_features, first_term[:, row])
       rows = rows.write(row, new_x)
       previous_x = new_x
     return tf.transpose(rows.stack(), [1, 0, 2, 3])
