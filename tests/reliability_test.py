@@ -216,10 +216,13 @@ def test_truncated_latest_checkpoint_costs_one_checkpoint(shared_data, tmp_path)
   assert int(got['step/.ATTRIBUTES/VARIABLE_VALUE']) == 3
 
 
+_TRAINING_BATCHES = batching.training_batches  # Before any test patches it.
+
+
 def nan_batches_at(bad_steps, first_half_only=True):
   """A training_batches replacement whose batches of the given steps hold NaN images (in the first
   half of the batch: one replica of two sees NaNs, the other does not)."""
-  original = batching.training_batches
+  original = _TRAINING_BATCHES
 
   def batches(images, global_batch_size, seed, start_step=0, shuffle_buffer=None):
     dataset = original(images, global_batch_size, seed, start_step, shuffle_buffer)
@@ -282,7 +285,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
   strategy = distribution.make_strategy(['/cpu:0', '/cpu:1'])
 
   # Step 2 (batch index 1) is NaN on replica 0 only: both replicas skip it.
-  monkeypatch.setattr(training, 'training_batches', nan_batches_at({1}))
+  monkeypatch.setattr(batching, 'training_batches', nan_batches_at({1}))
   cli.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 2'])
   training.train(model_dir, data_dir=str(shared_data), strategy=strategy)
   before = read_checkpoint(os.path.join(model_dir, 'ckpt-1'))
@@ -295,7 +298,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
   assert scalars(tmp_path / 'run' / 'train', 'bad_steps') == {1: 0.0, 2: 1.0}
 
   # From step 3 on every batch is NaN: two in a row stop the run, the latest checkpoint intact.
-  monkeypatch.setattr(training, 'training_batches', nan_batches_at(set(range(2, 50)), False))
+  monkeypatch.setattr(batching, 'training_batches', nan_batches_at(set(range(2, 50)), False))
   cli.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 20'])
   with pytest.raises(SystemExit) as raised:
     cli._guard(lambda: training.train(  # pylint: disable=protected-access
@@ -390,7 +393,7 @@ def test_progress_lines_come_on_time_whatever_the_summary_interval(shared_data, 
   interval is shortened from 10 s), and the ETA is measured after compilation."""
   monkeypatch.setattr(progress, 'PROGRESS_SECONDS', 1.0)
   monkeypatch.setattr(progress, 'CHUNK_SECONDS', 0.25)
-  monkeypatch.setattr(training, 'training_batches', slowed(batching.training_batches, 0.02))
+  monkeypatch.setattr(batching, 'training_batches', slowed(batching.training_batches, 0.02))
   train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 200', 'train.eval_examples = 0',
                'train.summary_every = 1000', 'train.checkpoint_every = 1000')
   lines = log_lines.matching(r'^step \d+/200 ')
@@ -408,7 +411,7 @@ def test_sigterm_during_a_long_chunk_is_answered_with_a_checkpoint_in_seconds(
     shared_data, tmp_path, monkeypatch, log_lines):
   """3000 steps of 20 ms without a boundary (a minute in one chunk before): SIGTERM 1 s after the
   first step is answered within a chunk (2 s) and a save."""
-  monkeypatch.setattr(training, 'training_batches', slowed(batching.training_batches, 0.02))
+  monkeypatch.setattr(batching, 'training_batches', slowed(batching.training_batches, 0.02))
   sent = []
   log_lines.when('first step in', lambda _: send_signal_after(signal.SIGTERM, 1.0, sent))
   with pytest.raises(errors.TrainingInterrupted) as raised:
@@ -432,7 +435,7 @@ def test_validation_passes_are_announced_with_progress_and_abandoned_on_sigint(
   pass is abandoned after a batch, the checkpoint saved, and the run stops in seconds."""
   monkeypatch.setattr(progress, 'PROGRESS_SECONDS', 0.5)
   padded_batches = batching.padded_batches
-  monkeypatch.setattr(training, 'padded_batches', slowed(padded_batches, 0.2))
+  monkeypatch.setattr(batching, 'padded_batches', slowed(padded_batches, 0.2))
   settings = ['train.eval_batch_size = 4', 'train.eval_every = 0',
               'train.checkpoint_every = 1000', 'train.summary_every = 1']
   validation = train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 2',
@@ -442,7 +445,7 @@ def test_validation_passes_are_announced_with_progress_and_abandoned_on_sigint(
   assert log_lines.matching(r'^final validation at step 2: \d+/40 images, [\d.]+ images/s, ETA ')
   assert log_lines.matching(r'^validation step 2: elbo .* 40 images in [\d.]+ s$')
 
-  monkeypatch.setattr(training, 'padded_batches', slowed(padded_batches, 1.0))
+  monkeypatch.setattr(batching, 'padded_batches', slowed(padded_batches, 1.0))
   sent = []
   log_lines.when('Final validation at step 4',
                  lambda _: send_signal_after(signal.SIGINT, 0.0, sent))
