@@ -268,7 +268,8 @@ def benchmark_train(batch_size: int, data_dir=None, steps_per_chunk: int = 20, r
   strategy = strategy or distribution.make_strategy()
   settings = training.train_settings()
   seed = settings['seed']
-  train_images = datasets.load(settings['dataset'], 'train', data_dir=data_dir, seed=seed)
+  train_images = datasets.load(run_directory.run_dataset(), 'train', data_dir=data_dir,
+                               seed=seed)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=batch_size,
                                      **training.trainer_settings())
   batches = batching.training_batches(train_images, batch_size, seed, 0,
