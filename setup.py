@@ -33,6 +33,8 @@ setuptools.setup(
         'numpy>=1.26',
         'pillow>=10',
         'scipy>=1.11',  # scipy.io.loadmat for the Caltech-101 and OMNIGLOT .mat files
+        # bin/compress and bin/decompress: the ANS entropy coder of bits-back coding.
+        'constriction>=0.5,<0.6',
     ],
     extras_require={
         # bin/inspect's linear probe.
@@ -43,5 +45,6 @@ setuptools.setup(
     # bin/<name> runs the same main.
     entry_points={'console_scripts': [
         f'vlae-{name}=vlae_tf.cli:{name}_command'
-        for name in ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect')]},
+        for name in ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect',
+                     'compress', 'decompress')]},
 )

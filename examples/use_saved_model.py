@@ -4,8 +4,8 @@
 
 Prints the metadata, scores a batch (importance-weighted NLL with K samples), encodes it and decodes
 the codes (lossy reconstructions: the same z, new pixels), draws samples, and calls one named
-signature as TF Serving would. Images are float32 [N, H, W, C] of the model's kind: 0.0 / 1.0 for
-binary models, integers 0..255 for 8-bit ones.
+signature as TF Serving would, and shows the one-line error of a bad input. Images are float32
+[N, H, W, C] of the model's kind: 0.0 / 1.0 for binary models, integers 0..255 for 8-bit ones.
 """
 
 import sys
@@ -38,6 +38,11 @@ def main(path):
   scores = model.signatures['log_prob'](images=tf.constant(images), num_samples=tf.constant(8),
                                         seed=seed)['log_prob']
   print('log_prob signature:', scores.shape)
+  # A bad input (here one row of pixels short) fails inside the SavedModel with one line of ours.
+  try:
+    model.log_prob(images[:, 1:], num_samples=tf.constant(1))
+  except tf.errors.InvalidArgumentError as error:
+    print([line for line in str(error).splitlines() if 'must be' in line][0])
 
 
 if __name__ == '__main__':

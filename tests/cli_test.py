@@ -21,7 +21,8 @@ from vlae_tf import evaluation
 from vlae_tf import run_directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARIES = ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect')
+BINARIES = ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect', 'compress',
+            'decompress')
 TINY = ['--gin_file=mnist_vlae.gin', '--gin_file=testing/tiny.gin']
 
 
@@ -61,7 +62,7 @@ def test_help_lists_the_flags_without_loading_tensorflow(tmp_path):
   (broken / '__init__.py').write_text('raise ImportError("tensorflow imported by --help")\n')
   expected = {'train': '--gin_file', 'eval': '--num_samples', 'sample': '--num_images',
               'export': '--export_dir', 'benchmark': '--what', 'reproduce': '--table',
-              'inspect': '--compare_model_dir'}
+              'inspect': '--compare_model_dir', 'compress': '--input', 'decompress': '--output'}
   for name in BINARIES:
     completed = run_binary(name, '--help', python_path=[str(tmp_path)], timeout=120)
     assert 'Traceback' not in completed.stderr, completed.stderr[-3000:]  # (absl exits with 1)

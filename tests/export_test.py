@@ -7,6 +7,7 @@ without the training steps, which test_resume in training_test.py covers.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ from vlae_tf import model as model_lib
 from vlae_tf import run_directory
 
 STEP = 7
+LATENT_SIZE = 3  # testing/tiny.gin
 SIGNATURES = {'encode', 'decode', 'sample', 'log_prob', 'pixel_log_prob', 'metadata'}
 
 
@@ -92,6 +94,7 @@ def test_exported_functions_match_the_model(run, exported):
   assert metadata['latent_shape'].tolist() == list(model.latent_shape)
   assert metadata['step'] == STEP
   assert metadata['data_kind'] == b'binary'
+  assert metadata['dataset'] == b'static_mnist'
   # The signatures (TF Serving) take every input explicitly.
   signature = loaded.signatures['log_prob']
   out = signature(images=images, num_samples=tf.constant(2), seed=tf.constant(4, tf.int64))
@@ -135,6 +138,85 @@ def test_loads_in_a_process_without_vlae_tf(exported):
   assert np.all(np.isfinite(result['log_prob']))
 
 
+# Bad inputs in a process without vlae_tf: {case: [exception type, its text]}.
+_BAD_INPUTS_WITHOUT_VLAE = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+good = np.zeros([2, 28, 28, 1], np.float32)
+z = loaded.encode(good)['z']
+seed = tf.constant(0, tf.int64)
+cases = {
+    'size': lambda: loaded.log_prob(np.zeros([2, 32, 32, 1], np.float32), num_samples=2),
+    'rank': lambda: loaded.encode(np.zeros([2, 28, 28], np.float32)),
+    'values': lambda: loaded.log_prob(tf.fill([2, 28, 28, 1], tf.constant(255, tf.uint8)), 2),
+    'batches': lambda: loaded.pixel_log_prob(good, z[:1]),
+    'z': lambda: loaded.decode(np.zeros([2, 4], np.float32)),
+    'num_samples': lambda: loaded.log_prob(good, 0),
+    'signature': lambda: loaded.signatures['log_prob'](
+        images=tf.zeros([2, 32, 32, 1]), num_samples=tf.constant(2), seed=seed),
+}
+result = {}
+for name, call in cases.items():
+  try:
+    call()
+    result[name] = ['no error', '']
+  except Exception as error:  # pylint: disable=broad-except
+    result[name] = [type(error).__name__, str(error)]
+# Other dtypes are checked, then cast; the signatures take float32.
+ok = {
+    'uint8': loaded.log_prob(tf.ones([2, 28, 28, 1], tf.uint8), 2, seed=1)['log_prob'],
+    'float64': loaded.log_prob(tf.ones([2, 28, 28, 1], tf.float64), 2, seed=1)['log_prob'],
+    'bool': loaded.log_prob(tf.ones([2, 28, 28, 1], tf.bool), 2, seed=1)['log_prob'],
+    'signature': loaded.signatures['log_prob'](images=tf.ones([2, 28, 28, 1]),
+        num_samples=tf.constant(2), seed=tf.constant(1, tf.int64))['log_prob'],
+}
+result['ok'] = {name: value.numpy().tolist() for name, value in ok.items()}
+result['pixel_float64_z'] = loaded.pixel_log_prob(good, z.numpy().astype(np.float64))[
+    'pixel_log_prob'].shape.as_list()
+print(json.dumps(result))
+"""
+
+_MODEL = '(model: static_mnist, step 7)'
+_IMAGES = f'images must be binary: float32 [N, 28x28x1] with every value 0 or 1 {_MODEL}; got '
+_Z = f'z must be float32 [N, {LATENT_SIZE}] with finite values {_MODEL}; got '
+
+
+@pytest.mark.slow
+def test_bad_inputs_fail_with_one_line_in_a_process_without_vlae_tf(exported):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  env.pop('PYTHONPATH', None)
+  completed = subprocess.run([sys.executable, '-c', _BAD_INPUTS_WITHOUT_VLAE, exported], env=env,
+                             cwd='/', capture_output=True, text=True, timeout=900, check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  result = json.loads(completed.stdout.strip().splitlines()[-1])
+  expected = {
+      'size': f'log_prob: {_IMAGES}float32 [2, 32x32x1]',
+      'rank': f'encode: {_IMAGES}float32 [2, 28x28]',
+      'values': f'log_prob: {_IMAGES}uint8 [2, 28x28x1] with values in [255, 255] '
+                '(binarize with x > 0.5)',
+      'batches': f'pixel_log_prob: images and z must hold the same number N of examples: images '
+                 f'float32 [N, 28x28x1], z float32 [N, {LATENT_SIZE}] {_MODEL}; got images '
+                 f'[2, 28x28x1] and z [1, {LATENT_SIZE}]',
+      'z': f'decode: {_Z}float32 [2, 4]',
+      'num_samples': 'log_prob: num_samples (K, the number of importance samples) must be >= 1 '
+                     f'{_MODEL}; got 0',
+      'signature': f'log_prob: {_IMAGES}float32 [2, 32x32x1]',
+  }
+  for case, message in expected.items():
+    kind, text = result[case]
+    assert kind == 'InvalidArgumentError', (case, kind, text[:2000])
+    # TensorFlow frames our line ('Graph execution error:' above it, the node below it).
+    assert f'assertion failed: [{message}]' in text.splitlines(), (case, text)
+    assert len(text) < 800 and 'numpy=' not in text, (case, text)  # No array printed.
+  ok = result['ok']
+  np.testing.assert_allclose(ok['uint8'], ok['signature'], rtol=1e-6)
+  np.testing.assert_allclose(ok['float64'], ok['signature'], rtol=1e-6)
+  np.testing.assert_allclose(ok['bool'], ok['signature'], rtol=1e-6)
+  assert result['pixel_float64_z'] == [2, 28, 28, 1]
+
+
 @pytest.mark.slow
 def test_saved_model_cli_lists_the_signatures(exported):
   tool = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
@@ -163,8 +245,50 @@ def test_log_prob_chunk_arithmetic(num_samples):
   np.testing.assert_allclose(log_prob, [-5.0, -5.0], rtol=1e-6)
 
 
+def test_input_checks_name_the_input_the_expectation_and_the_model():
+  module = export.ServingModule(doubles.ConstantWeights(), step=3, dataset='toy',
+                                log_prob_chunk_size=4)
+  # A saved function takes any shape (and dtype) and checks it in-graph.
+  any_shape = module.log_prob.get_concrete_function(
+      tf.TensorSpec(None, tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64))
+  expected = ('log_prob: images must be binary: float32 [N, 2x3x1] with every value 0 or 1 '
+              '(model: toy, step 3); got ')
+  good = tf.zeros([2, 2, 3, 1])
+  np.testing.assert_allclose(any_shape(good, 2, 0)['log_prob'], [-5.0, -5.0])
+  for images, given in ((tf.zeros([2, 3, 3, 1]), 'float32 [2, 3x3x1]'),
+                        (tf.zeros([2, 2, 3]), 'float32 [2, 2x3]'),
+                        (tf.zeros([]), 'float32 []'),
+                        (good + 0.5, 'float32 [2, 2x3x1] with values in [0.5, 0.5] (binarize '
+                                     'with x > 0.5)')):
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+      any_shape(images, 2, 0)
+    assert f'assertion failed: [{expected}{given}]' in str(raised.value).splitlines()
+  # Shapes known when tracing the unsaved module: the same text, at once.
+  with pytest.raises(ValueError, match=re.escape(f'{expected}float32 [2, 3x3x1]')):
+    module.log_prob(tf.zeros([2, 3, 3, 1]), 2)
+  with pytest.raises(TypeError, match=re.escape(f'{expected}string')):
+    module.log_prob(tf.constant('x'), 2)
+  # Other dtypes: checked in their own dtype, then cast.
+  np.testing.assert_allclose(module.log_prob(tf.ones([2, 2, 3, 1], tf.uint8), 2)['log_prob'],
+                             [-5.0, -5.0])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+      'got float64 [2, 2x3x1] with values in [0.9999999999, 0.9999999999]')):
+    module.log_prob(tf.fill([2, 2, 3, 1], tf.constant(0.9999999999, tf.float64)), 2)
+  eight_bit = doubles.ConstantWeights()
+  eight_bit.data_kind = '8bit'
+  module = export.ServingModule(eight_bit, step=3)
+  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+    module.log_prob(good + 0.5, 2)
+  assert ('images must be 8-bit: float32 [N, 2x3x1] holding integers 0..255 (model: 8bit data, '
+          'step 3); got float32 [2, 2x3x1] with values in [0.5, 0.5], not all integers]'
+          in str(raised.value))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+      'got int64 [2, 2x3x1] with values in [256, 256]')):
+    module.log_prob(tf.fill([2, 2, 3, 1], tf.constant(256, tf.int64)), 2)
+
+
 @pytest.mark.slow
-def test_model_without_latent_serves_p_of_x(shared_data):
+def test_model_without_latent_serves_p_of_x(shared_data, tmp_path):
   cli.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'])
   model = model_lib.make_model()
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(2)))
@@ -176,3 +300,28 @@ def test_model_without_latent_serves_p_of_x(shared_data):
   # Without z, the importance-weighted estimate is exact whatever K: log p(x) = sum of pixels.
   log_prob = module.log_prob(images, 3)['log_prob']
   np.testing.assert_allclose(log_prob, tf.reduce_sum(pixel, [1, 2, 3]), rtol=1e-5)
+  # Saved, with its checks.
+  path = str(tmp_path / 'pixelcnn')
+  tf.saved_model.save(module, path, signatures=module.signatures())
+  loaded = tf.saved_model.load(path)
+  np.testing.assert_allclose(loaded.pixel_log_prob(tf.cast(images, tf.uint8))['pixel_log_prob'],
+                             pixel, rtol=1e-5)
+  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+    loaded.signatures['pixel_log_prob'](images=images[:, :, :27])
+  assert ('assertion failed: [pixel_log_prob: images must be binary: float32 [N, 28x28x1] with every '
+          'value 0 or 1 (model: binary data, step 0); got float32 [2, 28x27x1]]'
+          in str(raised.value).splitlines())
+
+
+@pytest.mark.slow
+def test_readme_example_runs_without_vlae_tf(exported):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  env.pop('PYTHONPATH', None)
+  example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'examples',
+                         'use_saved_model.py')
+  completed = subprocess.run([sys.executable, example, exported], env=env, cwd='/',
+                             capture_output=True, text=True, timeout=900, check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  lines = completed.stdout.strip().splitlines()
+  assert "'dataset': b'static_mnist'" in lines[0]
+  assert lines[-1] == (f'assertion failed: [log_prob: {_IMAGES}float32 [4, 27x28x1]]')

@@ -13,24 +13,9 @@ Net cost per image: -log2 p(x|z) - log2 p(z) + log2 q(z|x) bits: the -ELBO in bi
 own posterior. The first pops of a chain take bits that nothing has pushed yet: the one-off
 "initial bits" (seeded pseudo-random words).
 
-Latents live on a grid of step `2**-precision` in [-RANGE, RANGE] (constriction's quantized
-Gaussians, in units of the step), fine against every scale that matters, so a density times the
-step's volume is a probability. A diagonal Gaussian (the posterior, or N(0, I)) codes the grid
-point directly. A flow z = f(eps), eps ~ base (the AF prior over N(0, I); an IAF posterior over
-N(loc, scale)), is coded with local bits-back (Ho, Lohn and Abbeel 2019, "Compression with flows
-via local bits-back coding"), which needs f, f^-1 and the Jacobian J = df^-1/dz only at grid points
-that both sides know:
-
-    push z:  eps = f^-1(z), J at z;  pop eps' ~ N(eps, s^2 J J^T);  push z ~ N(f(eps'), s^2 I);
-             push eps' under the base.
-    pop z:   pop eps' (base);  pop z ~ N(f(eps'), s^2 I);  eps = f^-1(z), J at z;
-             push eps' ~ N(eps, s^2 J J^T).
-
-The net cost of a push is -log2 p(z) - log2(step^D) up to O(s^2) (f is linear at the scale
-s = 2**-4), whatever the shape of the posterior: linearizing f at the posterior's own scale instead
-(one Gaussian q(eps | x)) cost 38 bits per image more on gin/mnist_vlae.gin, whose posterior is
-wide (median scale 0.9) across a curved flow. The full-covariance Gaussian N(eps, s^2 J J^T) is
-coded one dimension at a time from its conditionals (a Cholesky factor).
+Latents are coded on a fine grid by `vlae_tf.latent_codes`: the model's own posterior q(z|x) directly
+(diagonal Gaussian) or through its IAF, and the AF prior through its base noise, both flows by
+local bits-back coding; see that module for why this costs the -ELBO and not more.
 
 Both sides must compute every probability from identical numbers. The pixels' logits therefore
 come from the same traced graph on both sides (the decoder's cached sampler path, `autoregress`,
@@ -40,7 +25,6 @@ and op determinism is on. Images are coded in batches of growing size (`batch_si
 first pops need few initial bits and later batches decode many images in parallel.
 """
 
-import dataclasses
 import math
 from typing import Callable, List, Optional
 
@@ -49,8 +33,9 @@ import numpy as np
 from scipy import special
 import tensorflow as tf
 
+from vlae_tf import latent_codes
+
 _MODEL = constriction.stream.model
-LOCAL_SCALE = 2.0 ** -8   # s of local bits-back.
 
 
 class UnsupportedModelError(ValueError):
@@ -75,195 +60,6 @@ def batch_sizes(count: int, first: int, largest: int, growth_percent: int) -> Li
     sizes.append(size)
     done += size
   return sizes
-
-
-@dataclasses.dataclass
-class CodeLengths:
-  """Ideal information contents in bits, summed over images (the coder spends about this)."""
-  pixels: float = 0.0        # -log2 p(x | z)
-  latent_pushed: float = 0.0   # bits pushed for z (prior, and the flows' local codes)
-  latent_popped: float = 0.0   # bits popped for z: the bits got back
-
-  @property
-  def net(self) -> float:
-    return self.pixels + self.latent_pushed - self.latent_popped
-
-
-class _Windowed:
-  """Integers under N(mean, std^2) discretized to unit bins, in a window around round(mean).
-
-  The window is +-W with W the power of two >= `spread` std + 2, and symbols are coded in groups
-  of equal W (one constriction model each, in a fixed order that both sides derive from the stds).
-  A window that follows the std matters for codes that are popped from fresh bits (sampled): the
-  coder gives every symbol of its alphabet at least 2**-24, so a wide alphabet around a narrow
-  Gaussian puts mass far out, and a pop would sometimes land there. A code that is only pushed
-  with given values (and popped back to them) can afford a wide window: there the floor costs a
-  negligible fraction of a bit and a value far from its mean still fits.
-  """
-
-  def __init__(self, spread: float):
-    self._spread = spread
-    self._models = {}
-
-  def _groups(self, std):
-    widths = 2 ** np.ceil(np.log2(self._spread * std + 2.0)).astype(np.int64)
-    for width in np.unique(widths):
-      if width not in self._models:
-        self._models[width] = _MODEL.QuantizedGaussian(-int(width), int(width))
-      yield self._models[width], width, np.flatnonzero(widths == width)
-
-  def push(self, coder, symbols, mean, std):
-    centre = np.rint(mean)
-    offsets = symbols - centre
-    for model, width, index in reversed(list(self._groups(std))):
-      if np.any(np.abs(offsets[index]) > width):
-        raise ValueError(f'a value lies {np.abs(offsets[index] / std[index]).max():.1f} standard '
-                         'deviations from its mean, outside the coded window')
-      coder.encode_reverse(offsets[index].astype(np.int32), model, mean[index] - centre[index],
-                           std[index])
-
-  def pop(self, coder, mean, std):
-    centre = np.rint(mean)
-    symbols = np.zeros(mean.shape, np.int64)
-    for model, _, index in self._groups(std):
-      symbols[index] = coder.decode(model, mean[index] - centre[index], std[index])
-    return symbols + centre.astype(np.int64)
-
-
-class _Grid:
-  """Gaussians on the grid k * step: a wide code for wide ones, a narrow code for narrow ones.
-
-  A wide code (a posterior, a flow's base) splits k = 256 * cell + offset: the cell under the
-  Gaussian's mass of cells (`_Windowed`, in units of cells), then the offset under the Gaussian's
-  masses of the cell's 256 grid points (a categorical: constriction's quantized Gaussian piles
-  clipped tails onto the end symbols, which is wrong for a conditional). A narrow code (local
-  bits-back, std ~ LOCAL_SCALE) codes k directly (`_Windowed`, in grid units). The product of the
-  pieces is the Gaussian's mass of the grid cell.
-  """
-
-  CELL = 256
-
-  def __init__(self, precision: int, lengths: CodeLengths):
-    self.step = 2.0 ** -precision
-    self._windowed = _Windowed(spread=10.0)
-    self._tolerant = _Windowed(spread=128.0)
-    self._offsets = _MODEL.Categorical(perfect=False)
-    self.lengths = lengths
-
-  def _information(self, symbols, mean, std):
-    """sum of -log2 (the Gaussian's mass of each grid cell), in grid units."""
-    mass = _gaussian_mass((symbols - 0.5 - mean) / std, 1.0 / std)
-    return float(-np.log2(np.maximum(mass, 2.0 ** -24)).sum())
-
-  def _offset_probabilities(self, cells, mean, std):
-    """[n, CELL] masses of the grid points of each cell under N(mean, std^2) (grid units)."""
-    lower = (cells[:, None] * self.CELL + np.arange(self.CELL)[None, :] - 0.5
-             - mean[:, None]) / std[:, None]
-    return _gaussian_mass(lower, 1.0 / std[:, None])
-
-  def _cell_params(self, mean, std):
-    # Cell c holds grid points 256 c .. 256 c + 255, i.e. [256 c - 0.5, 256 c + 255.5] in grid
-    # units: in cell units, the unit bin around c after shifting by 127.5 / 256.
-    return (mean - (self.CELL - 1) / 2) / self.CELL, std / self.CELL
-
-  def push(self, coder, values, mean, std, narrow=False, given=False):
-    """Pushes grid values (any shape) under N(mean, std^2) of the same shape.
-
-    `given`: the values were not popped from this same Gaussian (a narrow code with a wide
-    window, see `_Windowed`); the matching `pop` must say so too.
-    """
-    symbols = np.rint(np.ravel(values) / self.step).astype(np.int64)
-    mean, std = np.ravel(mean) / self.step, np.ravel(std) / self.step
-    if narrow:
-      (self._tolerant if given else self._windowed).push(coder, symbols, mean, std)
-    else:
-      cells, offsets = np.divmod(symbols, self.CELL)
-      coder.encode_reverse(offsets.astype(np.int32), self._offsets,
-                           self._offset_probabilities(cells, mean, std))
-      self._windowed.push(coder, cells, *self._cell_params(mean, std))
-    self.lengths.latent_pushed += self._information(symbols, mean, std)
-
-  def pop(self, coder, mean, std, narrow=False, given=False):
-    """Pops grid values under N(mean, std^2) (arrays of one shape)."""
-    shape = np.shape(mean)
-    mean, std = np.ravel(mean) / self.step, np.ravel(std) / self.step
-    if narrow:
-      symbols = (self._tolerant if given else self._windowed).pop(coder, mean, std)
-    else:
-      cells = self._windowed.pop(coder, *self._cell_params(mean, std))
-      offsets = coder.decode(self._offsets, self._offset_probabilities(cells, mean, std))
-      symbols = cells * self.CELL + offsets
-    self.lengths.latent_popped += self._information(symbols, mean, std)
-    return (symbols * self.step).reshape(shape)
-
-
-def _gaussian_mass(lower, width):
-  """Mass of N(0, 1) on [lower, lower + width], computed on the side of each tail (arrays)."""
-  upper = lower + width
-  return np.where(lower > 0, special.ndtr(-lower) - special.ndtr(-upper),
-                  special.ndtr(upper) - special.ndtr(lower))
-
-
-def _lower_factor(matrices):
-  """Lower L with L L^T = M M^T for a stack [B, D, D], from M^T = QR (no failure when M is bad)."""
-  r = np.linalg.qr(np.swapaxes(matrices, 1, 2), mode='r')
-  return np.swapaxes(r, 1, 2) * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
-
-
-class _FlowCode:
-  """Codes z of a flow z = f(eps), eps ~ N(loc, scale^2), or of N(loc, scale^2) when f is None."""
-
-  def __init__(self, grid: _Grid, loc, scale, flow=None):
-    self.grid, self.loc, self.scale, self.flow = grid, loc, scale, flow
-
-  def push(self, coder, z):
-    grid = self.grid
-    if self.flow is None:
-      grid.push(coder, z, self.loc, self.scale)
-      return
-    eps, lower = self._local(z)
-    noisy = self._pop_conditionals(coder, eps, lower)
-    grid.push(coder, z, self.flow.forward(noisy), np.full(z.shape, LOCAL_SCALE), narrow=True,
-              given=True)
-    grid.push(coder, noisy, self.loc, self.scale)
-
-  def pop(self, coder):
-    grid = self.grid
-    if self.flow is None:
-      return grid.pop(coder, self.loc, self.scale)
-    noisy = grid.pop(coder, self.loc, self.scale)
-    z = grid.pop(coder, self.flow.forward(noisy), np.full(noisy.shape, LOCAL_SCALE), narrow=True,
-                 given=True)
-    eps, lower = self._local(z)
-    self._push_conditionals(coder, noisy, eps, lower)
-    return z
-
-  def _local(self, z):
-    eps, jacobian = self.flow.inverse_and_jacobian(z)
-    return eps, _lower_factor(LOCAL_SCALE * jacobian)
-
-  def _conditional(self, eps, lower, residuals, dim):
-    mean = eps[:, dim] + np.einsum('bj,bj->b', lower[:, dim, :dim], residuals[:, :dim])
-    return mean, lower[:, dim, dim]
-
-  def _pop_conditionals(self, coder, eps, lower):
-    """Pops eps' ~ N(eps, L L^T) one dimension at a time."""
-    noisy, residuals = np.zeros(eps.shape), np.zeros(eps.shape)
-    for dim in range(eps.shape[1]):
-      mean, std = self._conditional(eps, lower, residuals, dim)
-      noisy[:, dim] = self.grid.pop(coder, mean, std, narrow=True)
-      residuals[:, dim] = (noisy[:, dim] - mean) / std
-    return noisy
-
-  def _push_conditionals(self, coder, noisy, eps, lower):
-    """Pushes eps' back under N(eps, L L^T): undoes `_pop_conditionals`, last dimension first."""
-    residuals, params = np.zeros(eps.shape), []
-    for dim in range(eps.shape[1]):
-      mean, std = self._conditional(eps, lower, residuals, dim)
-      params.append((mean, std))
-      residuals[:, dim] = (noisy[:, dim] - mean) / std
-    for dim in reversed(range(eps.shape[1])):
-      self.grid.push(coder, noisy[:, dim], *params[dim], narrow=True)
 
 
 class _Flow:
@@ -435,12 +231,12 @@ class BitsBackCoder:
     zeros = np.zeros((batch, self.latent_size))
     flow = None if self._prior_flow is None else _Flow(*self._prior_flow,
                                                         context=tf.zeros([batch, 0]))
-    return _FlowCode(grid, zeros, zeros + 1.0, flow)
+    return latent_codes.FlowCode(grid, zeros, zeros + 1.0, flow)
 
   def _posterior_code(self, grid, images):
     loc, scale, context = self._posterior(tf.constant(images, tf.float32))
     flow = None if self._posterior_flow is None else _Flow(*self._posterior_flow, context=context)
-    return _FlowCode(grid, loc.numpy().astype(np.float64), scale.numpy().astype(np.float64), flow)
+    return latent_codes.FlowCode(grid, loc.numpy().astype(np.float64), scale.numpy().astype(np.float64), flow)
 
   # -- The chain ---------------------------------------------------------------------------------
 
@@ -461,8 +257,8 @@ class BitsBackCoder:
     images = np.asarray(images, np.float32)
     initial = self.initial_words()
     coder = constriction.stream.stack.AnsCoder(initial.copy())
-    lengths, done = CodeLengths(), 0
-    grid = _Grid(self.precision, lengths)
+    lengths, done = latent_codes.CodeLengths(), 0
+    grid = latent_codes.Grid(self.precision, lengths)
     for size in self.schedule(len(images)):
       batch = images[done:done + size]
       z = np.zeros((size, 0))
@@ -489,7 +285,7 @@ class BitsBackCoder:
       `initial_words()` when the stream and the model are the ones that encoded it.
     """
     coder = constriction.stream.stack.AnsCoder(np.asarray(words, np.uint32).copy())
-    grid = _Grid(self.precision, CodeLengths())
+    grid = latent_codes.Grid(self.precision, latent_codes.CodeLengths())
     batches, done = [], 0
     self._coder = coder
     try:

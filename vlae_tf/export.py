@@ -11,16 +11,32 @@ of shape `latent_shape`:
     log_prob(images, num_samples [] int32, seed=0) -> {log_prob: [N]}  importance-weighted, nats
     pixel_log_prob(images, z)                     -> {pixel_log_prob: [N,H,W,C]}  nats
     metadata()                                    -> {image_shape, latent_shape, num_dims, step,
-                                                      data_kind}
+                                                      data_kind, dataset}
 
 A model without latent variable (the PixelCNN baseline) has no encode or decode, and its
 pixel_log_prob takes the images only.
 
 Images are float32 in the model's data kind: binary images in {0, 1}, 8-bit images 0..255.
-Every function checks its inputs (`tf.debugging` asserts, an InvalidArgumentError whose message
-names the input and the values expected): images must hold 0/1 (binary) or integers 0..255 (8-bit),
-z must be finite, num_images >= 0 and num_samples >= 1. Shapes and dtypes are checked by the
-signatures themselves ([N, H, W, C] float32 with the model's H, W, C; see `metadata`).
+
+Input checks. Every function checks its inputs in its own graph, so that they hold in a process
+that never imports vlae_tf and in the named signatures (TF Serving): images must be [N, H, W, C] with the model's H, W,
+C and hold 0/1 (binary) or integers 0..255 (8-bit); z must be [N, *latent_shape] and finite;
+pixel_log_prob's images and z must have the same N; num_samples >= 1, num_images >= 0. A bad input
+raises tf.errors.InvalidArgumentError whose text holds one line of ours (TensorFlow frames it with
+'Graph execution error:' above and the node's name below; the input's values are never printed):
+
+    assertion failed: [log_prob: images must be binary: float32 [N, 28x28x1] with every value 0 or 1
+    (model: static_mnist, step 20000); got float32 [4, 32x32x1]]
+
+(one line: the function, the input, the dtype/shape/values expected, the model's dataset and step,
+and what was given: dtype, shape, and the range of the values when those are wrong). For this, the
+functions' input signatures leave the shapes open (saved_model_cli shows images and z of unknown
+rank; `metadata` gives the shapes). In Python calls (`loaded.log_prob(x, 8)`), images may also be
+float64, float16, uint8, int32, int64 or bool (tensors or NumPy arrays) and z float64: each has its
+own saved concrete function, which checks the values in their own dtype (0.9999999999 is not 1) and
+casts them to float32. Other dtypes (int8, uint16, ...) get TensorFlow's "Could not find matching
+concrete function" error. The named signatures take float32 only (NumPy arrays of other dtypes are
+cast by TensorFlow, tensors are refused with TensorFlow's "expected to be a float tensor").
 
 Seeds. `seed` is an int64 scalar; in Python (`loaded.encode(x)`) it defaults to 0, in the
 signatures (`loaded.signatures['encode']`, TF Serving) it must be fed. Random draws are stateless:
@@ -57,12 +73,17 @@ from absl import logging
 import tensorflow as tf
 
 from vlae_tf import checkpoints
+from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import run_directory
 from vlae_tf import seeds
 
 EXPORT_SUBDIR = 'export'
 _SALTS = {'encode': 1, 'decode': 2, 'sample': 3, 'log_prob': 4}
+# The dtypes the Python functions of a loaded SavedModel accept (each a saved concrete function):
+# checked in their own dtype, then cast to float32. Named signatures take float32 only.
+IMAGE_DTYPES = (tf.float32, tf.float64, tf.float16, tf.uint8, tf.int32, tf.int64, tf.bool)
+LATENT_DTYPES = (tf.float32, tf.float64)
 
 
 def _seed(seed, salt):
@@ -70,18 +91,63 @@ def _seed(seed, salt):
   return seeds.stateless_seed(salt, seed)
 
 
+def _dims_text(dims):
+  """(28, 28, 1) -> '28x28x1'; () -> '' (a scalar per example)."""
+  return 'x'.join(str(d) for d in dims)
+
+
+def _shape_text(shape):
+  """A static shape (list) or a dynamic one (int32 tensor) as '[N, HxWxC]' text, e.g. '[2, 28x28x1]'.
+
+  The first dimension (the batch) is separated by a comma, the others are joined by 'x', as in the
+  messages' expected shapes.
+  """
+  if not isinstance(shape, tf.Tensor):
+    dims = ['?' if d is None else str(d) for d in shape]
+    return f'[{dims[0]}, {"x".join(dims[1:])}]' if len(dims) > 1 else f'[{"".join(dims)}]'
+  text = tf.strings.as_string(shape)
+  first = tf.strings.reduce_join(text[:1])
+  rest = tf.strings.reduce_join(text[1:], separator='x')
+  return tf.strings.join(['[', first, tf.where(tf.size(shape) > 1, ', ', ''), rest, ']'])
+
+
+def _number_text(value, dtype):
+  """A value (given as float64) in as many digits as its original dtype has: 0.5, 255, 0.9999999."""
+  digits = {tf.float16: 4, tf.float32: 7}.get(dtype, 15)
+  return tf.strings.as_string(value, precision=digits, shortest=True)
+
+
+def _assert(condition, message, after=()):
+  """An op failing with `message` (a string tensor) unless `condition`, run after the ops `after`.
+
+  The error is TensorFlow's InvalidArgumentError; its text holds the line 'assertion failed:
+  [<message>]' and never the input's values.
+  """
+  with tf.control_dependencies(list(after)):
+    return tf.debugging.Assert(condition, [message], name='input_check')
+
+
+def _static_shape_matches(shape, expected):
+  """False when the static `shape` (a TensorShape) certainly is not [N, *expected], else True."""
+  if shape.rank is None:
+    return True
+  return shape.rank == len(expected) + 1 and shape[1:].is_compatible_with(expected)
+
+
 class _Untracked:
-  """Holds the Keras model out of the SavedModel's object graph: only its variables are saved."""
+  """Holds objects out of the SavedModel's object graph: the Keras model (only its variables are
+  saved) and the float32 functions that the saved ones call."""
 
   def __init__(self, model):
     self.model = model
+    self.core = {}
 
 
 class ServingModule(tf.Module):
   """Plain-tensor functions around a VLAE (use the averaged model)."""
 
   def __init__(self, model, step=0, config_path=None, decode_chunk_size=16,
-               log_prob_chunk_size=64, name='vlae'):
+               log_prob_chunk_size=64, dataset=None, name='vlae'):
     """Wraps `model`.
 
     Args:
@@ -90,6 +156,8 @@ class ServingModule(tf.Module):
       config_path: the run's config.gin, saved as an asset.
       decode_chunk_size: images per sampler call in `decode` and `sample`.
       log_prob_chunk_size: importance samples per `model.log_likelihood` call.
+      dataset: the dataset the model was trained on, reported by `metadata` and named in the
+        messages of the input checks.
       name: the module name.
     """
     super().__init__(name=name)
@@ -105,51 +173,160 @@ class ServingModule(tf.Module):
     self._num_dims = int(model.num_dims)
     self._data_kind = str(model.data_kind)
     self._step = int(step)
+    self._dataset = str(dataset or '')
+    self._about = (f'(model: {self._dataset}, step {self._step})' if self._dataset else
+                   f'(model: {self._data_kind} data, step {self._step})')
     if config_path:
       self.config = tf.saved_model.Asset(config_path)
 
-    images = tf.TensorSpec([None, *image_shape], tf.float32, name='images')
-    latents = tf.TensorSpec([None, *latent_shape], tf.float32, name='z')
+    # The float32 functions on checked inputs of static shape: the model's graph, saved once.
+    images32 = tf.TensorSpec([None, *image_shape], tf.float32)
+    latents32 = tf.TensorSpec([None, *latent_shape], tf.float32)
     seed = tf.TensorSpec([], tf.int64, name='seed')
+    num_samples = tf.TensorSpec([], tf.int32, name='num_samples')
+    core = self._holder.core
     if latent_shape:
-      self.encode = tf.function(self._encode, input_signature=[images, seed])
-      self.decode = tf.function(self._decode, input_signature=[latents, seed])
-      self.pixel_log_prob = tf.function(self._pixel_log_prob, input_signature=[images, latents])
+      core['encode'] = tf.function(self._encode, input_signature=[images32, seed])
+      core['decode'] = tf.function(self._decode, input_signature=[latents32, seed])
+      core['pixel_log_prob'] = tf.function(self._pixel_log_prob,
+                                           input_signature=[images32, latents32])
     else:  # A PixelCNN without latent variable (a baseline): p(x) only.
-      self.pixel_log_prob = tf.function(lambda images: self._pixel_log_prob(images, None),
-                                        input_signature=[images])
+      core['pixel_log_prob'] = tf.function(lambda images: self._pixel_log_prob(images, None),
+                                           input_signature=[images32])
+    core['log_prob'] = tf.function(self._log_prob, input_signature=[images32, num_samples, seed])
+
+    # The saved functions: inputs of any shape (and images of any dtype in IMAGE_DTYPES, z in
+    # LATENT_DTYPES), checked in-graph so that a bad input fails with one line of ours rather than
+    # TensorFlow's binding error (which prints the whole array). `signatures` traces them once
+    # per dtype before saving; the float32 traces are the named signatures.
+    if latent_shape:
+      def encode(images, seed=0):
+        images, = self._checked('encode', images=images)
+        return core['encode'](images, seed)
+
+      def decode(z, seed=0):
+        z, = self._checked('decode', z=z)
+        return core['decode'](z, seed)
+
+      def pixel_log_prob(images, z):
+        images, z = self._checked('pixel_log_prob', images=images, z=z)
+        return core['pixel_log_prob'](images, z)
+
+      self.encode = tf.function(encode, autograph=False)
+      self.decode = tf.function(decode, autograph=False)
+      self.pixel_log_prob = tf.function(pixel_log_prob, autograph=False)
+    else:
+      def pixel_log_prob_of_x(images):
+        images, = self._checked('pixel_log_prob', images=images)
+        return core['pixel_log_prob'](images)
+
+      self.pixel_log_prob = tf.function(pixel_log_prob_of_x, autograph=False)
+
+    def log_prob(images, num_samples, seed=0):
+      images, = self._checked('log_prob', images=images)
+      num_samples = tf.convert_to_tensor(num_samples, tf.int32)
+      check = _assert(num_samples >= 1, tf.strings.join([
+          f'log_prob: num_samples (K, the number of importance samples) must be >= 1 '
+          f'{self._about}; got ', tf.strings.as_string(num_samples)]))
+      with tf.control_dependencies([check]):
+        return core['log_prob'](images, tf.identity(num_samples), seed)
+
+    self.log_prob = tf.function(log_prob, autograph=False)
     self.sample = tf.function(
         self._sample, input_signature=[tf.TensorSpec([], tf.int32, name='num_images'), seed])
-    self.log_prob = tf.function(
-        self._log_prob,
-        input_signature=[images, tf.TensorSpec([], tf.int32, name='num_samples'), seed])
     self.metadata = tf.function(self._metadata, input_signature=[])
 
   @property
   def model(self):
     return self._holder.model
 
-  def _check_images(self, images):
-    """images, after asserting that their values are valid pixels of the model's data kind."""
-    shape = 'x'.join(str(d) for d in self._image_shape)
-    if self._data_kind == 'binary':
-      valid = tf.reduce_all(tf.logical_or(tf.equal(images, 0.0), tf.equal(images, 1.0)))
-      message = (f'images must be binary: float32 [N, {shape}] with every value 0 or 1 '
-                 '(binarize with x > 0.5)')
+  def _expected(self, function, name):
+    """'<function>: <name> must be ... (model: ...); got ' for the images or z."""
+    if name == 'images':
+      shape = _dims_text(self._image_shape)
+      if self._data_kind == 'binary':
+        what = f'images must be binary: float32 [N, {shape}] with every value 0 or 1'
+      else:
+        what = f'images must be 8-bit: float32 [N, {shape}] holding integers 0..255'
     else:
-      valid = tf.reduce_all(tf.logical_and(
-          tf.logical_and(images >= 0.0, images <= 255.0), tf.equal(images, tf.round(images))))
-      message = (f'images must be 8-bit: float32 [N, {shape}] holding integers 0..255 (not '
-                 'scaled to [0, 1] or [-1, 1])')
-    with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
-      return tf.identity(images)
+      what = f'z must be float32 [N, {_dims_text(self._latent_shape)}] with finite values'
+    return f'{function}: {what} {self._about}; got '
 
-  def _check_latents(self, z):
-    return tf.debugging.assert_all_finite(
-        z, f'z must be finite: float32 [N, {"x".join(str(d) for d in self._latent_shape)}]')
+  def _valid_values(self, images):
+    """bool scalar: the images (of any dtype in IMAGE_DTYPES) are pixels of the model's kind."""
+    if images.dtype == tf.bool:
+      return tf.constant(True)
+    if self._data_kind == 'binary':
+      return tf.reduce_all(tf.logical_or(tf.equal(images, tf.zeros([], images.dtype)),
+                                         tf.equal(images, tf.ones([], images.dtype))))
+    valid = tf.logical_and(images >= tf.zeros([], images.dtype),
+                           images <= tf.cast(255, images.dtype))
+    if images.dtype.is_floating:
+      valid = tf.logical_and(valid, tf.equal(images, tf.round(images)))
+    return tf.reduce_all(valid)
+
+  def _checked(self, function, images=None, z=None):
+    """The inputs cast to float32 with their static shapes, after in-graph checks.
+
+    Each check is an assert whose message is one line: the function, the input, its expected
+    dtype, shape and values, the model, and what was given (dtype, shape, value range); the checks
+    run in order, so the first bad input is the one named. Shapes known when tracing (calls of the
+    unsaved module) are checked then, with a ValueError of the same text.
+    """
+    checks, outputs = [], []
+    for name, value, dims, dtypes in (('images', images, self._image_shape, IMAGE_DTYPES),
+                                      ('z', z, self._latent_shape, LATENT_DTYPES)):
+      if value is None:
+        continue
+      value = tf.convert_to_tensor(value)
+      given = value.dtype.name
+      expected = self._expected(function, name)
+      if value.dtype not in dtypes:
+        raise TypeError(f'{expected}{given} {_shape_text(value.shape.as_list())}'
+                        if value.shape.rank else f'{expected}{given}')
+      if not _static_shape_matches(value.shape, dims):
+        raise ValueError(f'{expected}{given} {_shape_text(value.shape.as_list())}')
+      shape = tf.shape(value)
+      padded = tf.concat([shape, tf.fill([len(dims) + 1], -1)], 0)[:len(dims) + 1]
+      shape_ok = tf.logical_and(tf.equal(tf.size(shape), len(dims) + 1),
+                                tf.reduce_all(tf.equal(padded[1:], dims)))
+      cast = tf.cast(value, tf.float32)
+      numbers = tf.reshape(tf.cast(value, tf.float64), [-1])
+      if name == 'images':
+        values_ok = self._valid_values(value)
+      else:
+        values_ok = tf.reduce_all(tf.math.is_finite(cast))
+      values_text = tf.strings.join([
+          ' with values in [', _number_text(tf.reduce_min(numbers), value.dtype), ', ',
+          _number_text(tf.reduce_max(numbers), value.dtype), ']'])
+      if name == 'images' and self._data_kind != 'binary' and value.dtype.is_floating:
+        values_text = tf.strings.join([values_text, tf.where(
+            tf.reduce_all(tf.equal(numbers, tf.round(numbers))), '', ', not all integers')])
+      if name == 'images' and self._data_kind == 'binary':
+        values_text = tf.strings.join([values_text, ' (binarize with x > 0.5)'])
+      message = tf.strings.join([expected, given, ' ', _shape_text(shape),
+                                 tf.where(values_ok, '', values_text)])
+      checks.append(_assert(tf.logical_and(shape_ok, values_ok), message, checks[-1:]))
+      outputs.append((cast, dims))
+    if images is not None and z is not None:
+      images_shape, z_shape = tf.shape(images), tf.shape(z)
+      # The first dimensions, -1 for scalars (refused above; the ops run whatever their rank).
+      checks.append(_assert(
+          tf.equal(tf.concat([images_shape, [-1]], 0)[0], tf.concat([z_shape, [-1]], 0)[0]),
+          tf.strings.join([
+              f'{function}: images and z must hold the same number N of examples: images float32 '
+              f'[N, {_dims_text(self._image_shape)}], z float32 '
+              f'[N, {_dims_text(self._latent_shape)}] {self._about}; got images ',
+              _shape_text(images_shape), ' and z ', _shape_text(z_shape)]),
+          checks[-1:]))
+    # The static shape is forgotten (placeholder_with_default) before it is set to the expected
+    # one: a loaded function is retraced for the shape of each call, and EnsureShape on a known,
+    # wrong shape would fail while building that graph, with TensorFlow's message instead of ours.
+    with tf.control_dependencies(checks):
+      return [tf.ensure_shape(tf.compat.v1.placeholder_with_default(value, None), [None, *dims])
+              for value, dims in outputs]
 
   def _encode(self, images, seed=0):
-    images = self._check_images(images)
     posterior_mean, z = self.model.encode(images, _seed(seed, _SALTS['encode']))
     return {'posterior_mean': posterior_mean, 'z': z}
 
@@ -162,7 +339,6 @@ class ServingModule(tf.Module):
     return tf.reshape(chunks, [-1, *self._image_shape])[:count]  # [count, H, W, C]
 
   def _decode(self, z, seed=0):
-    z = self._check_latents(z)
     size = self._decode_chunk_size
     count = tf.shape(z)[0]
     padding = (size - count % size) % size
@@ -178,8 +354,9 @@ class ServingModule(tf.Module):
     return {'images': self._in_chunks(count, decode_chunk)}
 
   def _sample(self, num_images, seed=0):
-    with tf.control_dependencies([tf.debugging.assert_non_negative(
-        num_images, message='num_images must be >= 0')]):
+    check = _assert(num_images >= 0, tf.strings.join([
+        f'sample: num_images must be >= 0 {self._about}; got ', tf.strings.as_string(num_images)]))
+    with tf.control_dependencies([check]):
       num_images = tf.identity(num_images)
     base = _seed(seed, _SALTS['sample'])
 
@@ -190,13 +367,8 @@ class ServingModule(tf.Module):
     return {'images': self._in_chunks(num_images, sample_chunk)}
 
   def _log_prob(self, images, num_samples, seed=0):
-    images = self._check_images(images)
     chunk = self._log_prob_chunk_size
     base = _seed(seed, _SALTS['log_prob'])
-    num_samples = tf.cast(num_samples, tf.int32)
-    with tf.control_dependencies([tf.debugging.assert_positive(
-        num_samples, message='num_samples (importance samples) must be >= 1')]):
-      num_samples = tf.identity(num_samples)
     num_chunks = num_samples // chunk
     # log sum_k w_k, accumulated from chunk estimates: log_likelihood(x, n) = log sum_n w - log n.
     total = tf.fill([tf.shape(images)[0]], tf.constant(-float('inf')))
@@ -211,9 +383,6 @@ class ServingModule(tf.Module):
     return {'log_prob': total - tf.math.log(tf.cast(num_samples, tf.float32))}
 
   def _pixel_log_prob(self, images, z):
-    images = self._check_images(images)
-    if z is not None:
-      z = self._check_latents(z)
     return {'pixel_log_prob': self.model.pixel_log_prob(images, z)}
 
   def _metadata(self):
@@ -223,13 +392,37 @@ class ServingModule(tf.Module):
         'num_dims': tf.constant(self._num_dims, tf.int32),
         'step': tf.constant(self._step, tf.int64),
         'data_kind': tf.constant(self._data_kind),
+        'dataset': tf.constant(self._dataset),
     }
 
+  def _input_specs(self, image_dtype=tf.float32, latent_dtype=tf.float32):
+    """{function name: its input TensorSpecs} for images and z of the given dtypes."""
+    seed = tf.TensorSpec([], tf.int64, name='seed')
+    images = tf.TensorSpec(None, image_dtype, name='images')
+    z = tf.TensorSpec(None, latent_dtype, name='z')
+    specs = {
+        'encode': [images, seed],
+        'decode': [z, seed],
+        'sample': [],
+        'log_prob': [images, tf.TensorSpec([], tf.int32, name='num_samples'), seed],
+        'pixel_log_prob': [images, z] if self._latent_shape else [images],
+        'metadata': [],
+    }
+    return {name: spec for name, spec in specs.items() if hasattr(self, name)}
+
   def signatures(self):
-    """The concrete functions saved as named signatures."""
-    names = ('encode', 'decode', 'sample', 'log_prob', 'pixel_log_prob', 'metadata')
-    return {name: getattr(self, name).get_concrete_function()
-            for name in names if hasattr(self, name)}
+    """The concrete functions saved as named signatures: float32 inputs of any shape.
+
+    Also traces the functions for the other dtypes of images (IMAGE_DTYPES) and z
+    (LATENT_DTYPES), which `tf.saved_model.save` then saves as well: call it before saving.
+    """
+    for image_dtype in IMAGE_DTYPES:
+      for latent_dtype in LATENT_DTYPES:
+        for name, specs in self._input_specs(image_dtype, latent_dtype).items():
+          if specs:
+            getattr(self, name).get_concrete_function(*specs)
+    return {name: getattr(self, name).get_concrete_function(*specs)
+            for name, specs in self._input_specs().items()}
 
 
 def _owner_tag():
@@ -325,8 +518,12 @@ def export(model_dir, export_dir=None, decode_chunk_size=16, checkpoint=None):
   config_path = run_directory.load_run_config(model_dir)
   checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
   model, step, checkpoint = run_directory.restore_averaged_model(model_dir, checkpoint)
+  try:
+    dataset = run_directory.run_dataset()
+  except errors.RunError:
+    dataset = None
   module = ServingModule(model, step=step, config_path=config_path,
-                         decode_chunk_size=decode_chunk_size)
+                         decode_chunk_size=decode_chunk_size, dataset=dataset)
   path = os.path.join(export_dir or os.path.join(model_dir, EXPORT_SUBDIR), str(step))
   save_atomically(module, path)
   logging.info('Exported %s (step %d) to %s', checkpoint, step, path)

@@ -1,0 +1,174 @@
+"""Tests of codec.py (bin/compress, bin/decompress): files, round trips through every image kind,
+and one-line errors that write nothing, on a tiny static MNIST VLAE run (gin/testing/tiny.gin)."""
+
+import gzip
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import doubles
+
+from vlae_tf import cli
+from vlae_tf import codec
+from vlae_tf import datasets
+from vlae_tf import files
+from vlae_tf import model as model_lib
+from vlae_tf import run_directory
+
+STEP = 7
+
+
+def _make_run(model_dir, images, seed):
+  gin.clear_config()
+  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  files.atomic_write_text(str(model_dir / run_directory.CONFIG_FILE), gin.config_str())
+  keras.utils.set_random_seed(seed)
+  model = model_lib.make_model()
+  model.initialize(images[:4])
+  step = tf.Variable(STEP, dtype=tf.int64)
+  checkpoint = tf.train.Checkpoint(step=step, averaged_model=model)
+  tf.train.CheckpointManager(checkpoint, str(model_dir), 1, step_counter=step).save(STEP)
+  return model
+
+
+@pytest.fixture(scope='module')
+def images(shared_data):
+  test = datasets.load('static_mnist', 'test', data_dir=str(shared_data))
+  return np.stack([x.numpy() for x in test.take(7)]).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def run(images, tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp('run')
+  return model_dir, _make_run(model_dir, images, seed=0)
+
+
+@pytest.fixture(scope='module')
+def compressed(run, images, tmp_path_factory):
+  """(path of an .amat.gz of the images, path of their compressed file, report)."""
+  model_dir, _ = run
+  folder = tmp_path_factory.mktemp('data')
+  amat = str(folder / 'images.amat.gz')
+  codec.write_images(amat, images, {'kind': 'amat'})
+  output = str(folder / 'images.vlae')
+  report = codec.compress(str(model_dir), amat, output, progress=False)
+  return amat, output, report
+
+
+def test_the_header_names_the_model_and_the_images(run, images, compressed):
+  _, model = run
+  _, output, report = compressed
+  header, words = codec.unpack(output)
+  assert header['count'] == len(images) == report['images']
+  assert header['image_shape'] == (28, 28, 1)
+  assert header['step'] == STEP == report['step']
+  assert header['digest'] == codec.weights_digest(model)
+  assert header['crc'] == codec.images_crc(images)
+  assert os.path.getsize(output) == report['bytes'] > 4 * len(words)
+  with open(output, 'rb') as stream:
+    assert stream.read(8) == codec.MAGIC
+
+
+def test_decompress_gives_back_the_file_byte_for_byte(run, compressed, tmp_path):
+  model_dir, _ = run
+  amat, output, _ = compressed
+  target = str(tmp_path / 'back.amat.gz')
+  report = codec.decompress(str(model_dir), output, target, progress=False)
+  assert report['images'] == 7
+  with gzip.open(target, 'rb') as back, gzip.open(amat, 'rb') as original:
+    assert back.read() == original.read()  # The static binarized MNIST text format, exactly.
+
+
+@pytest.mark.parametrize('name', ['x.amat', 'x.amat.gz', 'x.npy', 'pngs'])
+def test_every_image_kind_reads_back_what_was_written(images, tmp_path, name):
+  path = str(tmp_path / name)
+  codec.write_images(path, images, {'kind': 'any'})
+  restored, layout = codec.read_images(path, (28, 28, 1))
+  np.testing.assert_array_equal(restored, images)
+  assert restored.dtype == np.uint8 and layout['kind'] == codec._kind(path)  # pylint: disable=protected-access
+  if name == 'pngs':
+    assert sorted(os.listdir(path))[:2] == ['00000.png', '00001.png']
+
+
+def test_an_npy_array_comes_back_with_its_dtype_and_shape(images, tmp_path):
+  array = images.reshape(len(images), 784).astype(np.float32)
+  np.save(tmp_path / 'in.npy', array)
+  restored, layout = codec.read_images(str(tmp_path / 'in.npy'), (28, 28, 1))
+  codec.write_images(str(tmp_path / 'out.npy'), restored, layout)
+  back = np.load(tmp_path / 'out.npy')
+  assert back.dtype == np.float32 and back.shape == (len(images), 784)
+  np.testing.assert_array_equal(back, array)
+
+
+def _damaged(compressed, tmp_path, change):
+  _, output, _ = compressed
+  with open(output, 'rb') as stream:
+    data = bytearray(stream.read())
+  data = change(data)
+  path = tmp_path / 'damaged.vlae'
+  path.write_bytes(bytes(data))
+  return str(path)
+
+
+def _flip(index):
+  def change(data):
+    data[index] ^= 0x10
+    return data
+  return change
+
+
+@pytest.mark.parametrize('change, message', [
+    (_flip(-5), 'is damaged: its payload fails its checksum'),
+    (_flip(20), 'is damaged: its header fails its checksum'),
+    (lambda data: data[:-8], 'is truncated or has extra bytes'),
+    (lambda data: data[:30], 'is truncated'),
+    (lambda data: b'PK' + data[2:], 'is not a file of bin/compress'),
+])
+def test_a_damaged_file_is_one_line_and_writes_nothing(run, compressed, tmp_path, change,
+                                                        message):
+  model_dir, _ = run
+  damaged = _damaged(compressed, tmp_path, change)
+  target = tmp_path / 'out.npy'
+  error = doubles.one_line_error(
+      lambda: cli.run_decompress(str(model_dir), damaged, str(target)))
+  assert message in error
+  assert not target.exists() and os.listdir(tmp_path) == ['damaged.vlae']
+
+
+def test_another_model_is_refused_before_decoding(images, compressed, tmp_path):
+  other_dir = tmp_path / 'other'
+  other_dir.mkdir()
+  _make_run(other_dir, images, seed=1)
+  _, output, _ = compressed
+  target = tmp_path / 'out.npy'
+  error = doubles.one_line_error(
+      lambda: cli.run_decompress(str(other_dir), output, str(target)))
+  assert 'was compressed with another model' in error and '--checkpoint' in error
+  assert not target.exists()
+
+
+@pytest.mark.parametrize('write, message', [
+    (lambda path, images: np.save(path / 'x.npy', images * 3), 'images must be binary'),
+    (lambda path, images: np.save(path / 'x.npy', images[:0]), 'holds no images'),
+    (lambda path, images: np.save(path / 'x.npy', images[:, :27]), 'expected [N, 28, 28, 1]'),
+    (lambda path, images: (path / 'x.amat').write_text('0 1 1\n'), 'every line must hold 784'),
+])
+def test_bad_images_are_one_line_and_write_nothing(run, images, tmp_path, write, message):
+  model_dir, _ = run
+  write(tmp_path, images)
+  source = str(tmp_path / sorted(os.listdir(tmp_path))[0])
+  target = tmp_path / 'c.vlae'
+  error = doubles.one_line_error(lambda: cli.run_compress(str(model_dir), source, str(target)))
+  assert message in error
+  assert not target.exists()
+
+
+def test_an_existing_png_directory_is_left_alone(images, tmp_path):
+  codec.write_images(str(tmp_path / 'pngs'), images, {'kind': 'png'})
+  with pytest.raises(codec.CodecError, match='exists and is not an empty directory'):
+    codec.write_images(str(tmp_path / 'pngs'), images[:2], {'kind': 'png'})
+  assert len(os.listdir(tmp_path / 'pngs')) == len(images)

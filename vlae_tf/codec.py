@@ -1,0 +1,316 @@
+"""bin/compress and bin/decompress: binary images to one file and back, through a trained VLAE.
+
+The file (little-endian):
+
+    header  magic b'VLAEBBAN', format version, image shape, image count, the model's step and the
+            SHA-256 of its averaged weights, the coder's settings (grid precision, batch
+            schedule), the CRC32 of the images, the payload's length and CRC32, the input's layout
+            (JSON: how to write a .npy back), and the header's own CRC32
+    payload the ANS words of `vlae_tf.bitsback` (uint32)
+
+Decompressing checks everything it can before it writes anything: the magic, version and
+checksums (a damaged or truncated file), the model's step and weights (another model would decode
+garbage), and after decoding the images' CRC32 and that the stream ends at its seeded initial
+words (a machine whose kernels compute different floats). Outputs are written atomically.
+
+Images: an .amat or .amat.gz file (one image per line, 0/1 separated by spaces: the static
+binarized MNIST format), a .npy array ([N, H, W], [N, H, W, C] or [N, H*W*C], values 0/1, any
+integer, bool or float dtype; written back with its dtype and shape), or a directory of PNG files
+(black and white, read in name order, written as 00000.png, 00001.png, ...).
+"""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import struct
+import tempfile
+import time
+import zlib
+
+import numpy as np
+
+from vlae_tf import files
+
+MAGIC = b'VLAEBBAN'
+VERSION = 1
+# magic, version, height, width, channels, count, step, weights sha256, precision, first batch,
+# largest batch, growth percent, images crc32, payload words, payload crc32, layout length.
+_FIXED = struct.Struct('<8sHHHHIQ32sBHHBIIIH')
+_CRC = struct.Struct('<I')
+
+
+class CodecError(ValueError):
+  """A file or image set that cannot be compressed or decompressed (one line says why)."""
+
+
+def weights_digest(model) -> bytes:
+  """SHA-256 of the model's weights (values and shapes, in the model's order)."""
+  digest = hashlib.sha256()
+  for weight in model.weights:
+    value = np.asarray(weight.numpy())
+    digest.update(str(value.shape).encode())
+    digest.update(np.ascontiguousarray(value).tobytes())
+  return digest.digest()
+
+
+def images_crc(images) -> int:
+  return zlib.crc32(np.ascontiguousarray(np.asarray(images, np.uint8)).tobytes())
+
+
+# -- Images ----------------------------------------------------------------------------------------
+
+
+def _kind(path):
+  name = os.path.basename(os.path.normpath(path)).lower()
+  if name.endswith('.amat') or name.endswith('.amat.gz'):
+    return 'amat'
+  if name.endswith('.npy'):
+    return 'npy'
+  return 'png'
+
+
+def _binary(values, path, what='values'):
+  values = np.asarray(values)
+  if values.dtype == bool:
+    return values.astype(np.uint8)
+  bad = ~np.isin(values, (0, 1))
+  if np.any(bad):
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise CodecError(f'{path}: images must be binary (0 or 1); found {values[index]!r} at index '
+                     f'{list(index)} ({int(bad.sum())} {what} are not 0 or 1).')
+  return values.astype(np.uint8)
+
+
+def read_images(path, image_shape):
+  """Reads binary images as uint8 [N, H, W, C] in {0, 1}; returns (images, layout)."""
+  image_shape = tuple(image_shape)
+  size = int(np.prod(image_shape))
+  if not os.path.exists(path):
+    raise CodecError(f'{path}: no such file or directory.')
+  kind = _kind(path)
+  layout = {'kind': kind}
+  if kind == 'amat':
+    opener = gzip.open if path.lower().endswith('.gz') else open
+    try:
+      with opener(path, 'rt') as stream:
+        rows = [line.split() for line in stream if line.strip()]
+      flat = np.array([[int(v) for v in row] for row in rows], np.int64) if rows else None
+    except (OSError, ValueError, EOFError) as error:
+      raise CodecError(f'{path}: not a readable .amat file ({error}).') from None
+    if flat is not None and (flat.ndim != 2 or flat.shape[1] != size):
+      raise CodecError(f'{path}: every line must hold {size} values (an image of '
+                       f'{"x".join(map(str, image_shape))}, the model\'s shape).')
+    images = np.zeros((0, *image_shape)) if flat is None else flat.reshape(-1, *image_shape)
+  elif kind == 'npy':
+    try:
+      array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+      raise CodecError(f'{path}: not a readable .npy array ({error}).') from None
+    layout.update(dtype=array.dtype.str, shape=list(array.shape[1:]))
+    if array.ndim < 2 or int(np.prod(array.shape[1:])) != size or (
+        array.ndim > 2 and tuple(array.shape[1:3]) != image_shape[:2]):
+      raise CodecError(f'{path}: an array of shape {list(array.shape)}; expected [N, '
+                       f'{", ".join(map(str, image_shape))}] (or [N, {image_shape[0]}, '
+                       f'{image_shape[1]}] or [N, {size}]): the model\'s image shape.')
+    images = array.reshape(-1, *image_shape)
+  else:
+    if not os.path.isdir(path):
+      raise CodecError(f'{path}: expected an .amat/.amat.gz file, a .npy file or a directory of '
+                       f'PNG files.')
+    names = sorted(name for name in os.listdir(path) if name.lower().endswith('.png'))
+    images = np.stack([_read_png(os.path.join(path, name), image_shape) for name in names]
+                      ) if names else np.zeros((0, *image_shape))
+  if not len(images):
+    raise CodecError(f'{path} holds no images.')
+  return _binary(images, path), layout
+
+
+def _read_png(path, image_shape):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as image:
+      if image.mode not in ('1', 'L', 'P'):
+        raise CodecError(f'{path}: a {image.mode} PNG; expected black and white (mode 1 or L).')
+      pixels = np.asarray(image.convert('L'))
+  except OSError as error:
+    raise CodecError(f'{path}: not a readable PNG ({error}).') from None
+  if pixels.shape != tuple(image_shape[:2]):
+    raise CodecError(f'{path}: {pixels.shape[0]}x{pixels.shape[1]} pixels; the model takes '
+                     f'{image_shape[0]}x{image_shape[1]}.')
+  if np.isin(pixels, (0, 255)).all():
+    pixels = pixels // 255
+  return _binary(pixels, path, 'pixels').reshape(image_shape)
+
+
+def write_images(path, images, layout):
+  """Writes uint8 {0, 1} images [N, H, W, C] as the kind of `path`, atomically."""
+  images = np.asarray(images, np.uint8)
+  kind = _kind(path)
+  if kind == 'amat':
+    text = ''.join(' '.join(map(str, image.ravel())) + '\n' for image in images)
+    data = text.encode()
+    if path.lower().endswith('.gz'):
+      data = gzip.compress(data, mtime=0)
+    files.atomic_write_bytes(path, data)
+  elif kind == 'npy':
+    array = images
+    if layout.get('kind') == 'npy':
+      array = images.astype(np.dtype(layout['dtype'])).reshape(-1, *layout['shape'])
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    files.atomic_write_bytes(path, buffer.getvalue())
+  else:
+    _write_png_directory(path, images)
+
+
+def _write_png_directory(path, images):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  path = os.path.normpath(path)
+  if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+    raise CodecError(f'{path} exists and is not an empty directory: choose a new output '
+                     f'directory (PNGs are written as 00000.png, 00001.png, ...).')
+  parent = os.path.dirname(os.path.abspath(path))
+  temporary = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', dir=parent)
+  try:
+    digits = max(5, len(str(len(images) - 1)))
+    for index, image in enumerate(images):
+      Image.fromarray(image[..., 0] * 255).convert('1').save(
+          os.path.join(temporary, f'{index:0{digits}d}.png'))
+    files.apply_umask(temporary, directory=True)
+    if os.path.isdir(path):
+      os.rmdir(path)
+    os.rename(temporary, path)
+  except BaseException:
+    shutil.rmtree(temporary, ignore_errors=True)
+    raise
+
+
+# -- The file ---------------------------------------------------------------------------------------
+
+
+def pack(words, *, image_shape, count, step, digest, coder, crc, layout) -> bytes:
+  """The file's bytes: header, its CRC32, then the payload words."""
+  words = np.asarray(words, '<u4')
+  layout_bytes = json.dumps(layout, sort_keys=True).encode()
+  header = _FIXED.pack(MAGIC, VERSION, *image_shape, count, step, digest, coder.precision,
+                       coder.first_batch, coder.largest_batch, coder.growth_percent, crc,
+                       len(words), zlib.crc32(words.tobytes()), len(layout_bytes)) + layout_bytes
+  return header + _CRC.pack(zlib.crc32(header)) + words.tobytes()
+
+
+def unpack(path):
+  """Reads and checks a compressed file: (header dict, uint32 words); CodecError if damaged."""
+  try:
+    with open(path, 'rb') as stream:
+      data = stream.read()
+  except OSError as error:
+    raise CodecError(f'{path}: cannot read it ({error.strerror}).') from None
+  if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+    raise CodecError(f'{path} is not a file of bin/compress (no {MAGIC.decode()} header).')
+  if len(data) < _FIXED.size:
+    raise CodecError(f'{path} is truncated: {len(data)} bytes, shorter than its header.')
+  fields = _FIXED.unpack_from(data)
+  (_, version, height, width, channels, count, step, digest, precision, first_batch,
+   largest_batch, growth_percent, crc, num_words, payload_crc, layout_length) = fields
+  if version != VERSION:
+    raise CodecError(f'{path} has format version {version}; this vlae_tf reads version '
+                     f'{VERSION}.')
+  header_end = _FIXED.size + layout_length
+  if len(data) < header_end + _CRC.size:
+    raise CodecError(f'{path} is truncated: {len(data)} bytes, shorter than its header.')
+  if _CRC.unpack_from(data, header_end)[0] != zlib.crc32(data[:header_end]):
+    raise CodecError(f'{path} is damaged: its header fails its checksum.')
+  payload = data[header_end + _CRC.size:]
+  if len(payload) != 4 * num_words:
+    raise CodecError(f'{path} is truncated or has extra bytes: {len(payload)} payload bytes, '
+                     f'the header says {4 * num_words}.')
+  if zlib.crc32(payload) != payload_crc:
+    raise CodecError(f'{path} is damaged: its payload fails its checksum.')
+  header = dict(image_shape=(height, width, channels), count=count, step=step, digest=digest,
+                precision=precision, first_batch=first_batch, largest_batch=largest_batch,
+                growth_percent=growth_percent, crc=crc,
+                layout=json.loads(data[_FIXED.size:header_end].decode()))
+  return header, np.frombuffer(payload, '<u4').astype(np.uint32)
+
+
+# -- compress / decompress ----------------------------------------------------------------------------
+
+
+def _restore(model_dir, checkpoint):
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from vlae_tf import checkpoints
+  from vlae_tf import run_directory
+  # pylint: enable=g-import-not-at-top
+  run_directory.load_run_config(model_dir)
+  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
+  model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
+  # Both sides must compute the same floats (after the model is built: its initializers are
+  # unseeded random ops, which determinism refuses).
+  tf.config.experimental.enable_op_determinism()
+  return model, step
+
+
+def _progress(total, description):
+  from vlae_tf import evaluation  # pylint: disable=g-import-not-at-top
+  return evaluation.ProgressBar(total, description)
+
+
+def compress(model_dir, input_path, output_path, checkpoint=None, progress=True):
+  """Compresses the images of `input_path` into `output_path`; returns a report dict."""
+  from vlae_tf import bitsback  # pylint: disable=g-import-not-at-top
+  model, step = _restore(model_dir, checkpoint)
+  images, layout = read_images(input_path, model.image_shape)
+  coder = bitsback.BitsBackCoder(model)
+  began = time.time()
+  words, lengths, initial_bits = coder.encode(
+      images, progress=_progress(len(images), 'compress') if progress else None)
+  seconds = time.time() - began
+  data = pack(words, image_shape=model.image_shape, count=len(images), step=step,
+              digest=weights_digest(model), coder=coder, crc=images_crc(images), layout=layout)
+  files.atomic_write_bytes(output_path, data)
+  pixels = int(np.prod(model.image_shape))
+  payload_bits = 32 * len(words)
+  return dict(images=len(images), bytes=len(data), step=step, seconds=seconds,
+              bits_per_image=8 * len(data) / len(images),
+              bits_per_pixel=8 * len(data) / len(images) / pixels,
+              payload_bits_per_image=(payload_bits - initial_bits) / len(images),
+              initial_bits=initial_bits, ideal_bits_per_image=lengths.net / len(images))
+
+
+def decompress(model_dir, input_path, output_path, checkpoint=None, progress=True):
+  """Decompresses `input_path` into `output_path` (a kind chosen by its name); returns a report."""
+  from vlae_tf import bitsback  # pylint: disable=g-import-not-at-top
+  header, words = unpack(input_path)
+  model, step = _restore(model_dir, checkpoint)
+  digest = weights_digest(model)
+  if tuple(model.image_shape) != header['image_shape'] or step != header['step'] or (
+      digest != header['digest']):
+    raise CodecError(
+        f'{input_path} was compressed with another model (step {header["step"]}, weights '
+        f'{header["digest"].hex()[:12]}, images {"x".join(map(str, header["image_shape"]))}); '
+        f'{model_dir} gives step {step}, weights {digest.hex()[:12]}: decompress with the model '
+        f'and checkpoint that compressed it (--checkpoint).')
+  coder = bitsback.BitsBackCoder(model, precision=header['precision'],
+                                 first_batch=header['first_batch'],
+                                 largest_batch=header['largest_batch'],
+                                 growth_percent=header['growth_percent'])
+  failure = (f'{input_path} decoded to images that fail their checksum although the file and '
+             f'the model are intact: this machine computes the model\'s numbers differently from '
+             f'the one that compressed it; nothing was written.')
+  began = time.time()
+  try:
+    images, leftover = coder.decode(
+        words, header['count'], progress=_progress(header['count'], 'decompress') if progress
+        else None)
+  except ValueError:  # A decoded value outside a coded window: the same divergence, seen early.
+    raise CodecError(failure) from None
+  seconds = time.time() - began
+  images = images.astype(np.uint8)
+  if images_crc(images) != header['crc'] or not np.array_equal(leftover, coder.initial_words()):
+    raise CodecError(failure)
+  write_images(output_path, images, header['layout'])
+  return dict(images=len(images), seconds=seconds, step=step)
