@@ -14,7 +14,7 @@ import tf_keras as keras
 from vlae_tf import bitsback
 from vlae_tf import cli
 from vlae_tf import datasets
-from vlae_tf import training
+from vlae_tf import model as model_lib
 
 
 def test_batch_sizes_cover_the_chain_and_grow_with_what_is_coded():
@@ -48,7 +48,7 @@ def _model(gin_files, images, seed):
   gin.clear_config()
   cli.parse_gin(list(gin_files) + ['testing/tiny.gin'])
   keras.utils.set_random_seed(seed)
-  model = training.make_model()
+  model = model_lib.make_model()
   model.initialize(images[:4])
   return model
 
@@ -94,4 +94,4 @@ def test_eight_bit_models_are_refused(shared_data):
   del shared_data
   cli.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'])
   with pytest.raises(bitsback.UnsupportedModelError, match='binary images'):
-    bitsback.BitsBackCoder(training.make_model())
+    bitsback.BitsBackCoder(model_lib.make_model())

@@ -15,9 +15,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from vlae_tf import checkpoints
 from vlae_tf import cli
 from vlae_tf import evaluation
-from vlae_tf import training
+from vlae_tf import run_directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARIES = ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect', 'compress',
@@ -165,7 +166,7 @@ def trained(shared_data, tmp_path_factory):
 def test_train_writes_the_run_directory(trained):
   assert (trained / 'config.gin').is_file()
   assert (trained / 'operative_config.gin').is_file()
-  assert training.latest_checkpoint(str(trained)).endswith('ckpt-2')
+  assert checkpoints.latest_checkpoint(str(trained)).endswith('ckpt-2')
   assert list((trained / 'train').glob('events.out.tfevents.*'))
   assert list((trained / 'validation').glob('events.out.tfevents.*'))
 
@@ -232,8 +233,8 @@ def test_eval_curve(trained, shared_data):
   assert [report['step'] for report in curve] == [1, 2]
   assert 0 < curve[0]['train_seconds'] <= curve[1]['train_seconds']
   assert curve[1]['train_seconds'] == pytest.approx(
-      curve[1]['checkpoint_time'] - training.run_start_time(str(trained)))
-  assert curve[1]['checkpoint'] == training.latest_checkpoint(str(trained))
+      curve[1]['checkpoint_time'] - run_directory.run_start_time(str(trained)))
+  assert curve[1]['checkpoint'] == checkpoints.latest_checkpoint(str(trained))
   assert curve[0]['nll_nats'] != curve[1]['nll_nats']  # Each point has its own weights.
   with Image.open(trained / 'eval_test_curve.png') as image:
     assert image.size == (720, 480)

@@ -16,7 +16,8 @@ from vlae_tf import cli
 from vlae_tf import codec
 from vlae_tf import datasets
 from vlae_tf import files
-from vlae_tf import training
+from vlae_tf import model as model_lib
+from vlae_tf import run_directory
 
 STEP = 7
 
@@ -24,9 +25,9 @@ STEP = 7
 def _make_run(model_dir, images, seed):
   gin.clear_config()
   cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
-  files.atomic_write_text(str(model_dir / training.CONFIG_FILE), gin.config_str())
+  files.atomic_write_text(str(model_dir / run_directory.CONFIG_FILE), gin.config_str())
   keras.utils.set_random_seed(seed)
-  model = training.make_model()
+  model = model_lib.make_model()
   model.initialize(images[:4])
   step = tf.Variable(STEP, dtype=tf.int64)
   checkpoint = tf.train.Checkpoint(step=step, averaged_model=model)

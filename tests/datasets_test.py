@@ -690,28 +690,6 @@ def test_tfds_branch(fake_tfds, name, split, tfds_name, tfds_split):
     np.testing.assert_array_equal(images[..., 0], np.stack([letter_f()] * 20))
 
 
-################################################################################
-# Pipelines.
-
-
-def test_train_pipeline_shuffles_repeats_and_drops_the_remainder():
-  dataset = tf.data.Dataset.range(10).map(lambda i: tf.fill([2, 3, 1], tf.cast(i, tf.float32)))
-  batches = list(datasets.make_train_pipeline(dataset, 4, shuffle_buffer=10, seed=1)
-                 .take(5).as_numpy_iterator())
-  assert all(batch.shape == (4, 2, 3, 1) for batch in batches)
-  first_epoch = np.concatenate(batches)[:8, 0, 0, 0]
-  assert len(set(first_epoch)) == 8 and not np.array_equal(first_epoch, np.arange(8))
-  once = datasets.make_train_pipeline(dataset, 4, shuffle_buffer=10, seed=1, repeat=False)
-  assert [batch.shape[0] for batch in once.as_numpy_iterator()] == [4, 4]
-
-
-def test_eval_pipeline_keeps_order_and_the_last_batch():
-  dataset = tf.data.Dataset.range(10).map(lambda i: tf.fill([2, 3, 1], tf.cast(i, tf.float32)))
-  batches = list(datasets.make_eval_pipeline(dataset, 4).as_numpy_iterator())
-  assert [batch.shape[0] for batch in batches] == [4, 4, 2]
-  np.testing.assert_array_equal(np.concatenate(batches)[:, 0, 0, 0], np.arange(10))
-
-
 def test_tensorflow_datasets_offline_is_one_line_error(tmp_path, monkeypatch):
   """Without --data_dir and without the network, one DatasetError that names both ways out.
 

@@ -1,9 +1,14 @@
 """Test doubles shared by several test modules."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from vlae_tf import cli
+from vlae_tf import distribution
+from vlae_tf import model as model_lib
+from vlae_tf import trainer as trainer_lib
 
 
 class ConstantWeights:
@@ -28,3 +33,75 @@ def one_line_error(run):
   message = str(raised.value.code)
   assert message.startswith('error: ') and '\n' not in message, message
   return message
+
+
+def two_replicas():
+  """MirroredStrategy over the two logical CPU devices of conftest.py."""
+  return distribution.make_strategy(['/cpu:0', '/cpu:1'])
+
+
+def one_replica():
+  return distribution.make_strategy(['/cpu:0'])
+
+
+class DeterministicVLAE(keras.Model):
+  """A contract double without noise, so that gradients do not depend on the replica seeds.
+
+  z = linear(x) (the "posterior" is a point mass), p(x|z) is Bernoulli(sigmoid(linear(z))) and
+  the "KL" is 0.5 |z|^2 (that of N(z, .) against N(0, I) up to a constant). It has one
+  non-trainable variable, which the averaging must copy rather than average.
+  """
+
+  def __init__(self, image_shape=(5, 7, 3), latent_size=4):
+    super().__init__()
+    self.image_shape = tuple(image_shape)
+    self.num_dims = int(np.prod(image_shape))
+    self.data_kind = 'binary'
+    self.latent_shape = (latent_size,)
+    self.encoder = keras.layers.Dense(latent_size)
+    self.decoder = keras.layers.Dense(self.num_dims)
+    self.offset = tf.Variable(0.0, trainable=False, name='offset')
+
+  def elbo(self, x, seed, training=None):
+    del seed, training
+    pixels = tf.reshape(x, [-1, self.num_dims])  # [B, D]
+    z = self.encoder(pixels)  # [B, latent]
+    logits = self.decoder(z) + self.offset  # [B, D]
+    log_px_z = -tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=pixels, logits=logits), axis=-1)
+    kl = 0.5 * tf.reduce_sum(tf.square(z), axis=-1)
+    return {'elbo': log_px_z - kl, 'log_px_z': log_px_z, 'kl': kl}
+
+  def initialize(self, x):
+    return self.elbo(x, tf.zeros([2], tf.int32))
+
+
+def fill_deterministically(model, seed=0):
+  """Sets every variable to fixed values (the same for every strategy)."""
+  rng = np.random.default_rng(seed)
+  for variable in model.variables:
+    variable.assign(rng.normal(size=variable.shape).astype(np.float32) * 0.3)
+
+
+def binary_images(batch, shape=(5, 7, 3), seed=0):
+  rng = np.random.default_rng(seed)
+  return tf.constant((rng.uniform(size=(batch,) + shape) < 0.4).astype(np.float32))
+
+
+def deterministic_trainer(strategy, free_bits_lambda=0.0, ema_decay=0.9, learning_rate=0.01,
+                          global_batch_size=4):
+  """A `trainer.Trainer` of two `DeterministicVLAE`s with fixed weights, built and averaged."""
+  with strategy.scope():
+    model = DeterministicVLAE()
+    averaged_model = DeterministicVLAE()
+    optimizer = keras.optimizers.Adamax(learning_rate)
+  trainer = trainer_lib.Trainer(strategy, model, averaged_model, optimizer,
+                                global_batch_size=global_batch_size,
+                                free_bits_lambda=free_bits_lambda, ema_decay=ema_decay, seed=0)
+  with strategy.scope():
+    model.initialize(binary_images(1))
+    model_lib.create_variables(averaged_model)
+    fill_deterministically(model)
+    trainer.build()
+    trainer.ema.copy()
+  return trainer

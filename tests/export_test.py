@@ -22,7 +22,8 @@ from vlae_tf import cli
 from vlae_tf import datasets
 from vlae_tf import export
 from vlae_tf import files
-from vlae_tf import training
+from vlae_tf import model as model_lib
+from vlae_tf import run_directory
 
 STEP = 7
 LATENT_SIZE = 3  # testing/tiny.gin
@@ -34,8 +35,8 @@ def run(shared_data, tmp_path_factory):
   """(model_dir, model, images): a run directory with one checkpoint at step STEP."""
   model_dir = tmp_path_factory.mktemp('run')
   cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
-  files.atomic_write_text(str(model_dir / training.CONFIG_FILE), gin.config_str())
-  model = training.make_model()
+  files.atomic_write_text(str(model_dir / run_directory.CONFIG_FILE), gin.config_str())
+  model = model_lib.make_model()
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(4)))
   model.initialize(images)
   step = tf.Variable(STEP, dtype=tf.int64)
@@ -289,7 +290,7 @@ def test_input_checks_name_the_input_the_expectation_and_the_model():
 @pytest.mark.slow
 def test_model_without_latent_serves_p_of_x(shared_data, tmp_path):
   cli.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'])
-  model = training.make_model()
+  model = model_lib.make_model()
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(2)))
   model.initialize(images)
   module = export.ServingModule(model, log_prob_chunk_size=2)

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+from vlae_tf import conv_flows
 from vlae_tf import flows
 
 tfb = tfp.bijectors
@@ -344,14 +345,14 @@ def raster_then_channel_index(row, col, channel):
 class ConvAutoregressiveFlowTest(tf.test.TestCase, parameterized.TestCase):
 
   def make_flow(self, reverse=False, params=2, randomized=True):
-    network = flows.MaskedConvShiftAndLogScale(params=params, hidden_filters=HIDDEN_MAPS)
+    network = conv_flows.MaskedConvShiftAndLogScale(params=params, hidden_filters=HIDDEN_MAPS)
     network.build((None, *SPATIAL))
     if randomized:
       randomize(network)
-    return flows.ConvAutoregressiveFlow(network, reverse=reverse)
+    return conv_flows.ConvAutoregressiveFlow(network, reverse=reverse)
 
   def make_prior(self, randomized=True):
-    prior = flows.ConvAutoregressiveFlowPrior(SPATIAL, num_steps=STEPS,
+    prior = conv_flows.ConvAutoregressiveFlowPrior(SPATIAL, num_steps=STEPS,
                                               hidden_filters=HIDDEN_MAPS)
     prior.build()
     if randomized:
@@ -363,7 +364,7 @@ class ConvAutoregressiveFlowTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_mask_at_the_centre(self):
     # First layer: 2 latent channels -> 4 hidden units in groups [0, 1, 0, 1].
-    mask = flows.conv_autoregressive_mask(3, [0, 1], [0, 1, 0, 1], strict=True)
+    mask = conv_flows.conv_autoregressive_mask(3, [0, 1], [0, 1, 0, 1], strict=True)
     self.assertEqual(mask.shape, (3, 3, 2, 4))
     self.assertAllEqual(mask[1, 1], [[0, 1, 0, 1], [0, 0, 0, 0]])
     self.assertAllEqual(mask[2], np.zeros([3, 2, 4]))  # Row below: never.
@@ -371,7 +372,7 @@ class ConvAutoregressiveFlowTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(mask[0], np.ones([3, 2, 4]))  # Row above: always.
     self.assertAllEqual(mask[1, 0], np.ones([2, 4]))  # Left of the centre: always.
     # Output layer: hidden groups [0, 1] -> (shift, log_scale) of channels [0, 0, 1, 1].
-    mask = flows.conv_autoregressive_mask(3, [0, 1], [0, 0, 1, 1], strict=False)
+    mask = conv_flows.conv_autoregressive_mask(3, [0, 1], [0, 0, 1, 1], strict=False)
     self.assertAllEqual(mask[1, 1], [[1, 1, 1, 1], [0, 0, 1, 1]])
 
   @parameterized.parameters(1, 2)
@@ -452,8 +453,8 @@ class ConfigTest(tf.test.TestCase):
         flows.AutoregressiveFlowPrior(LATENT, num_steps=STEPS, hidden_units=HIDDEN),
         flows.IAFPosterior(LATENT, CONTEXT, num_steps=STEPS, hidden_units=HIDDEN),
         flows.DiagonalGaussianPosterior(),
-        flows.MaskedConvShiftAndLogScale(params=1, hidden_filters=HIDDEN_MAPS),
-        flows.ConvAutoregressiveFlowPrior(SPATIAL, num_steps=STEPS, hidden_filters=HIDDEN_MAPS),
+        conv_flows.MaskedConvShiftAndLogScale(params=1, hidden_filters=HIDDEN_MAPS),
+        conv_flows.ConvAutoregressiveFlowPrior(SPATIAL, num_steps=STEPS, hidden_filters=HIDDEN_MAPS),
     ]
     for layer in layers:
       config = layer.get_config()

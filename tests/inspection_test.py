@@ -7,6 +7,7 @@ from PIL import Image
 import pytest
 
 from vlae_tf import cli
+from vlae_tf import distribution
 from vlae_tf import inspection
 from vlae_tf import training
 
@@ -55,7 +56,7 @@ def test_inspect_a_tiny_run(shared_data, tmp_path):
                 ['train.batch_size = 4', 'train.eval_examples = 0', 'train.num_summary_images = 0'])
   run = tmp_path / 'run'
   training.train(str(run), data_dir=str(shared_data),
-                 strategy=training.make_strategy(['/cpu:0']))
+                 strategy=distribution.make_strategy(['/cpu:0']))
   report = inspection.inspect(str(run), max_examples=30, probe_train_examples=200, num_maps=3,
                               num_reconstructions=2, num_decodings=2, data_dir=str(shared_data))
   on_disk = json.loads((run / 'inspect' / 'report.json').read_text())

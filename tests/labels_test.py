@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from vlae_tf import batching
 from vlae_tf import datasets
 from vlae_tf import labels
-from vlae_tf import training
 
 
 def test_match_binarized_finds_the_source_of_each_sample():
@@ -42,7 +42,7 @@ def test_even_subsets_of_the_sorted_static_mnist_test_split_reach_the_last_class
     shared_data, count):
   static = labels.load_labels('static_mnist', 'test', shared_data)
   images = datasets.load('static_mnist', 'test', data_dir=shared_data)
-  indices = training.subset_indices(10000, count)
+  indices = batching.subset_indices(10000, count)
   chosen = static[indices]
   assert chosen[-1] == 9
   if count >= 1000:
@@ -50,7 +50,7 @@ def test_even_subsets_of_the_sorted_static_mnist_test_split_reach_the_last_class
     shares = np.bincount(chosen, minlength=10) / count
     np.testing.assert_allclose(shares, np.bincount(static) / 10000, atol=0.002)
   # The dataset subset is exactly these images.
-  subset = np.stack(list(training.strided_subset(images, count).as_numpy_iterator()))
+  subset = np.stack(list(batching.strided_subset(images, count).as_numpy_iterator()))
   every = np.stack(list(images.as_numpy_iterator()))
   np.testing.assert_array_equal(subset, every[indices])
 
@@ -59,7 +59,7 @@ def test_labels_of_other_datasets_align_with_their_images(shared_data):
   for name, split in [('dynamic_mnist', 'valid'), ('caltech101_silhouettes', 'test'),
                       ('caltech101_silhouettes', 'train+valid'), ('cifar10', 'test')]:
     found = labels.load_labels(name, split, shared_data)
-    count = training.cardinality(datasets.load(name, split, data_dir=shared_data))
+    count = batching.cardinality(datasets.load(name, split, data_dir=shared_data))
     assert len(found) == count, (name, split)
   caltech = labels.load_labels('caltech101_silhouettes', 'train', shared_data)
   assert caltech.min() == 0 and caltech.max() == 100

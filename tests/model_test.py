@@ -4,11 +4,14 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import conv_flows
 from vlae_tf import flows
+from vlae_tf import gated_pixelcnn
 from vlae_tf import likelihoods
 from vlae_tf import model as model_lib
 from vlae_tf import networks
 from vlae_tf import pixelcnn
+from vlae_tf import weight_norm
 
 BATCH, HEIGHT, WIDTH, LATENT = 2, 6, 7, 3
 
@@ -18,7 +21,7 @@ def binary_model(prior='af', posterior='diagonal', decoder='depth', latent=True,
   decoder_factory = {
       'depth': lambda num_outputs: pixelcnn.DepthLimitedPixelCNN(
           num_outputs, num_masked_layers=2, filters=4, **decoder_kwargs),
-      'gated': lambda num_outputs: pixelcnn.GatedPixelCNN(
+      'gated': lambda num_outputs: gated_pixelcnn.GatedPixelCNN(
           num_outputs, window_size=(3, 2), filters=4, num_blocks=1, **decoder_kwargs),
       'factorized': pixelcnn.FactorizedDecoder,
   }[decoder]
@@ -47,13 +50,13 @@ def rgb_model(grayscale=False):
   return model_lib.VLAE(
       image_shape=(8, 6, 3),
       likelihood=likelihoods.DiscretizedLogisticMixture(num_mixtures=2),
-      decoder=lambda num_outputs: pixelcnn.GatedPixelCNN(
+      decoder=lambda num_outputs: gated_pixelcnn.GatedPixelCNN(
           num_outputs, window_size=(3, 2), filters=4, num_blocks=1, grayscale=grayscale),
       encoder=networks.SpatialResNetEncoder(filters=(3, 4, 4), blocks=(1, 1, 1),
                                             latent_channels=2),
       context_network=networks.SpatialResNetDecoder(output_shape=(8, 6), context_channels=3,
                                                     filters=(4, 4, 3), blocks=(1, 1, 1)),
-      prior=flows.ConvAutoregressiveFlowPrior((2, 2, 2), num_steps=2, hidden_filters=(4,)),
+      prior=conv_flows.ConvAutoregressiveFlowPrior((2, 2, 2), num_steps=2, hidden_filters=(4,)),
       posterior=flows.DiagonalGaussianPosterior(),
       latent_shape=(2, 2, 2))
 
@@ -106,8 +109,8 @@ class ElboTest(tf.test.TestCase, parameterized.TestCase):
   def test_initialize_normalizes_and_reaches_every_weight_norm(self):
     model = binary_model()
     model.initialize(binary_images(batch=8))
-    self.assertEmpty(networks.uninitialized_weight_norms(model))
-    self.assertNotEmpty(networks.weight_norm_layers(model))
+    self.assertEmpty(weight_norm.uninitialized_weight_norms(model))
+    self.assertNotEmpty(weight_norm.weight_norm_layers(model))
 
   def test_eager_equals_tf_function(self):
     model = binary_model(posterior='iaf')

@@ -13,9 +13,10 @@ from absl.testing import parameterized
 import gin
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from vlae_tf import blocks as blocks_lib
 from vlae_tf import networks
+from vlae_tf import weight_norm
 
 K = 3  # Kernel side of every tiny network.
 SIZE = (12, 10)  # Default tiny image size.
@@ -65,16 +66,16 @@ def _input(name, batch, size=SIZE, seed=0, loc=0., scale=1., stages=None):
     shape = [batch, LATENT]
   else:
     stages = len(TINY[name][1]['filters']) if stages is None else stages
-    shape = [batch, *networks.halved_sizes(size, stages - 1)[-1], LATENT_CHANNELS]
+    shape = [batch, *blocks_lib.halved_sizes(size, stages - 1)[-1], LATENT_CHANNELS]
   return loc + scale * tf.random.stateless_normal(shape, [seed, 7])
 
 
 @functools.lru_cache(maxsize=None)
 def _initialized(name, use_weight_norm):
-  """(network, inputs): a tiny network after `networks.initialize` on `inputs`, built once."""
+  """(network, inputs): a tiny network after `weight_norm.initialize` on `inputs`, built once."""
   network = _make(name, use_weight_norm=use_weight_norm)
   inputs = _input(name, 2)
-  networks.initialize(network, inputs)
+  weight_norm.initialize(network, inputs)
   return network, inputs
 
 
@@ -128,31 +129,6 @@ def _expected_count(name, use_weight_norm):
 
 class HelpersTest(tf.test.TestCase):
 
-  def test_halved_sizes(self):
-    self.assertEqual(networks.halved_sizes((28, 28), 3), [(28, 28), (14, 14), (7, 7), (4, 4)])
-    self.assertEqual(networks.halved_sizes((12, 5), 2), [(12, 5), (6, 3), (3, 2)])
-
-  def test_wn_switch(self):
-    dense = keras.layers.Dense(3)
-    self.assertIs(networks.wn(dense, use_weight_norm=False), dense)
-    self.assertIsInstance(networks.wn(keras.layers.Dense(3)), networks.WeightNorm)
-
-  def test_initialize_refuses_replica_context(self):
-    strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
-    with strategy.scope():
-      layer = networks.wn(keras.layers.Dense(3))
-    with self.assertRaisesRegex(RuntimeError, 'cross-replica'):
-      strategy.run(lambda: networks.initialize(layer, tf.ones([2, 4])))
-
-  def test_block_configs_round_trip(self):
-    blocks = [networks.ResNetBlock(4, residual_scale=0.2, use_weight_norm=False),
-              networks.DenseNetBlock(4, growth_rate=2, num_steps=2),
-              networks.Upsample(3, (5, 7), kernel_size=1),
-              networks.wn(keras.layers.Conv2D(3, 2))]
-    for block in blocks:
-      config = block.get_config()
-      self.assertEqual(type(block).from_config(config).get_config(), config)
-
   def test_gin_binds_constructor_arguments(self):
     @gin.configurable('make_network', module='networks_test')
     def make_network(network=gin.REQUIRED):
@@ -193,7 +169,7 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
     if name == 'binary_encoder':
       self.assertEqual([t.shape for t in outputs], [[2, LATENT]] * 2 + [[2, HIDDEN]])
     elif name.endswith('encoder'):
-      small = networks.halved_sizes(size, stages - 1)[-1]
+      small = blocks_lib.halved_sizes(size, stages - 1)[-1]
       self.assertEqual([t.shape for t in outputs],
                        [[2, *small, LATENT_CHANNELS]] * 2 + [[2, *small, filters[-1]]])
       if size == (32, 32):
@@ -221,7 +197,7 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(trainable, _expected_count(name, use_weight_norm))
     # Weight norm adds one non-trainable scalar bool `initialized` per layer, nothing else.
     num_wrapped = len(_layers(name)) if use_weight_norm else 0
-    self.assertLen(networks.weight_norm_layers(network), num_wrapped)
+    self.assertLen(weight_norm.weight_norm_layers(network), num_wrapped)
     flags = network.non_trainable_variables
     self.assertLen(flags, num_wrapped)
     self.assertTrue(all(v.dtype == tf.bool and v.shape == [] for v in flags))
@@ -243,8 +219,8 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
     batch = _input(name, 4, size, seed=1, loc=3., scale=5.)  # Real-ish: mean 3, std 5.
     with strategy.scope():
       network = _make(name, size, **overrides)
-      outputs = networks.initialize(network, batch)
-      self.assertEmpty(networks.uninitialized_weight_norms(network))
+      outputs = weight_norm.initialize(network, batch)
+      self.assertEmpty(weight_norm.uninitialized_weight_norms(network))
       first = network.stem(batch)  # The first weight-normed layer: linear, reads the input.
     # Its output, and the last layer's (linear, returned), are normalized per channel.
     last = outputs.loc if name.endswith('encoder') else outputs
@@ -260,7 +236,7 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
     # Idempotence: later calls, eager or per replica in a tf.function, assign nothing.
     other = _input(name, 4, size, seed=2, loc=-1., scale=0.5)
     with strategy.scope():
-      networks.initialize(network, other)
+      weight_norm.initialize(network, other)
     step = tf.function(lambda x: strategy.run(network, (x,)))
     step(next(iter(strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors(other)))))
@@ -274,16 +250,16 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
     # TFP's WeightNorm.call is a tf.function: traced once per layer during the data init, which
     # TensorFlow reported as excessive retracing ("5 out of the last 5 calls to WeightNorm.call").
     network = _make('binary_encoder', (4, 3))
-    self.assertGreater(len(networks.weight_norm_layers(network)), 5)
+    self.assertGreater(len(weight_norm.weight_norm_layers(network)), 5)
     with self.assertNoLogs('tensorflow', level='WARNING'):
-      networks.initialize(network, _input('binary_encoder', 4, (4, 3), seed=1))
-    self.assertEmpty(networks.uninitialized_weight_norms(network))
+      weight_norm.initialize(network, _input('binary_encoder', 4, (4, 3), seed=1))
+    self.assertEmpty(weight_norm.uninitialized_weight_norms(network))
 
   def test_checkpoint_restore_does_not_reinitialize(self):
     # Two weight-normed layers: a 1x1 stem and the 3x3 head, at a single resolution.
     make = functools.partial(_make, 'resnet_decoder', (4, 3), filters=(5,), blocks=(0,))
     network = make()
-    networks.initialize(network, _input('resnet_decoder', 2, (4, 3), seed=1, stages=1))
+    weight_norm.initialize(network, _input('resnet_decoder', 2, (4, 3), seed=1, stages=1))
     path = tf.train.Checkpoint(network=network).save(os.path.join(self.get_temp_dir(), 'ckpt'))
     saved = [name for name, _ in tf.train.list_variables(path)]
     self.assertLen([name for name in saved if '/initialized/' in name], 2)
@@ -292,10 +268,10 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
 
     deferred = make()  # Restore before the variables exist, then build on another batch.
     status = tf.train.Checkpoint(network=deferred).restore(path)
-    networks.initialize(deferred, other)
+    weight_norm.initialize(deferred, other)
     status.assert_consumed()
     built = make()  # Build, then restore.
-    networks.initialize(built, other)
+    weight_norm.initialize(built, other)
     tf.train.Checkpoint(network=built).restore(path).assert_consumed()
     for restored in (deferred, built):
       for got, want in zip(_flat(restored(other)), expected):
@@ -306,7 +282,7 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
     # layer's own trace captures a stale graph tensor.
     network = _make('resnet_decoder', (4, 3), blocks=(0, 0))
     inputs = _input('resnet_decoder', 2, (4, 3))
-    networks.initialize(network, inputs)
+    weight_norm.initialize(network, inputs)
     module = tf.Module()
     module.network = network
     module.serve = tf.function(network, input_signature=[
@@ -341,7 +317,7 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
     config = network.get_config()
     clone = type(network).from_config(config)
     self.assertEqual(clone.get_config(), config)
-    networks.initialize(clone, inputs)
+    weight_norm.initialize(clone, inputs)
     self.assertEqual([v.shape for v in clone.variables], [v.shape for v in network.variables])
     clone.set_weights(network.get_weights())
     for got, want in zip(_flat(clone(inputs)), _flat(network(inputs))):

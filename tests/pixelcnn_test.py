@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from vlae_tf import gated_pixelcnn
 from vlae_tf import likelihoods
 from vlae_tf import pixelcnn
 
@@ -14,7 +15,7 @@ HEIGHT, WIDTH = 11, 13  # Different sizes on every axis, larger than every windo
 def make_decoder(kind, channels=3, **kwargs):
   if kind == 'depth':
     return pixelcnn.DepthLimitedPixelCNN(num_outputs=2, filters=5, use_weight_norm=False, **kwargs)
-  return pixelcnn.GatedPixelCNN(num_outputs=2, filters=6, num_blocks=2, use_weight_norm=False,
+  return gated_pixelcnn.GatedPixelCNN(num_outputs=2, filters=6, num_blocks=2, use_weight_norm=False,
                                 **kwargs)
 
 
@@ -36,7 +37,7 @@ class WindowTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters((4, 2), (5, 3), (7, 4), (1, 1), (2, 1), (3, 5), (6, 2))
   def test_gated_window_is_exactly_a_by_b(self, width, height):
     decoder = make_decoder('gated', window_size=(width, height))
-    expected = pixelcnn.paper_window(width, height)
+    expected = gated_pixelcnn.paper_window(width, height)
     self.assertEqual(decoder.window(), expected)
     self.assertEqual(measured_window(decoder), expected)
 
@@ -49,7 +50,7 @@ class WindowTest(tf.test.TestCase, parameterized.TestCase):
   def test_paper_window_4x2_by_hand(self):
     # Rows -2..-1 over columns -2..1, plus two pixels on the left.
     expected = {(r, c) for r in (-2, -1) for c in (-2, -1, 0, 1)} | {(0, -1), (0, -2)}
-    self.assertEqual(pixelcnn.paper_window(4, 2), expected)
+    self.assertEqual(gated_pixelcnn.paper_window(4, 2), expected)
 
   @parameterized.parameters(1, 2, 6)
   def test_depth_limited_window_measured_equals_computed(self, num_masked_layers):
@@ -129,7 +130,7 @@ class LayerTest(tf.test.TestCase, parameterized.TestCase):
     if kind == 'depth':
       decoder = pixelcnn.DepthLimitedPixelCNN(num_outputs=3, filters=5)
     else:
-      decoder = pixelcnn.GatedPixelCNN(num_outputs=3, filters=6, num_blocks=2,
+      decoder = gated_pixelcnn.GatedPixelCNN(num_outputs=3, filters=6, num_blocks=2,
                                        window_size=(3, 2))
     inputs = tf.random.stateless_normal([16, HEIGHT, WIDTH, 3], seed=[5, 5]) * 4.0 + 2.0
     params = decoder(inputs)  # The first call initializes from this batch.
@@ -164,7 +165,7 @@ def gated_sampler_case(window_size, kind, grayscale=False, with_context=True, wi
   else:
     likelihood, channels = likelihoods.DiscretizedLogisticMixture(num_mixtures=2), 3
   shape = [SAMPLE_BATCH, SAMPLE_HEIGHT, SAMPLE_WIDTH, channels]
-  decoder = pixelcnn.GatedPixelCNN(
+  decoder = gated_pixelcnn.GatedPixelCNN(
       num_outputs=likelihood.params_size(channels), window_size=window_size, filters=4,
       num_blocks=num_blocks, grayscale=grayscale, use_weight_norm=use_weight_norm)
   context = (tf.random.stateless_normal(shape[:3] + [3], seed=[1, 2]) if with_context
@@ -211,7 +212,7 @@ class GatedSamplerTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotAllEqual(cached, without_window)
 
   def test_cached_sampler_needs_a_built_decoder(self):
-    decoder = pixelcnn.GatedPixelCNN(num_outputs=1, filters=4, num_blocks=1)
+    decoder = gated_pixelcnn.GatedPixelCNN(num_outputs=1, filters=4, num_blocks=1)
     likelihood = likelihoods.Bernoulli()
     shape = [1, 3, 4, 1]
     with self.assertRaisesRegex(ValueError, 'built'):

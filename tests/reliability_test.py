@@ -24,7 +24,10 @@ import tf_keras as keras
 
 import doubles
 
+from vlae_tf import batching
 from vlae_tf import cli
+from vlae_tf import distribution
+from vlae_tf import errors
 from vlae_tf import export
 from vlae_tf import progress
 from vlae_tf import training
@@ -213,10 +216,13 @@ def test_truncated_latest_checkpoint_costs_one_checkpoint(shared_data, tmp_path)
   assert int(got['step/.ATTRIBUTES/VARIABLE_VALUE']) == 3
 
 
+_TRAINING_BATCHES = batching.training_batches  # Before any test patches it.
+
+
 def nan_batches_at(bad_steps, first_half_only=True):
   """A training_batches replacement whose batches of the given steps hold NaN images (in the first
   half of the batch: one replica of two sees NaNs, the other does not)."""
-  original = training.training_batches
+  original = _TRAINING_BATCHES
 
   def batches(images, global_batch_size, seed, start_step=0, shuffle_buffer=None):
     dataset = original(images, global_batch_size, seed, start_step, shuffle_buffer)
@@ -276,10 +282,10 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
               'train.checkpoint_every = 1', 'train.summary_every = 1', 'train.eval_examples = 0',
               'train.num_summary_images = 0', 'train.max_consecutive_bad_steps = 2',
               'train.shuffle_buffer = 64']
-  strategy = training.make_strategy(['/cpu:0', '/cpu:1'])
+  strategy = distribution.make_strategy(['/cpu:0', '/cpu:1'])
 
   # Step 2 (batch index 1) is NaN on replica 0 only: both replicas skip it.
-  monkeypatch.setattr(training, 'training_batches', nan_batches_at({1}))
+  monkeypatch.setattr(batching, 'training_batches', nan_batches_at({1}))
   cli.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 2'])
   training.train(model_dir, data_dir=str(shared_data), strategy=strategy)
   before = read_checkpoint(os.path.join(model_dir, 'ckpt-1'))
@@ -292,7 +298,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
   assert scalars(tmp_path / 'run' / 'train', 'bad_steps') == {1: 0.0, 2: 1.0}
 
   # From step 3 on every batch is NaN: two in a row stop the run, the latest checkpoint intact.
-  monkeypatch.setattr(training, 'training_batches', nan_batches_at(set(range(2, 50)), False))
+  monkeypatch.setattr(batching, 'training_batches', nan_batches_at(set(range(2, 50)), False))
   cli.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 20'])
   with pytest.raises(SystemExit) as raised:
     cli._guard(lambda: training.train(  # pylint: disable=protected-access
@@ -366,7 +372,7 @@ def train_linear(model_dir, data_dir, *bindings):
       'make_model.model_cls = @reliability_test.LinearVAE', 'train.batch_size = 4',
       'train.num_summary_images = 0', 'train.shuffle_buffer = 64', *bindings])
   return training.train(str(model_dir), data_dir=str(data_dir),
-                        strategy=training.make_strategy(['/cpu:0', '/cpu:1']))
+                        strategy=distribution.make_strategy(['/cpu:0', '/cpu:1']))
 
 
 def send_signal_after(signum, delay, sent):
@@ -387,7 +393,7 @@ def test_progress_lines_come_on_time_whatever_the_summary_interval(shared_data, 
   interval is shortened from 10 s), and the ETA is measured after compilation."""
   monkeypatch.setattr(progress, 'PROGRESS_SECONDS', 1.0)
   monkeypatch.setattr(progress, 'CHUNK_SECONDS', 0.25)
-  monkeypatch.setattr(training, 'training_batches', slowed(training.training_batches, 0.02))
+  monkeypatch.setattr(batching, 'training_batches', slowed(batching.training_batches, 0.02))
   train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 200', 'train.eval_examples = 0',
                'train.summary_every = 1000', 'train.checkpoint_every = 1000')
   lines = log_lines.matching(r'^step \d+/200 ')
@@ -405,10 +411,10 @@ def test_sigterm_during_a_long_chunk_is_answered_with_a_checkpoint_in_seconds(
     shared_data, tmp_path, monkeypatch, log_lines):
   """3000 steps of 20 ms without a boundary (a minute in one chunk before): SIGTERM 1 s after the
   first step is answered within a chunk (2 s) and a save."""
-  monkeypatch.setattr(training, 'training_batches', slowed(training.training_batches, 0.02))
+  monkeypatch.setattr(batching, 'training_batches', slowed(batching.training_batches, 0.02))
   sent = []
   log_lines.when('first step in', lambda _: send_signal_after(signal.SIGTERM, 1.0, sent))
-  with pytest.raises(training.TrainingInterrupted) as raised:
+  with pytest.raises(errors.TrainingInterrupted) as raised:
     train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 3000',
                  'train.eval_examples = 0', 'train.summary_every = 3000',
                  'train.checkpoint_every = 3000')
@@ -428,8 +434,8 @@ def test_validation_passes_are_announced_with_progress_and_abandoned_on_sigint(
   then a restart gets SIGINT as its final pass begins (batches slowed to 1 s, 20 s in all): the
   pass is abandoned after a batch, the checkpoint saved, and the run stops in seconds."""
   monkeypatch.setattr(progress, 'PROGRESS_SECONDS', 0.5)
-  padded_batches = training.padded_batches
-  monkeypatch.setattr(training, 'padded_batches', slowed(padded_batches, 0.2))
+  padded_batches = batching.padded_batches
+  monkeypatch.setattr(batching, 'padded_batches', slowed(padded_batches, 0.2))
   settings = ['train.eval_batch_size = 4', 'train.eval_every = 0',
               'train.checkpoint_every = 1000', 'train.summary_every = 1']
   validation = train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 2',
@@ -439,11 +445,11 @@ def test_validation_passes_are_announced_with_progress_and_abandoned_on_sigint(
   assert log_lines.matching(r'^final validation at step 2: \d+/40 images, [\d.]+ images/s, ETA ')
   assert log_lines.matching(r'^validation step 2: elbo .* 40 images in [\d.]+ s$')
 
-  monkeypatch.setattr(training, 'padded_batches', slowed(padded_batches, 1.0))
+  monkeypatch.setattr(batching, 'padded_batches', slowed(padded_batches, 1.0))
   sent = []
   log_lines.when('Final validation at step 4',
                  lambda _: send_signal_after(signal.SIGINT, 0.0, sent))
-  with pytest.raises(training.TrainingInterrupted) as raised:
+  with pytest.raises(errors.TrainingInterrupted) as raised:
     train_linear(tmp_path / 'run', shared_data, 'train.train_steps = 4',
                  'train.eval_examples = 80', *settings)
   answered = time.time()
@@ -680,10 +686,3 @@ def test_bad_input_gets_one_line_naming_the_fix(tmp_path, shared_data):
                             f'--model_dir={tmp_path}/run ...)'), message
   message = doubles.one_line_error(lambda: cli.run_eval(str(tmp_path / 'run'), data_dir=str(shared_data)))
   assert 'No checkpoint in' in message
-
-
-def test_config_differences_ignore_bookkeeping():
-  old = "LATENT_SIZE = 3\nTRAIN_STEPS = 3\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    2]\n"
-  new = "LATENT_SIZE = 3\nTRAIN_STEPS = 9\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    3]\n"
-  assert training.config_differences(old, old) == []
-  assert training.config_differences(old, new) == ['VLAE.x: [1, 2] -> [1, 3]']

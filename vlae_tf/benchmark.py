@@ -6,9 +6,10 @@ peak measured in the same process, device, replicas, TensorFlow version, load av
 memory.
 
     what       how                                               keys
-    train      trainer.train_loop(iterator, n) of `training`,    images_per_s, flops_per_image,
-               exactly as `training.train` builds it (strategy,  peak_flops, fraction_of_peak
-               real data, data-dependent init, Polyak, Adamax)
+    train      trainer.train_loop(iterator, n), built by         images_per_s, flops_per_image,
+               `trainer.make_trainer` as `training.train` builds   peak_flops, fraction_of_peak
+               it (strategy, real data, data-dependent init,
+               Polyak averaging with its warm-up, Adamax)
     eval       model.log_likelihood(x, K, seed, chunk) in a      importance_samples_per_s
                tf.function on a batch of real images             (= batch * K / seconds)
     sample     100 images with model.sample(method=...)          naive_seconds_per_100 ('sequential'),
@@ -40,12 +41,16 @@ import statistics
 import time
 from typing import Dict, List, Optional, Sequence
 
-import gin
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from vlae_tf import batching
 from vlae_tf import datasets
+from vlae_tf import distribution
+from vlae_tf import errors
+from vlae_tf import model as model_lib
+from vlae_tf import run_directory
+from vlae_tf import trainer as trainer_lib
 from vlae_tf import training
 
 WHATS = ('train', 'eval', 'sample', 'profile')
@@ -213,7 +218,7 @@ def loss_function(model, global_batch_size: int, free_bits_lambda: float, backwa
   def step(images, seed):
     with tf.GradientTape() as tape:
       outputs = model.elbo(images, seed, training=True)
-      loss = training.replica_loss(outputs, global_batch_size, free_bits_lambda, model.num_dims,
+      loss = trainer_lib.replica_loss(outputs, global_batch_size, free_bits_lambda, model.num_dims,
                                    num_replicas=1)
     if not backward:
       return loss
@@ -241,26 +246,15 @@ def train_step_flops(model, batch_size: int, free_bits_lambda: float,
 
 def real_batch(batch_size: int, data_dir=None, split='train', seed: int = 0) -> tf.Tensor:
   """The first training batch of the gin-bound `train.dataset`, as `training.train` draws it."""
-  images = datasets.load(training.run_dataset(), split, data_dir=data_dir, seed=seed)
-  return next(iter(training.training_batches(images, batch_size, seed, 0, shuffle_buffer=1024)))
+  images = datasets.load(run_directory.run_dataset(), split, data_dir=data_dir, seed=seed)
+  return next(iter(batching.training_batches(images, batch_size, seed, 0, shuffle_buffer=1024)))
 
 
 def initialized_model(batch: tf.Tensor):
   """A model from gin with its data-dependent init run on `batch` (no strategy)."""
-  model = training.make_model()
+  model = model_lib.make_model()
   model.initialize(batch)
   return model
-
-
-def _train_setting(name, default):
-  """The value bound to `train.<name>` in the parsed gin config (macros resolved), or `default`."""
-  try:
-    value = gin.query_parameter(f'train.{name}')
-  except ValueError:
-    return default
-  while isinstance(value, gin.config.ConfigurableReference):  # e.g. %BATCH_SIZE
-    value = value.scoped_configurable_fn()
-  return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,37 +263,26 @@ def _train_setting(name, default):
 
 def benchmark_train(batch_size: int, data_dir=None, steps_per_chunk: int = 20, repeats: int = 3,
                     warmup: int = 1, strategy=None, peak_flops: Optional[float] = None) -> Dict:
-  """Training images/s of `training.Trainer.train_loop`, built as `training.train` builds it."""
-  strategy = strategy or training.make_strategy()
-  seed = _train_setting('seed', 0)
-  free_bits_lambda = _train_setting('free_bits_lambda', 0.01)
-  train_images = datasets.load(training.run_dataset(), 'train', data_dir=data_dir, seed=seed)
-  with strategy.scope():
-    model = training.make_model()
-    averaged_model = training.make_model()
-    optimizer = keras.optimizers.Adamax(learning_rate=_train_setting('learning_rate', 2e-3))
-    soft = None
-    if _train_setting('soft_free_bits', False):
-      from vlae_tf import objectives  # pylint: disable=g-import-not-at-top
-      soft = objectives.SoftFreeBits(model.num_dims, lambda_per_dim=free_bits_lambda)
-  trainer = training.Trainer(strategy, model, averaged_model, optimizer,
-                             global_batch_size=batch_size, free_bits_lambda=free_bits_lambda,
-                             ema_decay=_train_setting('ema_decay', 0.998), seed=seed,
-                             soft_free_bits=soft)
-  shuffle_buffer = _train_setting('shuffle_buffer', None)
-  with strategy.scope():
-    first_batch = next(iter(training.training_batches(train_images, batch_size, seed, 0,
-                                                      shuffle_buffer)))
-    model.initialize(first_batch)
-    training.create_variables(averaged_model)
-    trainer.build()
-    trainer.ema.copy()
-  iterator = iter(training.training_batches(train_images, batch_size, seed, 0, shuffle_buffer))
+  """Training images/s of `Trainer.train_loop`, built by `trainer.make_trainer` as `training.train`
+  builds it: the settings bound to `train` in gin, the same data order and initialization."""
+  strategy = strategy or distribution.make_strategy()
+  settings = training.train_settings()
+  seed = settings['seed']
+  train_images = datasets.load(run_directory.run_dataset(), 'train', data_dir=data_dir,
+                               seed=seed)
+  trainer = trainer_lib.make_trainer(strategy, global_batch_size=batch_size,
+                                     **training.trainer_settings())
+  batches = batching.training_batches(train_images, batch_size, seed, 0,
+                                      settings['shuffle_buffer'])
+  trainer.initialize(next(iter(batches)))
+  iterator = iter(batches)
 
   for _ in range(max(1, warmup)):  # The first call traces; run at least one.
     trainer.train_loop(iterator, steps_per_chunk)
   seconds = _median_seconds(lambda: trainer.train_loop(iterator, steps_per_chunk), repeats)
 
+  model = trainer.model
+  free_bits_lambda = settings['free_bits_lambda']
   counted = train_step_flops(model, batch_size, free_bits_lambda, backward=True)
   forward = train_step_flops(model, batch_size, free_bits_lambda, backward=False)
   images_per_s = steps_per_chunk * batch_size / seconds
@@ -473,7 +456,7 @@ def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[
   if unknown:
     raise ValueError(f'Unknown benchmarks {sorted(unknown)}; expected a subset of {WHATS}.')
   if batch_size is None:
-    batch_size = _train_setting('batch_size', 128)
+    batch_size = training.train_settings()['batch_size']
   peak = matmul_peak_flops(repeats=peak_repeats)
   results = []
   model = None
@@ -532,5 +515,5 @@ def main(argv):
         chunk_size=values.chunk_size, sample_methods=values.sample_methods,
         naive_repeats=values.naive_repeats, peak_repeats=values.peak_repeats, jit=values.jit,
         emit=lambda result: print(to_json_line(result), flush=True))
-  except (cli.CliError, training.RunError, ValueError) as error:
+  except (cli.CliError, errors.RunError, ValueError) as error:
     raise SystemExit(f'error: {error}') from None

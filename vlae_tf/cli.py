@@ -122,6 +122,7 @@ def parse_gin(gin_files=(), gin_params=(), base=True):
   Files are found as given, or by name among the shipped configs (`mnist_vlae.gin`,
   `gin/mnist_vlae.gin`, `models/vlae_binary.gin`), see vlae_tf/configs.py.
   """
+  importlib.import_module('vlae_tf.configurables')  # Everything a gin file can name.
   gin.clear_config()
   search_path = configs.search_path()
   gin.add_config_file_search_path(search_path)
@@ -215,17 +216,19 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   """
   # pylint: disable=g-import-not-at-top
   import numpy as np
+  from vlae_tf import batching
+  from vlae_tf import checkpoints
   from vlae_tf import datasets
+  from vlae_tf import run_directory
   from vlae_tf import sampling
-  from vlae_tf import training
   # pylint: enable=g-import-not-at-top
-  training.load_run_config(model_dir)
-  checkpoint = training.resolve_checkpoint(model_dir, checkpoint)
-  model, step, _ = training.restore_averaged_model(model_dir, checkpoint)
+  run_directory.load_run_config(model_dir)
+  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
+  model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
   images = None
   if num_reconstructions:
-    dataset = datasets.load(training.run_dataset(), split, data_dir=data_dir)
-    subset = training.strided_subset(dataset, num_reconstructions)
+    dataset = datasets.load(run_directory.run_dataset(), split, data_dir=data_dir)
+    subset = batching.strided_subset(dataset, num_reconstructions)
     images = np.stack([x.numpy() for x in subset])
   output = output or os.path.join(model_dir, 'samples')
   return sampling.write_grids(model, output, step, num_images=num_images,
@@ -342,14 +345,14 @@ def _guard(run):
   from vlae_tf import bitsback
   from vlae_tf import codec
   from vlae_tf import datasets
-  from vlae_tf import training
+  from vlae_tf import errors
   # pylint: enable=g-import-not-at-top
   try:
     return run()
-  except (CliError, training.RunError, datasets.DatasetError, codec.CodecError,
+  except (CliError, errors.RunError, datasets.DatasetError, codec.CodecError,
           bitsback.UnsupportedModelError) as error:
     raise SystemExit(f'error: {_one_line(error)}') from None
-  except training.TrainingInterrupted as interrupted:
+  except errors.TrainingInterrupted as interrupted:
     print(f'stopped: {_one_line(interrupted)}', file=sys.stderr, flush=True)
     raise SystemExit(128 + interrupted.signum) from None
 

@@ -242,11 +242,12 @@ def unpack(path):
 def _restore(model_dir, checkpoint):
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
-  from vlae_tf import training
+  from vlae_tf import checkpoints
+  from vlae_tf import run_directory
   # pylint: enable=g-import-not-at-top
-  training.load_run_config(model_dir)
-  checkpoint = training.resolve_checkpoint(model_dir, checkpoint)
-  model, step, _ = training.restore_averaged_model(model_dir, checkpoint)
+  run_directory.load_run_config(model_dir)
+  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
+  model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
   # Both sides must compute the same floats (after the model is built: its initializers are
   # unseeded random ops, which determinism refuses).
   tf.config.experimental.enable_op_determinism()

@@ -24,19 +24,22 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import batching
+from vlae_tf import checkpoints
 from vlae_tf import datasets
+from vlae_tf import distribution
 from vlae_tf import files
 from vlae_tf import objectives
 from vlae_tf import plots
 from vlae_tf import progress as progress_lib
-from vlae_tf import training
+from vlae_tf import run_directory
+from vlae_tf import seeds
 
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
 REPORT_FILE = 'eval_{split}.json'
 CURVE_FILE = 'eval_{split}_curve.json'
 HISTORY_FILE = 'eval_history.jsonl'
 CURVE_PLOT = 'eval_{split}_curve.png'
-EVALUATION_SALT = 11
 
 
 class ProgressBar:
@@ -83,14 +86,14 @@ class CheckpointEvaluator:
 
   def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
                chunk_size, seed, strategy, per_example=False, checkpoint=None):
-    training.load_run_config(model_dir)
+    run_directory.load_run_config(model_dir)
     # The newest intact checkpoint, or `checkpoint` if given; fails clearly when there is none.
-    self.checkpoint = training.resolve_checkpoint(model_dir, checkpoint)
+    self.checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
     first = self.checkpoint
-    self.dataset = training.run_dataset()
-    self.strategy = strategy or training.make_strategy()
+    self.dataset = run_directory.run_dataset()
+    self.strategy = strategy or distribution.make_strategy()
     with self.strategy.scope():
-      self.model, _, _ = training.restore_averaged_model(model_dir, first)
+      self.model, _, _ = run_directory.restore_averaged_model(model_dir, first)
       self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     model = self.model
     self.split = split
@@ -98,8 +101,8 @@ class CheckpointEvaluator:
     num_replicas = self.strategy.num_replicas_in_sync
     self.batch_size = -(-int(batch_size) // num_replicas) * num_replicas
     images = datasets.load(self.dataset, split, data_dir=data_dir)
-    size = training.cardinality(images)
-    self.images = training.strided_subset(images, max_examples, size)
+    size = batching.cardinality(images)
+    self.images = batching.strided_subset(images, max_examples, size)
     self.total = size if max_examples is None else min(size, max_examples)
     likelihood_kwargs = {} if chunk_size is None else {'chunk_size': int(chunk_size)}
     num_samples = self.num_samples
@@ -118,8 +121,8 @@ class CheckpointEvaluator:
 
     # The same seeds for every checkpoint: differences between checkpoints are the weights'.
     self.per_example = per_example
-    self._evaluator = training.DistributedEvaluator(self.strategy, statistics, seed=seed,
-                                                    salt=EVALUATION_SALT, per_example=per_example)
+    self._evaluator = distribution.DistributedEvaluator(
+        self.strategy, statistics, seed=seed, salt=seeds.EVALUATION_SALT, per_example=per_example)
 
   def __call__(self, checkpoint, progress=True):
     """The report of one checkpoint (restored into the same model).
@@ -133,11 +136,11 @@ class CheckpointEvaluator:
     status.assert_existing_objects_matched()
     bar = (ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
                        f'step {int(self._step.numpy())}') if progress else None)
-    totals = self._evaluator(training.padded_batches(self.images, self.batch_size),
+    totals = self._evaluator(batching.padded_batches(self.images, self.batch_size),
                              progress=bar)
     if self.per_example:
       totals, values = totals
-    means, errors = training.means_from_sums(totals)
+    means, errors = distribution.means_from_sums(totals)
     num_dims = int(self.model.num_dims)
     nll = -means['log_likelihood']
     report = {
@@ -194,7 +197,7 @@ def evaluate(model_dir,
     data_dir: where `datasets.load` finds raw data.
     chunk_size: importance samples per chunk in `model.log_likelihood` (default: the model's).
     seed: integer seed of the importance samples.
-    strategy: a `tf.distribute.Strategy` (default: `training.make_strategy()`).
+    strategy: a `tf.distribute.Strategy` (default: `distribution.make_strategy()`).
     progress: show a progress bar on stderr.
     checkpoint: a checkpoint prefix (<model_dir>/ckpt-N) or a step N; default: the newest intact.
 
@@ -232,20 +235,20 @@ def run_checkpoints(model_dir):
 
   The checkpoints the CheckpointManager still keeps (`train.max_checkpoints_to_keep`), from its
   state file, or from the checkpoint files present when that file is missing or damaged
-  (`training.CheckpointList`). Damaged checkpoints are listed too: `intact_run_checkpoints`
+  (`checkpoints.CheckpointList`). Damaged checkpoints are listed too: `intact_run_checkpoints`
   leaves them out.
   """
-  checkpoints = training.CheckpointList(model_dir)
-  if not checkpoints.paths:
-    training.latest_checkpoint(model_dir)  # Raises the error that says what to do.
-  return [(path, checkpoints.timestamp(path)) for path in reversed(checkpoints.paths)]
+  listed = checkpoints.CheckpointList(model_dir)
+  if not listed.paths:
+    checkpoints.latest_checkpoint(model_dir)  # Raises the error that says what to do.
+  return [(path, listed.timestamp(path)) for path in reversed(listed.paths)]
 
 
 def intact_run_checkpoints(model_dir):
   """`run_checkpoints` without the damaged ones, each named in a one-line warning."""
   kept = []
   for path, written in run_checkpoints(model_dir):
-    damage = training.checkpoint_damage(path)
+    damage = checkpoints.checkpoint_damage(path)
     if damage:
       logging.warning('Checkpoint %s is damaged (%s): left out of the curve.', path, damage)
     else:
@@ -280,7 +283,7 @@ def evaluate_curve(model_dir,
   """
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                   data_dir, chunk_size, seed, strategy)
-  started = training.run_start_time(model_dir)
+  started = run_directory.run_start_time(model_dir)
   reports = []
   for checkpoint, written in intact_run_checkpoints(model_dir):
     report = evaluator(checkpoint, progress=progress)

@@ -72,8 +72,11 @@ import tempfile
 from absl import logging
 import tensorflow as tf
 
+from vlae_tf import checkpoints
+from vlae_tf import errors
 from vlae_tf import files
-from vlae_tf import training
+from vlae_tf import run_directory
+from vlae_tf import seeds
 
 EXPORT_SUBDIR = 'export'
 _SALTS = {'encode': 1, 'decode': 2, 'sample': 3, 'log_prob': 4}
@@ -84,9 +87,8 @@ LATENT_DTYPES = (tf.float32, tf.float64)
 
 
 def _seed(seed, salt):
-  """int64 scalar -> int32 [2] stateless seed for one function."""
-  return tf.cast(tf.random.experimental.stateless_fold_in(
-      tf.constant([salt, 0], tf.int64), tf.cast(seed, tf.int64)), tf.int32)
+  """int64 scalar -> int32 [2] stateless seed for one function (the salt first, then the seed)."""
+  return seeds.stateless_seed(salt, seed)
 
 
 def _dims_text(dims):
@@ -513,12 +515,12 @@ def export(model_dir, export_dir=None, decode_chunk_size=16, checkpoint=None):
   Returns:
     The SavedModel directory.
   """
-  config_path = training.load_run_config(model_dir)
-  checkpoint = training.resolve_checkpoint(model_dir, checkpoint)
-  model, step, checkpoint = training.restore_averaged_model(model_dir, checkpoint)
+  config_path = run_directory.load_run_config(model_dir)
+  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
+  model, step, checkpoint = run_directory.restore_averaged_model(model_dir, checkpoint)
   try:
-    dataset = training.run_dataset()
-  except training.RunError:
+    dataset = run_directory.run_dataset()
+  except errors.RunError:
     dataset = None
   module = ServingModule(model, step=step, config_path=config_path,
                          decode_chunk_size=decode_chunk_size, dataset=dataset)

@@ -18,7 +18,7 @@ the forward needs D passes (a `tf.while_loop`): pass k fixes element k in the or
   one pass per step (`experimental_sample_and_log_prob`); `log_prob` of an arbitrary z needs the
   sequential inverse.
 * Spatial latents [H, W, C] (CIFAR-10): the same step with a masked convolution network ordered
-  raster-then-channel, `ConvAutoregressiveFlow`.
+  raster-then-channel, `conv_flows.ConvAutoregressiveFlow` (conv_flows.py).
 
 Every step starts at the identity (the network's last layer is zero: shift = log_scale = 0), as in
 Glow; the order is reversed between steps so that every element can depend on every other one.
@@ -37,7 +37,6 @@ never the sequential loop.
 from typing import Optional, Sequence, Tuple, Union
 
 import gin
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
@@ -54,7 +53,7 @@ def soft_clamp_log_scale(raw_log_scale: tf.Tensor, bound: float = LOG_SCALE_BOUN
   return bound * tf.tanh(raw_log_scale / bound)
 
 
-def _shift_and_log_scale(params: tf.Tensor) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+def shift_and_log_scale(params: tf.Tensor) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
   """Splits network outputs [..., params] into shift and log-scale (None when params == 1)."""
   if params.shape[-1] == 1:
     return params[..., 0], None
@@ -62,7 +61,7 @@ def _shift_and_log_scale(params: tf.Tensor) -> Tuple[tf.Tensor, Optional[tf.Tens
   return shift, soft_clamp_log_scale(raw_log_scale)
 
 
-def _num_params(shift_only: bool) -> int:
+def num_params(shift_only: bool) -> int:
   return 1 if shift_only else 2
 
 
@@ -113,7 +112,7 @@ def _restore_order(steps: Sequence[tfb.Bijector], size: int) -> Sequence[tfb.Bij
   return (list(steps) + [_reversed_permutation(size)]) if reversals % 2 else list(steps)
 
 
-def _standard_normal(event_shape: Sequence[int]) -> tfd.Distribution:
+def standard_normal(event_shape: Sequence[int]) -> tfd.Distribution:
   """N(0, I) with the given event shape: MultivariateNormalDiag for vectors, else Independent."""
   event_shape = list(event_shape)
   if len(event_shape) == 1:
@@ -122,7 +121,7 @@ def _standard_normal(event_shape: Sequence[int]) -> tfd.Distribution:
                          reinterpreted_batch_ndims=len(event_shape))
 
 
-def _ensure_built(layer: keras.layers.Layer):
+def ensure_built(layer: keras.layers.Layer):
   """Builds a layer that takes no input; variables are created outside any tf.function."""
   if not layer.built:
     with tf.init_scope():
@@ -144,7 +143,7 @@ class GaussianPrior(keras.layers.Layer):
   def distribution(self) -> tfd.Distribution:
     """Returns N(0, I), batch [], event [latent_size] (or the given shape)."""
     shape = [self.latent_size] if isinstance(self.latent_size, int) else self.latent_size
-    return _standard_normal(shape)
+    return standard_normal(shape)
 
   def call(self, inputs=None):
     """Returns `self.distribution()`; `inputs` is ignored (the prior has none)."""
@@ -183,7 +182,7 @@ class AutoregressiveFlowPrior(keras.layers.Layer):
     self.shift_only = shift_only
     self.activation = activation
     self.made_networks = [
-        _ZeroOutputMADE(params=_num_params(shift_only), event_shape=(latent_size,),
+        _ZeroOutputMADE(params=num_params(shift_only), event_shape=(latent_size,),
                         hidden_units=list(self.hidden_units), activation=activation,
                         name=f'made_{step}')
         for step in range(num_steps)]
@@ -195,20 +194,20 @@ class AutoregressiveFlowPrior(keras.layers.Layer):
 
   def bijector(self) -> tfb.Bijector:
     """A new `tfb.Chain` f (eps -> z); made per call so that no stale TFP cache outlives a step."""
-    _ensure_built(self)
+    ensure_built(self)
     steps = []  # In the order they act on eps.
     for index, network in enumerate(self.made_networks):
       if index:
         steps.append(_reversed_permutation(self.latent_size))
       steps.append(tfb.MaskedAutoregressiveFlow(
-          shift_and_log_scale_fn=lambda z, network=network: _shift_and_log_scale(network(z)),
+          shift_and_log_scale_fn=lambda z, network=network: shift_and_log_scale(network(z)),
           name=f'maf_{index}'))
     return tfb.Chain(_restore_order(steps, self.latent_size)[::-1],
                      name='autoregressive_flow_prior')
 
   def distribution(self) -> tfd.TransformedDistribution:
     """Returns p(z): batch [], event [latent_size]."""
-    return tfd.TransformedDistribution(_standard_normal([self.latent_size]), self.bijector())
+    return tfd.TransformedDistribution(standard_normal([self.latent_size]), self.bijector())
 
   def call(self, inputs=None):
     """Returns `self.distribution()`; `inputs` is ignored (the prior has none)."""
@@ -275,7 +274,7 @@ class IAFPosterior(keras.layers.Layer):
     conditional = ({} if context_size is None else
                    dict(conditional=True, conditional_event_shape=(context_size,)))
     self.made_networks = [
-        _ZeroOutputMADE(params=_num_params(shift_only), event_shape=(latent_size,),
+        _ZeroOutputMADE(params=num_params(shift_only), event_shape=(latent_size,),
                         hidden_units=list(self.hidden_units), activation=activation,
                         name=f'made_{step}', **conditional)
         for step in range(num_steps)]
@@ -290,15 +289,15 @@ class IAFPosterior(keras.layers.Layer):
     if (context is None) != (self.context_size is None):
       raise ValueError(f'context_size={self.context_size} but context is '
                        f'{"None" if context is None else "given"}.')
-    _ensure_built(self)
+    ensure_built(self)
 
     def shift_and_log_scale_fn(inputs, network):
       if context is None:
-        return _shift_and_log_scale(network(inputs))
+        return shift_and_log_scale(network(inputs))
       # [sample..., batch, context_size]: any sample shape of the inputs sees the same context.
       broadcast_context = tf.broadcast_to(
           context, tf.concat([tf.shape(inputs)[:-1], tf.shape(context)[-1:]], axis=0))
-      return _shift_and_log_scale(network(inputs, conditional_input=broadcast_context))
+      return shift_and_log_scale(network(inputs, conditional_input=broadcast_context))
 
     steps = []  # In the order they act on eps.
     for index, network in enumerate(self.made_networks):
@@ -329,245 +328,4 @@ class IAFPosterior(keras.layers.Layer):
     config.update(latent_size=self.latent_size, context_size=self.context_size,
                   num_steps=self.num_steps, hidden_units=self.hidden_units,
                   shift_only=self.shift_only, activation=self.activation)
-    return config
-
-
-def conv_autoregressive_mask(kernel_size: int, in_groups: Sequence[int], out_groups: Sequence[int],
-                             strict: bool) -> np.ndarray:
-  """A [k, k, in, out] 0/1 kernel mask for raster-then-channel autoregressive convolutions.
-
-  Positions are ordered in raster order and, inside a position, by channel group. Every input at
-  a raster-earlier tap (the rows above the centre, and the taps left of it on the centre row)
-  connects to every output. At the centre tap, input unit a connects to output unit b when
-
-      group(a) <  group(b)   (strict: mask type 'A', the first layer)
-      group(a) <= group(b)   (otherwise: mask type 'B', hidden and output layers)
-
-  Example, 3x3, one input group 0 and one output group 1 (strict, or not: same):
-
-      1 1 1
-      1 1 0
-      0 0 0
-
-  In MADE terms, a hidden unit in group g has degree g - 1: it may see latent channels <= g - 1 at
-  the centre (so group 0 sees none there, only earlier positions), and the output for latent
-  channel c sees hidden degrees < c. Exactly one strict layer on every path makes the output for
-  channel c at position p depend on z only at raster-earlier positions and on channels < c at p.
-
-  Args:
-    kernel_size: odd kernel height and width.
-    in_groups: the channel group of each input unit.
-    out_groups: the channel group of each output unit.
-    strict: whether the centre tap needs group(in) < group(out) (else <=).
-
-  Returns:
-    A float32 array [kernel_size, kernel_size, len(in_groups), len(out_groups)].
-  """
-  if kernel_size % 2 != 1:
-    raise ValueError(f'kernel_size must be odd, got {kernel_size}.')
-  in_groups = np.asarray(in_groups)[:, None]  # [in, 1]
-  out_groups = np.asarray(out_groups)[None, :]  # [1, out]
-  centre = kernel_size // 2
-  mask = np.zeros([kernel_size, kernel_size, in_groups.size, out_groups.size], np.float32)
-  mask[:centre] = 1.0
-  mask[centre, :centre] = 1.0
-  mask[centre, centre] = (in_groups < out_groups) if strict else (in_groups <= out_groups)
-  return mask
-
-
-@gin.register(module='vlae_tf.flows')
-class MaskedConvShiftAndLogScale(keras.layers.Layer):
-  """PixelCNN-style masked convolution network: z [..., H, W, C] -> params [..., H, W, C, params].
-
-  The output for latent channel c at position p depends only on z at raster-earlier positions and
-  on channels < c at p (see `conv_autoregressive_mask`): hidden unit k belongs to channel group
-  k % C, output unit o (reshaped to [C, params]) to group o // params. Layers: a type-'A' masked
-  convolution C -> hidden_filters[0], type-'B' masked convolutions between hidden layers and to the
-  output, all 'same'-padded `kernel_size` x `kernel_size` with bias; `activation` after every layer
-  but the last. The last layer starts at zero (the flow starts at the identity). Masks are
-  constants multiplied into the kernels in the op: `tf.nn.conv2d(x, kernel * mask)`.
-
-  Paper (CIFAR-10 AF prior): 2 hidden layers of 128 maps, 3x3 kernels.
-  """
-
-  def __init__(self, params: int = 2, hidden_filters: Sequence[int] = (128, 128),
-               kernel_size: int = 3, activation: str = 'elu', **kwargs):
-    super().__init__(**kwargs)
-    self.params = params
-    self.hidden_filters = tuple(hidden_filters)
-    self.kernel_size = kernel_size
-    self.activation = activation
-    self._activation_fn = keras.activations.get(activation)
-
-  def build(self, input_shape):
-    channels = int(input_shape[-1])
-    self.channels = channels
-    sizes = [channels, *self.hidden_filters, channels * self.params]
-    groups = ([np.arange(channels)]
-              + [np.arange(filters) % channels for filters in self.hidden_filters]
-              + [np.arange(channels * self.params) // self.params])
-    self.kernels, self.biases, self._masks = [], [], []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-      last = index == len(sizes) - 2
-      self.kernels.append(self.add_weight(
-          f'kernel_{index}', shape=[self.kernel_size, self.kernel_size, fan_in, fan_out],
-          initializer='zeros' if last else 'glorot_uniform', trainable=True))
-      self.biases.append(self.add_weight(
-          f'bias_{index}', shape=[fan_out], initializer='zeros', trainable=True))
-      self._masks.append(conv_autoregressive_mask(
-          self.kernel_size, groups[index], groups[index + 1], strict=index == 0))
-    super().build(input_shape)
-
-  def call(self, inputs):
-    inputs = tf.convert_to_tensor(inputs, self.compute_dtype)
-    batch_shape = tf.shape(inputs)[:-3]
-    event_shape = tf.shape(inputs)[-3:]
-    outputs = tf.reshape(inputs, tf.concat([[-1], event_shape], axis=0))  # [batch, H, W, C]
-    for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
-      mask = tf.constant(self._masks[index], dtype=kernel.dtype)
-      outputs = tf.nn.conv2d(outputs, kernel * mask, strides=1, padding='SAME') + bias
-      if index < len(self.kernels) - 1:
-        outputs = self._activation_fn(outputs)
-    # [..., H, W, C, params]
-    return tf.reshape(outputs, tf.concat([batch_shape, event_shape, [self.params]], axis=0))
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(params=self.params, hidden_filters=self.hidden_filters,
-                  kernel_size=self.kernel_size, activation=self.activation)
-    return config
-
-
-@gin.register(module='vlae_tf.flows')
-class ConvAutoregressiveFlow(tfb.Bijector):
-  """An affine autoregressive flow over spatial latents [..., H, W, C] (event_ndims = 3).
-
-  MAF semantics with the order raster-then-channel: element (i, j, c) has index (i * W + j) * C + c.
-
-      inverse(z) = (z - shift(z)) * exp(-log_scale(z))       one network pass (density)
-      forward(eps): y <- eps * exp(log_scale(y)) + shift(y)  H * W * C passes (sampling)
-      inverse_log_det_jacobian(z) = -sum_{H, W, C} log_scale(z)
-
-  With `reverse=True` the order is reversed on all three axes (the network sees
-  `tf.reverse(z, [H, W, C])` and its outputs are reversed back), so eps at the last element
-  depends on nothing and eps at the first element on everything.
-
-  Args:
-    network: a `MaskedConvShiftAndLogScale` (params 1: shift only, 2: shift and log-scale).
-    reverse: whether to use the reversed order.
-  """
-
-  def __init__(self, network: MaskedConvShiftAndLogScale, reverse: bool = False,
-               validate_args: bool = False, name: str = 'conv_autoregressive_flow'):
-    parameters = dict(locals())
-    with tf.name_scope(name) as name:
-      self._network = network
-      self._reverse = reverse
-      super().__init__(forward_min_event_ndims=3, is_constant_jacobian=network.params == 1,
-                       validate_args=validate_args, parameters=parameters, name=name)
-
-  @classmethod
-  def _parameter_properties(cls, dtype):
-    return dict()
-
-  @property
-  def network(self) -> MaskedConvShiftAndLogScale:
-    return self._network
-
-  @property
-  def reverse(self) -> bool:
-    return self._reverse
-
-  def _shift_and_log_scale(self, z):
-    axes = [-3, -2, -1]
-    if self._reverse:
-      z = tf.reverse(z, axis=axes)
-    params = self._network(z)  # [..., H, W, C, params]
-    if self._reverse:
-      params = tf.reverse(params, axis=[axis - 1 for axis in axes])
-    return _shift_and_log_scale(params)
-
-  def _forward(self, x):
-    if not self._network.built:
-      self._network(x)  # Creates the variables outside the loop.
-    event_size = tf.reduce_prod(tf.shape(x)[-3:])
-
-    def body(y):
-      # Pass k fixes element k of the order: its shift and log-scale only see elements < k.
-      shift, log_scale = self._shift_and_log_scale(y)
-      y = x if log_scale is None else x * tf.exp(log_scale)
-      return (y + shift,)
-
-    (y,) = tf.while_loop(cond=lambda _: True, body=body, loop_vars=(tf.zeros_like(x),),
-                         maximum_iterations=event_size)
-    return y
-
-  def _inverse(self, y):
-    shift, log_scale = self._shift_and_log_scale(y)
-    x = y - shift
-    return x if log_scale is None else x * tf.exp(-log_scale)
-
-  def _inverse_log_det_jacobian(self, y):
-    shift, log_scale = self._shift_and_log_scale(y)
-    if log_scale is None:
-      return tf.zeros(tf.shape(y)[:-3], dtype=shift.dtype)
-    return -tf.reduce_sum(log_scale, axis=[-3, -2, -1])
-
-
-@gin.register(module='vlae_tf.flows')
-class ConvAutoregressiveFlowPrior(keras.layers.Layer):
-  """The convolutional AF prior for spatial latents: z = f(eps), eps ~ N(0, I), event [H, W, C].
-
-  f = F_K o ... o F_1 with F_k a `ConvAutoregressiveFlow` whose order is reversed for every other
-  step (k = 2, 4, ...). log p(z) is one network pass per step; sampling is H * W * C passes per
-  step. Fresh, it is exactly N(0, I).
-
-  Paper (CIFAR-10, 8x8x16 latents): 6 steps, each a PixelCNN with 2 hidden layers of 128 maps:
-  `ConvAutoregressiveFlowPrior((8, 8, 16))`.
-  """
-
-  def __init__(self, latent_shape: Sequence[int], num_steps: int = 6,
-               hidden_filters: Sequence[int] = (128, 128), kernel_size: int = 3,
-               activation: str = 'elu', shift_only: bool = False, **kwargs):
-    super().__init__(**kwargs)
-    self.latent_shape = tuple(latent_shape)
-    if len(self.latent_shape) != 3:
-      raise ValueError(f'latent_shape must be (height, width, channels), got {latent_shape}.')
-    self.num_steps = num_steps
-    self.hidden_filters = tuple(hidden_filters)
-    self.kernel_size = kernel_size
-    self.activation = activation
-    self.shift_only = shift_only
-    self.networks = [
-        MaskedConvShiftAndLogScale(params=_num_params(shift_only), hidden_filters=hidden_filters,
-                                   kernel_size=kernel_size, activation=activation,
-                                   name=f'masked_conv_{step}')
-        for step in range(num_steps)]
-
-  def build(self, input_shape=None):
-    for network in self.networks:
-      network.build((None, *self.latent_shape))
-    super().build(input_shape)
-
-  def bijector(self) -> tfb.Bijector:
-    """A new `tfb.Chain` f (eps -> z); step k (0-based) is reversed when k is odd."""
-    _ensure_built(self)
-    steps = [ConvAutoregressiveFlow(network, reverse=index % 2 == 1, name=f'conv_af_{index}')
-             for index, network in enumerate(self.networks)]
-    return tfb.Chain(steps[::-1], name='conv_autoregressive_flow_prior')
-
-  def distribution(self) -> tfd.TransformedDistribution:
-    """Returns p(z): batch [], event [H, W, C]."""
-    return tfd.TransformedDistribution(_standard_normal(self.latent_shape), self.bijector())
-
-  def call(self, inputs=None):
-    """Returns `self.distribution()`; `inputs` is ignored (the prior has none)."""
-    del inputs
-    return self.distribution()
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(latent_shape=self.latent_shape, num_steps=self.num_steps,
-                  hidden_filters=self.hidden_filters, kernel_size=self.kernel_size,
-                  activation=self.activation, shift_only=self.shift_only)
     return config

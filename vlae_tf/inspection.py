@@ -41,18 +41,21 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import batching
+from vlae_tf import checkpoints
 from vlae_tf import datasets
+from vlae_tf import errors
 from vlae_tf import evaluation
 from vlae_tf import files
 from vlae_tf import labels as labels_lib
+from vlae_tf import run_directory
 from vlae_tf import sampling
-from vlae_tf import training
+from vlae_tf import seeds
 
 REPORT_FILE = 'report.json'
 MAPS_FILE = 'pixel_maps.png'
 RECONSTRUCTIONS_FILE = 'reconstructions.png'
 INSPECT_DIR = 'inspect'
-INSPECTION_SALT = 13
 _LOG2 = math.log(2.0)
 
 
@@ -72,14 +75,14 @@ def _mean_and_stderr(values: np.ndarray) -> dict:
 def _subset(dataset_name: str, split: str, max_examples: Optional[int], data_dir):
   """(images float32 [N, H, W, C], indices into the split) of the evenly spread subset."""
   images = datasets.load(dataset_name, split, data_dir=data_dir)
-  size = training.cardinality(images)
-  subset = training.strided_subset(images, max_examples, size)
+  size = batching.cardinality(images)
+  subset = batching.strided_subset(images, max_examples, size)
   array = np.concatenate([batch for batch in subset.batch(1000).as_numpy_iterator()])
-  return array, training.subset_indices(size, max_examples)
+  return array, batching.subset_indices(size, max_examples)
 
 
 def _seed(seed: int, *salts):
-  return training.stateless_seed(seed, INSPECTION_SALT, *salts)
+  return seeds.stateless_seed(seed, seeds.INSPECTION_SALT, *salts)
 
 
 def rate_distortion(model, images: np.ndarray, batch_size: int = 100, seed: int = 0) -> dict:
@@ -133,7 +136,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, seed=
     from sklearn import pipeline  # pylint: disable=g-import-not-at-top
     from sklearn import preprocessing  # pylint: disable=g-import-not-at-top
   except ImportError as error:
-    raise training.RunError('The linear probe needs scikit-learn: pip install '
+    raise errors.RunError('The linear probe needs scikit-learn: pip install '
                             '"vlae_tf[inspect]" (or scikit-learn).') from error
   train_features = np.asarray(train_features, np.float64)
   test_features = np.asarray(test_features, np.float64)
@@ -255,10 +258,10 @@ def inspect(model_dir: str,
               'compare_model_dir': compare_model_dir, 'seed': seed}
   output_dir = os.path.join(model_dir, INSPECT_DIR)
   existing = os.path.join(output_dir, REPORT_FILE)
-  training.load_run_config(model_dir)
-  dataset_name = training.run_dataset()
+  run_directory.load_run_config(model_dir)
+  dataset_name = run_directory.run_dataset()
   # The newest intact checkpoint (a damaged newer one is named in a warning).
-  checkpoint = training.latest_checkpoint(
+  checkpoint = checkpoints.latest_checkpoint(
       model_dir, choose_hint='bin/inspect takes no --checkpoint: move newer ones aside to inspect '
       'an older one')
   if reuse and os.path.isfile(existing):
@@ -267,7 +270,7 @@ def inspect(model_dir: str,
     if previous.get('settings') == settings and previous.get('checkpoint') == checkpoint:
       _log(f'{model_dir}: reusing {existing} (same checkpoint and settings)', stream)
       return previous
-  model, step, checkpoint = training.restore_averaged_model(model_dir, checkpoint)
+  model, step, checkpoint = run_directory.restore_averaged_model(model_dir, checkpoint)
   images, test_indices = _subset(dataset_name, split, max_examples, data_dir)
   _log(f'{model_dir} step {step}: {len(images)} {dataset_name} {split} images', stream)
   report = {'model_dir': model_dir, 'checkpoint': checkpoint, 'step': step,
@@ -291,11 +294,11 @@ def inspect(model_dir: str,
   _log(f'probe done ({time.time() - started:.0f} s)', stream)
 
   # c. Per-pixel maps.
-  map_images = images[training.subset_indices(len(images), num_maps)]
+  map_images = images[batching.subset_indices(len(images), num_maps)]
   report['pixel_maps'] = _pixel_maps(model, map_images, output_dir, compare_model_dir, seed)
   # d. Lossy reconstructions (the grid of bin/sample).
   if model.has_latent and num_reconstructions:
-    chosen = images[training.subset_indices(len(images), num_reconstructions)]
+    chosen = images[batching.subset_indices(len(images), num_reconstructions)]
     sampling.write_png(os.path.join(output_dir, RECONSTRUCTIONS_FILE),
                        sampling.reconstruction_grid(model, chosen, num_decodings, seed))
     report['reconstructions_png'] = os.path.join(output_dir, RECONSTRUCTIONS_FILE)
@@ -337,8 +340,8 @@ def _pixel_maps(model, images, output_dir, compare_model_dir, seed):
   else:
     posterior = pixel_bits(model, images, None)
   if compare_model_dir:
-    training.load_run_config(compare_model_dir)
-    other_model, _, _ = training.restore_averaged_model(compare_model_dir)
+    run_directory.load_run_config(compare_model_dir)
+    other_model, _, _ = run_directory.restore_averaged_model(compare_model_dir)
     other_z = None
     if other_model.has_latent:
       _, other_z = other_model.encode(tf.constant(images), _seed(seed, 2))

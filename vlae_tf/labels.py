@@ -32,6 +32,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from vlae_tf import dataset_files
 from vlae_tf import datasets
 
 _IDX_UBYTE_1D = 0x00000801  # idx magic: unsigned bytes, 1 dimension
@@ -88,7 +89,7 @@ def load_labels(name: str, split: str, data_dir=None,
 def _idx_labels(key: Tuple[str, int, int]) -> np.ndarray:
   path = pathlib.Path(key[0])
   expected = 'an MNIST idx1-ubyte label file (train-labels-idx1-ubyte / t10k-labels-idx1-ubyte)'
-  raw = datasets._read(path, expected)  # pylint: disable=protected-access
+  raw = dataset_files.read(path, expected)
   if len(raw) < 8:
     raise datasets.DatasetError(f'{path} is {len(raw)} bytes, shorter than the 8-byte idx '
                                 f'header; expected {expected}.')
@@ -103,18 +104,18 @@ def _idx_labels(key: Tuple[str, int, int]) -> np.ndarray:
 
 
 def _mnist_file(root: pathlib.Path, stem: str) -> pathlib.Path:
-  return datasets._require(root, 'mnist', (stem, stem + '.gz'), 'dynamic_mnist')  # pylint: disable=protected-access
+  return dataset_files.require(root, 'mnist', (stem, stem + '.gz'), 'dynamic_mnist')
 
 
 def _mnist_split_labels(root: pathlib.Path, part: str) -> np.ndarray:
   """'train' (60,000) or 'test' labels of the idx files."""
   stem = 't10k-labels-idx1-ubyte' if part == 'test' else 'train-labels-idx1-ubyte'
-  return _idx_labels(datasets._file_key(_mnist_file(root, stem)))  # pylint: disable=protected-access
+  return _idx_labels(dataset_files.file_key(_mnist_file(root, stem)))
 
 
 def _mnist_split_images(root: pathlib.Path, part: str) -> np.ndarray:
   stem = 't10k-images-idx3-ubyte' if part == 'test' else 'train-images-idx3-ubyte'
-  return datasets._idx_images(datasets._file_key(_mnist_file(root, stem)))  # pylint: disable=protected-access
+  return dataset_files.idx_images(dataset_files.file_key(_mnist_file(root, stem)))
 
 
 def _mnist_labels(root: pathlib.Path, split: str) -> np.ndarray:
@@ -194,12 +195,12 @@ def _static_images(part: str, data_dir) -> np.ndarray:
 
 
 def _caltech_labels(root: pathlib.Path, split: str) -> np.ndarray:
-  path = datasets._require(root, 'caltech101_silhouettes',  # pylint: disable=protected-access
+  path = dataset_files.require(root, 'caltech101_silhouettes',
                            ('caltech101_silhouettes_28_split1.mat',), 'caltech101_silhouettes')
   parts = ['train', 'valid'] if split == 'train+valid' else [split]
-  contents = datasets._load_mat(  # pylint: disable=protected-access
+  contents = dataset_files.load_mat(
       path, [_CALTECH_LABEL_KEYS[part] for part in parts],
-      datasets._needs('caltech101_silhouettes'))  # pylint: disable=protected-access
+      datasets.needs('caltech101_silhouettes'))
   labels = np.concatenate([np.asarray(contents[_CALTECH_LABEL_KEYS[part]]).reshape(-1)
                            for part in parts]).astype(np.int64)
   return labels - labels.min(initial=1) if labels.min(initial=1) == 1 else labels
@@ -207,23 +208,23 @@ def _caltech_labels(root: pathlib.Path, split: str) -> np.ndarray:
 
 def _cifar_labels(root: pathlib.Path, split: str) -> np.ndarray:
   """Labels of the batches present, split like `datasets._local_cifar10` splits the images."""
-  folder = datasets._find(root, 'cifar10', (datasets._CIFAR_DIR,))  # pylint: disable=protected-access
+  folder = dataset_files.find(root, 'cifar10', (dataset_files.CIFAR_DIR,))
   if folder is None or not folder.is_dir():
-    raise LabelsUnavailableError(f'CIFAR-10 labels are read from the {datasets._CIFAR_DIR}/ '  # pylint: disable=protected-access
+    raise LabelsUnavailableError(f'CIFAR-10 labels are read from the {dataset_files.CIFAR_DIR}/ '
                                  f'folder; none in {root}: extract cifar-10-python.tar.gz there.')
-  names = ([datasets._CIFAR_TEST_BATCH] if split == 'test'  # pylint: disable=protected-access
-           else [n for n in datasets._CIFAR_TRAIN_BATCHES if (folder / n).is_file()])  # pylint: disable=protected-access
+  names = ([dataset_files.CIFAR_TEST_BATCH] if split == 'test'
+           else [n for n in dataset_files.CIFAR_TRAIN_BATCHES if (folder / n).is_file()])
   labels = []
   for batch_name in names:
     path = folder / batch_name
     expected = 'a CIFAR-10 python batch with labels'
-    batch = datasets._unpickle(datasets._read(path, expected), str(path), expected)  # pylint: disable=protected-access
+    batch = dataset_files.unpickle(dataset_files.read(path, expected), str(path), expected)
     values = batch.get(b'labels', batch.get('labels')) if isinstance(batch, dict) else None
     if values is None:
       raise datasets.DatasetError(f'{path} has no labels; expected {expected}.')
     labels.append(np.asarray(values, np.int64))
   labels = np.concatenate(labels)
-  if split == 'test' or len(names) < len(datasets._CIFAR_TRAIN_BATCHES):  # pylint: disable=protected-access
+  if split == 'test' or len(names) < len(dataset_files.CIFAR_TRAIN_BATCHES):
     return labels  # the images: every training image present, no validation carved
   return datasets._carve_validation(labels, split, 5_000, folder, 'cifar10', what='labels')  # pylint: disable=protected-access
 

@@ -27,18 +27,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-# flows and likelihoods are imported so that gin configs naming their classes parse.
-from vlae_tf import flows  # pylint: disable=unused-import
-from vlae_tf import likelihoods  # pylint: disable=unused-import
-from vlae_tf import networks
 from vlae_tf import pixelcnn
+from vlae_tf import seeds
+from vlae_tf import weight_norm
 
 tfd = tfp.distributions
-
-
-def _split_seed(seed, num: int):
-  """`num` independent stateless seeds [2] from one."""
-  return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), num))
 
 
 @gin.configurable(module='vlae_tf')
@@ -227,7 +220,7 @@ class VLAE(keras.Model):
 
   def sample(self, num_images: int, seed, method: str = 'fast') -> tf.Tensor:
     """Images from the model: z ~ p(z), x ~ p(x|z). [num_images, H, W, C]."""
-    prior_seed, decode_seed = _split_seed(seed, 2)
+    prior_seed, decode_seed = seeds.split_seed(seed, 2)
     z = None
     if self.has_latent:
       z = self.prior_distribution().sample(num_images, seed=prior_seed)
@@ -251,10 +244,10 @@ class VLAE(keras.Model):
     """
     x = tf.convert_to_tensor(x, tf.float32)
     seed = tf.constant(seed, tf.int32)
-    terms = networks.initialize(lambda: self.elbo(x, seed))
+    terms = weight_norm.initialize(lambda: self.elbo(x, seed))
     # Layers that this configuration never calls (e.g. a decoder's context layer in a model
     # without z) stay unbuilt: they hold no variables and are not part of the model.
-    pending = [layer for layer in networks.uninitialized_weight_norms(self) if layer.built]
+    pending = [layer for layer in weight_norm.uninitialized_weight_norms(self) if layer.built]
     if pending:
       raise RuntimeError(f'{len(pending)} weight-normalized layers were not reached by the '
                          f'initializing pass: {[layer.name for layer in pending]}')
@@ -264,3 +257,19 @@ class VLAE(keras.Model):
     """The ELBO terms with a seed derived from the images (Keras entry point)."""
     seed = tf.stack([tf.cast(tf.reduce_sum(inputs), tf.int32), 0])
     return self.elbo(inputs, seed, training=training)
+
+
+@gin.configurable
+def make_model(model_cls=VLAE):
+  """Constructs the model from gin (`model_cls()`, every argument bound in gin)."""
+  return model_cls()
+
+
+def create_variables(model):
+  """Creates every variable of `model` without data-dependent initialization.
+
+  Used before restoring a checkpoint (whose values overwrite these) and to give the averaged model
+  its variables: one ELBO of a single all-zero image, which is a valid binary and 8-bit image.
+  """
+  images = tf.zeros([1, *model.image_shape], tf.float32)
+  model.elbo(images, tf.zeros([2], tf.int32), training=False)

@@ -45,7 +45,7 @@ def free_bits_kl(kl_per_example, lambda_per_dim, num_dims):
   return tf.maximum(tf.reduce_mean(kl_per_example), threshold)
 
 
-@gin.register(module='vlae_tf.objectives')
+@gin.configurable(module='vlae_tf.objectives')
 class SoftFreeBits(tf.Module):
   """Soft free bits: loss = -log p(x|z) + gamma * KL, gamma in (0, 1] adapted to a KL target.
 
@@ -66,6 +66,11 @@ class SoftFreeBits(tf.Module):
   created in a `tf.distribute` strategy scope and updated from either the cross-replica context
   (with the replica-reduced KL, preferred) or a replica context (the first replica's value wins);
   it is tracked, so checkpoints save it.
+
+  Configure it in gin (`SoftFreeBits.rate = 1.05`, `SoftFreeBits.tolerance = 0.1`): it is a gin
+  configurable, so the bindings reach the instance `trainer.make_trainer` makes with
+  `train.soft_free_bits = True`; num_dims (the model's) and lambda_per_dim (`train.free_bits_lambda`)
+  are passed by the factory.
   """
 
   def __init__(self, num_dims: int, lambda_per_dim: float = 0.01, tolerance: float = 0.05,

@@ -51,8 +51,9 @@ from vlae_tf import evaluation
 from vlae_tf import files
 from vlae_tf import paper
 from vlae_tf import plots
+from vlae_tf import errors
 from vlae_tf import progress as progress_lib
-from vlae_tf import training
+from vlae_tf import run_directory
 
 # The paper's groups and numbers (vlae_tf/paper.py), under the names the harness always used.
 TABLES = paper.TABLES
@@ -69,7 +70,7 @@ _STEP_LINE = re.compile(r'step (\d+)/(\d+)')
 _LOG2 = math.log(2.0)
 
 
-class ReproduceError(training.RunError):
+class ReproduceError(errors.RunError):
   """A user error of the harness (unknown table, a failed run), reported in one line."""
 
 
@@ -181,10 +182,10 @@ def _target_steps(gin_file: str, settings: Settings, run_dir: str) -> int:
     config = gin.config_str()
   finally:
     gin.clear_config()
-  existing = os.path.join(run_dir, training.CONFIG_FILE)
+  existing = os.path.join(run_dir, run_directory.CONFIG_FILE)
   if os.path.isfile(existing):
     with open(existing) as f:
-      differences = training.config_differences(f.read(), config)
+      differences = run_directory.config_differences(f.read(), config)
     if differences:
       raise ReproduceError(
           f'{run_dir} holds a run of another config ({len(differences)} binding(s) differ: '
@@ -327,7 +328,7 @@ def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[
 
 def _train_seconds(run_dir: str, checkpoint: str) -> Optional[float]:
   """From the run's started.json to the time `checkpoint` was written."""
-  started = training.run_start_time(run_dir)
+  started = run_directory.run_start_time(run_dir)
   written = dict(evaluation.run_checkpoints(run_dir)).get(checkpoint)
   if started is None or written is None:
     return None
@@ -336,11 +337,11 @@ def _train_seconds(run_dir: str, checkpoint: str) -> Optional[float]:
 
 def _run_facts(run_dir: str) -> dict:
   """Seed, batch size and dataset from the run's config.gin; commit from its record."""
-  training.load_run_config(run_dir)
+  run_directory.load_run_config(run_dir)
   try:
     facts = {'seed': int(_query(gin.query_parameter('train.seed'))),
              'batch_size': int(_query(gin.query_parameter('train.batch_size'))),
-             'dataset': training.run_dataset()}
+             'dataset': run_directory.run_dataset()}
   finally:
     gin.clear_config()
   record = os.path.join(run_dir, RUN_RECORD)

@@ -5,7 +5,7 @@ drawn from its own posterior q(z|x). What stays the same along a row is what z e
 global structure); what changes is what the local-window decoder makes up (texture, stroke details).
 
 This module only needs a model that follows the `VLAE` contract (`sample`, `encode`, `decode`,
-`data_kind`); restoring a run directory is `training.restore_averaged_model`.
+`data_kind`); restoring a run directory is `run_directory.restore_averaged_model`.
 """
 
 import io
@@ -17,6 +17,7 @@ from PIL import Image
 import tensorflow as tf
 
 from vlae_tf import files
+from vlae_tf import seeds
 
 SAMPLES_FILE = 'samples_{step}.png'
 RECONSTRUCTIONS_FILE = 'reconstructions_{step}.png'
@@ -78,11 +79,6 @@ def write_png(path, grid):
   return path
 
 
-def _seed(seed, salt):
-  return tf.cast(tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), salt),
-                 tf.int32)
-
-
 def upscale(grid, factor):
   """A uint8 [H, W, C] grid enlarged `factor` times by nearest neighbour: [H * f, W * f, C]."""
   factor = int(factor)
@@ -118,7 +114,7 @@ class GridRenderer:
     batches = []
     for index, start in enumerate(range(0, num_images, batch_size)):
       count = min(batch_size, num_images - start)
-      batches.append(self._sample(count, _seed(seed, 2 * index)).numpy())
+      batches.append(self._sample(count, seeds.stateless_seed(seed, 2 * index)).numpy())
     images = np.concatenate(batches, axis=0)
     return image_grid(to_uint8(images, self.model.data_kind))
 
@@ -135,8 +131,9 @@ class GridRenderer:
     """
     if not self.can_reconstruct:
       raise ValueError('A model without latent variable has no reconstructions.')
-    z = self._encode(tf.convert_to_tensor(images, tf.float32), _seed(seed, 1))
-    decodings = [self._decode(z, _seed(seed, 3 + 2 * i)).numpy() for i in range(num_decodings)]
+    z = self._encode(tf.convert_to_tensor(images, tf.float32), seeds.stateless_seed(seed, 1))
+    decodings = [self._decode(z, seeds.stateless_seed(seed, 3 + 2 * i)).numpy()
+                 for i in range(num_decodings)]
     rows = reconstruction_rows(images, decodings)
     return image_grid(to_uint8(rows, self.model.data_kind), columns=1 + num_decodings)
 

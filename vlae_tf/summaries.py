@@ -47,6 +47,45 @@ METRICS = (
 MODEL_PARTS = ('encoder', 'posterior', 'prior', 'context_network', 'decoder', 'likelihood')
 
 
+def write_train_scalars(means, num_dims, learning_rate, bad_steps, steps_per_second, batch_size):
+  """The training scalars of one summary (call under a default summary writer and step).
+
+  Args:
+    means: `trainer.METRIC_KEYS` averaged over the steps since the last summary.
+    num_dims: H * W * C.
+    learning_rate: the optimizer's current learning rate.
+    bad_steps: steps skipped since the last summary (non-finite loss or gradient).
+    steps_per_second: measured since the last summary; None when only a traced chunk ran.
+    batch_size: the global batch, for examples per second.
+  """
+  write_elbo_scalars(means, num_dims)
+  tf.summary.scalar('loss', means['loss'])
+  tf.summary.scalar('learning_rate', learning_rate)
+  tf.summary.scalar('gradient_norm', means['gradient_norm'])
+  tf.summary.scalar('kl_weight', means['kl_weight'])
+  tf.summary.scalar('bad_steps', bad_steps)
+  if steps_per_second is not None:  # Not for the first chunk alone: it traces.
+    tf.summary.scalar('steps_per_second', steps_per_second)
+    tf.summary.scalar('examples_per_second', steps_per_second * batch_size)
+
+
+def config_markdown(config):
+  """A gin config as TensorBoard markdown: comments as text, bindings as code blocks."""
+  lines = []
+  for line in config.splitlines():
+    if line.startswith('#'):
+      lines.append(line.lstrip('# '))
+    else:
+      lines.append('    ' + line)
+  return '\n'.join(lines)
+
+
+def write_configs(operative_config, config):
+  """The operative config and the config as text summaries (under a default writer and step)."""
+  tf.summary.text('gin/operative_config', config_markdown(operative_config))
+  tf.summary.text('gin/config', config_markdown(config))
+
+
 def write_elbo_scalars(metrics, num_dims):
   """ELBO terms in nats and bits (call under a default summary writer and step)."""
   nll_bound = -metrics['elbo']

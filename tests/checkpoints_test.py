@@ -18,8 +18,11 @@ import pytest
 import tensorflow as tf
 
 import doubles
+from vlae_tf import checkpoints
 from vlae_tf import cli
+from vlae_tf import distribution
 from vlae_tf import evaluation
+from vlae_tf import run_directory
 from vlae_tf import training
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +55,7 @@ def flip_bit(path, offset=None):
 
 
 CHECKPOINT_FAULTS = {
-    # name: (damage the checkpoint prefix, words of training.checkpoint_damage)
+    # name: (damage the checkpoint prefix, words of checkpoints.checkpoint_damage)
     'truncated_data': (lambda prefix: truncate(data_file(prefix)), 'data file is truncated'),
     'emptied_data': (lambda prefix: truncate(data_file(prefix), 0), 'data file is truncated'),
     'zero_filled_data': (lambda prefix: zero_fill(data_file(prefix)), 'checksum does not match'),
@@ -123,12 +126,12 @@ def warnings_in(caplog):
 def test_intact_checkpoints_have_no_damage(tmp_path):
   small_run(tmp_path)
   for step in (1, 2, 3):
-    assert training.checkpoint_damage(prefix(tmp_path, step)) is None
+    assert checkpoints.checkpoint_damage(prefix(tmp_path, step)) is None
   # Bytes appended after the last tensor harm no tensor.
   with open(data_file(prefix(tmp_path, 3)), 'ab') as f:
     f.write(b'appended')
-  assert training.checkpoint_damage(prefix(tmp_path, 3)) is None
-  assert training.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
+  assert checkpoints.checkpoint_damage(prefix(tmp_path, 3)) is None
+  assert checkpoints.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
 
 
 @pytest.mark.parametrize('fault', sorted(CHECKPOINT_FAULTS))
@@ -136,10 +139,10 @@ def test_damaged_latest_checkpoint_readers_use_the_previous_one(tmp_path, caplog
   small_run(tmp_path)
   damage, words = CHECKPOINT_FAULTS[fault]
   damage(prefix(tmp_path, 3))
-  assert words in training.checkpoint_damage(prefix(tmp_path, 3))
+  assert words in checkpoints.checkpoint_damage(prefix(tmp_path, 3))
   before = snapshot(tmp_path)
   with caplog.at_level(logging.WARNING):
-    assert training.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 2)
+    assert checkpoints.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 2)
   [warning] = warnings_in(caplog)
   assert '\n' not in warning
   assert warning.startswith(f'Checkpoint {prefix(tmp_path, 3)} is damaged (') and words in warning
@@ -153,19 +156,19 @@ def test_damaged_latest_checkpoint_is_moved_aside_for_resuming(tmp_path, caplog,
   small_run(tmp_path, max_to_keep=3)
   damage, words = CHECKPOINT_FAULTS[fault]
   damage(prefix(tmp_path, 3))
-  left = set(training.checkpoint_files(prefix(tmp_path, 3)))
+  left = set(checkpoints.checkpoint_files(prefix(tmp_path, 3)))
   contents = {os.path.basename(path): open(path, 'rb').read() for path in left}
   with caplog.at_level(logging.WARNING):
-    assert training.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
+    assert checkpoints.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
   [warning] = warnings_in(caplog)
   assert warning.startswith(f'Checkpoint {prefix(tmp_path, 3)} is damaged (') and words in warning
   assert warning.endswith(f'): moved its files to {tmp_path}/damaged/ckpt-3; resuming from '
                           f'{prefix(tmp_path, 2)}.')
   # Moved, not deleted, byte for byte.
-  assert training.damaged_files(str(tmp_path)) == sorted(contents)
+  assert checkpoints.damaged_files(str(tmp_path)) == sorted(contents)
   for name, data in contents.items():
     assert (tmp_path / 'damaged' / name).read_bytes() == data
-  assert not training.checkpoint_files(prefix(tmp_path, 3))
+  assert not checkpoints.checkpoint_files(prefix(tmp_path, 3))
   # The state file is consistent: a CheckpointManager resumes from ckpt-2, then keeps and deletes
   # the right checkpoints (max_to_keep = 3).
   assert tf.train.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 2)
@@ -178,9 +181,9 @@ def test_damaged_latest_checkpoint_is_moved_aside_for_resuming(tmp_path, caplog,
     checkpoint.step.assign(step)
     manager.save(checkpoint_number=step)
   assert manager.checkpoints == [prefix(tmp_path, step) for step in (2, 3, 4)]
-  assert not training.checkpoint_files(prefix(tmp_path, 1))  # Deleted by max_to_keep, as usual.
-  assert training.checkpoint_damage(prefix(tmp_path, 3)) is None  # The new ckpt-3.
-  assert training.damaged_files(str(tmp_path)) == sorted(contents)
+  assert not checkpoints.checkpoint_files(prefix(tmp_path, 1))  # Deleted by max_to_keep, as usual.
+  assert checkpoints.checkpoint_damage(prefix(tmp_path, 3)) is None  # The new ckpt-3.
+  assert checkpoints.damaged_files(str(tmp_path)) == sorted(contents)
 
 
 @pytest.mark.parametrize('fault', sorted(STATE_FAULTS))
@@ -189,13 +192,13 @@ def test_damaged_state_file_is_rebuilt_from_the_files(tmp_path, caplog, fault):
   written = dict(evaluation.run_checkpoints(str(tmp_path)))
   STATE_FAULTS[fault](str(tmp_path))
   with caplog.at_level(logging.WARNING):
-    assert training.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
+    assert checkpoints.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
   [warning] = warnings_in(caplog)
   assert warning.startswith(f'{tmp_path}/checkpoint is ') and '\n' not in warning
   assert warning.endswith('; found the checkpoints from their files.')
-  assert training.has_checkpoints(str(tmp_path))
+  assert checkpoints.has_checkpoints(str(tmp_path))
   # Resuming rewrites it; the times fall back to the .index files' (written just before).
-  assert training.prepare_resume(str(tmp_path)) == prefix(tmp_path, 3)
+  assert checkpoints.prepare_resume(str(tmp_path)) == prefix(tmp_path, 3)
   assert tf.train.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
   rebuilt = dict(evaluation.run_checkpoints(str(tmp_path)))
   assert sorted(rebuilt) == [prefix(tmp_path, step) for step in (1, 2, 3)]
@@ -206,15 +209,15 @@ def test_damaged_state_file_is_rebuilt_from_the_files(tmp_path, caplog, fault):
 def test_state_file_naming_gone_files(tmp_path, caplog):
   """The latest checkpoint's files are all gone (deleted by hand, or a partial copy)."""
   small_run(tmp_path)
-  for path in training.checkpoint_files(prefix(tmp_path, 3)):
+  for path in checkpoints.checkpoint_files(prefix(tmp_path, 3)):
     os.remove(path)
   assert tf.train.latest_checkpoint(str(tmp_path)) is None  # What train used to start afresh on.
   with caplog.at_level(logging.WARNING):
-    assert training.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 2)
+    assert checkpoints.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 2)
   assert warnings_in(caplog) == [f'{tmp_path}/checkpoint names ckpt-3, whose files are gone; '
                                  'found the checkpoints from their files.']
-  assert training.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
-  assert not training.damaged_files(str(tmp_path))  # Nothing to move.
+  assert checkpoints.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
+  assert not checkpoints.damaged_files(str(tmp_path))  # Nothing to move.
   assert tf.train.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 2)
 
 
@@ -226,8 +229,8 @@ def test_checkpoint_newer_than_the_state_file_is_not_used(tmp_path, caplog):
   small_run(tmp_path, steps=(3,))
   (tmp_path / 'checkpoint').write_bytes(state)
   with caplog.at_level(logging.WARNING):
-    assert training.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 2)
-    assert training.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
+    assert checkpoints.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 2)
+    assert checkpoints.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
   assert not warnings_in(caplog)
   assert (tmp_path / 'checkpoint').read_bytes() == state
 
@@ -237,55 +240,55 @@ def test_no_intact_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
   truncate(data_file(prefix(tmp_path, 2)))
   zero_fill(data_file(prefix(tmp_path, 1)))
   before = snapshot(tmp_path)
-  message = doubles.one_line_error(lambda: training.latest_checkpoint(str(tmp_path)))
+  message = doubles.one_line_error(lambda: checkpoints.latest_checkpoint(str(tmp_path)))
   assert message == (
       f'error: No intact checkpoint in {tmp_path}: Checkpoints {prefix(tmp_path, 2)} (its data '
       f'file is truncated), {prefix(tmp_path, 1)} (a checksum does not match: its bytes changed '
       'after the save) are damaged. Nothing was changed; restore the checkpoints from a copy.')
   assert snapshot(tmp_path) == before
-  message = doubles.one_line_error(lambda: training.prepare_resume(str(tmp_path)))
+  message = doubles.one_line_error(lambda: checkpoints.prepare_resume(str(tmp_path)))
   assert message.startswith(f'error: No intact checkpoint in {tmp_path}: Checkpoints ')
   assert message.endswith(
       f'are damaged; moved the files to {tmp_path}/damaged/ (nothing was deleted). To start this '
       f'run afresh, move {tmp_path}/damaged elsewhere and rerun; or use a new --model_dir.')
-  assert sorted(training.damaged_files(str(tmp_path))) == sorted(
+  assert sorted(checkpoints.damaged_files(str(tmp_path))) == sorted(
       os.path.basename(path) for path in before if path.startswith('ckpt-'))
   # The next start does not start afresh either.
-  assert training.has_checkpoints(str(tmp_path))
-  message = doubles.one_line_error(lambda: training.prepare_resume(str(tmp_path)))
+  assert checkpoints.has_checkpoints(str(tmp_path))
+  message = doubles.one_line_error(lambda: checkpoints.prepare_resume(str(tmp_path)))
   assert message == (f'error: No checkpoint in {tmp_path}, but {tmp_path}/damaged/ holds damaged '
                      'checkpoints moved there by an earlier bin/train. To start this run afresh, '
                      f'move {tmp_path}/damaged elsewhere and rerun; or use a new --model_dir.')
   shutil.move(str(tmp_path / 'damaged'), str(tmp_path.parent / 'kept_aside'))
-  assert training.prepare_resume(str(tmp_path)) is None  # Now the user has chosen.
+  assert checkpoints.prepare_resume(str(tmp_path)) is None  # Now the user has chosen.
 
 
 def test_a_step_damaged_twice_keeps_both_copies(tmp_path):
   small_run(tmp_path)
   truncate(data_file(prefix(tmp_path, 3)))
-  assert training.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
+  assert checkpoints.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
   small_run(tmp_path, steps=(3,))  # Resumed and saved step 3 again...
   zero_fill(data_file(prefix(tmp_path, 3)))  # ...which is damaged again.
-  assert training.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
-  assert training.damaged_files(str(tmp_path)) == [
+  assert checkpoints.prepare_resume(str(tmp_path)) == prefix(tmp_path, 2)
+  assert checkpoints.damaged_files(str(tmp_path)) == [
       'ckpt-3.1.data-00000-of-00001', 'ckpt-3.1.index', 'ckpt-3.data-00000-of-00001',
       'ckpt-3.index']
-  assert 'truncated' in training.checkpoint_damage(str(tmp_path / 'damaged' / 'ckpt-3'))
-  assert 'checksum' in training.checkpoint_damage(str(tmp_path / 'damaged' / 'ckpt-3.1'))
+  assert 'truncated' in checkpoints.checkpoint_damage(str(tmp_path / 'damaged' / 'ckpt-3'))
+  assert 'checksum' in checkpoints.checkpoint_damage(str(tmp_path / 'damaged' / 'ckpt-3.1'))
 
 
 def test_choosing_a_checkpoint_by_step_or_prefix(tmp_path):
   small_run(tmp_path)
   model_dir = str(tmp_path)
   for choice in (2, '2', prefix(tmp_path, 2), prefix(tmp_path, 2) + '.index'):
-    assert training.resolve_checkpoint(model_dir, choice) == prefix(tmp_path, 2)
-  assert training.resolve_checkpoint(model_dir, None) == prefix(tmp_path, 3)
+    assert checkpoints.resolve_checkpoint(model_dir, choice) == prefix(tmp_path, 2)
+  assert checkpoints.resolve_checkpoint(model_dir, None) == prefix(tmp_path, 3)
   flip_bit(data_file(prefix(tmp_path, 2)))
-  message = doubles.one_line_error(lambda: training.resolve_checkpoint(model_dir, 2))
+  message = doubles.one_line_error(lambda: checkpoints.resolve_checkpoint(model_dir, 2))
   assert message == (f'error: Checkpoint {prefix(tmp_path, 2)} is damaged (a checksum does not '
                      'match: its bytes changed after the save); the intact checkpoints of '
                      f'{tmp_path} are at steps 1, 3.')
-  message = doubles.one_line_error(lambda: training.resolve_checkpoint(model_dir, '7'))
+  message = doubles.one_line_error(lambda: checkpoints.resolve_checkpoint(model_dir, '7'))
   assert message == (f'error: No checkpoint {prefix(tmp_path, 7)} (no ckpt-7.index or data file); '
                      f'the intact checkpoints of {tmp_path} are at steps 1, 3.')
   message = doubles.one_line_error(lambda: cli.run_eval(model_dir, curve=True, checkpoint='2'))
@@ -321,18 +324,18 @@ def test_damaged_config_is_one_line_naming_the_file(tmp_path, fault):
   gin.clear_config()
   path = tmp_path / 'config.gin'
   path.write_text(config)
-  training.load_run_config(str(tmp_path))  # Intact: parses.
+  run_directory.load_run_config(str(tmp_path))  # Intact: parses.
   small_run(tmp_path)
   damage, words = CONFIG_FAULTS[fault]
   damage(path)
   # Readers (eval, sample, export, inspect).
-  message = doubles.one_line_error(lambda: training.load_run_config(str(tmp_path)))
+  message = doubles.one_line_error(lambda: run_directory.load_run_config(str(tmp_path)))
   assert message.startswith(f'error: {path} {words}'), message
   assert message.endswith('restore it from a copy, or move it aside and rerun the bin/train '
                           'command of this run (it rewrites the file).')
   assert doubles.one_line_error(lambda: cli.run_export(str(tmp_path))) == message
   # bin/train: the config of the checkpoints cannot be checked.
-  message = doubles.one_line_error(lambda: training.check_resumable(str(tmp_path), config))
+  message = doubles.one_line_error(lambda: run_directory.check_resumable(str(tmp_path), config))
   assert message.startswith(f'error: {path} {words}'), message
   assert message.endswith(f'it records the config of the checkpoints in {tmp_path}: restore it '
                           'from a copy, or move it aside to resume without checking the config.')
@@ -349,7 +352,7 @@ TRAIN_BINDINGS = ['train.train_steps = 4', 'train.batch_size = 4', 'train.checkp
 def train_tiny(model_dir, data_dir):
   cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], TRAIN_BINDINGS)
   training.train(str(model_dir), data_dir=str(data_dir),
-                 strategy=training.make_strategy(['/cpu:0']))
+                 strategy=distribution.make_strategy(['/cpu:0']))
 
 
 def read_checkpoint(path):
@@ -426,7 +429,7 @@ def test_damaged_run_evaluates_exports_and_resumes(uninterrupted, shared_data, t
     assert any(f'Checkpoint {prefix(model_dir, 3)} is damaged' in message and
                f'moved its files to {model_dir}/damaged/ckpt-3; resuming from '
                f'{prefix(model_dir, 2)}.' in message for message in log), log
-    assert training.damaged_files(str(model_dir))
+    assert checkpoints.damaged_files(str(model_dir))
   want = read_checkpoint(str(uninterrupted / 'ckpt-4'))
   got = read_checkpoint(tf.train.latest_checkpoint(str(model_dir)))
   assert set(got) == set(want)

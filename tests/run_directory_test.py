@@ -1,0 +1,93 @@
+"""Tests of run_directory.py and errors.py: the config of a run, the resume check, restoring.
+
+The run directory is tests/testdata/run_e06a543 (two steps of the tiny static MNIST VLAE), copied.
+Damaged checkpoints and configs are checkpoints_test.py's; the binaries' one-line errors are
+reliability_test.py's.
+"""
+
+import os
+import shutil
+
+import gin
+import pytest
+
+from vlae_tf import errors
+from vlae_tf import run_directory
+
+RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'testdata', 'run_e06a543')
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+  path = tmp_path / 'run'
+  shutil.copytree(RUN, path)
+  return str(path)
+
+
+def test_load_run_config_parses_the_runs_bindings(run_dir):
+  path = run_directory.load_run_config(run_dir)
+  assert path == os.path.join(run_dir, run_directory.CONFIG_FILE)
+  assert run_directory.run_dataset() == 'static_mnist'
+  assert gin.query_parameter('%LATENT_SIZE') == 3
+  assert run_directory.run_start_time(run_dir) > 1.7e9
+
+
+def test_restore_averaged_model_gives_the_step(run_dir):
+  run_directory.load_run_config(run_dir)
+  model, step, path = run_directory.restore_averaged_model(run_dir)
+  assert (step, os.path.basename(path)) == (2, 'ckpt-2')
+  assert model.latent_shape == (3,)
+
+
+def test_a_changed_model_is_not_resumed_but_bookkeeping_may_change(run_dir):
+  with open(os.path.join(run_dir, run_directory.CONFIG_FILE)) as f:
+    config = f.read()
+  run_directory.check_resumable(run_dir, config.replace('TRAIN_STEPS = 2', 'TRAIN_STEPS = 9'))
+  with pytest.raises(errors.IncompatibleRunError, match=r'1 binding\(s\) differ: LATENT_SIZE: '
+                     r'3 -> 4'):
+    run_directory.check_resumable(run_dir, config.replace('LATENT_SIZE = 3', 'LATENT_SIZE = 4'))
+
+
+def test_missing_and_empty_configs(tmp_path):
+  with pytest.raises(errors.ConfigNotFoundError, match='No such run directory'):
+    run_directory.load_run_config(str(tmp_path / 'missing'))
+  with pytest.raises(errors.ConfigNotFoundError, match='No config.gin in'):
+    run_directory.load_run_config(str(tmp_path))
+  (tmp_path / 'config.gin').write_text('\n')
+  with pytest.raises(errors.DamagedConfigError, match='is damaged \\(empty\\)'):
+    run_directory.load_run_config(str(tmp_path))
+
+
+def test_prepare_model_dir(tmp_path):
+  run_directory.prepare_model_dir(str(tmp_path / 'a' / 'b'))
+  assert (tmp_path / 'a' / 'b').is_dir()
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(errors.RunError, match='Cannot create --model_dir'):
+    run_directory.prepare_model_dir(str(tmp_path / 'file' / 'run'))
+
+
+def test_partial_saves_are_removed(tmp_path):
+  (tmp_path / 'ckpt-4_temp').mkdir()
+  (tmp_path / 'ckpt-4_temp' / 'part-00000-of-00001.data-00000-of-00001').write_text('x')
+  (tmp_path / 'ckpt-2.index').write_text('')
+  run_directory.remove_partial_checkpoints(str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ['ckpt-2.index']
+
+
+def test_the_error_family():
+  for error in (errors.CheckpointNotFoundError, errors.DamagedCheckpointError,
+                errors.ConfigNotFoundError, errors.DamagedConfigError,
+                errors.IncompatibleRunError, errors.NonFiniteError):
+    assert issubclass(error, errors.RunError)
+  assert issubclass(errors.CheckpointNotFoundError, FileNotFoundError)
+  assert not issubclass(errors.TrainingInterrupted, errors.RunError)
+  interrupted = errors.TrainingInterrupted(15, 7, '/run/ckpt-7')
+  assert str(interrupted) == ('interrupted by SIGTERM at step 7; saved /run/ckpt-7; run the same '
+                              'command again to resume')
+
+
+def test_config_differences_ignore_bookkeeping():
+  old = "LATENT_SIZE = 3\nTRAIN_STEPS = 3\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    2]\n"
+  new = "LATENT_SIZE = 3\nTRAIN_STEPS = 9\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    3]\n"
+  assert run_directory.config_differences(old, old) == []
+  assert run_directory.config_differences(old, new) == ['VLAE.x: [1, 2] -> [1, 3]']

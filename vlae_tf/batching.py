@@ -1,0 +1,116 @@
+"""Batching pipelines: training batches in an order that is a function of (seed, step), evenly
+spread evaluation subsets, and padded evaluation batches for distributed evaluation.
+
+    training_batches(images, B, seed, start_step)   epoch e = images shuffled with (seed, e);
+                                                     a resumed run starts at element step * B
+    strided_subset(images, n)                        elements floor((i + 1/2) N / n), i < n
+    subset_indices(N, n)                             their indices (labels use them)
+    padded_batches(images, B)                        (images, weights) batches of exactly B, the
+                                                     tail padded with zero images of weight 0
+    cardinality(images)                              the size of a finite dataset
+
+`datasets.load` gives the unbatched images these take.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import seeds
+
+
+def cardinality(images):
+  """The number of elements of a finite dataset (counted when tf.data does not know it)."""
+  count = int(images.cardinality())
+  if count == tf.data.INFINITE_CARDINALITY:
+    raise ValueError('Expected a finite dataset.')
+  if count < 0:
+    count = int(images.reduce(np.int64(0), lambda total, _: total + 1))
+  if count == 0:
+    raise ValueError('The dataset is empty.')
+  return count
+
+
+def training_batches(images, global_batch_size, seed, start_step=0, shuffle_buffer=None):
+  """Global training batches in an order that is a function of (seed, step) only.
+
+  Epoch e is `images` shuffled with the seed (seed, e); batches run across epoch boundaries.
+  Starting at `start_step` skips to element start_step * B, reading at most one epoch.
+
+  Args:
+    images: the unbatched training images (finite).
+    global_batch_size: B.
+    seed: integer seed.
+    start_step: the step of the first batch.
+    shuffle_buffer: shuffle buffer size (default: the whole dataset).
+
+  Returns:
+    An infinite dataset of [B, H, W, C] batches.
+  """
+  size = cardinality(images)
+  first_epoch, offset = divmod(int(start_step) * global_batch_size, size)
+  buffer = size if shuffle_buffer is None else min(size, shuffle_buffer)
+
+  def epoch(index):
+    epoch_seed = tf.random.stateless_uniform(  # A full-range int64 from (seed, index).
+        [], seed=seeds.stateless_seed(seed, seeds.DATA_SALT, index), minval=None, maxval=None,
+        dtype=tf.int64)
+    return images.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+
+  batches = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+  return batches.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def strided_subset(images, max_examples, size=None):
+  """`max_examples` elements spread evenly over the whole dataset, in order.
+
+  Element i of the subset is element floor((i + 1/2) * size / max_examples) of `images`: the
+  middle of the i-th of `max_examples` equal slices, so the subset covers the dataset evenly from
+  its start to its end for every `max_examples` (taking the first examples, or every
+  (size // max_examples)-th one cut at `max_examples`, would drop the tail: the static MNIST test
+  split is sorted by class, so that would drop whole classes).
+
+  Args:
+    images: a finite dataset.
+    max_examples: the subset's size; None (or >= size): the whole dataset; <= 0: empty.
+    size: the dataset's size, when known (else counted).
+
+  Returns:
+    A dataset of min(max_examples, size) elements with a known cardinality.
+  """
+  if max_examples is None:
+    return images
+  if max_examples <= 0:
+    return images.take(0)
+  size = cardinality(images) if size is None else size
+  if max_examples >= size:
+    return images
+  chosen = np.zeros(size, bool)
+  chosen[subset_indices(size, max_examples)] = True
+  chosen = tf.constant(chosen)
+  subset = images.enumerate().filter(lambda index, _: chosen[index]).map(lambda _, image: image)
+  return subset.apply(tf.data.experimental.assert_cardinality(max_examples))
+
+
+def subset_indices(size, max_examples):
+  """The indices floor((2i + 1) * size / (2 * max_examples)), i < max_examples, of `strided_subset`."""
+  if max_examples is None or max_examples >= size:
+    return np.arange(size, dtype=np.int64)
+  slices = np.arange(max(int(max_examples), 0), dtype=np.int64)
+  return (2 * slices + 1) * int(size) // (2 * int(max_examples))
+
+
+def padded_batches(images, global_batch_size):
+  """Batches of exactly `global_batch_size`: (images, weights), the tail padded with zero images.
+
+  Weights are 1 for real images and 0 for padding, so every replica gets a full, static-shape batch.
+  """
+
+  def pad(batch):
+    count = tf.shape(batch)[0]
+    padding = global_batch_size - count
+    batch = tf.pad(batch, [[0, padding], [0, 0], [0, 0], [0, 0]])
+    weights = tf.pad(tf.ones([count], tf.float32), [[0, padding]])
+    batch = tf.ensure_shape(batch, [global_batch_size] + batch.shape[1:].as_list())
+    return batch, tf.ensure_shape(weights, [global_batch_size])
+
+  return images.batch(global_batch_size).map(pad).prefetch(tf.data.AUTOTUNE)

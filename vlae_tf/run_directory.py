@@ -1,0 +1,236 @@
+"""The run directory (model_dir): its files, its config, the checks before a resume, restoring it.
+
+    config.gin              every binding the run was started with; eval/sample/export re-read it
+    operative_config.gin    the bindings actually used (written after the first step)
+    started.json            when the first (fresh) train call began: the origin of training time
+    ckpt-<step>.*           checkpoints (tf.train.CheckpointManager; checkpoints.py)
+    checkpoint              the CheckpointManager's list of kept checkpoints
+    damaged/                damaged checkpoints that `train` moved aside (never deleted)
+    events.out.tfevents.*   the hparams dashboard's settings of the run (`summaries`)
+    train/, validation/     TensorBoard summaries (`summaries`)
+
+A restart in a model_dir whose config.gin differs in more than bookkeeping (RESUMABLE_BINDINGS) is
+refused (`check_resumable`). Readers parse the run's config strictly (`load_run_config`), then
+restore the Polyak-averaged weights of a checkpoint (`restore_averaged_model`). Every error is one
+of the family in errors.py.
+"""
+
+import glob
+import importlib
+import json
+import os
+import shutil
+
+from absl import logging
+import gin
+import tensorflow as tf
+
+from vlae_tf import checkpoints
+from vlae_tf import configs
+from vlae_tf import errors
+from vlae_tf import model as model_lib
+
+CONFIG_FILE = 'config.gin'
+OPERATIVE_CONFIG_FILE = 'operative_config.gin'
+STARTED_FILE = 'started.json'
+
+
+# `train` bindings that may change between the runs of one model_dir (bookkeeping, not the model,
+# the data or the optimization), and macros that only feed them.
+RESUMABLE_BINDINGS = frozenset(
+    'train.' + name for name in (
+        'train_steps', 'checkpoint_every', 'summary_every', 'eval_every', 'eval_examples',
+        'eval_batch_size', 'num_summary_images', 'max_checkpoints_to_keep',
+        'max_consecutive_bad_steps', 'deterministic', 'eval_split'))
+RESUMABLE_MACROS = frozenset({'TRAIN_STEPS'})
+
+
+def read_run_config(path, remedy):
+  """The text of a saved gin config (config.gin); DamagedConfigError naming the file if it is not
+  one: unreadable, not UTF-8 text, holding NUL bytes, or not parseable as gin (a statement cut
+  short). Checks the syntax only: nothing is bound. `remedy` ends the error message.
+
+  A file cut at the end of a line stays valid gin: what it lost shows up as missing or differing
+  bindings instead.
+  """
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as error:
+    raise errors.DamagedConfigError(
+        f'Cannot read {path}: {error.strerror or error}; {remedy}') from None
+  try:
+    text = data.decode('utf-8')
+  except UnicodeDecodeError as error:
+    raise errors.DamagedConfigError(
+        f'{path} is damaged (not text: byte {error.start} of {len(data)} is '
+        f'not UTF-8); {remedy}') from None
+  if '\0' in text:
+    raise errors.DamagedConfigError(f'{path} is damaged (it holds NUL bytes, at byte '
+                                    f'{text.index(chr(0))} of {len(data)}); {remedy}')
+  if not text.strip():
+    raise errors.DamagedConfigError(f'{path} is damaged (empty); {remedy}')
+  try:
+    for _ in gin.config_parser.ConfigParser(text, gin.config.ParserDelegate(skip_unknown=True)):
+      pass
+  except Exception as error:  # pylint: disable=broad-except  (SyntaxError, TokenError, ...)
+    message = ' '.join(str(error).split())
+    raise errors.DamagedConfigError(
+        f'{path} is damaged (not valid gin: {message}); {remedy}') from None
+  return text
+
+
+def load_run_config(model_dir):
+  """Clears gin and parses <model_dir>/config.gin strictly (the config the run was started with).
+
+  Raises:
+    ConfigNotFoundError: no such directory, or no config.gin in it.
+    DamagedConfigError: config.gin is damaged, or names what this vlae_tf does not have.
+  """
+  if not os.path.isdir(model_dir):
+    raise errors.ConfigNotFoundError(
+        f'No such run directory: {model_dir} (pass the --model_dir of a '
+        'bin/train run).')
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise errors.ConfigNotFoundError(
+        f'No {CONFIG_FILE} in {model_dir}: not a training run directory '
+        '(pass the --model_dir of a bin/train run).')
+  remedy = ('restore it from a copy, or move it aside and rerun the bin/train command of this run '
+            '(it rewrites the file).')
+  read_run_config(path, remedy)
+  # What config.gin may name (imported here, not at the top: configurables imports this module).
+  importlib.import_module('vlae_tf.configurables')
+  gin.clear_config()
+  gin.add_config_file_search_path(configs.search_path())
+  try:
+    gin.parse_config_file(path, skip_unknown=False)
+  except Exception as error:  # pylint: disable=broad-except  (gin raises many kinds)
+    message = ' '.join(str(error).split())
+    raise errors.DamagedConfigError(
+        f'Cannot use {path}: {message} (is the file damaged, or from another '
+        f'version of vlae_tf?); {remedy}') from None
+  return path
+
+
+def run_dataset():
+  """The dataset name bound to `train.dataset` in the parsed config."""
+  try:
+    return gin.query_parameter('train.dataset')
+  except ValueError as error:
+    raise errors.RunError('The config binds no train.dataset.') from error
+
+
+def run_start_time(model_dir):
+  """The unix time at which the run's first `train` call began, or None if not recorded."""
+  path = os.path.join(model_dir, STARTED_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return float(json.load(f)['unix_time'])
+
+
+def config_bindings(config):
+  """{binding name: value text} of a gin config string as written by `gin.config_str()`.
+
+  A binding starts on an unindented line `name = value`; indented lines continue its value;
+  comments, blank lines and `import`/`include` lines are ignored.
+  """
+  bindings = {}
+  name = None
+  for line in config.splitlines():
+    stripped = line.strip()
+    if not stripped or stripped.startswith('#'):
+      continue
+    if not line[0].isspace() and ' = ' in line and not line.startswith(('import ', 'include ')):
+      name, value = line.split(' = ', 1)
+      name = name.strip()
+      bindings[name] = value.strip()
+    elif name is not None and line[0].isspace():
+      bindings[name] += ' ' + stripped
+  return bindings
+
+
+def config_differences(old_config, new_config):
+  """Bindings that differ between two configs, except RESUMABLE_BINDINGS and RESUMABLE_MACROS.
+
+  Returns:
+    A sorted list of 'name: old -> new' strings ('<unset>' for a missing binding).
+  """
+  old, new = config_bindings(old_config), config_bindings(new_config)
+  ignored = RESUMABLE_BINDINGS | RESUMABLE_MACROS
+  differences = []
+  for name in sorted(set(old) | set(new)):
+    if name in ignored or old.get(name) == new.get(name):
+      continue
+    differences.append(f'{name}: {old.get(name, "<unset>")} -> {new.get(name, "<unset>")}')
+  return differences
+
+
+def check_resumable(model_dir, new_config):
+  """Raises IncompatibleRunError when model_dir has checkpoints of a run with other bindings."""
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.isfile(path) or not checkpoints.has_checkpoints(model_dir):
+    return
+  old_config = read_run_config(
+      path, f'it records the config of the checkpoints in {model_dir}: restore it from a copy, '
+      'or move it aside to resume without checking the config.')
+  differences = config_differences(old_config, new_config)
+  if differences:
+    shown = '; '.join(differences[:5]) + ('; ...' if len(differences) > 5 else '')
+    raise errors.IncompatibleRunError(
+        f'{model_dir} holds checkpoints of a run with a different config ({len(differences)} '
+        f'binding(s) differ: {shown}): use a new --model_dir, or the gin files and bindings of '
+        f'{path}.')
+
+
+def prepare_model_dir(model_dir):
+  """Creates model_dir if needed and checks that it is a writable directory (else RunError)."""
+  try:
+    os.makedirs(model_dir, exist_ok=True)
+  except OSError as error:
+    raise errors.RunError(
+        f'Cannot create --model_dir {model_dir}: {error.strerror or error}; choose a '
+        'directory you can write to.') from None
+  if not os.path.isdir(model_dir):
+    raise errors.RunError(f'--model_dir {model_dir} is not a directory.')
+  if not os.access(model_dir, os.W_OK | os.X_OK):
+    raise errors.RunError(
+        f'--model_dir {model_dir} is not writable; choose a directory you can write '
+        'to or fix its permissions.')
+
+
+def remove_partial_checkpoints(model_dir):
+  """Deletes what a save killed midway leaves behind: ckpt-N_temp* directories.
+
+  TensorFlow writes a checkpoint's shards to <prefix>_temp*/ before merging them into
+  <prefix>.index / <prefix>.data-*, and the CheckpointManager updates the `checkpoint` state file
+  (atomically) only after that, so a kill mid-save leaves the previous checkpoint as the latest;
+  the partial files of the interrupted one are overwritten by the next save of the same step.
+  """
+  for path in glob.glob(os.path.join(glob.escape(model_dir), 'ckpt-*_temp*')):
+    logging.info('Removing %s, left by an interrupted checkpoint save.', path)
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      os.remove(path)
+
+
+def restore_averaged_model(model_dir, checkpoint_path=None):
+  """Builds the model from the parsed gin config and restores the Polyak-averaged weights.
+
+  Call under the strategy scope that should own the variables (or under none). Without
+  `checkpoint_path`, restores the newest intact checkpoint (`latest_checkpoint`); a given one is
+  restored as it is (check it with `resolve_checkpoint`).
+
+  Returns:
+    (model, step, checkpoint_path).
+  """
+  checkpoint_path = checkpoint_path or checkpoints.latest_checkpoint(model_dir)
+  model = model_lib.make_model()
+  model_lib.create_variables(model)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+  status = tf.train.Checkpoint(step=step, averaged_model=model).restore(checkpoint_path)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  return model, int(step.numpy()), checkpoint_path
