@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from vlae_tf import benchmark
-from vlae_tf import cli
+from vlae_tf import gin_parsing
 
 TINY = ['mnist_vlae.gin', 'testing/tiny.gin']
 
@@ -60,7 +60,7 @@ def _check_line(result):
 @pytest.mark.slow
 def test_train_and_eval_lines_and_counted_flops(shared_data):
   data_dir = str(shared_data)
-  cli.parse_gin(TINY, ['pixelcnn.DepthLimitedPixelCNN.filters = 3'])
+  gin_parsing.parse_gin(TINY, ['pixelcnn.DepthLimitedPixelCNN.filters = 3'])
   train, evaluation = benchmark.run(
       what=('train', 'eval'), batch_size=4, data_dir=data_dir, repeats=1, warmup=1,
       steps_per_chunk=1, eval_batch_size=2, num_samples=3, chunk_size=2, peak_repeats=1)
@@ -75,7 +75,7 @@ def test_train_and_eval_lines_and_counted_flops(shared_data):
 
   # Wider decoder: the forward count grows by at least the formula of the tied masked 3x3 conv
   # (num_masked_layers - 1 = 1 application) going from 3 to 5 filters.
-  cli.parse_gin(TINY, ['pixelcnn.DepthLimitedPixelCNN.filters = 5'])
+  gin_parsing.parse_gin(TINY, ['pixelcnn.DepthLimitedPixelCNN.filters = 5'])
   model = benchmark.initialized_model(benchmark.real_batch(4, data_dir))
   wider = benchmark.train_step_flops(model, 4, 0.01, backward=False)['matmul_conv']
   masked_growth = 2 * 28 * 28 * 9 * (5 * 5 - 3 * 3)
@@ -84,7 +84,7 @@ def test_train_and_eval_lines_and_counted_flops(shared_data):
 
 @pytest.mark.slow
 def test_sample_line_times_both_samplers_exactly(shared_data):
-  cli.parse_gin(TINY)
+  gin_parsing.parse_gin(TINY)
   (sample,) = benchmark.run(what=('sample',), batch_size=4, data_dir=str(shared_data),
                             repeats=1, warmup=1, naive_repeats=1, peak_repeats=1)
   assert _check_line(sample)['what'] == 'sample'

@@ -12,8 +12,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vlae_tf import bitsback
-from vlae_tf import cli
 from vlae_tf import datasets
+from vlae_tf import gin_parsing
 from vlae_tf import model as model_lib
 
 
@@ -46,7 +46,7 @@ def images(shared_data):
 
 def _model(gin_files, images, seed):
   gin.clear_config()
-  cli.parse_gin(list(gin_files) + ['testing/tiny.gin'])
+  gin_parsing.parse_gin(list(gin_files) + ['testing/tiny.gin'])
   keras.utils.set_random_seed(seed)
   model = model_lib.make_model()
   model.initialize(images[:4])
@@ -92,6 +92,6 @@ def test_decoding_with_other_weights_does_not_give_the_images(images):
 
 def test_eight_bit_models_are_refused(shared_data):
   del shared_data
-  cli.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'])
+  gin_parsing.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'])
   with pytest.raises(bitsback.UnsupportedModelError, match='binary images'):
     bitsback.BitsBackCoder(model_lib.make_model())

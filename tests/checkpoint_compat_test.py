@@ -20,9 +20,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import cli
 from vlae_tf import distribution
 from vlae_tf import evaluation
+from vlae_tf import gin_parsing
 from vlae_tf import model as model_lib
 from vlae_tf import objectives
 from vlae_tf import run_directory
@@ -112,7 +112,7 @@ def _soft_free_bits():
 
 def checkpoint_keys(experiment):
   """'name shape dtype' of every tensor of a training checkpoint of `experiment` under tiny.gin."""
-  cli.parse_gin([experiment, 'testing/tiny.gin'])
+  gin_parsing.parse_gin([experiment, 'testing/tiny.gin'])
   strategy = distribution.make_strategy(['/cpu:0'])
   with strategy.scope():
     model = model_lib.make_model()

@@ -22,6 +22,7 @@ from vlae_tf import checkpoints
 from vlae_tf import cli
 from vlae_tf import distribution
 from vlae_tf import evaluation
+from vlae_tf import gin_parsing
 from vlae_tf import run_directory
 from vlae_tf import training
 
@@ -319,7 +320,7 @@ CONFIG_FAULTS = {
 
 @pytest.mark.parametrize('fault', sorted(CONFIG_FAULTS))
 def test_damaged_config_is_one_line_naming_the_file(tmp_path, fault):
-  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
   config = gin.config_str()
   gin.clear_config()
   path = tmp_path / 'config.gin'
@@ -350,7 +351,7 @@ TRAIN_BINDINGS = ['train.train_steps = 4', 'train.batch_size = 4', 'train.checkp
 
 
 def train_tiny(model_dir, data_dir):
-  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], TRAIN_BINDINGS)
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], TRAIN_BINDINGS)
   training.train(str(model_dir), data_dir=str(data_dir),
                  strategy=distribution.make_strategy(['/cpu:0']))
 

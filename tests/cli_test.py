@@ -17,7 +17,9 @@ import pytest
 
 from vlae_tf import checkpoints
 from vlae_tf import cli
+from vlae_tf import errors
 from vlae_tf import evaluation
+from vlae_tf import gin_parsing
 from vlae_tf import run_directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,32 +95,32 @@ def test_installed_commands_are_namespaced():
 class TestParseGin:
 
   def test_base_defaults(self):
-    cli.parse_gin()
+    gin_parsing.parse_gin()
     assert gin.query_parameter('train.learning_rate') == 0.002
     assert gin.query_parameter('train.ema_decay') == 0.998
     assert gin.query_parameter('train.batch_size') == 128
     assert gin.query_parameter('train.free_bits_lambda') == 0.01
 
   def test_files_then_params(self):
-    cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], ['train.train_steps = 5'])
+    gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], ['train.train_steps = 5'])
     assert gin.query_parameter('train.dataset') == 'static_mnist'
     assert gin.query_parameter('train.train_steps') == 5
 
   def test_unknown_file(self):
-    with pytest.raises(cli.CliError, match='gin file not found: no_such.gin'):
-      cli.parse_gin(['no_such.gin'])
+    with pytest.raises(errors.CliError, match='gin file not found: no_such.gin'):
+      gin_parsing.parse_gin(['no_such.gin'])
 
   @pytest.mark.parametrize('binding', ['train.no_such_parameter = 1', 'NoSuchThing.x = 1',
                                        'train.batch_size = ('])
   def test_unknown_or_bad_binding(self, binding):
-    with pytest.raises(cli.CliError, match='bad gin config'):
-      cli.parse_gin([], [binding])
+    with pytest.raises(errors.CliError, match='bad gin config'):
+      gin_parsing.parse_gin([], [binding])
 
   @pytest.mark.parametrize('path', sorted(
       name for name in os.listdir(os.path.join(REPO, 'gin'))
       if name.endswith('.gin') and name != 'base.gin'))
   def test_every_shipped_experiment_parses_strictly(self, path):
-    cli.parse_gin([path])
+    gin_parsing.parse_gin([path])
     assert gin.query_parameter('train.dataset')
 
 

@@ -16,6 +16,7 @@ from vlae_tf import cli
 from vlae_tf import codec
 from vlae_tf import datasets
 from vlae_tf import files
+from vlae_tf import gin_parsing
 from vlae_tf import model as model_lib
 from vlae_tf import run_directory
 
@@ -24,7 +25,7 @@ STEP = 7
 
 def _make_run(model_dir, images, seed):
   gin.clear_config()
-  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
   files.atomic_write_text(str(model_dir / run_directory.CONFIG_FILE), gin.config_str())
   keras.utils.set_random_seed(seed)
   model = model_lib.make_model()

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import cli
 from vlae_tf import datasets
+from vlae_tf import gin_parsing
 from vlae_tf import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +29,7 @@ def test_every_table_row_has_an_experiment():
 @pytest.mark.slow
 @pytest.mark.parametrize('experiment', EXPERIMENTS)
 def test_experiment_builds_and_trains_one_step(experiment, shared_data):
-  cli.parse_gin([experiment, 'testing/tiny.gin'])
+  gin_parsing.parse_gin([experiment, 'testing/tiny.gin'])
   name = gin.query_parameter('train.dataset')
   assert gin.query_parameter('%TRAIN_STEPS') == 3  # Shrunk by tiny.gin.
   images = next(iter(datasets.load(name, 'train', data_dir=shared_data).batch(4)))

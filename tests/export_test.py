@@ -18,10 +18,11 @@ import tensorflow as tf
 
 import doubles
 
-from vlae_tf import cli
 from vlae_tf import datasets
+from vlae_tf import errors
 from vlae_tf import export
 from vlae_tf import files
+from vlae_tf import gin_parsing
 from vlae_tf import model as model_lib
 from vlae_tf import run_directory
 
@@ -34,7 +35,7 @@ SIGNATURES = {'encode', 'decode', 'sample', 'log_prob', 'pixel_log_prob', 'metad
 def run(shared_data, tmp_path_factory):
   """(model_dir, model, images): a run directory with one checkpoint at step STEP."""
   model_dir = tmp_path_factory.mktemp('run')
-  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
   files.atomic_write_text(str(model_dir / run_directory.CONFIG_FILE), gin.config_str())
   model = model_lib.make_model()
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(4)))
@@ -289,7 +290,7 @@ def test_input_checks_name_the_input_the_expectation_and_the_model():
 
 @pytest.mark.slow
 def test_model_without_latent_serves_p_of_x(shared_data, tmp_path):
-  cli.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'])
+  gin_parsing.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'])
   model = model_lib.make_model()
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(2)))
   model.initialize(images)

@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from vlae_tf import cli
 from vlae_tf import distribution
+from vlae_tf import gin_parsing
 from vlae_tf import inspection
 from vlae_tf import training
 
@@ -52,7 +52,7 @@ def test_maps_grid_shapes_and_colours():
 
 @pytest.mark.slow
 def test_inspect_a_tiny_run(shared_data, tmp_path):
-  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],
                 ['train.batch_size = 4', 'train.eval_examples = 0', 'train.num_summary_images = 0'])
   run = tmp_path / 'run'
   training.train(str(run), data_dir=str(shared_data),

@@ -29,6 +29,7 @@ from vlae_tf import cli
 from vlae_tf import distribution
 from vlae_tf import errors
 from vlae_tf import export
+from vlae_tf import gin_parsing
 from vlae_tf import progress
 from vlae_tf import training
 
@@ -286,7 +287,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
 
   # Step 2 (batch index 1) is NaN on replica 0 only: both replicas skip it.
   monkeypatch.setattr(batching, 'training_batches', nan_batches_at({1}))
-  cli.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 2'])
+  gin_parsing.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 2'])
   training.train(model_dir, data_dir=str(shared_data), strategy=strategy)
   before = read_checkpoint(os.path.join(model_dir, 'ckpt-1'))
   after = read_checkpoint(os.path.join(model_dir, 'ckpt-2'))
@@ -299,7 +300,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
 
   # From step 3 on every batch is NaN: two in a row stop the run, the latest checkpoint intact.
   monkeypatch.setattr(batching, 'training_batches', nan_batches_at(set(range(2, 50)), False))
-  cli.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 20'])
+  gin_parsing.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 20'])
   with pytest.raises(SystemExit) as raised:
     cli._guard(lambda: training.train(  # pylint: disable=protected-access
         model_dir, data_dir=str(shared_data), strategy=strategy))
@@ -368,7 +369,7 @@ def slowed(function, seconds):
 
 def train_linear(model_dir, data_dir, *bindings):
   """training.train of the linear stand-in on static MNIST (batch 4, 2 replicas)."""
-  cli.parse_gin(['datasets/static_mnist.gin'], [
+  gin_parsing.parse_gin(['datasets/static_mnist.gin'], [
       'make_model.model_cls = @reliability_test.LinearVAE', 'train.batch_size = 4',
       'train.num_summary_images = 0', 'train.shuffle_buffer = 64', *bindings])
   return training.train(str(model_dir), data_dir=str(data_dir),
@@ -656,15 +657,15 @@ def test_serving_functions_name_the_expected_values():
 def test_bad_input_gets_one_line_naming_the_fix(tmp_path, shared_data):
   tiny = ['mnist_vlae.gin', 'testing/tiny.gin']
   assert 'did you mean mnist_vlae.gin' in doubles.one_line_error(
-      lambda: cli.parse_gin(['mnist_vlae.gn']))
-  assert 'did you mean VLAE?' in doubles.one_line_error(lambda: cli.parse_gin([], ['VLEA.latent_size=3']))
+      lambda: gin_parsing.parse_gin(['mnist_vlae.gn']))
+  assert 'did you mean VLAE?' in doubles.one_line_error(lambda: gin_parsing.parse_gin([], ['VLEA.latent_size=3']))
   assert 'did you mean batch_size, eval_batch_size?' in doubles.one_line_error(
-      lambda: cli.parse_gin([], ['train.batch_sise = 3']))
+      lambda: gin_parsing.parse_gin([], ['train.batch_sise = 3']))
   # A misspelled macro would start a run of the default length: it is refused.
-  message = doubles.one_line_error(lambda: cli.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEP=150']))
+  message = doubles.one_line_error(lambda: gin_parsing.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEP=150']))
   assert 'gin macro TRAIN_STEP is bound by --gin_param but nothing uses it' in message
   assert 'did you mean TRAIN_STEPS?' in message
-  cli.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEPS=150'])  # the right name parses
+  gin_parsing.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEPS=150'])  # the right name parses
   # Unwritable or impossible --model_dir.
   blocker = tmp_path / 'a_file'
   blocker.write_text('')

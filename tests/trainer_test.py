@@ -11,8 +11,8 @@ import tf_keras as keras
 
 import doubles
 
-from vlae_tf import cli
 from vlae_tf import distribution
+from vlae_tf import gin_parsing
 from vlae_tf import objectives
 from vlae_tf import trainer as trainer_lib
 from vlae_tf import training
@@ -119,7 +119,7 @@ class LossScalingTest(tf.test.TestCase, parameterized.TestCase):
 class MakeTrainerTest(tf.test.TestCase):
 
   def build(self, *bindings, experiment='mnist_vlae.gin'):
-    cli.parse_gin([experiment, 'testing/tiny.gin'], list(bindings))
+    gin_parsing.parse_gin([experiment, 'testing/tiny.gin'], list(bindings))
     return trainer_lib.make_trainer(distribution.make_strategy(['/cpu:0']), global_batch_size=4,
                                     **training.trainer_settings())
 

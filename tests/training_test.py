@@ -17,12 +17,12 @@ import tensorflow as tf
 
 import doubles
 
-from vlae_tf import cli
+from vlae_tf import gin_parsing
 from vlae_tf import training
 
 
 def test_train_settings_are_the_bindings_else_trains_defaults():
-  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], ['train.ema_decay = 0.9'])
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], ['train.ema_decay = 0.9'])
   settings = training.train_settings()
   assert settings['batch_size'] == 4  # %BATCH_SIZE, resolved.
   assert settings['ema_decay'] == 0.9 and settings['ema_warmup'] is True
@@ -42,7 +42,7 @@ def tiny_run_config(**train_bindings):
   bindings = dict(batch_size=4, summary_every=1, checkpoint_every=2, eval_every=0,
                   eval_examples=4, num_summary_images=0, max_checkpoints_to_keep=5)
   bindings.update(train_bindings)
-  cli.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],
                 [f'train.{key} = {value!r}' for key, value in bindings.items()])
 
 
@@ -147,7 +147,7 @@ def summary_tags(directory):
 @pytest.mark.slow
 def test_without_validation_the_validation_split_is_not_read(shared_data, tmp_path):
   """shared/data's CIFAR-10 holds one training batch, so it has no 'valid' split."""
-  cli.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'],
+  gin_parsing.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'],
                 ['train.train_steps = 1', 'train.batch_size = 2', 'train.eval_examples = 0',
                  'train.num_summary_images = 0'])
   training.train(str(tmp_path / 'run'), data_dir=str(shared_data), strategy=doubles.one_replica())
@@ -158,7 +158,7 @@ def test_without_validation_the_validation_split_is_not_read(shared_data, tmp_pa
 def test_model_without_latent_trains_through_validation_and_image_summaries(shared_data, tmp_path):
   """The PixelCNN without z (Table 3's baseline) has no encode: its validation summaries are
   samples only (its first validation, at step 5,000 of a reproduce run, once crashed there)."""
-  cli.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'],
+  gin_parsing.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'],
                 ['train.train_steps = 2', 'train.batch_size = 2', 'train.eval_every = 1',
                  'train.eval_examples = 2', 'train.num_summary_images = 2',
                  'train.checkpoint_every = 2'])

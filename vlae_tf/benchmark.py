@@ -48,6 +48,7 @@ from vlae_tf import batching
 from vlae_tf import datasets
 from vlae_tf import distribution
 from vlae_tf import errors
+from vlae_tf import gin_parsing
 from vlae_tf import model as model_lib
 from vlae_tf import run_directory
 from vlae_tf import trainer as trainer_lib
@@ -503,17 +504,16 @@ def main(argv):
   """Parses gin like bin/train and prints one JSON line per measurement."""
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from vlae_tf import cli  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   values = flags.FLAGS
   try:
-    cli.parse_gin(values.gin_file, values.gin_param)
+    gin_parsing.parse_gin(values.gin_file, values.gin_param)
     run(what=values.what, batch_size=values.batch_size, data_dir=values.data_dir,
         repeats=values.repeats, warmup=values.warmup, steps_per_chunk=values.steps_per_chunk,
         eval_batch_size=values.eval_batch_size, num_samples=values.num_samples,
         chunk_size=values.chunk_size, sample_methods=values.sample_methods,
         naive_repeats=values.naive_repeats, peak_repeats=values.peak_repeats, jit=values.jit,
         emit=lambda result: print(to_json_line(result), flush=True))
-  except (cli.CliError, errors.RunError, ValueError) as error:
+  except (errors.CliError, errors.RunError, ValueError) as error:
     raise SystemExit(f'error: {error}') from None

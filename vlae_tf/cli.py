@@ -3,7 +3,7 @@
     bin/<name> --flags ...          in a checkout (the README's commands)
     vlae-<name> --flags ...         after `pip install` (console entry points, see setup.py)
 
-with <name> one of train, eval, sample, export, benchmark, reproduce, inspect. Each binary defines
+with <name> one of train, eval, sample, export, benchmark, reproduce, inspect, compress, decompress. Each binary defines
 its own flags (`define_*_flags`) and runs one `*_main` with absl `app.run`; `run_binary(name)` does
 both. The `run_*` functions do the work and take plain arguments, for tests and notebooks.
 
@@ -26,15 +26,11 @@ checkpoint, prints one line, and exits with status 128 + the signal number (143 
 for SIGINT); running the same command again resumes. See docs/reliability.md.
 """
 
-import contextlib
-import difflib
 import importlib
 import inspect
-import logging as python_logging
 import os
 import re
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -42,146 +38,22 @@ from absl import logging
 import gin
 
 from vlae_tf import configs
+from vlae_tf import errors
+from vlae_tf import gin_parsing
 from vlae_tf import paper
+from vlae_tf import startup
 
 FLAGS = flags.FLAGS
-BASE_GIN = configs.BASE_GIN
-
-
-class CliError(Exception):
-  """A user error, reported in one line."""
 
 
 # ---------------------------------------------------------------------------------------------
 # Library-level entry points.
 
 
-class _DropGinPathMisses(python_logging.Filter):
-  """Drops gin's "Path not found" errors: logged while it tries each search path in turn."""
-
-  def filter(self, record):
-    return not (record.pathname.endswith('resource_reader.py') and
-                record.getMessage().startswith('Path not found'))
-
-
-@contextlib.contextmanager
-def _quiet_gin_search():
-  root = python_logging.getLogger()
-  quiet = _DropGinPathMisses()
-  root.addFilter(quiet)
-  try:
-    yield
-  finally:
-    root.removeFilter(quiet)
-
-
-def _did_you_mean(name, candidates):
-  close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
-  return f' (did you mean {", ".join(close)}?)' if close else ''
-
-
-def _configurable_names():
-  """Registered gin configurables, by short and full name."""
-  names = set()
-  for selector, _ in gin.config._REGISTRY.items():  # pylint: disable=protected-access
-    names.add(selector)
-    names.add(selector.split('.')[-1])
-  return names
-
-
-def _parameter_names(configurable_name):
-  try:
-    configurable = gin.config._REGISTRY.get_match(configurable_name)  # pylint: disable=protected-access
-  except Exception:  # pylint: disable=broad-except
-    return []
-  if configurable is None:
-    return []
-  function = configurable.wrapped
-  if inspect.isclass(function):
-    function = function.__init__
-  try:
-    return [name for name in inspect.signature(function).parameters if name != 'self']
-  except (TypeError, ValueError):
-    return []
-
-
-def gin_suggestion(message):
-  """' (did you mean ...?)' for gin's unknown-configurable and unknown-parameter errors."""
-  match = re.search(r"No configurable matching '([^']+)'", message)
-  if match:
-    return _did_you_mean(match.group(1), _configurable_names())
-  match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", message)
-  if match:
-    return _did_you_mean(match.group(2), _parameter_names(match.group(1)))
-  return ''
-
-
-def parse_gin(gin_files=(), gin_params=(), base=True):
-  """Parses base.gin (if `base`), then `gin_files`, then `gin_params`, strictly.
-
-  Files are found as given, or by name among the shipped configs (`mnist_vlae.gin`,
-  `gin/mnist_vlae.gin`, `models/vlae_binary.gin`), see vlae_tf/configs.py.
-  """
-  importlib.import_module('vlae_tf.configurables')  # Everything a gin file can name.
-  gin.clear_config()
-  search_path = configs.search_path()
-  gin.add_config_file_search_path(search_path)
-  files = [os.path.join(search_path, BASE_GIN)] if base else []
-  for name in gin_files or []:
-    path = configs.resolve(name)
-    if path is None:
-      raise CliError(f'gin file not found: {name} (looked in . and {search_path})'
-                     f'{_did_you_mean(name, configs.names())}')
-    files.append(path)
-  try:
-    with _quiet_gin_search():
-      gin.parse_config_files_and_bindings(files, list(gin_params or []), skip_unknown=False)
-  # gin raises ValueError, SyntaxError, IOError, TypeError...
-  except Exception as error:  # pylint: disable=broad-except
-    message = ' '.join(str(error).split())
-    raise CliError(f'bad gin config: {message}{gin_suggestion(message)}') from error
-  _check_macros_are_used(gin_params)
-
-
-def _referenced_macros(value, found):
-  """Adds the names of the macros that a bound value refers to (%NAME), recursively."""
-  if isinstance(value, gin.config.ConfigurableReference):
-    selector = value.scoped_selector
-    if selector.endswith('gin.macro'):
-      found.add(selector.rsplit('/', 1)[0].split('/')[-1])
-  elif isinstance(value, dict):
-    for item in value.values():
-      _referenced_macros(item, found)
-  elif isinstance(value, (list, tuple, set)):
-    for item in value:
-      _referenced_macros(item, found)
-  return found
-
-
-def _check_macros_are_used(gin_params):
-  """A macro bound on the command line that no binding uses is a typo: CliError with suggestions.
-
-  gin takes `TRAIN_STEP = 150` as a new macro that nothing reads, so without this check a
-  misspelled macro would silently leave the value it meant to change as it was.
-  """
-  config = gin.config._CONFIG  # pylint: disable=protected-access
-  defined, used = set(), set()
-  for (scope, selector), parameters in config.items():
-    if selector == 'gin.macro':
-      defined.add(scope.split('/')[-1])
-    _referenced_macros(parameters, used)
-  for param in gin_params or ():
-    name = param.split('=', 1)[0].strip()
-    if name and '.' not in name and '/' not in name and name in defined and name not in used:
-      raise CliError(f'gin macro {name} is bound by --gin_param but nothing uses it (a typo?)'
-                     f'{_did_you_mean(name, used)}; the macros in use: '
-                     f'{", ".join(sorted(used))}.')
-
-
 def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
   """Parses gin (base.gin, files, params) and trains in `model_dir`."""
   from vlae_tf import training  # pylint: disable=g-import-not-at-top
-  parse_gin(gin_files, gin_params)
+  gin_parsing.parse_gin(gin_files, gin_params)
   return training.train(model_dir, data_dir=data_dir)
 
 
@@ -196,8 +68,8 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
   from vlae_tf import evaluation  # pylint: disable=g-import-not-at-top
   if curve:
     if checkpoint:
-      raise CliError('--checkpoint and --curve exclude each other: the curve evaluates every kept '
-                     'checkpoint.')
+      raise errors.CliError('--checkpoint and --curve exclude each other: the curve evaluates '
+                            'every kept checkpoint.')
     return evaluation.evaluate_curve(model_dir, split=split, num_samples=num_samples,
                                      max_examples=max_examples, batch_size=batch_size,
                                      data_dir=data_dir)
@@ -345,11 +217,10 @@ def _guard(run):
   from vlae_tf import bitsback
   from vlae_tf import codec
   from vlae_tf import datasets
-  from vlae_tf import errors
   # pylint: enable=g-import-not-at-top
   try:
     return run()
-  except (CliError, errors.RunError, datasets.DatasetError, codec.CodecError,
+  except (errors.CliError, errors.RunError, datasets.DatasetError, codec.CodecError,
           bitsback.UnsupportedModelError) as error:
     raise SystemExit(f'error: {_one_line(error)}') from None
   except errors.TrainingInterrupted as interrupted:
@@ -492,81 +363,11 @@ def define_inspect_flags():
 # ---------------------------------------------------------------------------------------------
 # Start-up: TensorFlow, loaded quietly once the flags are parsed.
 
-# What TensorFlow's C++ side prints while it loads and probes for GPUs, on every CPU-only machine:
-# its INFO lines are written before its logging is initialized (so TF_CPP_MIN_LOG_LEVEL does not
-# reach them), and the CUDA probe of the GPU-enabled wheel fails at ERROR level when there is no
-# driver. None of it is actionable here; `--verbosity=1` shows it all.
-_STARTUP_NOISE = re.compile(
-    r'All log messages before absl::InitializeLog|oneDNN custom operations are on|'
-    r'Could not find cuda drivers|failed call to cuInit|cpu_feature_guard\.cc|'
-    r'To enable the following instructions|rebuild TensorFlow with the appropriate compiler')
-
-
-def _verbose():
-  return flags.FLAGS.is_parsed() and flags.FLAGS['verbosity'].value >= 1
-
-
-class _DropQuietRecords(python_logging.Filter):
-  """Drops INFO records that say nothing actionable: gin's file lookups
-  ("system_path_file_exists:base.gin"), TensorFlow's "Sharding callback duration" at every
-  checkpoint and its renaming of the SavedModel's internal input names ("contains input name(s)
-  ... with unsupported characters")."""
-
-  _QUIET = (('resource_reader.py', ''), ('functional_saver.py', 'Sharding callback duration'),
-            ('signature_serialization.py', 'unsupported characters'))
-
-  def filter(self, record):
-    if record.levelno >= python_logging.WARNING:
-      return True
-    return not any(record.pathname.endswith(path) and text in str(record.msg)
-                   for path, text in self._QUIET)
-
-
-def start_tensorflow():
-  """Imports TensorFlow and lets it find its devices, hiding its start-up chatter.
-
-  Its C++ start-up lines go to file descriptor 2 directly, so they are captured there (in a
-  temporary file, while TensorFlow loads and lists its devices) and every line that is not known
-  noise is written back. Also: TensorFlow's Python logger goes through absl's handler only
-  (it had its own handler too, so every "INFO:tensorflow:" line came twice), and gin's INFO lines
-  about where it found each file are dropped. With --verbosity >= 1 nothing is hidden.
-  """
-  if getattr(start_tensorflow, 'done', False):
-    return
-  if _verbose():
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.list_physical_devices()
-  else:
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # C++ INFO lines after start-up
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-      os.dup2(captured.fileno(), 2)
-      try:
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        tf.config.list_physical_devices()  # The CUDA probe happens here.
-      finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        captured.seek(0)
-        for line in captured.read().decode('utf-8', 'replace').splitlines(keepends=True):
-          if not _STARTUP_NOISE.search(line):
-            sys.stderr.write(line)
-        sys.stderr.flush()
-    for handler in list(tf.get_logger().handlers):
-      tf.get_logger().removeHandler(handler)
-    python_logging.getLogger().addFilter(_DropQuietRecords())
-    for handler in python_logging.getLogger().handlers:
-      handler.addFilter(_DropQuietRecords())
-  start_tensorflow.done = True
-
-
 def _lazy_main(module, function='main'):
   """A main that starts TensorFlow quietly, then runs vlae_tf.<module>.<function>(argv)."""
 
   def main(argv):
-    start_tensorflow()
+    startup.start_tensorflow()
     return getattr(importlib.import_module(f'vlae_tf.{module}'), function)(argv)
 
   return main
@@ -574,7 +375,7 @@ def _lazy_main(module, function='main'):
 
 def _started(main):
   def started_main(argv):
-    start_tensorflow()
+    startup.start_tensorflow()
     return main(argv)
   return started_main
 

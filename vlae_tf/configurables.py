@@ -1,7 +1,7 @@
 """Every module that registers gin configurables, imported in one place.
 
 A run's gin config (the shipped gin files, <model_dir>/config.gin) names classes and functions of
-these modules, so parsing it needs them imported: `cli.parse_gin` and
+these modules, so parsing it needs them imported: `gin_parsing.parse_gin` and
 `run_directory.load_run_config` import this module, and no other module imports one only for its
 gin registrations.
 """

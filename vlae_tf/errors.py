@@ -1,5 +1,6 @@
 """The errors of a run: one family, each a user error reported in one line by the binaries.
 
+    CliError                      a bad flag or gin config (vlae_tf/gin_parsing.py)
     RunError                      a run directory is missing something or cannot be used
       CheckpointNotFoundError     no checkpoint (also a FileNotFoundError)
       DamagedCheckpointError      no intact checkpoint (truncated, changed bytes, missing file)
@@ -12,6 +13,10 @@
 """
 
 import signal
+
+
+class CliError(Exception):
+  """A bad flag, gin file, binding or macro: a user error, reported in one line."""
 
 
 class RunError(Exception):

@@ -49,6 +49,7 @@ import tensorflow as tf
 from vlae_tf import datasets
 from vlae_tf import evaluation
 from vlae_tf import files
+from vlae_tf import gin_parsing
 from vlae_tf import paper
 from vlae_tf import plots
 from vlae_tf import errors
@@ -175,8 +176,7 @@ def _target_steps(gin_file: str, settings: Settings, run_dir: str) -> int:
     ReproduceError: run_dir holds a run whose config differs from this one in more than
       bookkeeping (it would be reported under settings it was not trained with).
   """
-  from vlae_tf import cli  # pylint: disable=g-import-not-at-top  (cli imports this module's peers)
-  cli.parse_gin([gin_file] + list(settings.gin_files), _train_params(settings))
+  gin_parsing.parse_gin([gin_file] + list(settings.gin_files), _train_params(settings))
   try:
     steps = int(_query(gin.query_parameter('train.train_steps')))
     config = gin.config_str()

@@ -1,8 +1,8 @@
 """Issue 14 measurement: BB-ANS through the headline VLAE on all 10,000 static MNIST test images."""
 import bz2, gzip, io, json, subprocess, sys, time
 import numpy as np
-from vlae_tf import cli
-cli.start_tensorflow()
+from vlae_tf import startup
+startup.start_tensorflow()
 import tensorflow as tf
 from PIL import Image
 from vlae_tf import training, datasets, bitsback

@@ -1,0 +1,82 @@
+"""A quiet TensorFlow start-up for the binaries: TensorFlow's C++ start-up chatter (its INFO lines,
+the failed CUDA probe on machines without a GPU) and a few INFO records that say nothing
+actionable are hidden unless `--verbosity=1` or more asks for everything.
+"""
+
+import logging as python_logging
+import os
+import re
+import sys
+import tempfile
+
+from absl import flags
+
+
+# What TensorFlow's C++ side prints while it loads and probes for GPUs, on every CPU-only machine:
+# its INFO lines are written before its logging is initialized (so TF_CPP_MIN_LOG_LEVEL does not
+# reach them), and the CUDA probe of the GPU-enabled wheel fails at ERROR level when there is no
+# driver. None of it is actionable here; `--verbosity=1` shows it all.
+_STARTUP_NOISE = re.compile(
+    r'All log messages before absl::InitializeLog|oneDNN custom operations are on|'
+    r'Could not find cuda drivers|failed call to cuInit|cpu_feature_guard\.cc|'
+    r'To enable the following instructions|rebuild TensorFlow with the appropriate compiler')
+
+
+def _verbose():
+  return flags.FLAGS.is_parsed() and flags.FLAGS['verbosity'].value >= 1
+
+
+class _DropQuietRecords(python_logging.Filter):
+  """Drops INFO records that say nothing actionable: gin's file lookups
+  ("system_path_file_exists:base.gin"), TensorFlow's "Sharding callback duration" at every
+  checkpoint and its renaming of the SavedModel's internal input names ("contains input name(s)
+  ... with unsupported characters")."""
+
+  _QUIET = (('resource_reader.py', ''), ('functional_saver.py', 'Sharding callback duration'),
+            ('signature_serialization.py', 'unsupported characters'))
+
+  def filter(self, record):
+    if record.levelno >= python_logging.WARNING:
+      return True
+    return not any(record.pathname.endswith(path) and text in str(record.msg)
+                   for path, text in self._QUIET)
+
+
+def start_tensorflow():
+  """Imports TensorFlow and lets it find its devices, hiding its start-up chatter.
+
+  Its C++ start-up lines go to file descriptor 2 directly, so they are captured there (in a
+  temporary file, while TensorFlow loads and lists its devices) and every line that is not known
+  noise is written back. Also: TensorFlow's Python logger goes through absl's handler only
+  (it had its own handler too, so every "INFO:tensorflow:" line came twice), and gin's INFO lines
+  about where it found each file are dropped. With --verbosity >= 1 nothing is hidden.
+  """
+  if getattr(start_tensorflow, 'done', False):
+    return
+  if _verbose():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.list_physical_devices()
+  else:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # C++ INFO lines after start-up
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+      os.dup2(captured.fileno(), 2)
+      try:
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        tf.config.list_physical_devices()  # The CUDA probe happens here.
+      finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        captured.seek(0)
+        for line in captured.read().decode('utf-8', 'replace').splitlines(keepends=True):
+          if not _STARTUP_NOISE.search(line):
+            sys.stderr.write(line)
+        sys.stderr.flush()
+    for handler in list(tf.get_logger().handlers):
+      tf.get_logger().removeHandler(handler)
+    python_logging.getLogger().addFilter(_DropQuietRecords())
+    for handler in python_logging.getLogger().handlers:
+      handler.addFilter(_DropQuietRecords())
+  start_tensorflow.done = True
