@@ -10,16 +10,13 @@ import stat
 import subprocess
 import sys
 
-import gin
 import numpy as np
 from PIL import Image
 import pytest
 
 from vlae_tf import checkpoints
 from vlae_tf import cli
-from vlae_tf import errors
 from vlae_tf import evaluation
-from vlae_tf import gin_parsing
 from vlae_tf import run_directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,38 +87,6 @@ def test_installed_commands_are_namespaced():
   for name in BINARIES:
     assert f"'{name}'" in setup, name
     assert callable(getattr(cli, f'{name}_command')), name
-
-
-class TestParseGin:
-
-  def test_base_defaults(self):
-    gin_parsing.parse_gin()
-    assert gin.query_parameter('train.learning_rate') == 0.002
-    assert gin.query_parameter('train.ema_decay') == 0.998
-    assert gin.query_parameter('train.batch_size') == 128
-    assert gin.query_parameter('train.free_bits_lambda') == 0.01
-
-  def test_files_then_params(self):
-    gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], ['train.train_steps = 5'])
-    assert gin.query_parameter('train.dataset') == 'static_mnist'
-    assert gin.query_parameter('train.train_steps') == 5
-
-  def test_unknown_file(self):
-    with pytest.raises(errors.CliError, match='gin file not found: no_such.gin'):
-      gin_parsing.parse_gin(['no_such.gin'])
-
-  @pytest.mark.parametrize('binding', ['train.no_such_parameter = 1', 'NoSuchThing.x = 1',
-                                       'train.batch_size = ('])
-  def test_unknown_or_bad_binding(self, binding):
-    with pytest.raises(errors.CliError, match='bad gin config'):
-      gin_parsing.parse_gin([], [binding])
-
-  @pytest.mark.parametrize('path', sorted(
-      name for name in os.listdir(os.path.join(REPO, 'gin'))
-      if name.endswith('.gin') and name != 'base.gin'))
-  def test_every_shipped_experiment_parses_strictly(self, path):
-    gin_parsing.parse_gin([path])
-    assert gin.query_parameter('train.dataset')
 
 
 @pytest.mark.slow

@@ -3,7 +3,8 @@
     bin/<name> --flags ...          in a checkout (the README's commands)
     vlae-<name> --flags ...         after `pip install` (console entry points, see setup.py)
 
-with <name> one of train, eval, sample, export, benchmark, reproduce, inspect, compress, decompress. Each binary defines
+with <name> one of train, eval, sample, export, benchmark, reproduce, inspect, compress and
+decompress. Each binary defines
 its own flags (`define_*_flags`) and runs one `*_main` with absl `app.run`; `run_binary(name)` does
 both. The `run_*` functions do the work and take plain arguments, for tests and notebooks.
 
@@ -27,7 +28,6 @@ for SIGINT); running the same command again resumes. See docs/reliability.md.
 """
 
 import importlib
-import inspect
 import os
 import re
 import sys
@@ -35,9 +35,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import gin
 
-from vlae_tf import configs
 from vlae_tf import errors
 from vlae_tf import gin_parsing
 from vlae_tf import paper

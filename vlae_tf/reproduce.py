@@ -39,11 +39,10 @@ import re
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from absl import flags
 import gin
-import numpy as np
 import tensorflow as tf
 
 from vlae_tf import datasets
@@ -54,6 +53,7 @@ from vlae_tf import paper
 from vlae_tf import plots
 from vlae_tf import errors
 from vlae_tf import progress as progress_lib
+from vlae_tf import results_tables
 from vlae_tf import run_directory
 
 # The paper's groups and numbers (vlae_tf/paper.py), under the names the harness always used.
@@ -349,18 +349,6 @@ def _run_facts(run_dir: str) -> dict:
   return facts
 
 
-def paired_difference(first: dict, second: dict, key: str = 'nll') -> dict:
-  """mean(first - second) of a per-image value and its paired standard error."""
-  a = np.asarray(first['per_image'][key], np.float64)
-  b = np.asarray(second['per_image'][key], np.float64)
-  if a.shape != b.shape:
-    raise ValueError(f'Cannot pair {a.shape[0]} images with {b.shape[0]}.')
-  difference = a - b
-  return {'mean': float(difference.mean()),
-          'stderr': float(difference.std(ddof=1) / math.sqrt(len(difference)))
-                    if len(difference) > 1 else float('nan')}
-
-
 def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
               stream=None) -> dict:
   """Trains, evaluates and tabulates `gin_files` into `output_dir` (see the module docstring).
@@ -453,9 +441,9 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
         continue  # not the same images: no paired comparison
       differences.append({
           'first': first['experiment'], 'second': second['experiment'],
-          'nll_nats': paired_difference(first, second, 'nll'),
-          'nll_bound_nats': paired_difference(first, second, 'elbo'),
-          'kl_nats': paired_difference(first, second, 'kl')})
+          'nll_nats': results_tables.paired_difference(first, second, 'nll'),
+          'nll_bound_nats': results_tables.paired_difference(first, second, 'elbo'),
+          'kl_nats': results_tables.paired_difference(first, second, 'kl')})
       # elbo differences have the sign of -(-ELBO) differences: flip to -ELBO.
       bound = differences[-1]['nll_bound_nats']
       bound['mean'] = -bound['mean']
@@ -464,7 +452,7 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
   results['settings']['gin_files'] = list(settings.gin_files)
   results['settings']['gin_params'] = list(settings.gin_params)
   evaluation.write_json_atomically(os.path.join(output_dir, RESULTS_JSON), results)
-  files.atomic_write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))
+  files.atomic_write_text(os.path.join(output_dir, RESULTS_MD), results_tables.results_markdown(results))
   series = {row['experiment']: [(p['step'], p['nll_nats'], p['nll_stderr_nats'])
                                 for p in row['curve']] for row in rows}
   curve_split = settings.select_split or settings.split
@@ -474,53 +462,6 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
       title=(f'{curve_split} NLL, K={settings.curve_num_samples}, '
              f'{settings.curve_max_examples or "all"} images per point'))
   return results
-
-
-def _number(value, digits=2, missing='-'):
-  return missing if value is None else f'{value:.{digits}f}'
-
-
-def results_markdown(results: dict) -> str:
-  """results.md: the table beside the paper's numbers, then the paired differences."""
-  rows = results['rows']
-  settings = results['settings']
-  lines = [
-      '| experiment | paper row | paper | ours: NLL +- s.e. | -ELBO | KL bits (paper) | K | '
-      f'{settings["split"]} images | steps | wall time | images/s | seed | commit |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
-  for row in rows:
-    unit = row['paper_unit']
-    if unit == 'bits/dim':
-      ours = f'{row["bits_per_dim"]:.3f} bits/dim'
-      bound = f'{row["nll_bound_bits_per_dim"]:.3f} bits/dim'
-    else:
-      ours = f'{row["nll_nats"]:.2f} +- {row["nll_stderr_nats"]:.2f}'
-      bound = f'{row["nll_bound_nats"]:.2f}'
-    paper = '-' if row['paper_nll'] is None else f'{row["paper_nll"]:g}'
-    wall = ('-' if row['train_seconds'] is None else
-            progress_lib.format_duration(row['train_seconds']))
-    steps = str(row['steps'])
-    if row.get('selected_on'):
-      steps += f' (best on {row["selected_on"]} of {row["trained_steps"]})'
-
-    lines.append(
-        f'| {row["experiment"]} | {row["paper_row"] or "-"} | {paper} | {ours} | '
-        f'{bound} | {row["kl_bits"]:.1f} ({_number(row["paper_kl_bits"], 1)})'
-        f' | {row["num_samples"]} | {row["num_examples"]} | {steps} | {wall} | '
-        f'{_number(row["images_per_second"], 0)} | {row["seed"]} | {row["commit"] or "-"} |')
-  lines += ['', f'NLL in nats per image (bits/dim for CIFAR-10 rows) on {settings["split"]} '
-            '(importance-weighted, K samples, '
-            f'evaluation seed {settings["seed"]}, the same evenly spread images for every row); '
-            'KL = E_q[log q(z|x) - log p(z)] in bits per image.']
-  if results['differences']:
-    lines += ['', 'Paired differences (first - second; same images, same importance samples):',
-              '', '| first | second | NLL nats | -ELBO nats | KL nats |', '|---|---|---|---|---|']
-    for difference in results['differences']:
-      cells = [f'{difference[key]["mean"]:+.2f} +- {difference[key]["stderr"]:.2f}'
-               for key in ('nll_nats', 'nll_bound_nats', 'kl_nats')]
-      lines.append(f'| {difference["first"]} | {difference["second"]} | ' + ' | '.join(cells) +
-                   ' |')
-  return '\n'.join(lines) + '\n'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,6 +489,6 @@ def main(argv):
     return reproduce(FLAGS.output_dir, files, settings)
 
   results = cli._guard(run)  # pylint: disable=protected-access
-  print(results_markdown(results), end='')
+  print(results_tables.results_markdown(results), end='')
   for name in (RESULTS_JSON, RESULTS_MD, CURVE_PNG):
     print(os.path.join(FLAGS.output_dir, name))
