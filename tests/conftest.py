@@ -6,6 +6,7 @@ Two logical CPU devices are configured before TensorFlow initializes its runtime
 
 import os
 import pathlib
+import shutil
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -29,6 +30,18 @@ def shared_data():
     pytest.fail(f'Real test data not found at {SHARED_DATA}. Put shared/data beside the clone '
                 'or set VLAE_DATA_DIR to its path.')
   return SHARED_DATA
+
+
+# A two-step run of the tiny static MNIST VLAE written before the issue 13 split (tests/testdata).
+FIXTURE_RUN = pathlib.Path(__file__).resolve().parent / 'testdata' / 'run_e06a543'
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+  """A copy of the fixture run (config.gin, ckpt-2, started.json), as a str path."""
+  path = tmp_path / 'run'
+  shutil.copytree(FIXTURE_RUN, path)
+  return str(path)
 
 
 def pytest_collection_modifyitems(items):

@@ -7,21 +7,12 @@ checkpoints_test.py's; the numbers of the old run are checkpoint_compat_test.py'
 import io
 import json
 import os
-import shutil
 
 import pytest
 
 from vlae_tf import distribution
 from vlae_tf import evaluation
 
-RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'testdata', 'run_e06a543')
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-  path = tmp_path / 'run'
-  shutil.copytree(RUN, path)
-  return str(path)
 
 
 def evaluate(run_dir, shared_data, **kwargs):

@@ -6,7 +6,6 @@ reliability_test.py's.
 """
 
 import os
-import shutil
 
 import gin
 import pytest
@@ -14,14 +13,6 @@ import pytest
 from vlae_tf import errors
 from vlae_tf import run_directory
 
-RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'testdata', 'run_e06a543')
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-  path = tmp_path / 'run'
-  shutil.copytree(RUN, path)
-  return str(path)
 
 
 def test_load_run_config_parses_the_runs_bindings(run_dir):
