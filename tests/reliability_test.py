@@ -240,32 +240,14 @@ def nan_batches_at(bad_steps, first_half_only=True):
   return batches
 
 
-class LinearVAE(keras.Model):
-  """A small, noiseless stand-in for the VLAE (fast to trace): z = linear(x), Bernoulli(linear(z)).
+class LinearVAE(doubles.DeterministicVLAE):
+  """The noiseless stand-in of tests/doubles.py on 28x28 images (fast to trace).
 
   Skipping non-finite steps lives in the Trainer and does not depend on the model.
   """
 
   def __init__(self, image_shape=(28, 28, 1), latent_size=3):
-    super().__init__()
-    self.image_shape = tuple(image_shape)
-    self.num_dims = int(np.prod(image_shape))
-    self.data_kind = 'binary'
-    self.latent_shape = (latent_size,)
-    self.encoder = keras.layers.Dense(latent_size)
-    self.decoder = keras.layers.Dense(self.num_dims)
-
-  def elbo(self, x, seed, training=None):
-    del seed, training
-    pixels = tf.reshape(x, [-1, self.num_dims])  # [B, D]
-    z = self.encoder(pixels)  # [B, latent]
-    log_px_z = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=pixels, logits=self.decoder(z)), axis=-1)
-    kl = 0.5 * tf.reduce_sum(tf.square(z), axis=-1)
-    return {'elbo': log_px_z - kl, 'log_px_z': log_px_z, 'kl': kl}
-
-  def initialize(self, x):
-    return self.elbo(x, None)
+    super().__init__(image_shape, latent_size)
 
   def encode(self, x, seed):  # Unused: no validation, no image summaries.
     raise NotImplementedError
