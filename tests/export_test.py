@@ -124,14 +124,19 @@ print(json.dumps(result))
 '''
 
 
-@pytest.mark.slow
-def test_loads_in_a_process_without_vlae_tf(exported):
+def _run_without_vlae_tf(script, exported):
+  """Runs `script` on the export in a fresh process that cannot import vlae_tf: its JSON line."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   env.pop('PYTHONPATH', None)
-  completed = subprocess.run([sys.executable, '-c', _LOAD_WITHOUT_VLAE, exported], env=env,
-                             cwd='/', capture_output=True, text=True, timeout=900, check=False)
+  completed = subprocess.run([sys.executable, '-c', script, exported], env=env, cwd='/',
+                             capture_output=True, text=True, timeout=900, check=False)
   assert completed.returncode == 0, completed.stderr[-3000:]
-  result = json.loads(completed.stdout.strip().splitlines()[-1])
+  return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_loads_in_a_process_without_vlae_tf(exported):
+  result = _run_without_vlae_tf(_LOAD_WITHOUT_VLAE, exported)
   assert 'vlae_tf' not in result['modules']
   assert result['decode'] == [2, 28, 28, 1]
   assert result['sample'] == [2, 28, 28, 1]
@@ -186,12 +191,7 @@ _Z = f'z must be float32 [N, {LATENT_SIZE}] with finite values {_MODEL}; got '
 
 @pytest.mark.slow
 def test_bad_inputs_fail_with_one_line_in_a_process_without_vlae_tf(exported):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  env.pop('PYTHONPATH', None)
-  completed = subprocess.run([sys.executable, '-c', _BAD_INPUTS_WITHOUT_VLAE, exported], env=env,
-                             cwd='/', capture_output=True, text=True, timeout=900, check=False)
-  assert completed.returncode == 0, completed.stderr[-3000:]
-  result = json.loads(completed.stdout.strip().splitlines()[-1])
+  result = _run_without_vlae_tf(_BAD_INPUTS_WITHOUT_VLAE, exported)
   expected = {
       'size': f'log_prob: {_IMAGES}float32 [2, 32x32x1]',
       'rank': f'encode: {_IMAGES}float32 [2, 28x28]',

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2
 import tensorflow as tf
-import tf_keras as keras
 
 import doubles
 
