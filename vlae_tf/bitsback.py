@@ -157,7 +157,6 @@ class BitsBackCoder:
     self._prior_flow = self._posterior_flow = None
     if model.has_latent:
       prior_bijector, posterior_bijector, context_size = _bijectors(model)
-      self._context_size = context_size
 
       @tf.function(input_signature=[image_spec])
       def posterior(images):
@@ -203,7 +202,7 @@ class BitsBackCoder:
     if self._pixel_mode == 'keep':
       self._logits[:, row, col] = logits
       return self._known[:, row, col]
-    probabilities = special.expit(logits.astype(np.float64))
+    probabilities = _probabilities(logits)
     bits = self._coder.decode(self._bernoulli, probabilities.ravel())
     return bits.reshape(logits.shape).astype(np.float32)
 
@@ -212,7 +211,7 @@ class BitsBackCoder:
     if self._pixel_mode == 'keep':
       self._logits[...] = logits
       return self._known
-    probabilities = special.expit(logits.astype(np.float64))
+    probabilities = _probabilities(logits)
     bits = self._coder.decode(self._bernoulli, _pixel_major(probabilities))
     return _from_pixel_major(bits, logits.shape).astype(np.float32)
 
@@ -266,7 +265,7 @@ class BitsBackCoder:
       if self.latent_size:
         z = self._posterior_code(grid, batch).pop(coder)
       _, logits = self._run_pixels(z, 'keep', batch)
-      probabilities = special.expit(logits.astype(np.float64))
+      probabilities = _probabilities(logits)
       symbols = batch.astype(np.int32)
       coder.encode_reverse(_pixel_major(symbols), self._bernoulli, _pixel_major(probabilities))
       lengths.pixels += _bernoulli_information(probabilities, symbols)
@@ -286,7 +285,7 @@ class BitsBackCoder:
       `initial_words()` when the stream and the model are the ones that encoded it.
     """
     coder = constriction.stream.stack.AnsCoder(np.asarray(words, np.uint32).copy())
-    grid = latent_codes.Grid(self.precision, latent_codes.CodeLengths())
+    grid = latent_codes.Grid(self.precision)  # No information counts: only encode reports them.
     batches, done = [], 0
     self._coder = coder
     try:
@@ -306,6 +305,11 @@ class BitsBackCoder:
     images = (np.concatenate(batches[::-1]) if batches
               else np.zeros((0, *self.image_shape), np.float32))
     return images.astype(np.float32), coder.get_compressed()
+
+
+def _probabilities(logits):
+  """p(pixel = 1) in float64 from float32 logits: one function, so both sides get the same bits."""
+  return special.expit(logits.astype(np.float64))
 
 
 def _pixel_major(values):

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import pathlib
 import shutil
 import struct
 import tempfile
@@ -32,6 +33,7 @@ import zlib
 
 import numpy as np
 
+from vlae_tf import dataset_files
 from vlae_tf import files
 
 MAGIC = b'VLAEBBAN'
@@ -40,6 +42,11 @@ VERSION = 1
 # largest batch, growth percent, images crc32, payload words, payload crc32, layout length.
 _FIXED = struct.Struct('<8sHHHHIQ32sBHHBIIIH')
 _CRC = struct.Struct('<I')
+
+
+AMAT_PIXELS = 784  # The .amat format of static binarized MNIST: one 28x28 image a line.
+_AMAT_EXPECTED = ('binary images for bin/compress, one a line (every line must hold 784 values '
+                  '0 or 1)')
 
 
 class CodecError(ValueError):
@@ -93,17 +100,11 @@ def read_images(path, image_shape):
   kind = _kind(path)
   layout = {'kind': kind}
   if kind == 'amat':
-    opener = gzip.open if path.lower().endswith('.gz') else open
-    try:
-      with opener(path, 'rt') as stream:
-        rows = [line.split() for line in stream if line.strip()]
-      flat = np.array([[int(v) for v in row] for row in rows], np.int64) if rows else None
-    except (OSError, ValueError, EOFError) as error:
-      raise CodecError(f'{path}: not a readable .amat file ({error}).') from None
-    if flat is not None and (flat.ndim != 2 or flat.shape[1] != size):
-      raise CodecError(f'{path}: every line must hold {size} values (an image of '
-                       f'{"x".join(map(str, image_shape))}, the model\'s shape).')
-    images = np.zeros((0, *image_shape)) if flat is None else flat.reshape(-1, *image_shape)
+    if size != AMAT_PIXELS:
+      raise CodecError(f'{path}: .amat files hold 28x28 images; this model takes '
+                       f'{"x".join(map(str, image_shape))}.')
+    text = dataset_files.read(pathlib.Path(path), _AMAT_EXPECTED)
+    images = dataset_files.parse_amat(text, path, _AMAT_EXPECTED).reshape(-1, *image_shape)
   elif kind == 'npy':
     try:
       array = np.load(path, allow_pickle=False)
@@ -150,8 +151,12 @@ def write_images(path, images, layout):
   images = np.asarray(images, np.uint8)
   kind = _kind(path)
   if kind == 'amat':
-    text = ''.join(' '.join(map(str, image.ravel())) + '\n' for image in images)
-    data = text.encode()
+    # "0 1 ... 0\n" per image: digits at the even places, single spaces between, a newline last.
+    flat = images.reshape(len(images), -1)
+    chars = np.full((len(images), 2 * flat.shape[1]), ord(' '), np.uint8)
+    chars[:, 0::2] = flat + ord('0')
+    chars[:, -1] = ord('\n')
+    data = chars.tobytes()
     if path.lower().endswith('.gz'):
       data = gzip.compress(data, mtime=0)
     files.atomic_write_bytes(path, data)

@@ -89,7 +89,7 @@ def warn_if_unpublished_size(name: str, split: str, count: int, path: pathlib.Pa
 _AMAT_SEPARATORS = b' \t\r\x0b\x0c'  # deleted; lines are split at b'\n'
 
 
-def _parse_amat(text: bytes, where: str, expected: str) -> np.ndarray:
+def parse_amat(text: bytes, where: str, expected: str) -> np.ndarray:
   """Parses Larochelle's .amat text: one image a line, 784 whitespace-separated 0/1 values.
 
   Vectorized (np.loadtxt takes tens of seconds on the 50,000-line file): once no two non-space
@@ -135,7 +135,7 @@ def amat_images(key: Tuple[str, int, int]) -> np.ndarray:
   """uint8 [N, 28, 28, 1] in {0, 1} from an .amat(.gz), cached per (path, mtime, size)."""
   path = pathlib.Path(key[0])
   expected = f"Larochelle's binarized MNIST ({needs('static_mnist')})"
-  images = _parse_amat(read(path, expected), str(path), expected).reshape(-1, 28, 28, 1)
+  images = parse_amat(read(path, expected), str(path), expected).reshape(-1, 28, 28, 1)
   images.flags.writeable = False
   return images
 

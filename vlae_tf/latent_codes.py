@@ -27,6 +27,7 @@ from it, and a pop (a sample drawn with the stack's bits) would sometimes land t
 """
 
 import dataclasses
+from typing import Optional
 
 import constriction
 import numpy as np
@@ -103,7 +104,8 @@ class Grid:
 
   CELL = 256
 
-  def __init__(self, precision: int, lengths: CodeLengths):
+  def __init__(self, precision: int, lengths: Optional[CodeLengths] = None):
+    """`lengths`, when given, sums the information of every push and pop (extra work)."""
     self.step = 2.0 ** -precision
     self._windowed = {True: Windowed(spread=10.0), False: Windowed(spread=128.0)}
     self._offsets = _MODEL.Categorical(perfect=False)
@@ -144,7 +146,8 @@ class Grid:
       coder.encode_reverse(offsets.astype(np.int32), self._offsets,
                            self._offset_probabilities(cells, mean, std))
       windowed.push(coder, cells, *self._cell_params(mean, std))
-    self.lengths.latent_pushed += self._information(symbols, mean, std)
+    if self.lengths is not None:
+      self.lengths.latent_pushed += self._information(symbols, mean, std)
 
   def pop(self, coder, mean, std, narrow=False, fresh=False):
     """Pops grid values under N(mean, std^2) (arrays of one shape); `fresh` as in `push`."""
@@ -157,7 +160,8 @@ class Grid:
       cells = windowed.pop(coder, *self._cell_params(mean, std))
       offsets = coder.decode(self._offsets, self._offset_probabilities(cells, mean, std))
       symbols = cells * self.CELL + offsets
-    self.lengths.latent_popped += self._information(symbols, mean, std)
+    if self.lengths is not None:
+      self.lengths.latent_popped += self._information(symbols, mean, std)
     return (symbols * self.step).reshape(shape)
 
 
