@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from vlae_tf import batching
+from vlae_tf.data import batching
 
 
 class BatchingTest(tf.test.TestCase):

@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import bitsback
-from vlae_tf import datasets
-from vlae_tf import gin_parsing
-from vlae_tf import model as model_lib
+from vlae_tf.compression import bitsback
+from vlae_tf.data import datasets
+from vlae_tf.cli import gin_parsing
+from vlae_tf.models import vlae as model_lib
 
 
 def test_batch_sizes_cover_the_chain_and_grow_with_what_is_coded():

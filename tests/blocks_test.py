@@ -4,8 +4,8 @@ from absl.testing import parameterized
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import blocks as blocks_lib
-from vlae_tf import weight_norm
+from vlae_tf.layers import blocks as blocks_lib
+from vlae_tf.layers import weight_norm
 
 
 class BlocksTest(tf.test.TestCase, parameterized.TestCase):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from vlae_tf import catalogue
-from vlae_tf import datasets
+from vlae_tf.data import catalogue
+from vlae_tf.data import datasets
 
 
 def test_every_dataset_is_described():

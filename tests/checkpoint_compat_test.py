@@ -20,14 +20,14 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import distribution
-from vlae_tf import evaluation
-from vlae_tf import gin_parsing
-from vlae_tf import model as model_lib
-from vlae_tf import objectives
-from vlae_tf import run_directory
-from vlae_tf import trainer as trainer_lib
-from vlae_tf import training
+from vlae_tf.training import distribution
+from vlae_tf.evaluation import evaluator as evaluation
+from vlae_tf.cli import gin_parsing
+from vlae_tf.models import vlae as model_lib
+from vlae_tf.models import objectives
+from vlae_tf.training import run_directory
+from vlae_tf.training import trainer as trainer_lib
+from vlae_tf.training import loop as training
 
 TESTDATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'testdata')
 RUN = os.path.join(TESTDATA, 'run_e06a543')

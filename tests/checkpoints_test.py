@@ -18,13 +18,13 @@ import pytest
 import tensorflow as tf
 
 import doubles
-from vlae_tf import checkpoints
-from vlae_tf import cli
-from vlae_tf import distribution
-from vlae_tf import evaluation
-from vlae_tf import gin_parsing
-from vlae_tf import run_directory
-from vlae_tf import training
+from vlae_tf.training import checkpoints
+from vlae_tf.cli import binaries as cli
+from vlae_tf.training import distribution
+from vlae_tf.evaluation import evaluator as evaluation
+from vlae_tf.cli import gin_parsing
+from vlae_tf.training import run_directory
+from vlae_tf.training import loop as training
 
 # ---------------------------------------------------------------------------------------------
 # Faults, as a full disk, a bad copy or a storage fault leave them.

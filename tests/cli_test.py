@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from vlae_tf import checkpoints
-from vlae_tf import cli
-from vlae_tf import evaluation
-from vlae_tf import run_directory
+from vlae_tf.training import checkpoints
+from vlae_tf.cli import binaries as cli
+from vlae_tf.evaluation import evaluator as evaluation
+from vlae_tf.training import run_directory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARIES = ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect', 'compress',

@@ -12,13 +12,13 @@ import tf_keras as keras
 
 import doubles
 
-from vlae_tf import cli
-from vlae_tf import codec
-from vlae_tf import datasets
+from vlae_tf.cli import binaries as cli
+from vlae_tf.compression import codec
+from vlae_tf.data import datasets
 from vlae_tf import files
-from vlae_tf import gin_parsing
-from vlae_tf import model as model_lib
-from vlae_tf import run_directory
+from vlae_tf.cli import gin_parsing
+from vlae_tf.models import vlae as model_lib
+from vlae_tf.training import run_directory
 
 STEP = 7
 

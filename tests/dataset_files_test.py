@@ -10,8 +10,8 @@ import pickle
 import numpy as np
 import pytest
 
-from vlae_tf import catalogue
-from vlae_tf import dataset_files
+from vlae_tf.data import catalogue
+from vlae_tf.data import dataset_files
 
 
 def test_read_gunzips_and_names_a_corrupt_file(tmp_path):

@@ -24,8 +24,8 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
-from vlae_tf import datasets
-from vlae_tf.datasets import DatasetError
+from vlae_tf.data import datasets
+from vlae_tf.data.datasets import DatasetError
 
 # Documented in shared/data/README.md: the two real subsets.
 OMNIGLOT_SUBSET_IMAGES = 4_840

@@ -5,8 +5,8 @@ import tensorflow as tf
 
 import doubles
 
-from vlae_tf import batching
-from vlae_tf import distribution
+from vlae_tf.data import batching
+from vlae_tf.training import distribution
 
 
 class DistributionTest(tf.test.TestCase):

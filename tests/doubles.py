@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import cli
-from vlae_tf import distribution
-from vlae_tf import model as model_lib
-from vlae_tf import trainer as trainer_lib
+from vlae_tf.cli import binaries as cli
+from vlae_tf.training import distribution
+from vlae_tf.models import vlae as model_lib
+from vlae_tf.training import trainer as trainer_lib
 
 
 class ConstantWeights:

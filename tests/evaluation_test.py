@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from vlae_tf import distribution
-from vlae_tf import evaluation
+from vlae_tf.training import distribution
+from vlae_tf.evaluation import evaluator as evaluation
 
 
 

@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import datasets
-from vlae_tf import gin_parsing
-from vlae_tf import model as model_lib
+from vlae_tf.data import datasets
+from vlae_tf.cli import gin_parsing
+from vlae_tf.models import vlae as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(name for name in os.listdir(os.path.join(REPO, 'gin'))

@@ -18,13 +18,13 @@ import tensorflow as tf
 
 import doubles
 
-from vlae_tf import datasets
+from vlae_tf.data import datasets
 from vlae_tf import errors
-from vlae_tf import export
+from vlae_tf.export import saved_model as export
 from vlae_tf import files
-from vlae_tf import gin_parsing
-from vlae_tf import model as model_lib
-from vlae_tf import run_directory
+from vlae_tf.cli import gin_parsing
+from vlae_tf.models import vlae as model_lib
+from vlae_tf.training import run_directory
 
 STEP = 7
 LATENT_SIZE = 3  # testing/tiny.gin

@@ -14,8 +14,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from vlae_tf import conv_flows
-from vlae_tf import flows
+from vlae_tf.models import conv_flows
+from vlae_tf.models import flows
 
 tfb = tfp.bijectors
 tfd = tfp.distributions

@@ -6,10 +6,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from vlae_tf import distribution
-from vlae_tf import gin_parsing
-from vlae_tf import inspection
-from vlae_tf import training
+from vlae_tf.training import distribution
+from vlae_tf.cli import gin_parsing
+from vlae_tf.experiments import inspection
+from vlae_tf.training import loop as training
 
 
 def test_probe_separates_a_separable_toy_case():

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from vlae_tf import batching
-from vlae_tf import datasets
-from vlae_tf import labels
+from vlae_tf.data import batching
+from vlae_tf.data import datasets
+from vlae_tf.data import labels
 
 
 def test_match_binarized_finds_the_source_of_each_sample():

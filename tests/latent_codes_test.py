@@ -4,7 +4,7 @@ import constriction
 import numpy as np
 import pytest
 
-from vlae_tf import latent_codes
+from vlae_tf.compression import latent_codes
 
 
 class _LinearFlow:

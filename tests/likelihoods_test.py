@@ -8,7 +8,7 @@ import numpy as np
 from scipy import special
 import tensorflow as tf
 
-from vlae_tf import likelihoods
+from vlae_tf.models import likelihoods
 
 BATCH, HEIGHT, WIDTH = 2, 3, 5
 NUM_DRAWS = 20000

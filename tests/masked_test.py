@@ -4,7 +4,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import masked
+from vlae_tf.layers import masked
 
 
 def measured_window(layer, height=9, width=11, channels=3, row=5, col=6):

@@ -4,14 +4,14 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import conv_flows
-from vlae_tf import flows
-from vlae_tf import gated_pixelcnn
-from vlae_tf import likelihoods
-from vlae_tf import model as model_lib
-from vlae_tf import networks
-from vlae_tf import pixelcnn
-from vlae_tf import weight_norm
+from vlae_tf.models import conv_flows
+from vlae_tf.models import flows
+from vlae_tf.models import gated_pixelcnn
+from vlae_tf.models import likelihoods
+from vlae_tf.models import vlae as model_lib
+from vlae_tf.models import networks
+from vlae_tf.models import pixelcnn
+from vlae_tf.layers import weight_norm
 
 BATCH, HEIGHT, WIDTH, LATENT = 2, 6, 7, 3
 

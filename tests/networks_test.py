@@ -14,9 +14,9 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import blocks as blocks_lib
-from vlae_tf import networks
-from vlae_tf import weight_norm
+from vlae_tf.layers import blocks as blocks_lib
+from vlae_tf.models import networks
+from vlae_tf.layers import weight_norm
 
 K = 3  # Kernel side of every tiny network.
 SIZE = (12, 10)  # Default tiny image size.

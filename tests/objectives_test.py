@@ -7,7 +7,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import objectives
+from vlae_tf.models import objectives
 
 MNIST_DIMS = 784  # 28 x 28: the paper's threshold 0.01 * 784 = 7.84 nats
 

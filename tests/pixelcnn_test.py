@@ -5,9 +5,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import gated_pixelcnn
-from vlae_tf import likelihoods
-from vlae_tf import pixelcnn
+from vlae_tf.models import gated_pixelcnn
+from vlae_tf.models import likelihoods
+from vlae_tf.models import pixelcnn
 
 HEIGHT, WIDTH = 11, 13  # Different sizes on every axis, larger than every window tested.
 

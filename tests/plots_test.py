@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vlae_tf import plots
+from vlae_tf.evaluation import plots
 
 
 @pytest.mark.parametrize('low,high', [(83.2, 121.7), (0.0, 61.3), (0.004, 0.0071), (5.0, 5.0)])

@@ -23,14 +23,14 @@ import tensorflow as tf
 
 import doubles
 
-from vlae_tf import batching
-from vlae_tf import cli
-from vlae_tf import distribution
+from vlae_tf.data import batching
+from vlae_tf.cli import binaries as cli
+from vlae_tf.training import distribution
 from vlae_tf import errors
-from vlae_tf import export
-from vlae_tf import gin_parsing
+from vlae_tf.export import saved_model as export
+from vlae_tf.cli import gin_parsing
 from vlae_tf import progress
-from vlae_tf import training
+from vlae_tf.training import loop as training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--gin_file=mnist_vlae.gin', '--gin_file=testing/tiny.gin']

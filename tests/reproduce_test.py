@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from vlae_tf import reproduce
+from vlae_tf.experiments import reproduce
 
 TINY = 'testing/tiny.gin'
 

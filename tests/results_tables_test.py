@@ -3,7 +3,7 @@
 import numpy as np
 from absl.testing import absltest
 
-from vlae_tf import results_tables
+from vlae_tf.experiments import results_tables
 
 
 class ResultsTablesTest(absltest.TestCase):

@@ -11,7 +11,7 @@ import gin
 import pytest
 
 from vlae_tf import errors
-from vlae_tf import run_directory
+from vlae_tf.training import run_directory
 
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from vlae_tf import sampling
+from vlae_tf.models import sampling
 from vlae_tf import seeds
 
 

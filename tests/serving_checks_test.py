@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vlae_tf import serving_checks
+from vlae_tf.export import serving_checks
 
 ABOUT = '(model: static_mnist, step 7)'
 

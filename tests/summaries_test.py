@@ -16,8 +16,8 @@ import tensorflow as tf
 from werkzeug import test as werkzeug_test
 from werkzeug import wrappers
 
-from vlae_tf import sampling
-from vlae_tf import summaries
+from vlae_tf.models import sampling
+from vlae_tf.training import summaries
 
 
 class NoiseModel:

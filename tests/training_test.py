@@ -17,8 +17,8 @@ import tensorflow as tf
 
 import doubles
 
-from vlae_tf import gin_parsing
-from vlae_tf import training
+from vlae_tf.cli import gin_parsing
+from vlae_tf.training import loop as training
 
 
 def test_train_settings_are_the_bindings_else_trains_defaults():

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import weight_norm
+from vlae_tf.layers import weight_norm
 
 
 class WeightNormTest(tf.test.TestCase):

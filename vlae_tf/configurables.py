@@ -7,18 +7,18 @@ gin registrations.
 """
 
 # pylint: disable=unused-import
-from vlae_tf import blocks
-from vlae_tf import conv_flows
-from vlae_tf import datasets
-from vlae_tf import distribution
-from vlae_tf import flows
-from vlae_tf import gated_pixelcnn
-from vlae_tf import likelihoods
-from vlae_tf import masked
-from vlae_tf import model
-from vlae_tf import networks
-from vlae_tf import objectives
-from vlae_tf import pixelcnn
-from vlae_tf import trainer
-from vlae_tf import training
+from vlae_tf.layers import blocks
+from vlae_tf.models import conv_flows
+from vlae_tf.data import datasets
+from vlae_tf.training import distribution
+from vlae_tf.models import flows
+from vlae_tf.models import gated_pixelcnn
+from vlae_tf.models import likelihoods
+from vlae_tf.layers import masked
+from vlae_tf.models import vlae as model
+from vlae_tf.models import networks
+from vlae_tf.models import objectives
+from vlae_tf.models import pixelcnn
+from vlae_tf.training import trainer
+from vlae_tf.training import loop as training
 # pylint: enable=unused-import

@@ -33,7 +33,7 @@ import zlib
 
 import numpy as np
 
-from vlae_tf import dataset_files
+from vlae_tf.data import dataset_files
 from vlae_tf import files
 
 MAGIC = b'VLAEBBAN'
@@ -247,8 +247,8 @@ def unpack(path):
 def _restore(model_dir, checkpoint):
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
-  from vlae_tf import checkpoints
-  from vlae_tf import run_directory
+  from vlae_tf.training import checkpoints
+  from vlae_tf.training import run_directory
   # pylint: enable=g-import-not-at-top
   run_directory.load_run_config(model_dir)
   checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
@@ -260,13 +260,13 @@ def _restore(model_dir, checkpoint):
 
 
 def _progress(total, description):
-  from vlae_tf import evaluation  # pylint: disable=g-import-not-at-top
+  from vlae_tf.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
   return evaluation.ProgressBar(total, description)
 
 
 def compress(model_dir, input_path, output_path, checkpoint=None, progress=True):
   """Compresses the images of `input_path` into `output_path`; returns a report dict."""
-  from vlae_tf import bitsback  # pylint: disable=g-import-not-at-top
+  from vlae_tf.compression import bitsback  # pylint: disable=g-import-not-at-top
   model, step = _restore(model_dir, checkpoint)
   images, layout = read_images(input_path, model.image_shape)
   coder = bitsback.BitsBackCoder(model)
@@ -291,7 +291,7 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True)
 
 def decompress(model_dir, input_path, output_path, checkpoint=None, progress=True):
   """Decompresses `input_path` into `output_path` (a kind chosen by its name); returns a report."""
-  from vlae_tf import bitsback  # pylint: disable=g-import-not-at-top
+  from vlae_tf.compression import bitsback  # pylint: disable=g-import-not-at-top
   header, words = unpack(input_path)
   model, step = _restore(model_dir, checkpoint)
   digest = weights_digest(model)

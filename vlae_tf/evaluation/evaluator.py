@@ -24,15 +24,15 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import batching
-from vlae_tf import checkpoints
-from vlae_tf import datasets
-from vlae_tf import distribution
+from vlae_tf.data import batching
+from vlae_tf.training import checkpoints
+from vlae_tf.data import datasets
+from vlae_tf.training import distribution
 from vlae_tf import files
-from vlae_tf import objectives
-from vlae_tf import plots
+from vlae_tf.models import objectives
+from vlae_tf.evaluation import plots
 from vlae_tf import progress as progress_lib
-from vlae_tf import run_directory
+from vlae_tf.training import run_directory
 from vlae_tf import seeds
 
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}

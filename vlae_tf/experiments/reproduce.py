@@ -45,16 +45,16 @@ from absl import flags
 import gin
 import tensorflow as tf
 
-from vlae_tf import datasets
-from vlae_tf import evaluation
+from vlae_tf.data import datasets
+from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf import files
-from vlae_tf import gin_parsing
-from vlae_tf import paper
-from vlae_tf import plots
+from vlae_tf.cli import gin_parsing
+from vlae_tf.experiments import paper
+from vlae_tf.evaluation import plots
 from vlae_tf import errors
 from vlae_tf import progress as progress_lib
-from vlae_tf import results_tables
-from vlae_tf import run_directory
+from vlae_tf.experiments import results_tables
+from vlae_tf.training import run_directory
 
 # The paper's groups and numbers (vlae_tf/paper.py), under the names the harness always used.
 TABLES = paper.TABLES
@@ -112,7 +112,7 @@ def resolve_experiments(table: Optional[str], gin_files: Sequence[str]) -> List[
 
 def _git_commit() -> str:
   """The short commit of the checkout that holds this package (+ '-dirty'), or 'unknown'."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   try:
     commit = subprocess.run(['git', '-C', root, 'rev-parse', '--short', 'HEAD'], check=True,
                             capture_output=True, text=True).stdout.strip()
@@ -471,7 +471,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  from vlae_tf import cli  # pylint: disable=g-import-not-at-top
+  from vlae_tf.cli import binaries as cli  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
   max_examples = FLAGS.max_examples if FLAGS.max_examples and FLAGS.max_examples > 0 else None

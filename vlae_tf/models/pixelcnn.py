@@ -28,8 +28,8 @@ import gin
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import masked
-from vlae_tf import weight_norm
+from vlae_tf.layers import masked
+from vlae_tf.layers import weight_norm
 
 # Luma weights of ITU-R BT.601, the paper's grayscale window.
 GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)

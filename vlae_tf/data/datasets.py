@@ -67,16 +67,16 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import dataset_files
+from vlae_tf.data import dataset_files
 # The catalogue is part of this module's public API: datasets.info(name), datasets.DatasetError...
-from vlae_tf.catalogue import DatasetError  # pylint: disable=unused-import
-from vlae_tf.catalogue import DatasetInfo  # pylint: disable=unused-import
-from vlae_tf.catalogue import ENV_DATA_DIR
-from vlae_tf.catalogue import info
-from vlae_tf.catalogue import NAMES  # pylint: disable=unused-import
-from vlae_tf.catalogue import needs
-from vlae_tf.catalogue import PathLike
-from vlae_tf.catalogue import SPLITS
+from vlae_tf.data.catalogue import DatasetError  # pylint: disable=unused-import
+from vlae_tf.data.catalogue import DatasetInfo  # pylint: disable=unused-import
+from vlae_tf.data.catalogue import ENV_DATA_DIR
+from vlae_tf.data.catalogue import info
+from vlae_tf.data.catalogue import NAMES  # pylint: disable=unused-import
+from vlae_tf.data.catalogue import needs
+from vlae_tf.data.catalogue import PathLike
+from vlae_tf.data.catalogue import SPLITS
 
 # Key of the one-off binarization of evaluation splits ('valid', 'test') of grey-level datasets.
 EVAL_BINARIZATION_SEED = 20170308

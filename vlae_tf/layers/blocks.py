@@ -29,7 +29,7 @@ import gin
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import weight_norm
+from vlae_tf.layers import weight_norm
 
 
 def conv(filters: int, kernel_size: int, use_weight_norm: bool, strides: int = 1,

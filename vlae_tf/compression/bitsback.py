@@ -33,7 +33,7 @@ import numpy as np
 from scipy import special
 import tensorflow as tf
 
-from vlae_tf import latent_codes
+from vlae_tf.compression import latent_codes
 
 _MODEL = constriction.stream.model
 

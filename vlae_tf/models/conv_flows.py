@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from vlae_tf import flows
+from vlae_tf.models import flows
 
 tfb = tfp.bijectors
 tfd = tfp.distributions

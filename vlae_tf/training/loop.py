@@ -45,18 +45,18 @@ import gin
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import batching
-from vlae_tf import checkpoints
-from vlae_tf import datasets
-from vlae_tf import distribution
+from vlae_tf.data import batching
+from vlae_tf.training import checkpoints
+from vlae_tf.data import datasets
+from vlae_tf.training import distribution
 from vlae_tf import errors
 from vlae_tf import files
-from vlae_tf import objectives
+from vlae_tf.models import objectives
 from vlae_tf import progress
-from vlae_tf import run_directory
+from vlae_tf.training import run_directory
 from vlae_tf import seeds
-from vlae_tf import summaries
-from vlae_tf import trainer as trainer_lib
+from vlae_tf.training import summaries
+from vlae_tf.training import trainer as trainer_lib
 
 # The `train` arguments that `trainer.make_trainer` takes (its hyperparameters stay bound on
 # `train` in gin; `trainer_settings` reads them for bin/benchmark).

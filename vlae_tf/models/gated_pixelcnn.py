@@ -25,8 +25,8 @@ import gin
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import masked
-from vlae_tf import pixelcnn
+from vlae_tf.layers import masked
+from vlae_tf.models import pixelcnn
 
 
 def window_layers(width: int, height: int) -> Tuple[List[dict], List[dict]]:

@@ -72,12 +72,12 @@ import tempfile
 from absl import logging
 import tensorflow as tf
 
-from vlae_tf import checkpoints
+from vlae_tf.training import checkpoints
 from vlae_tf import errors
 from vlae_tf import files
-from vlae_tf import run_directory
+from vlae_tf.training import run_directory
 from vlae_tf import seeds
-from vlae_tf import serving_checks
+from vlae_tf.export import serving_checks
 
 EXPORT_SUBDIR = 'export'
 _SALTS = {'encode': 1, 'decode': 2, 'sample': 3, 'log_prob': 4}

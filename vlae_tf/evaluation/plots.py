@@ -13,7 +13,7 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from vlae_tf import sampling
+from vlae_tf.models import sampling
 
 Point = Tuple[float, float, Optional[float]]  # x, y, standard error of y (or None)
 

@@ -44,15 +44,15 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import batching
-from vlae_tf import datasets
-from vlae_tf import distribution
+from vlae_tf.data import batching
+from vlae_tf.data import datasets
+from vlae_tf.training import distribution
 from vlae_tf import errors
-from vlae_tf import gin_parsing
-from vlae_tf import model as model_lib
-from vlae_tf import run_directory
-from vlae_tf import trainer as trainer_lib
-from vlae_tf import training
+from vlae_tf.cli import gin_parsing
+from vlae_tf.models import vlae as model_lib
+from vlae_tf.training import run_directory
+from vlae_tf.training import trainer as trainer_lib
+from vlae_tf.training import loop as training
 
 WHATS = ('train', 'eval', 'sample', 'profile')
 NUM_SAMPLE_IMAGES = 100

@@ -37,9 +37,9 @@ from absl import flags
 from absl import logging
 
 from vlae_tf import errors
-from vlae_tf import gin_parsing
-from vlae_tf import paper
-from vlae_tf import startup
+from vlae_tf.cli import gin_parsing
+from vlae_tf.experiments import paper
+from vlae_tf.cli import startup
 
 FLAGS = flags.FLAGS
 
@@ -50,7 +50,7 @@ FLAGS = flags.FLAGS
 
 def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
   """Parses gin (base.gin, files, params) and trains in `model_dir`."""
-  from vlae_tf import training  # pylint: disable=g-import-not-at-top
+  from vlae_tf.training import loop as training  # pylint: disable=g-import-not-at-top
   gin_parsing.parse_gin(gin_files, gin_params)
   return training.train(model_dir, data_dir=data_dir)
 
@@ -63,7 +63,7 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
   With `curve`, evaluates every kept intact checkpoint instead and returns their reports (also in
   eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
   """
-  from vlae_tf import evaluation  # pylint: disable=g-import-not-at-top
+  from vlae_tf.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
   if curve:
     if checkpoint:
       raise errors.CliError('--checkpoint and --curve exclude each other: the curve evaluates '
@@ -86,11 +86,11 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   """
   # pylint: disable=g-import-not-at-top
   import numpy as np
-  from vlae_tf import batching
-  from vlae_tf import checkpoints
-  from vlae_tf import datasets
-  from vlae_tf import run_directory
-  from vlae_tf import sampling
+  from vlae_tf.data import batching
+  from vlae_tf.training import checkpoints
+  from vlae_tf.data import datasets
+  from vlae_tf.training import run_directory
+  from vlae_tf.models import sampling
   # pylint: enable=g-import-not-at-top
   run_directory.load_run_config(model_dir)
   checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
@@ -109,19 +109,19 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
 def run_export(model_dir, export_dir=None, checkpoint=None):
   """Exports the averaged weights of the run's newest intact checkpoint, or of `checkpoint` (a
   prefix or a step); returns the SavedModel directory."""
-  from vlae_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+  from vlae_tf.export import saved_model as export_lib  # pylint: disable=g-import-not-at-top
   return export_lib.export(model_dir, export_dir=export_dir, checkpoint=checkpoint)
 
 
 def run_compress(model_dir, input_path, output_path, checkpoint=None):
   """Compresses binary images losslessly through the run's model (bits-back ANS); a report."""
-  from vlae_tf import codec  # pylint: disable=g-import-not-at-top
+  from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top
   return codec.compress(model_dir, input_path, output_path, checkpoint=checkpoint)
 
 
 def run_decompress(model_dir, input_path, output_path, checkpoint=None):
   """Restores the images of a file of bin/compress; a report."""
-  from vlae_tf import codec  # pylint: disable=g-import-not-at-top
+  from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top
   return codec.decompress(model_dir, input_path, output_path, checkpoint=checkpoint)
 
 
@@ -212,9 +212,9 @@ def _guard(run):
   with 128 + the signal number.
   """
   # pylint: disable=g-import-not-at-top
-  from vlae_tf import bitsback
-  from vlae_tf import codec
-  from vlae_tf import datasets
+  from vlae_tf.compression import bitsback
+  from vlae_tf.compression import codec
+  from vlae_tf.data import datasets
   # pylint: enable=g-import-not-at-top
   try:
     return run()
@@ -366,7 +366,7 @@ def _lazy_main(module, function='main'):
 
   def main(argv):
     startup.start_tensorflow()
-    return getattr(importlib.import_module(f'vlae_tf.{module}'), function)(argv)
+    return getattr(importlib.import_module(f'vlae_tf.experiments.{module}'), function)(argv)
 
   return main
 

@@ -27,9 +27,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from vlae_tf import pixelcnn
+from vlae_tf.models import pixelcnn
 from vlae_tf import seeds
-from vlae_tf import weight_norm
+from vlae_tf.layers import weight_norm
 
 tfd = tfp.distributions
 

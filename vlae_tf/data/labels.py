@@ -32,8 +32,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from vlae_tf import dataset_files
-from vlae_tf import datasets
+from vlae_tf.data import dataset_files
+from vlae_tf.data import datasets
 
 _IDX_UBYTE_1D = 0x00000801  # idx magic: unsigned bytes, 1 dimension
 _CALTECH_LABEL_KEYS = {'train': 'train_labels', 'valid': 'val_labels', 'test': 'test_labels'}

@@ -41,15 +41,15 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import batching
-from vlae_tf import checkpoints
-from vlae_tf import datasets
+from vlae_tf.data import batching
+from vlae_tf.training import checkpoints
+from vlae_tf.data import datasets
 from vlae_tf import errors
-from vlae_tf import evaluation
+from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf import files
-from vlae_tf import labels as labels_lib
-from vlae_tf import run_directory
-from vlae_tf import sampling
+from vlae_tf.data import labels as labels_lib
+from vlae_tf.training import run_directory
+from vlae_tf.models import sampling
 from vlae_tf import seeds
 
 REPORT_FILE = 'report.json'
@@ -376,7 +376,7 @@ def compare(reports, output_dir: str, labels=None) -> dict:
   Returns:
     {'markdown': path, 'reconstructions': path or None, 'rate_vs_window': path or None}.
   """
-  from vlae_tf import plots  # pylint: disable=g-import-not-at-top
+  from vlae_tf.evaluation import plots  # pylint: disable=g-import-not-at-top
   labels = labels or [os.path.basename(os.path.normpath(r['model_dir'])) for r in reports]
   lines = ['| run | decoder window (pixels) | step | rate = KL (bits) | distortion (bits) | '
            '-ELBO (bits) | probe accuracy on z | probe cross-entropy on z (nats) | '
@@ -432,7 +432,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  from vlae_tf import cli  # pylint: disable=g-import-not-at-top
+  from vlae_tf.cli import binaries as cli  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
   positive = lambda value: value if value and value > 0 else None

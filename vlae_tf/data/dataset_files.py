@@ -24,9 +24,9 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from absl import logging
 import numpy as np
 
-from vlae_tf.catalogue import DatasetError
-from vlae_tf.catalogue import info
-from vlae_tf.catalogue import needs
+from vlae_tf.data.catalogue import DatasetError
+from vlae_tf.data.catalogue import info
+from vlae_tf.data.catalogue import needs
 
 
 ################################################################################

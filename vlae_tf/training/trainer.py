@@ -48,9 +48,9 @@ import gin
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import distribution
-from vlae_tf import model as model_lib
-from vlae_tf import objectives
+from vlae_tf.training import distribution
+from vlae_tf.models import vlae as model_lib
+from vlae_tf.models import objectives
 from vlae_tf import seeds
 
 METRIC_KEYS = ('loss', 'elbo', 'kl', 'log_px_z', 'gradient_norm', 'kl_weight')

@@ -25,10 +25,10 @@ from absl import logging
 import gin
 import tensorflow as tf
 
-from vlae_tf import checkpoints
+from vlae_tf.training import checkpoints
 from vlae_tf import configs
 from vlae_tf import errors
-from vlae_tf import model as model_lib
+from vlae_tf.models import vlae as model_lib
 
 CONFIG_FILE = 'config.gin'
 OPERATIVE_CONFIG_FILE = 'operative_config.gin'

@@ -27,8 +27,8 @@ import numpy as np
 from tensorboard.plugins.hparams import api as hp
 import tensorflow as tf
 
-from vlae_tf import objectives
-from vlae_tf import sampling
+from vlae_tf.models import objectives
+from vlae_tf.models import sampling
 
 IMAGE_SCALE = 4
 IMAGE_BUDGET = 0.05

@@ -26,7 +26,7 @@ import gin
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf import blocks as blocks_lib
+from vlae_tf.layers import blocks as blocks_lib
 
 EncoderOutput = collections.namedtuple('EncoderOutput', ['loc', 'scale', 'context'])
 EncoderOutput.__doc__ = """What an encoder returns.

@@ -1,0 +1,1 @@
+"""Importance-weighted evaluation of a run's checkpoints, its reports and curves."""

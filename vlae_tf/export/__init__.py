@@ -1,0 +1,1 @@
+"""SavedModel export with plain-tensor signatures and in-graph input checks."""
