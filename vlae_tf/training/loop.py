@@ -182,44 +182,32 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   # only possible at program start-up.
   strategy = strategy or distribution.make_strategy()
   _seed_the_process(settings)
+  _check_batch_size(settings, strategy.num_replicas_in_sync)
   chief = distribution.is_chief(strategy)
-  num_replicas = strategy.num_replicas_in_sync
-  if settings.batch_size % num_replicas:
-    raise ValueError(f'batch_size {settings.batch_size} is not a multiple of {num_replicas} '
-                     'replicas.')
+  multi_worker = distribution.num_workers(strategy) > 1
   latest = run_directory.prepare_training_run(model_dir, gin.config_str(), chief, began)
   train_images, eval_images = _load_images(settings, data_dir)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=settings.batch_size,
                                      **settings.trainer_kwargs())
-  checkpoint_dir = model_dir if chief else os.path.join(
-      model_dir, 'worker_tmp', f'{strategy.cluster_resolver.task_type}_'
-      f'{strategy.cluster_resolver.task_id}')
-  manager = tf.train.CheckpointManager(trainer.checkpoint(), checkpoint_dir,
-                                       max_to_keep=settings.max_checkpoints_to_keep,
-                                       step_counter=trainer.step)
+  manager = _checkpoint_manager(trainer, model_dir, strategy, chief, settings)
   start_step = _restore_or_initialize(trainer, latest, train_images, settings)
   iterator = iter(batching.training_batches(train_images, settings.batch_size, settings.seed,
                                             start_step, settings.shuffle_buffer))
   writers = _summary_writers(model_dir, chief, trainer.model, settings)
-  multi_worker = distribution.num_workers(strategy) > 1
+
   stop = signals.StopRequests()
   checkpoints = actions_lib.Checkpoints(manager, settings.checkpoint_every,
                                         last_saved_step=start_step if latest else None)
-  validation = None
-  if eval_images is not None:
-    validation = validation_lib.ValidationPasses(
-        _validation_evaluator(strategy, trainer.averaged_model, settings.seed), eval_images,
-        _eval_batch_size(settings, num_replicas), split=settings.eval_split,
-        eval_every=settings.eval_every, final_step=settings.train_steps,
-        writer=writers['validation'], num_dims=trainer.model.num_dims, stop=stop,
-        multi_worker=multi_worker)
+  validation = _validation_passes(strategy, trainer, eval_images, writers, settings, stop,
+                                  multi_worker)
   images = _image_writes(chief, trainer.averaged_model, train_images, eval_images, writers,
                          settings, stop)
   pacer = progress.ChunkPacer()
-  actions = _actions(model_dir, chief, trainer, writers, settings, pacer, checkpoints,
-                     validation, images)
   controller = Controller(
-      trainer, iterator, actions, stop, train_steps=settings.train_steps,
+      trainer, iterator,
+      _actions(model_dir, chief, trainer, writers, settings, pacer, checkpoints, validation,
+               images),
+      stop, train_steps=settings.train_steps,
       boundaries=(settings.summary_every, settings.checkpoint_every, settings.eval_every),
       max_consecutive_bad_steps=settings.max_consecutive_bad_steps, pacer=pacer,
       strategy=strategy, multi_worker=multi_worker)
@@ -234,8 +222,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
       signum = signum or stop.signum
   if signum is not None:
     raise errors.TrainingInterrupted(signum, step, checkpoints.save_unsaved(step))
-  if not chief:
-    tf.io.gfile.rmtree(checkpoint_dir)
+  if not chief:  # Its checkpoints were only for the collective ops of saving.
+    tf.io.gfile.rmtree(manager.directory)
   return {} if validation is None else validation.metrics
 
 
@@ -248,6 +236,23 @@ def _seed_the_process(settings):
   # global seed of 0, tf.data's shuffle cannot take the tensor seeds of `training_batches`.
   keras.utils.set_random_seed(
       int(seeds.stateless_seed(settings.seed, seeds.INIT_SALT)[0]) % (2**31 - 1) + 1)
+
+
+def _check_batch_size(settings, num_replicas):
+  if settings.batch_size % num_replicas:
+    raise ValueError(f'batch_size {settings.batch_size} is not a multiple of {num_replicas} '
+                     'replicas.')
+
+
+def _checkpoint_manager(trainer, model_dir, strategy, chief, settings):
+  """The CheckpointManager of the trainer's state: in model_dir for the chief, else in a
+  directory of the worker's own (every worker saves: the save is a collective op)."""
+  checkpoint_dir = model_dir if chief else os.path.join(
+      model_dir, 'worker_tmp', f'{strategy.cluster_resolver.task_type}_'
+      f'{strategy.cluster_resolver.task_id}')
+  return tf.train.CheckpointManager(trainer.checkpoint(), checkpoint_dir,
+                                    max_to_keep=settings.max_checkpoints_to_keep,
+                                    step_counter=trainer.step)
 
 
 def _eval_batch_size(settings, num_replicas):
@@ -300,11 +305,20 @@ def _summary_writers(model_dir, chief, model, settings):
   return writers
 
 
-def _validation_evaluator(strategy, averaged_model, seed):
-  """The ELBO terms of the averaged model, summed over batches on every replica."""
-  return distribution.DistributedEvaluator(
-      strategy, lambda x, seed_: averaged_model.elbo(x, seed_, training=False), seed=seed,
-      salt=seeds.VALIDATION_SALT)
+def _validation_passes(strategy, trainer, eval_images, writers, settings, stop, multi_worker):
+  """The validation action (None without validation): the ELBO terms of the averaged model,
+  summed over batches on every replica."""
+  if eval_images is None:
+    return None
+  averaged_model = trainer.averaged_model
+  evaluate = distribution.DistributedEvaluator(
+      strategy, lambda x, seed_: averaged_model.elbo(x, seed_, training=False),
+      seed=settings.seed, salt=seeds.VALIDATION_SALT)
+  return validation_lib.ValidationPasses(
+      evaluate, eval_images, _eval_batch_size(settings, strategy.num_replicas_in_sync),
+      split=settings.eval_split, eval_every=settings.eval_every, final_step=settings.train_steps,
+      writer=writers['validation'], num_dims=trainer.model.num_dims, stop=stop,
+      multi_worker=multi_worker)
 
 
 def _image_writes(chief, averaged_model, train_images, eval_images, writers, settings, stop):
