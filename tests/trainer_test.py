@@ -15,7 +15,7 @@ from vlae_tf.training import distribution
 from vlae_tf.cli import gin_parsing
 from vlae_tf.models import objectives
 from vlae_tf.training import trainer as trainer_lib
-from vlae_tf.training import loop as training
+from vlae_tf.training import settings
 
 
 class PolyakAveragingTest(tf.test.TestCase):
@@ -121,7 +121,7 @@ class MakeTrainerTest(tf.test.TestCase):
   def build(self, *bindings, experiment='mnist_vlae.gin'):
     gin_parsing.parse_gin([experiment, 'testing/tiny.gin'], list(bindings))
     return trainer_lib.make_trainer(distribution.make_strategy(['/cpu:0']), global_batch_size=4,
-                                    **training.trainer_settings())
+                                    **settings.trainer_settings())
 
   def test_builds_what_train_is_configured_with(self):
     trainer = self.build('train.learning_rate = 0.005', 'train.ema_decay = 0.5',

@@ -1,14 +1,18 @@
-"""Tests of training.py: the outer loop.
+"""Tests of loop.py: the controller with a fake trainer, and the outer loop end to end.
 
-A checkpoint resume of the real VLAE (tiny settings, real static MNIST, 2 replicas) that reaches
-the state of an uninterrupted run, runs without validation and without z, and the settings that
-`train` passes to the trainer factory. The inner step is trainer_test.py's; signals, damaged runs
-and bad steps are reliability_test.py's and checkpoints_test.py's.
+The controller alone: chunk lengths, the order of the actions' hooks, stopping. End to end: a
+checkpoint resume of the real VLAE (tiny settings, real static MNIST, 2 replicas) that reaches the
+state of an uninterrupted run, runs without validation and without z. The inner step is
+trainer_test.py's; each action is actions_test.py's or validation_test.py's; signals, damaged runs
+and bad steps in whole runs are reliability_test.py's and checkpoints_test.py's.
 """
 
+import dataclasses
 import shutil
+import signal
+import types
+from unittest import mock
 
-import gin
 import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2
@@ -18,19 +22,125 @@ import tensorflow as tf
 import doubles
 
 from vlae_tf.cli import gin_parsing
+from vlae_tf.training import actions
+from vlae_tf.training import distribution
 from vlae_tf.training import loop as training
+from vlae_tf.training import settings as settings_lib
 
 
-def test_train_settings_are_the_bindings_else_trains_defaults():
-  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'], ['train.ema_decay = 0.9'])
-  settings = training.train_settings()
-  assert settings['batch_size'] == 4  # %BATCH_SIZE, resolved.
-  assert settings['ema_decay'] == 0.9 and settings['ema_warmup'] is True
-  assert settings['soft_free_bits'] is False  # Unbound: train's default.
-  assert settings['dataset'] == 'static_mnist'
-  assert set(training.trainer_settings()) == set(training.TRAINER_SETTINGS)
-  gin.clear_config()
-  assert training.train_settings()['learning_rate'] == 2e-3
+# ---------------------------------------------------------------------------------------------
+# The controller, with a fake trainer and recording actions.
+
+
+class FakeTrainer:
+  """Counts steps; the steps in `bad` are skipped (not finite)."""
+
+  def __init__(self, step=0, bad=()):
+    self.step = tf.Variable(step, dtype=tf.int64)
+    self.consecutive_bad_steps = tf.Variable(0, dtype=tf.int64)
+    self.bad = set(bad)
+    self.chunks = []
+
+  def train_loop(self, iterator, num_steps, max_consecutive_bad_steps=None):
+    del iterator
+    self.chunks.append(num_steps)
+    bad_steps = 0
+    for _ in range(num_steps):
+      self.step.assign_add(1)
+      if int(self.step.numpy()) in self.bad:
+        bad_steps += 1
+        self.consecutive_bad_steps.assign_add(1)
+        if (max_consecutive_bad_steps is not None and
+            self.consecutive_bad_steps >= max_consecutive_bad_steps):
+          break
+      else:
+        self.consecutive_bad_steps.assign(0)
+    return dict(loss=1.0, elbo=-1.0, kl=0.0, log_px_z=-1.0, gradient_norm=1.0, kl_weight=1.0,
+                bad_steps=float(bad_steps))
+
+
+class Recorder(actions.Action):
+  """Records its hook calls, in one list shared by several recorders."""
+
+  def __init__(self, name, calls, on_call=None):
+    self.name = name
+    self.calls = calls
+    self.on_call = on_call
+
+  def start(self, chunk):
+    self.calls.append((self.name, 'start', chunk.step))
+
+  def __call__(self, chunk):
+    self.calls.append((self.name, 'call', chunk.step))
+    if self.on_call is not None:
+      self.on_call(chunk)
+
+
+def no_stop():
+  return types.SimpleNamespace(signum=None, requested=False)
+
+
+def test_controller_runs_one_traced_step_then_chunks_to_each_boundary():
+  trainer, calls, chunks = FakeTrainer(), [], []
+  recorders = [Recorder('a', calls, chunks.append), Recorder('b', calls)]
+  controller = training.Controller(trainer, None, recorders, no_stop(), train_steps=8,
+                                   boundaries=(3, 0, None))
+  assert controller.run(0) == (8, None)
+  # The traced step, one timed step (progress.ChunkPacer), then to each boundary: never past a
+  # multiple of 3.
+  assert trainer.chunks == [1, 1, 1, 3, 2]
+  assert [(c.step, c.num_steps, c.first, c.final) for c in chunks] == [
+      (1, 1, True, False), (2, 1, False, False), (3, 1, False, False), (6, 3, False, False),
+      (8, 2, False, True)]
+  # Every start, in order, after the first chunk; then every call.
+  assert calls[:4] == [('a', 'start', 1), ('b', 'start', 1), ('a', 'call', 1), ('b', 'call', 1)]
+  assert [call for call in calls if call[1] == 'start'] == calls[:2]
+
+
+def test_controller_resumes_from_a_step_and_stops_before_a_chunk_on_a_signal():
+  trainer, calls = FakeTrainer(step=4), []
+  stop = no_stop()
+
+  def signal_arrives(chunk):
+    if chunk.step == 6:
+      stop.signum, stop.requested = signal.SIGTERM, True
+
+  controller = training.Controller(trainer, None, [Recorder('a', calls, signal_arrives)], stop,
+                                   train_steps=100, boundaries=(2,))
+  assert controller.run(4) == (6, signal.SIGTERM)
+  assert trainer.chunks == [1, 1]  # Steps 5 (traced), 6; then the flag stops the loop.
+  assert controller.run(6) == (6, signal.SIGTERM)  # Nothing runs once stopping.
+
+
+def test_controller_marks_the_chunk_that_reaches_too_many_bad_steps():
+  trainer, chunks = FakeTrainer(bad={3, 4}), []
+  controller = training.Controller(trainer, None, [Recorder('a', [], chunks.append)], no_stop(),
+                                   train_steps=10, boundaries=(10,), max_consecutive_bad_steps=2)
+  controller.run(0)  # No action raises NonFiniteError here: the loop goes on.
+  assert trainer.chunks == [1, 1, 8, 6]  # The third chunk, of 8 steps, stopped at step 4.
+  assert [(c.step, c.num_steps, c.consecutive_bad_steps, c.too_many_bad_steps)
+          for c in chunks[2:]] == [(4, 2, 2, True), (10, 6, 0, False)]
+
+
+def test_workers_stop_together_when_any_of_them_got_a_signal():
+  trainer = FakeTrainer()
+  with mock.patch.object(distribution, 'agree_across_workers',
+                         side_effect=[(1, False), (1, True)]) as agree:
+    controller = training.Controller(trainer, None, [], no_stop(), train_steps=5,
+                                     multi_worker=True, strategy='strategy')
+    assert controller.run(0) == (1, signal.SIGTERM)  # Another worker's signal: SIGTERM.
+  assert agree.call_args_list[0] == mock.call('strategy', 1, False)
+  assert trainer.chunks == [1]
+
+
+def test_train_takes_settings_instead_of_gin(shared_data, tmp_path):
+  """A settings object given to train: gin's `train` bindings are not read."""
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  settings = dataclasses.replace(settings_lib.TrainSettings(), train_steps=1, batch_size=2,
+                                 eval_examples=0, num_summary_images=0)
+  assert training.train(str(tmp_path / 'run'), data_dir=str(shared_data), settings=settings,
+                        strategy=doubles.one_replica()) == {}
+  assert tf.train.latest_checkpoint(str(tmp_path / 'run')).endswith('ckpt-1')
 
 
 # ---------------------------------------------------------------------------------------------

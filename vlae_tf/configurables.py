@@ -2,8 +2,9 @@
 
 A run's gin config (the shipped gin files, <model_dir>/config.gin) names classes and functions of
 these modules, so parsing it needs them imported: `gin_parsing.parse_gin` and
-`run_directory.load_run_config` import this module, and no other module imports one only for its
-gin registrations.
+`run_directory` import this module, and no other module imports one only for its gin
+registrations. It imports only modules that register gin names (`train` is
+`training.settings.TrainSettings`, not the loop), so that nothing it imports can lead back to it.
 """
 
 # pylint: disable=unused-import
@@ -19,6 +20,6 @@ from vlae_tf.models import vlae as model
 from vlae_tf.models import networks
 from vlae_tf.models import objectives
 from vlae_tf.models import pixelcnn
+from vlae_tf.training import settings  # `train`
 from vlae_tf.training import trainer
-from vlae_tf.training import loop as training
 # pylint: enable=unused-import

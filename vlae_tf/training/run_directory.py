@@ -16,7 +16,6 @@ of the family in errors.py.
 """
 
 import glob
-import importlib
 import json
 import os
 import shutil
@@ -25,10 +24,12 @@ from absl import logging
 import gin
 import tensorflow as tf
 
-from vlae_tf.training import checkpoints
 from vlae_tf import configs
+from vlae_tf import configurables  # pylint: disable=unused-import  (what config.gin may name)
 from vlae_tf import errors
+from vlae_tf import files
 from vlae_tf.models import vlae as model_lib
+from vlae_tf.training import checkpoints
 
 CONFIG_FILE = 'config.gin'
 OPERATIVE_CONFIG_FILE = 'operative_config.gin'
@@ -99,8 +100,6 @@ def load_run_config(model_dir):
   remedy = ('restore it from a copy, or move it aside and rerun the bin/train command of this run '
             '(it rewrites the file).')
   read_run_config(path, remedy)
-  # What config.gin may name (imported here, not at the top: configurables imports this module).
-  importlib.import_module('vlae_tf.configurables')
   gin.clear_config()
   gin.add_config_file_search_path(configs.search_path())
   try:
@@ -198,6 +197,41 @@ def prepare_model_dir(model_dir):
     raise errors.RunError(
         f'--model_dir {model_dir} is not writable; choose a directory you can write '
         'to or fix its permissions.')
+
+
+def prepare_training_run(model_dir, config, chief, began):
+  """Checks and readies model_dir for `loop.train`; returns the checkpoint to resume from.
+
+  The chief refuses a model_dir whose checkpoints were written with other bindings
+  (`check_resumable`), removes what an interrupted save left, moves damaged checkpoints aside
+  (`checkpoints.prepare_resume`, before the CheckpointManager reads the state file), and writes
+  config.gin, and started.json for a fresh run. Other workers only look for the newest intact
+  checkpoint (the chief's directory is theirs to read, not to change).
+
+  Args:
+    model_dir: the run directory (created if needed).
+    config: the run's gin config, `gin.config_str()`: written to config.gin.
+    chief: whether this task writes the run directory (`distribution.is_chief`).
+    began: the unix time the train call began (a fresh run's clock starts there).
+
+  Returns:
+    The path of the checkpoint to resume from, or None for a fresh run.
+
+  Raises:
+    RunError, IncompatibleRunError, DamagedConfigError, DamagedCheckpointError.
+  """
+  prepare_model_dir(model_dir)
+  if not chief:
+    latest, _, _ = checkpoints.newest_intact_checkpoint(model_dir)
+    return latest
+  check_resumable(model_dir, config)
+  remove_partial_checkpoints(model_dir)
+  latest = checkpoints.prepare_resume(model_dir)
+  files.atomic_write_text(os.path.join(model_dir, CONFIG_FILE), config)
+  if latest is None:  # A fresh run: its clock starts now.
+    files.atomic_write_text(os.path.join(model_dir, STARTED_FILE),
+                            json.dumps({'unix_time': began}) + '\n')
+  return latest
 
 
 def remove_partial_checkpoints(model_dir):

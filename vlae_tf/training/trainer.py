@@ -1,10 +1,10 @@
 """The trainer: the inner step on every replica, the loss across replicas, Polyak averaging.
 
-`make_trainer` builds it (the gin-configurable factory that `training.train` and bin/benchmark
+`make_trainer` builds it (the gin-configurable factory that `loop.train` and bin/benchmark
 share): the model and its averaged copy, Adamax, free bits or soft free bits. `Trainer` owns the
 inner step, one `tf.function` that runs several steps on every replica without leaving the graph
 (`train_loop`); the outer loop around it (checkpoints, validation, summaries, signals) is
-`training.train`.
+`loop.train` and its actions.
 
 Objective. With R replicas, a global batch of B images, and replica r holding the images B_r, each
 replica minimizes
@@ -388,11 +388,12 @@ def make_trainer(strategy, *, global_batch_size, seed, learning_rate=2e-3, ema_d
                  model_fn=model_lib.make_model, optimizer_cls=keras.optimizers.Adamax):
   """Builds the trainer of a run: models, optimizer, averaging, free bits or soft free bits.
 
-  `training.train` and bin/benchmark both call it, with the hyperparameters bound to `train` in
-  gin (`training.trainer_settings()` reads them): those bindings stay on `train` so that every
-  shipped config and the config.gin of every existing run keep their meaning. What this factory
-  adds to gin is the optimizer class (Adamax, the paper's) and, through `objectives.SoftFreeBits`
-  (a gin configurable), the parameters of soft free bits, e.g. `SoftFreeBits.rate = 1.05`.
+  `loop.train` and bin/benchmark both call it, with the hyperparameters bound to `train` in
+  gin (`settings.TrainSettings.trainer_kwargs()`, `settings.trainer_settings()`): those bindings
+  stay on `train` so that every shipped config and the config.gin of every existing run keep
+  their meaning. What this factory adds to gin is the optimizer class (Adamax, the paper's) and,
+  through `objectives.SoftFreeBits` (a gin configurable), the parameters of soft free bits, e.g.
+  `SoftFreeBits.rate = 1.05`.
 
   Args:
     strategy: the `tf.distribute.Strategy`; models, optimizer and gamma are created in its scope.

@@ -1,0 +1,121 @@
+"""The settings of a training run: `TrainSettings`, the gin configurable named `train`.
+
+Every shipped gin file and the config.gin of every run bind `train.<setting> = ...`; those names
+are the fields of `TrainSettings`, which gin registers under the name `train`, so the bindings keep
+their meaning. Constructing it reads them:
+
+    settings = TrainSettings()                       # every field from gin, else its default
+    settings = dataclasses.replace(settings, train_steps=10)   # a copy; gin is not read again
+
+A construction is what puts the `train.*` bindings into `gin.operative_config_str()` (the loop
+constructs one when it is given none). `train_settings()` reads the bindings without constructing
+(no required `train.dataset`, nothing recorded); bin/benchmark builds its trainer from them.
+
+This module imports nothing of vlae_tf: `configurables` imports it for the gin name, and the loop,
+the benchmark and the tests read it, without an import circle.
+"""
+
+import dataclasses
+from typing import Optional
+
+import gin
+
+# The `TrainSettings` fields that `trainer.make_trainer` takes (the trainer's hyperparameters stay
+# bound on `train` in gin).
+TRAINER_SETTINGS = ('seed', 'learning_rate', 'ema_decay', 'ema_warmup', 'free_bits_lambda',
+                    'soft_free_bits')
+
+
+@gin.configurable('train')
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  """The hyperparameters and bookkeeping of `loop.train`; gin binds them as `train.<field>`.
+
+  Constructing it reads the gin bindings of `train` for every field not passed (a gin
+  configurable); `dataset` has no default.
+
+  Attributes:
+    dataset: the dataset name for `datasets.load`.
+    batch_size: the global batch, a multiple of the number of replicas (paper: 128).
+    train_steps: the total number of steps (a resumed run stops here too).
+    learning_rate: Adamax learning rate (paper: 0.002).
+    ema_decay: Polyak averaging decay (paper: 0.998).
+    ema_warmup: use min(ema_decay, (1 + n) / (10 + n)) after n updates (tf.train's
+      ExponentialMovingAverage with num_updates); without it, 0.998 keeps 67% of the random
+      initial weights in the averages after 200 steps. Not in the paper; False for a plain EMA.
+    free_bits_lambda: free bits, nats per data dimension, on the batch-mean KL (paper: 0.01).
+    soft_free_bits: use soft free bits (the paper's CIFAR-10 runs) with the target
+      free_bits_lambda * D instead of free bits; configure `SoftFreeBits` in gin (e.g.
+      `SoftFreeBits.rate = 1.05`).
+    checkpoint_every: steps between checkpoints (one is also written at the end).
+    summary_every: steps between scalar and image summaries (images: at most
+      `summaries.IMAGE_BUDGET` of the wall time) and progress lines (which also come at least
+      every `progress.PROGRESS_SECONDS`).
+    eval_every: steps between validation ELBOs (averaged weights); 0: only at the end.
+    eval_examples: validation images (a strided subset of `eval_split`); None: all; 0: no
+      validation (image summaries then reconstruct training images).
+    eval_batch_size: validation batch (default: `batch_size`).
+    num_summary_images: samples in image summaries (and a quarter of it reconstructed, 3 times
+      each); 0 disables them.
+    train_split: the split to train on.
+    eval_split: the split to validate on.
+    shuffle_buffer: shuffle buffer (default: the whole training set).
+    max_checkpoints_to_keep: checkpoints kept by the CheckpointManager.
+    seed: the seed of every random draw (data order, model noise).
+    deterministic: call `tf.config.experimental.enable_op_determinism()` (process-wide): with the
+      same seed, two runs on the same CPU hardware give the same losses step for step, and a
+      killed and resumed run reaches the uninterrupted run's weights. Slower on GPUs; see
+      docs/reliability.md.
+    max_consecutive_bad_steps: a step with a non-finite loss or gradient is skipped (and counted
+      in the `bad_steps` summary); after this many in a row, training stops with NonFiniteError
+      (None: never).
+  """
+
+  dataset: str = gin.REQUIRED
+  batch_size: int = 128
+  train_steps: int = 100_000
+  learning_rate: float = 2e-3
+  ema_decay: float = 0.998
+  ema_warmup: bool = True
+  free_bits_lambda: float = 0.01
+  soft_free_bits: bool = False
+  checkpoint_every: int = 1000
+  summary_every: int = 100
+  eval_every: int = 5000
+  eval_examples: Optional[int] = 1000
+  eval_batch_size: Optional[int] = None
+  num_summary_images: int = 16
+  train_split: str = 'train'
+  eval_split: str = 'valid'
+  shuffle_buffer: Optional[int] = None
+  max_checkpoints_to_keep: int = 3
+  seed: int = 0
+  deterministic: bool = False
+  max_consecutive_bad_steps: Optional[int] = 10
+
+  def trainer_kwargs(self):
+    """{name: value} of the fields that `trainer.make_trainer` takes (TRAINER_SETTINGS)."""
+    return {name: getattr(self, name) for name in TRAINER_SETTINGS}
+
+  @property
+  def validates(self):
+    """Whether the run has validation passes (`eval_examples` != 0)."""
+    return self.eval_examples != 0
+
+
+def train_settings():
+  """{setting: value} as the parsed gin config binds `train` (macros resolved), else the default.
+
+  What `TrainSettings()` would hold, read without constructing it: an unbound `dataset` is
+  `gin.REQUIRED` instead of an error, and nothing enters the operative config (bin/benchmark reads
+  its settings here).
+  """
+  bindings = gin.get_bindings('train', resolve_references=True)
+  return {field.name: bindings.get(field.name, field.default)
+          for field in dataclasses.fields(TrainSettings)}
+
+
+def trainer_settings():
+  """The `train_settings` that `trainer.make_trainer` takes (TRAINER_SETTINGS)."""
+  settings = train_settings()
+  return {name: settings[name] for name in TRAINER_SETTINGS}
