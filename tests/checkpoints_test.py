@@ -18,10 +18,10 @@ import pytest
 import tensorflow as tf
 
 import doubles
+from vlae_tf import errors
 from vlae_tf.training import checkpoints
 from vlae_tf.cli import binaries as cli
 from vlae_tf.training import distribution
-from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf.cli import gin_parsing
 from vlae_tf.training import run_directory
 from vlae_tf.training import loop as training
@@ -124,6 +124,27 @@ def warnings_in(caplog):
           if record.levelno == logging.WARNING and '/vlae_tf/' in record.pathname]
 
 
+def test_run_checkpoints_lists_the_kept_ones_oldest_first_with_their_steps(tmp_path):
+  small_run(tmp_path, steps=(1, 2, 3, 4), max_to_keep=3)
+  listed = checkpoints.run_checkpoints(str(tmp_path))
+  assert [checkpoints.checkpoint_step(path) for path, _ in listed] == [2, 3, 4]
+  times = [written for _, written in listed]
+  assert times == sorted(times) and times[0] > 1.7e9
+  assert checkpoints.intact_run_checkpoints(str(tmp_path)) == listed
+
+
+def test_run_checkpoints_of_a_run_without_one_says_what_to_do(tmp_path):
+  with pytest.raises(errors.CheckpointNotFoundError):
+    checkpoints.run_checkpoints(str(tmp_path))
+
+
+def test_checkpoint_step_names_only_checkpoint_prefixes():
+  assert checkpoints.checkpoint_step('/runs/a/ckpt-2000') == 2000
+  assert checkpoints.checkpoint_step('ckpt-7') == 7
+  assert checkpoints.checkpoint_step('/runs/a/ckpt-7.index') is None
+  assert checkpoints.checkpoint_step('/runs/a/model-7') is None
+
+
 def test_intact_checkpoints_have_no_damage(tmp_path):
   small_run(tmp_path)
   for step in (1, 2, 3):
@@ -190,7 +211,7 @@ def test_damaged_latest_checkpoint_is_moved_aside_for_resuming(tmp_path, caplog,
 @pytest.mark.parametrize('fault', sorted(STATE_FAULTS))
 def test_damaged_state_file_is_rebuilt_from_the_files(tmp_path, caplog, fault):
   small_run(tmp_path)
-  written = dict(evaluation.run_checkpoints(str(tmp_path)))
+  written = dict(checkpoints.run_checkpoints(str(tmp_path)))
   STATE_FAULTS[fault](str(tmp_path))
   with caplog.at_level(logging.WARNING):
     assert checkpoints.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
@@ -201,7 +222,7 @@ def test_damaged_state_file_is_rebuilt_from_the_files(tmp_path, caplog, fault):
   # Resuming rewrites it; the times fall back to the .index files' (written just before).
   assert checkpoints.prepare_resume(str(tmp_path)) == prefix(tmp_path, 3)
   assert tf.train.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
-  rebuilt = dict(evaluation.run_checkpoints(str(tmp_path)))
+  rebuilt = dict(checkpoints.run_checkpoints(str(tmp_path)))
   assert sorted(rebuilt) == [prefix(tmp_path, step) for step in (1, 2, 3)]
   for path, when in rebuilt.items():
     assert when == pytest.approx(written[path], abs=5.0)
@@ -301,7 +322,7 @@ def test_curve_leaves_out_damaged_checkpoints(tmp_path, caplog):
   small_run(tmp_path)
   zero_fill(data_file(prefix(tmp_path, 2)))
   with caplog.at_level(logging.WARNING):
-    kept = evaluation.intact_run_checkpoints(str(tmp_path))
+    kept = checkpoints.intact_run_checkpoints(str(tmp_path))
   assert [path for path, _ in kept] == [prefix(tmp_path, 1), prefix(tmp_path, 3)]
   assert warnings_in(caplog) == [
       f'Checkpoint {prefix(tmp_path, 2)} is damaged (a checksum does not match: its bytes changed '

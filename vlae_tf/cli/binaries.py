@@ -206,24 +206,19 @@ def _one_line(error):
 
 
 def _guard(run):
-  """Runs `run()`, turning user errors into one line on stderr and exit status 1.
+  """Runs `run()`, turning user errors (the `errors.VlaeError` family) into one line on stderr and
+  exit status 1.
 
   A training run stopped by SIGTERM / SIGINT (after its final checkpoint) prints one line and exits
   with 128 + the signal number.
   """
-  # pylint: disable=g-import-not-at-top
-  from vlae_tf.compression import bitsback
-  from vlae_tf.compression import codec
-  from vlae_tf.data import datasets
-  # pylint: enable=g-import-not-at-top
   try:
     return run()
-  except (errors.CliError, errors.RunError, datasets.DatasetError, codec.CodecError,
-          bitsback.UnsupportedModelError) as error:
-    raise SystemExit(f'error: {_one_line(error)}') from None
   except errors.TrainingInterrupted as interrupted:
     print(f'stopped: {_one_line(interrupted)}', file=sys.stderr, flush=True)
     raise SystemExit(128 + interrupted.signum) from None
+  except errors.VlaeError as error:
+    raise SystemExit(f'error: {_one_line(error)}') from None
 
 
 def _no_positional(argv):

@@ -303,7 +303,7 @@ def inspect(model_dir: str,
                        sampling.reconstruction_grid(model, chosen, num_decodings, seed))
     report['reconstructions_png'] = os.path.join(output_dir, RECONSTRUCTIONS_FILE)
   report['seconds'] = time.time() - began
-  evaluation.write_json_atomically(os.path.join(output_dir, REPORT_FILE), report)
+  files.atomic_write_json(os.path.join(output_dir, REPORT_FILE), report)
   _log(f'wrote {os.path.join(output_dir, REPORT_FILE)} ({report["seconds"]:.0f} s)', stream)
   return report
 

@@ -54,6 +54,7 @@ from vlae_tf.evaluation import plots
 from vlae_tf import errors
 from vlae_tf import progress as progress_lib
 from vlae_tf.experiments import results_tables
+from vlae_tf.training import checkpoints
 from vlae_tf.training import run_directory
 
 # The paper's groups and numbers (vlae_tf/paper.py), under the names the harness always used.
@@ -71,8 +72,7 @@ _STEP_LINE = re.compile(r'step (\d+)/(\d+)')
 _LOG2 = math.log(2.0)
 
 
-class ReproduceError(errors.RunError):
-  """A user error of the harness (unknown table, a failed run), reported in one line."""
+ReproduceError = errors.ReproduceError  # Re-exported: raised here, defined in the one family.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,33 +123,26 @@ def _git_commit() -> str:
   return commit + ('-dirty' if dirty else '')
 
 
-def _checkpoint_step(path: str) -> int:
-  return int(path.rsplit('-', 1)[1])
-
-
 def _read_json(path: str):
   with open(path) as f:
     return json.load(f)
 
 
 class Progress:
-  """One progress line for the whole table on stderr: run i/n, phase, table ETA."""
+  """One progress line for the whole table on stderr: run i/n, phase, table ETA.
+
+  Lines of their own (`progress.ProgressLine`, never rewritten in place: the harness's log).
+  """
 
   def __init__(self, names: Sequence[str], stream=None, min_interval: float = 10.0):
     self.names = list(names)
-    self.stream = stream or sys.stderr
-    self.min_interval = min_interval
-    self._last = 0.0
+    self.line = progress_lib.ProgressLine(stream, min_interval, in_place=False)
     self.seconds_per_step = None  # measured while training
     self.seconds_per_evaluation = None  # measured after the first evaluation
     self.remaining_steps = {}  # name -> training steps still to run
     self.remaining_evaluations = set(names)
 
   def show(self, index: int, phase: str, force: bool = False):
-    now = time.time()
-    if not force and now - self._last < self.min_interval:
-      return
-    self._last = now
     eta = 0.0
     known = True
     steps = sum(self.remaining_steps.values())
@@ -164,9 +157,8 @@ class Progress:
       else:
         eta += len(self.remaining_evaluations) * self.seconds_per_evaluation
     eta_text = progress_lib.format_duration(eta) if known else '?'
-    self.stream.write(f'reproduce: run {index + 1}/{len(self.names)} {self.names[index]}: '
-                      f'{phase}; table ETA {eta_text}\n')
-    self.stream.flush()
+    self.line.show(f'reproduce: run {index + 1}/{len(self.names)} {self.names[index]}: {phase}; '
+                   f'table ETA {eta_text}', force=force)
 
 
 def _target_steps(gin_file: str, settings: Settings, run_dir: str) -> int:
@@ -216,11 +208,11 @@ def _step_checkpoint(run_dir: str, steps: int) -> Optional[str]:
   """The run's checkpoint at `steps` (or, past it, the newest at or before it), or None."""
   if not os.path.isdir(run_dir) or tf.train.latest_checkpoint(run_dir) is None:
     return None
-  kept = [path for path, _ in evaluation.run_checkpoints(run_dir)]
-  at_or_before = [path for path in kept if _checkpoint_step(path) <= steps]
+  kept = [path for path, _ in checkpoints.run_checkpoints(run_dir)]
+  at_or_before = [path for path in kept if checkpoints.checkpoint_step(path) <= steps]
   if not at_or_before:
     return None
-  return max(at_or_before, key=_checkpoint_step)
+  return max(at_or_before, key=checkpoints.checkpoint_step)
 
 
 def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, steps: int,
@@ -232,7 +224,7 @@ def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, st
   """
   name = experiment_name(gin_file)
   done = _step_checkpoint(run_dir, steps)
-  if done is not None and _checkpoint_step(done) >= steps:
+  if done is not None and checkpoints.checkpoint_step(done) >= steps:
     progress.remaining_steps[name] = 0
     return False
   os.makedirs(run_dir, exist_ok=True)
@@ -291,7 +283,7 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
                            settings.max_examples)
   if os.path.exists(path):
     cached = _read_json(path)
-    if cached['report']['step'] == _checkpoint_step(checkpoint):
+    if cached['report']['step'] == checkpoints.checkpoint_step(checkpoint):
       return cached
   # Same split, subset, K and seed for every run: the same images and the same noise, so
   # per-image differences between runs give paired standard errors.
@@ -302,7 +294,7 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
   result = {'report': report,
             'per_image': {key: [round(float(v), 4) for v in values]
                           for key, values in per_image.items() if key in ('nll', 'elbo', 'kl')}}
-  evaluation.write_json_atomically(path, result)
+  files.atomic_write_json(path, result)
   return result
 
 
@@ -312,9 +304,9 @@ def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[
                            settings.curve_max_examples, split)
   cached = {int(step): report for step, report in
             (_read_json(path).items() if os.path.exists(path) else [])}
-  todo = [checkpoint for checkpoint, _ in evaluation.run_checkpoints(run_dir)
-          if _checkpoint_step(checkpoint) <= steps and
-          _checkpoint_step(checkpoint) not in cached]
+  todo = [checkpoint for checkpoint, _ in checkpoints.run_checkpoints(run_dir)
+          if checkpoints.checkpoint_step(checkpoint) <= steps and
+          checkpoints.checkpoint_step(checkpoint) not in cached]
   if todo:
     evaluator = evaluation.CheckpointEvaluator(
         run_dir, split, settings.curve_num_samples, settings.curve_max_examples,
@@ -322,14 +314,14 @@ def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[
     for checkpoint in todo:
       report = evaluator(checkpoint, progress=False)
       cached[report['step']] = report
-      evaluation.write_json_atomically(path, {str(k): v for k, v in sorted(cached.items())})
+      files.atomic_write_json(path, {str(k): v for k, v in sorted(cached.items())})
   return [cached[step] for step in sorted(cached) if step <= steps]
 
 
 def _train_seconds(run_dir: str, checkpoint: str) -> Optional[float]:
   """From the run's started.json to the time `checkpoint` was written."""
   started = run_directory.run_start_time(run_dir)
-  written = dict(evaluation.run_checkpoints(run_dir)).get(checkpoint)
+  written = dict(checkpoints.run_checkpoints(run_dir)).get(checkpoint)
   if started is None or written is None:
     return None
   return written - started
@@ -372,7 +364,7 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
     targets[name] = _target_steps(gin_file, settings, run_dir)
     done = _step_checkpoint(run_dir, targets[name])
     progress.remaining_steps[name] = targets[name] - (0 if done is None else
-                                                      _checkpoint_step(done))
+                                                      checkpoints.checkpoint_step(done))
   rows = []
   for index, (gin_file, name) in enumerate(zip(gin_files, names)):
     run_dir = os.path.join(output_dir, 'runs', name)
@@ -380,8 +372,8 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
     trained = train_run(gin_file, run_dir, os.path.join(output_dir, f'{name}.log'), settings,
                         steps, progress, index)
     checkpoint = _step_checkpoint(run_dir, steps)
-    if checkpoint is None or _checkpoint_step(checkpoint) != steps:
-      found = 'none' if checkpoint is None else f'step {_checkpoint_step(checkpoint)}'
+    if checkpoint is None or checkpoints.checkpoint_step(checkpoint) != steps:
+      found = 'none' if checkpoint is None else f'step {checkpoints.checkpoint_step(checkpoint)}'
       raise ReproduceError(
           f'{run_dir} has no checkpoint at step {steps}, the budget (at or before it: {found}): '
           'it was trained past the budget without keeping that checkpoint, or training stopped '
@@ -392,9 +384,9 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
     curve = curve_run(run_dir, steps, settings, curve_split)
     if settings.select_split:  # model selection: the checkpoint with the best curve NLL
       best = min(curve, key=lambda report: report['nll_nats'])
-      checkpoint = {_checkpoint_step(path): path
-                    for path, _ in evaluation.run_checkpoints(run_dir)}[best['step']]
-    progress.show(index, f'evaluating step {_checkpoint_step(checkpoint)}', force=True)
+      checkpoint = {checkpoints.checkpoint_step(path): path
+                    for path, _ in checkpoints.run_checkpoints(run_dir)}[best['step']]
+    progress.show(index, f'evaluating step {checkpoints.checkpoint_step(checkpoint)}', force=True)
     result = evaluate_run(run_dir, checkpoint, settings)
     if time.time() - began > 1.0:
       progress.seconds_per_evaluation = time.time() - began
@@ -451,7 +443,7 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
              'written_unix_time': time.time(), 'rows': rows, 'differences': differences}
   results['settings']['gin_files'] = list(settings.gin_files)
   results['settings']['gin_params'] = list(settings.gin_params)
-  evaluation.write_json_atomically(os.path.join(output_dir, RESULTS_JSON), results)
+  files.atomic_write_json(os.path.join(output_dir, RESULTS_JSON), results)
   files.atomic_write_text(os.path.join(output_dir, RESULTS_MD), results_tables.results_markdown(results))
   series = {row['experiment']: [(p['step'], p['nll_nats'], p['nll_stderr_nats'])
                                 for p in row['curve']] for row in rows}
