@@ -20,9 +20,9 @@ import tensorflow as tf
 import doubles
 from vlae_tf import errors
 from vlae_tf.training import checkpoints
-from vlae_tf.cli import binaries as cli
+from vlae_tf.cli import run_binaries
 from vlae_tf.training import distribution
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.training import run_directory
 from vlae_tf.training import loop as training
 
@@ -313,7 +313,8 @@ def test_choosing_a_checkpoint_by_step_or_prefix(tmp_path):
   message = doubles.one_line_error(lambda: checkpoints.resolve_checkpoint(model_dir, '7'))
   assert message == (f'error: No checkpoint {prefix(tmp_path, 7)} (no ckpt-7.index or data file); '
                      f'the intact checkpoints of {tmp_path} are at steps 1, 3.')
-  message = doubles.one_line_error(lambda: cli.run_eval(model_dir, curve=True, checkpoint='2'))
+  message = doubles.one_line_error(
+      lambda: run_binaries.run_eval(model_dir, curve=True, checkpoint='2'))
   assert message == ('error: --checkpoint and --curve exclude each other: the curve evaluates '
                      'every kept checkpoint.')
 
@@ -355,7 +356,7 @@ def test_damaged_config_is_one_line_naming_the_file(tmp_path, fault):
   assert message.startswith(f'error: {path} {words}'), message
   assert message.endswith('restore it from a copy, or move it aside and rerun the bin/train '
                           'command of this run (it rewrites the file).')
-  assert doubles.one_line_error(lambda: cli.run_export(str(tmp_path))) == message
+  assert doubles.one_line_error(lambda: run_binaries.run_export(str(tmp_path))) == message
   # bin/train: the config of the checkpoints cannot be checked.
   message = doubles.one_line_error(lambda: run_directory.check_resumable(str(tmp_path), config))
   assert message.startswith(f'error: {path} {words}'), message
@@ -424,8 +425,8 @@ def test_damaged_run_evaluates_exports_and_resumes(uninterrupted, shared_data, t
   damage, fallback = E2E_FAULTS[fault]
   damage(model_dir)
   with caplog.at_level(logging.WARNING):
-    report = cli.run_eval(str(model_dir), num_samples=2, max_examples=2, batch_size=2,
-                          data_dir=str(shared_data))
+    report = run_binaries.run_eval(str(model_dir), num_samples=2, max_examples=2, batch_size=2,
+                                   data_dir=str(shared_data))
   assert report['step'] == fallback and report['checkpoint'] == prefix(model_dir, fallback)
   [warning] = warnings_in(caplog)
   assert '\n' not in warning
@@ -437,7 +438,7 @@ def test_damaged_run_evaluates_exports_and_resumes(uninterrupted, shared_data, t
     assert f'using {prefix(model_dir, 2)} instead' in warning
   caplog.clear()
   with caplog.at_level(logging.WARNING):
-    exported = cli.run_export(str(model_dir), export_dir=str(tmp_path / 'export'))
+    exported = run_binaries.run_export(str(model_dir), export_dir=str(tmp_path / 'export'))
   assert exported == str(tmp_path / 'export' / str(fallback))
   assert os.path.isfile(os.path.join(exported, 'saved_model.pb'))
   assert warnings_in(caplog) == [warning]

@@ -12,7 +12,7 @@ import pytest
 
 import vlae_tf
 from vlae_tf import errors
-from vlae_tf.cli import binaries as cli
+from vlae_tf.cli import user_errors
 
 
 def _package_modules():
@@ -78,7 +78,7 @@ def test_the_guard_reports_every_family_member_in_one_line(error):
     raise error
 
   with pytest.raises(SystemExit) as raised:
-    cli._guard(run)  # pylint: disable=protected-access
+    user_errors.guard(run)
   message = str(raised.value.code)
   assert message.startswith('error: ') and '\n' not in message
 
@@ -89,7 +89,7 @@ def test_the_guard_exits_with_128_plus_the_signal_on_an_interruption(capsys):
     raise errors.TrainingInterrupted(signal.SIGTERM, 7, '/run/ckpt-7')
 
   with pytest.raises(SystemExit) as raised:
-    cli._guard(run)  # pylint: disable=protected-access
+    user_errors.guard(run)
   assert raised.value.code == 128 + signal.SIGTERM
   assert capsys.readouterr().err.startswith('stopped: interrupted by SIGTERM at step 7')
 
@@ -100,17 +100,18 @@ def test_the_guard_lets_bugs_through():
     raise KeyError('a bug')
 
   with pytest.raises(KeyError):
-    cli._guard(run)  # pylint: disable=protected-access
+    user_errors.guard(run)
 
 
 def test_the_guard_imports_nothing_for_the_errors_it_catches():
   script = ('import sys\n'
             'from vlae_tf import errors\n'
             'from vlae_tf.cli import binaries\n'
+            'from vlae_tf.cli import user_errors\n'
             'def run():\n'
             '  raise errors.CodecError("bad")\n'
             'try:\n'
-            '  binaries._guard(run)\n'
+            '  user_errors.guard(run)\n'
             'except SystemExit:\n'
             '  pass\n'
             'heavy = [name for name in ("tensorflow", "vlae_tf.compression.codec",\n'

@@ -48,7 +48,6 @@ from vlae_tf.data import batching
 from vlae_tf.data import datasets
 from vlae_tf.training import distribution
 from vlae_tf import errors
-from vlae_tf.cli import gin_parsing
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import run_directory
 from vlae_tf.training import trainer as trainer_lib
@@ -455,7 +454,7 @@ def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[
   """
   unknown = set(what) - set(WHATS)
   if unknown:
-    raise ValueError(f'Unknown benchmarks {sorted(unknown)}; expected a subset of {WHATS}.')
+    raise errors.CliError(f'Unknown benchmarks {sorted(unknown)}; expected a subset of {WHATS}.')
   if batch_size is None:
     batch_size = training.train_settings()['batch_size']
   peak = matmul_peak_flops(repeats=peak_repeats)
@@ -494,26 +493,3 @@ def to_json_line(result: Dict) -> str:
     return value
 
   return json.dumps({key: compact(value) for key, value in result.items()})
-
-
-# ---------------------------------------------------------------------------------------------
-# The binary (bin/benchmark).
-
-
-def main(argv):
-  """Parses gin like bin/train and prints one JSON line per measurement."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  values = flags.FLAGS
-  try:
-    gin_parsing.parse_gin(values.gin_file, values.gin_param)
-    run(what=values.what, batch_size=values.batch_size, data_dir=values.data_dir,
-        repeats=values.repeats, warmup=values.warmup, steps_per_chunk=values.steps_per_chunk,
-        eval_batch_size=values.eval_batch_size, num_samples=values.num_samples,
-        chunk_size=values.chunk_size, sample_methods=values.sample_methods,
-        naive_repeats=values.naive_repeats, peak_repeats=values.peak_repeats, jit=values.jit,
-        emit=lambda result: print(to_json_line(result), flush=True))
-  except (errors.CliError, errors.RunError, ValueError) as error:
-    raise SystemExit(f'error: {error}') from None

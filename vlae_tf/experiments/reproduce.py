@@ -41,14 +41,13 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-from absl import flags
 import gin
 import tensorflow as tf
 
 from vlae_tf.data import datasets
 from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf import files
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.experiments import paper
 from vlae_tf.evaluation import plots
 from vlae_tf import errors
@@ -454,33 +453,3 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
       title=(f'{curve_split} NLL, K={settings.curve_num_samples}, '
              f'{settings.curve_max_examples or "all"} images per point'))
   return results
-
-
-# ---------------------------------------------------------------------------------------------
-# bin/reproduce.
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  from vlae_tf.cli import binaries as cli  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
-  max_examples = FLAGS.max_examples if FLAGS.max_examples and FLAGS.max_examples > 0 else None
-  settings = Settings(
-      train_steps=FLAGS.train_steps, split=FLAGS.split, num_samples=FLAGS.num_samples,
-      max_examples=max_examples, seed=FLAGS.seed, curve_num_samples=FLAGS.curve_num_samples,
-      curve_max_examples=(FLAGS.curve_max_examples if FLAGS.curve_max_examples and
-                          FLAGS.curve_max_examples > 0 else None),
-      batch_size=FLAGS.batch_size,
-      data_dir=FLAGS.data_dir, gin_files=tuple(FLAGS.gin_file),
-      gin_params=tuple(FLAGS.gin_param), select_split=FLAGS.select_split)
-
-  def run():
-    files = resolve_experiments(FLAGS.table, FLAGS.experiment)
-    return reproduce(FLAGS.output_dir, files, settings)
-
-  results = cli._guard(run)  # pylint: disable=protected-access
-  print(results_tables.results_markdown(results), end='')
-  for name in (RESULTS_JSON, RESULTS_MD, CURVE_PNG):
-    print(os.path.join(FLAGS.output_dir, name))
