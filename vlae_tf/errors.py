@@ -1,4 +1,6 @@
-"""The one error family of vlae_tf: every error a user can meet, reported in one line by the binaries.
+"""The one error family of vlae_tf: every error a user can meet, under one base.
+
+The binaries report each in one line, without a traceback (vlae_tf/cli/user_errors.py):
 
     VlaeError                     the base: the binaries' guard catches it (and only it)
     CliError                      a bad flag or gin config (vlae_tf/gin_parsing.py)

@@ -18,6 +18,9 @@ SPLITS = ('train', 'valid', 'test', 'train+valid')
 
 ENV_DATA_DIR = 'VLAE_DATA_DIR'
 
+# Lake's OMNIGLOT zips (and tensorflow-datasets' omniglot): every 10th background image is 'valid'.
+OMNIGLOT_ZIP_VALID_EVERY = 10
+
 PathLike = Union[str, os.PathLike]
 
 

@@ -44,7 +44,6 @@ from vlae_tf.data import batching
 from vlae_tf.training import checkpoints
 from vlae_tf.data import datasets
 from vlae_tf import errors
-from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf import files
 from vlae_tf.data import labels as labels_lib
 from vlae_tf.training import run_directory
