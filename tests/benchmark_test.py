@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from vlae_tf.experiments import benchmark
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 
 TINY = ['mnist_vlae.gin', 'testing/tiny.gin']
 

@@ -13,7 +13,7 @@ import tf_keras as keras
 
 from vlae_tf.compression import bitsback
 from vlae_tf.data import datasets
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.models import vlae as model_lib
 
 

@@ -22,7 +22,7 @@ import tf_keras as keras
 
 from vlae_tf.training import distribution
 from vlae_tf.evaluation import evaluator as evaluation
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.models import objectives
 from vlae_tf.training import run_directory

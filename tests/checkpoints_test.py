@@ -18,11 +18,11 @@ import pytest
 import tensorflow as tf
 
 import doubles
+from vlae_tf import errors
 from vlae_tf.training import checkpoints
-from vlae_tf.cli import binaries as cli
+from vlae_tf.cli import run_binaries
 from vlae_tf.training import distribution
-from vlae_tf.evaluation import evaluator as evaluation
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.training import run_directory
 from vlae_tf.training import loop as training
 
@@ -124,6 +124,27 @@ def warnings_in(caplog):
           if record.levelno == logging.WARNING and '/vlae_tf/' in record.pathname]
 
 
+def test_run_checkpoints_lists_the_kept_ones_oldest_first_with_their_steps(tmp_path):
+  small_run(tmp_path, steps=(1, 2, 3, 4), max_to_keep=3)
+  listed = checkpoints.run_checkpoints(str(tmp_path))
+  assert [checkpoints.checkpoint_step(path) for path, _ in listed] == [2, 3, 4]
+  times = [written for _, written in listed]
+  assert times == sorted(times) and times[0] > 1.7e9
+  assert checkpoints.intact_run_checkpoints(str(tmp_path)) == listed
+
+
+def test_run_checkpoints_of_a_run_without_one_says_what_to_do(tmp_path):
+  with pytest.raises(errors.CheckpointNotFoundError):
+    checkpoints.run_checkpoints(str(tmp_path))
+
+
+def test_checkpoint_step_names_only_checkpoint_prefixes():
+  assert checkpoints.checkpoint_step('/runs/a/ckpt-2000') == 2000
+  assert checkpoints.checkpoint_step('ckpt-7') == 7
+  assert checkpoints.checkpoint_step('/runs/a/ckpt-7.index') is None
+  assert checkpoints.checkpoint_step('/runs/a/model-7') is None
+
+
 def test_intact_checkpoints_have_no_damage(tmp_path):
   small_run(tmp_path)
   for step in (1, 2, 3):
@@ -190,7 +211,7 @@ def test_damaged_latest_checkpoint_is_moved_aside_for_resuming(tmp_path, caplog,
 @pytest.mark.parametrize('fault', sorted(STATE_FAULTS))
 def test_damaged_state_file_is_rebuilt_from_the_files(tmp_path, caplog, fault):
   small_run(tmp_path)
-  written = dict(evaluation.run_checkpoints(str(tmp_path)))
+  written = dict(checkpoints.run_checkpoints(str(tmp_path)))
   STATE_FAULTS[fault](str(tmp_path))
   with caplog.at_level(logging.WARNING):
     assert checkpoints.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
@@ -201,7 +222,7 @@ def test_damaged_state_file_is_rebuilt_from_the_files(tmp_path, caplog, fault):
   # Resuming rewrites it; the times fall back to the .index files' (written just before).
   assert checkpoints.prepare_resume(str(tmp_path)) == prefix(tmp_path, 3)
   assert tf.train.latest_checkpoint(str(tmp_path)) == prefix(tmp_path, 3)
-  rebuilt = dict(evaluation.run_checkpoints(str(tmp_path)))
+  rebuilt = dict(checkpoints.run_checkpoints(str(tmp_path)))
   assert sorted(rebuilt) == [prefix(tmp_path, step) for step in (1, 2, 3)]
   for path, when in rebuilt.items():
     assert when == pytest.approx(written[path], abs=5.0)
@@ -292,7 +313,8 @@ def test_choosing_a_checkpoint_by_step_or_prefix(tmp_path):
   message = doubles.one_line_error(lambda: checkpoints.resolve_checkpoint(model_dir, '7'))
   assert message == (f'error: No checkpoint {prefix(tmp_path, 7)} (no ckpt-7.index or data file); '
                      f'the intact checkpoints of {tmp_path} are at steps 1, 3.')
-  message = doubles.one_line_error(lambda: cli.run_eval(model_dir, curve=True, checkpoint='2'))
+  message = doubles.one_line_error(
+      lambda: run_binaries.run_eval(model_dir, curve=True, checkpoint='2'))
   assert message == ('error: --checkpoint and --curve exclude each other: the curve evaluates '
                      'every kept checkpoint.')
 
@@ -301,7 +323,7 @@ def test_curve_leaves_out_damaged_checkpoints(tmp_path, caplog):
   small_run(tmp_path)
   zero_fill(data_file(prefix(tmp_path, 2)))
   with caplog.at_level(logging.WARNING):
-    kept = evaluation.intact_run_checkpoints(str(tmp_path))
+    kept = checkpoints.intact_run_checkpoints(str(tmp_path))
   assert [path for path, _ in kept] == [prefix(tmp_path, 1), prefix(tmp_path, 3)]
   assert warnings_in(caplog) == [
       f'Checkpoint {prefix(tmp_path, 2)} is damaged (a checksum does not match: its bytes changed '
@@ -334,7 +356,7 @@ def test_damaged_config_is_one_line_naming_the_file(tmp_path, fault):
   assert message.startswith(f'error: {path} {words}'), message
   assert message.endswith('restore it from a copy, or move it aside and rerun the bin/train '
                           'command of this run (it rewrites the file).')
-  assert doubles.one_line_error(lambda: cli.run_export(str(tmp_path))) == message
+  assert doubles.one_line_error(lambda: run_binaries.run_export(str(tmp_path))) == message
   # bin/train: the config of the checkpoints cannot be checked.
   message = doubles.one_line_error(lambda: run_directory.check_resumable(str(tmp_path), config))
   assert message.startswith(f'error: {path} {words}'), message
@@ -403,8 +425,8 @@ def test_damaged_run_evaluates_exports_and_resumes(uninterrupted, shared_data, t
   damage, fallback = E2E_FAULTS[fault]
   damage(model_dir)
   with caplog.at_level(logging.WARNING):
-    report = cli.run_eval(str(model_dir), num_samples=2, max_examples=2, batch_size=2,
-                          data_dir=str(shared_data))
+    report = run_binaries.run_eval(str(model_dir), num_samples=2, max_examples=2, batch_size=2,
+                                   data_dir=str(shared_data))
   assert report['step'] == fallback and report['checkpoint'] == prefix(model_dir, fallback)
   [warning] = warnings_in(caplog)
   assert '\n' not in warning
@@ -416,7 +438,7 @@ def test_damaged_run_evaluates_exports_and_resumes(uninterrupted, shared_data, t
     assert f'using {prefix(model_dir, 2)} instead' in warning
   caplog.clear()
   with caplog.at_level(logging.WARNING):
-    exported = cli.run_export(str(model_dir), export_dir=str(tmp_path / 'export'))
+    exported = run_binaries.run_export(str(model_dir), export_dir=str(tmp_path / 'export'))
   assert exported == str(tmp_path / 'export' / str(fallback))
   assert os.path.isfile(os.path.join(exported, 'saved_model.pb'))
   assert warnings_in(caplog) == [warning]

@@ -15,7 +15,8 @@ from PIL import Image
 import pytest
 
 from vlae_tf.training import checkpoints
-from vlae_tf.cli import binaries as cli
+from vlae_tf.cli import binaries
+from vlae_tf.cli import run_binaries
 from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf.training import run_directory
 
@@ -86,7 +87,7 @@ def test_installed_commands_are_namespaced():
   assert "f'vlae-{name}=vlae_tf.cli:{name}_command'" in setup
   for name in BINARIES:
     assert f"'{name}'" in setup, name
-    assert callable(getattr(cli, f'{name}_command')), name
+    assert callable(getattr(binaries, f'{name}_command')), name
 
 
 @pytest.mark.slow
@@ -154,8 +155,8 @@ def test_eval_history_keeps_every_setting_and_files_follow_the_umask(trained, sh
   history = trained / evaluation.HISTORY_FILE
   before = history.read_text().splitlines() if history.exists() else []
   for num_samples in (2, 3):
-    cli.run_eval(str(trained), split='test', num_samples=num_samples, max_examples=2,
-                 data_dir=str(shared_data), batch_size=2)
+    run_binaries.run_eval(str(trained), split='test', num_samples=num_samples, max_examples=2,
+                          data_dir=str(shared_data), batch_size=2)
   lines = [json.loads(line) for line in history.read_text().splitlines()]
   assert len(lines) == len(before) + 2
   assert [line['num_samples'] for line in lines[-2:]] == [2, 3]  # the first one is kept
@@ -168,8 +169,8 @@ def test_eval_history_keeps_every_setting_and_files_follow_the_umask(trained, sh
 
 @pytest.mark.slow
 def test_eval_report(trained, shared_data):
-  report = cli.run_eval(str(trained), split='test', num_samples=2, max_examples=4,
-                        data_dir=str(shared_data), batch_size=4)
+  report = run_binaries.run_eval(str(trained), split='test', num_samples=2, max_examples=4,
+                                 data_dir=str(shared_data), batch_size=4)
   with open(trained / 'eval_test.json') as f:
     saved = json.load(f)
   assert saved == pytest.approx(report)
@@ -209,8 +210,9 @@ def test_eval_curve(trained, shared_data):
 
 @pytest.mark.slow
 def test_sample_grids(trained, shared_data, tmp_path):
-  paths = cli.run_sample(str(trained), num_images=3, output=str(tmp_path), num_reconstructions=2,
-                         num_decodings=2, data_dir=str(shared_data))
+  paths = run_binaries.run_sample(str(trained), num_images=3, output=str(tmp_path),
+                                  num_reconstructions=2, num_decodings=2,
+                                  data_dir=str(shared_data))
   assert paths['samples'] == str(tmp_path / 'samples_2.png')
   with Image.open(paths['samples']) as image:
     assert image.size == (2 * 29 + 1, 2 * 29 + 1)  # 3 samples on a 2x2 grid, 1 pixel borders.

@@ -12,11 +12,11 @@ import tf_keras as keras
 
 import doubles
 
-from vlae_tf.cli import binaries as cli
+from vlae_tf.cli import compress_binaries
 from vlae_tf.compression import codec
 from vlae_tf.data import datasets
 from vlae_tf import files
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import run_directory
 
@@ -135,7 +135,7 @@ def test_a_damaged_file_is_one_line_and_writes_nothing(run, compressed, tmp_path
   damaged = _damaged(compressed, tmp_path, change)
   target = tmp_path / 'out.npy'
   error = doubles.one_line_error(
-      lambda: cli.run_decompress(str(model_dir), damaged, str(target)))
+      lambda: compress_binaries.run_decompress(str(model_dir), damaged, str(target)))
   assert message in error
   assert not target.exists() and os.listdir(tmp_path) == ['damaged.vlae']
 
@@ -147,7 +147,7 @@ def test_another_model_is_refused_before_decoding(images, compressed, tmp_path):
   _, output, _ = compressed
   target = tmp_path / 'out.npy'
   error = doubles.one_line_error(
-      lambda: cli.run_decompress(str(other_dir), output, str(target)))
+      lambda: compress_binaries.run_decompress(str(other_dir), output, str(target)))
   assert 'was compressed with another model' in error and '--checkpoint' in error
   assert not target.exists()
 
@@ -163,7 +163,8 @@ def test_bad_images_are_one_line_and_write_nothing(run, images, tmp_path, write,
   write(tmp_path, images)
   source = str(tmp_path / sorted(os.listdir(tmp_path))[0])
   target = tmp_path / 'c.vlae'
-  error = doubles.one_line_error(lambda: cli.run_compress(str(model_dir), source, str(target)))
+  error = doubles.one_line_error(
+      lambda: compress_binaries.run_compress(str(model_dir), source, str(target)))
   assert message in error
   assert not target.exists()
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf.cli import binaries as cli
+from vlae_tf.cli import user_errors
 from vlae_tf.training import distribution
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import trainer as trainer_lib
@@ -27,9 +27,9 @@ class ConstantWeights:
 
 
 def one_line_error(run):
-  """Runs `run` as a binary's main does (cli._guard); returns its one-line error message."""
+  """Runs `run` as a binary's main does (cli/user_errors.py); returns its one-line error message."""
   with pytest.raises(SystemExit) as raised:
-    cli._guard(run)  # pylint: disable=protected-access
+    user_errors.guard(run)
   message = str(raised.value.code)
   assert message.startswith('error: ') and '\n' not in message, message
   return message

@@ -4,12 +4,12 @@ End-to-end runs of bin/eval are cli_test.py's; damaged checkpoints in a curve ar
 checkpoints_test.py's; the numbers of the old run are checkpoint_compat_test.py's.
 """
 
-import io
 import json
 import os
 
 import pytest
 
+from vlae_tf.training import checkpoints
 from vlae_tf.training import distribution
 from vlae_tf.evaluation import evaluator as evaluation
 
@@ -58,15 +58,5 @@ def test_per_example_values_follow_the_subset(run_dir, shared_data):
 
 
 def test_run_checkpoints_oldest_first(run_dir):
-  [(path, written)] = evaluation.run_checkpoints(run_dir)
+  [(path, written)] = checkpoints.run_checkpoints(run_dir)
   assert path == os.path.join(run_dir, 'ckpt-2') and written > 1.7e9
-
-
-def test_progress_bar_lines():
-  stream = io.StringIO()
-  bar = evaluation.ProgressBar(10, 'eval', stream=stream, min_interval=0.0)
-  bar(5)
-  bar(10)
-  lines = stream.getvalue().splitlines()
-  assert lines[0].startswith('eval [###############...............] 5/10')
-  assert lines[1].startswith('eval [##############################] 10/10')

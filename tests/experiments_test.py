@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vlae_tf.data import datasets
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.models import vlae as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -22,7 +22,7 @@ from vlae_tf.data import datasets
 from vlae_tf import errors
 from vlae_tf.export import saved_model as export
 from vlae_tf import files
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import run_directory
 

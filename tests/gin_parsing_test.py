@@ -7,7 +7,7 @@ import gin
 import pytest
 
 from vlae_tf import errors
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,5 +1,6 @@
 """Tests of progress.py: chunk lengths bounded by wall time, running means, ETA, deadlines."""
 
+import io
 import math
 
 import numpy as np
@@ -90,3 +91,53 @@ def test_deadline_is_due_before_the_next_piece_of_work_would_pass_it():
                                           (float('nan'), '?')])
 def test_format_duration(seconds, text):
   assert progress.format_duration(seconds) == text
+
+
+class _Terminal(io.StringIO):
+
+  def isatty(self):
+    return True
+
+
+def test_progress_line_in_a_log_is_throttled_unless_forced_or_final():
+  stream = io.StringIO()
+  line = progress.ProgressLine(stream, min_interval=10.0)
+  assert not line.in_place
+  assert line.show('first', now=100.0)  # The first line is always shown.
+  assert not line.show('too soon', now=105.0)
+  assert line.show('forced', force=True, now=106.0)
+  assert line.show('final', final=True, now=107.0)
+  assert not line.show('too soon again', now=116.0)
+  assert line.show('due', now=117.0)
+  assert stream.getvalue() == 'first\nforced\nfinal\ndue\n'
+
+
+def test_progress_line_on_a_terminal_rewrites_one_line_at_every_update():
+  stream = _Terminal()
+  line = progress.ProgressLine(stream, min_interval=10.0)
+  assert line.in_place
+  line.show('1/3', now=0.0)
+  line.show('2/3', now=0.1)
+  line.show('3/3', final=True, now=0.2)
+  assert stream.getvalue() == '\r1/3\r2/3\r3/3\n'
+
+
+def test_progress_bar_lines():
+  stream = io.StringIO()
+  bar = progress.ProgressBar(10, 'eval', stream=stream, min_interval=0.0)
+  bar(5)
+  bar(10)
+  lines = stream.getvalue().splitlines()
+  assert lines[0].startswith('eval [###############...............] 5/10')
+  assert ' images/s ETA ' in lines[0]
+  assert lines[1].startswith('eval [##############################] 10/10')
+  assert lines[1].endswith('ETA 0:00:00')
+
+
+def test_progress_bar_in_a_log_shows_the_final_line_even_when_too_soon():
+  stream = io.StringIO()
+  bar = progress.ProgressBar(3, 'compress', stream=stream, min_interval=3600.0, unit='images')
+  for count in (1, 2, 3):
+    bar(count)
+  lines = stream.getvalue().splitlines()
+  assert [line.split()[2] for line in lines] == ['1/3', '3/3']

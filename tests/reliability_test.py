@@ -24,11 +24,12 @@ import tensorflow as tf
 import doubles
 
 from vlae_tf.data import batching
-from vlae_tf.cli import binaries as cli
+from vlae_tf.cli import run_binaries
+from vlae_tf.cli import user_errors
 from vlae_tf.training import distribution
 from vlae_tf import errors
 from vlae_tf.export import saved_model as export
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf import progress
 from vlae_tf.training import loop as training
 
@@ -142,7 +143,7 @@ def test_kill_and_sigterm_then_resume_reproduce_the_uninterrupted_run(shared_dat
 
   # The same directory with a different model: one line that names the differing binding.
   with pytest.raises(SystemExit) as raised:
-    cli._guard(lambda: cli.run_train(  # pylint: disable=protected-access
+    user_errors.guard(lambda: run_binaries.run_train(
         str(run_dir), ['mnist_vlae.gin', 'testing/tiny.gin'],
         ['LATENT_SIZE = 4', 'train.seed = 5'], str(shared_data)))
   message = str(raised.value.code)
@@ -283,7 +284,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
   monkeypatch.setattr(batching, 'training_batches', nan_batches_at(set(range(2, 50)), False))
   gin_parsing.parse_gin(['datasets/static_mnist.gin'], bindings + ['train.train_steps = 20'])
   with pytest.raises(SystemExit) as raised:
-    cli._guard(lambda: training.train(  # pylint: disable=protected-access
+    user_errors.guard(lambda: training.train(
         model_dir, data_dir=str(shared_data), strategy=strategy))
   message = str(raised.value.code)
   assert '\n' not in message
@@ -650,21 +651,22 @@ def test_bad_input_gets_one_line_naming_the_fix(tmp_path, shared_data):
   # Unwritable or impossible --model_dir.
   blocker = tmp_path / 'a_file'
   blocker.write_text('')
-  message = doubles.one_line_error(lambda: cli.run_train(str(blocker / 'run'), tiny))
+  message = doubles.one_line_error(lambda: run_binaries.run_train(str(blocker / 'run'), tiny))
   assert message.startswith(f'error: Cannot create --model_dir {blocker}/run: ')
   assert 'choose a directory you can write to' in message
   # A missing data directory: the DatasetError, in one line.
-  message = doubles.one_line_error(lambda: cli.run_train(str(tmp_path / 'run'), tiny,
-                                                 data_dir=str(tmp_path / 'no_data')))
+  message = doubles.one_line_error(lambda: run_binaries.run_train(str(tmp_path / 'run'), tiny,
+                                                          data_dir=str(tmp_path / 'no_data')))
   assert message.startswith(f'error: Data directory {tmp_path}/no_data (from data_dir) does not '
                             'exist'), message
   assert 'In call to configurable' not in message
   # eval / export without a run or without a checkpoint.
   assert 'No such run directory' in doubles.one_line_error(
-      lambda: cli.run_export(str(tmp_path / 'missing')))
+      lambda: run_binaries.run_export(str(tmp_path / 'missing')))
   (tmp_path / 'run' / 'config.gin').write_text((tmp_path / 'run' / 'config.gin').read_text())
-  message = doubles.one_line_error(lambda: cli.run_export(str(tmp_path / 'run')))
+  message = doubles.one_line_error(lambda: run_binaries.run_export(str(tmp_path / 'run')))
   assert message.startswith(f'error: No checkpoint in {tmp_path}/run: train first (bin/train '
                             f'--model_dir={tmp_path}/run ...)'), message
-  message = doubles.one_line_error(lambda: cli.run_eval(str(tmp_path / 'run'), data_dir=str(shared_data)))
+  message = doubles.one_line_error(
+      lambda: run_binaries.run_eval(str(tmp_path / 'run'), data_dir=str(shared_data)))
   assert 'No checkpoint in' in message

@@ -5,12 +5,16 @@ under MirroredStrategy, no retracing, restore before build, SavedModel).
 """
 
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from vlae_tf.layers import masked
 from vlae_tf.layers import weight_norm
+from vlae_tf.models import gated_pixelcnn
+from vlae_tf.models import pixelcnn
 
 
 class WeightNormTest(tf.test.TestCase):
@@ -61,3 +65,23 @@ class WeightNormTest(tf.test.TestCase):
     layer = weight_norm.wn(keras.layers.Dense(3))
     with self.assertRaisesRegex(RuntimeError, 'eagerly'):
       tf.function(lambda x: weight_norm.initialize(layer, x))(tf.ones([2, 4]))
+
+  def test_wn_wraps_a_masked_convolution_without_warning(self):
+    with warnings.catch_warnings():
+      warnings.simplefilter('error')
+      wrapped = weight_norm.wn(masked.MaskedConv2D(4, 3, mask_type='A'))
+    self.assertIsInstance(wrapped, weight_norm.WeightNorm)
+
+  def test_the_decoders_use_the_one_wrapper(self):
+    images = tf.zeros([2, 5, 7, 1])
+    context = tf.zeros([2, 5, 7, 3])
+    decoders = [pixelcnn.DepthLimitedPixelCNN(num_outputs=1, num_masked_layers=2, filters=4),
+                gated_pixelcnn.GatedPixelCNN(num_outputs=1, window_size=(3, 3), filters=4,
+                                             num_blocks=1)]
+    for decoder in decoders:
+      decoder(images, context)
+      wrappers = [layer for layer in decoder.submodules
+                  if isinstance(layer, keras.layers.Wrapper)]
+      self.assertNotEmpty(wrappers)
+      for wrapper in wrappers:
+        self.assertIsInstance(wrapper, weight_norm.WeightNorm)

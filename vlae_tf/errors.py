@@ -1,6 +1,13 @@
-"""The errors of a run: one family, each a user error reported in one line by the binaries.
+"""The one error family of vlae_tf: every error a user can meet, under one base.
 
+The binaries report each in one line, without a traceback (vlae_tf/cli/user_errors.py):
+
+    VlaeError                     the base: the binaries' guard catches it (and only it)
     CliError                      a bad flag or gin config (vlae_tf/gin_parsing.py)
+    DatasetError                  a dataset cannot be loaded (also a ValueError; data/catalogue.py)
+      LabelsUnavailableError      the dataset has no labels here (data/labels.py)
+    CodecError                    a file or image set bin/compress cannot code (also a ValueError)
+    UnsupportedModelError         a model without a bits-back code (also a ValueError)
     RunError                      a run directory is missing something or cannot be used
       CheckpointNotFoundError     no checkpoint (also a FileNotFoundError)
       DamagedCheckpointError      no intact checkpoint (truncated, changed bytes, missing file)
@@ -8,18 +15,43 @@
       DamagedConfigError          config.gin is not a readable gin file
       IncompatibleRunError        checkpoints of a run with other bindings
       NonFiniteError              too many non-finite steps in a row (also a FloatingPointError)
+      ReproduceError              a user error of bin/reproduce (unknown table, a failed run)
     TrainingInterrupted           SIGTERM / SIGINT stopped training after a checkpoint (not an
                                   error of the run: exit status 128 + the signal number)
+
+Each keeps the built-in base it had (ValueError, FileNotFoundError, FloatingPointError), so an
+`except ValueError` around a dataset load still works. The modules that raise them re-export their
+names (`datasets.DatasetError`, `codec.CodecError`, ...).
 """
 
 import signal
 
 
-class CliError(Exception):
+class VlaeError(Exception):
+  """The base of every vlae_tf error a user can meet: reported in one line, without a traceback."""
+
+
+class CliError(VlaeError):
   """A bad flag, gin file, binding or macro: a user error, reported in one line."""
 
 
-class RunError(Exception):
+class DatasetError(VlaeError, ValueError):
+  """A dataset cannot be loaded: unknown name or split, missing, corrupt or malformed data."""
+
+
+class LabelsUnavailableError(DatasetError):
+  """The dataset has no labels here (a clear message for the user, not a crash)."""
+
+
+class CodecError(VlaeError, ValueError):
+  """A file or image set that cannot be compressed or decompressed (one line says why)."""
+
+
+class UnsupportedModelError(VlaeError, ValueError):
+  """The model has no bits-back code here (8-bit data, spatial latents, a decoder without cache)."""
+
+
+class RunError(VlaeError):
   """A run directory is missing something (config, checkpoint): a user error, not a bug."""
 
 
@@ -48,8 +80,16 @@ class NonFiniteError(RunError, FloatingPointError):
   """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-class TrainingInterrupted(Exception):
-  """SIGTERM or SIGINT stopped training after a final checkpoint (not an error of the run)."""
+class ReproduceError(RunError):
+  """A user error of the harness (unknown table, a failed run), reported in one line."""
+
+
+class TrainingInterrupted(VlaeError):
+  """SIGTERM or SIGINT stopped training after a final checkpoint (not an error of the run).
+
+  In the family so that every exception a user meets has one base, but the binaries handle it
+  before the others: one `stopped:` line and exit status 128 + the signal number.
+  """
 
   def __init__(self, signum, step, checkpoint):
     self.signum = int(signum)

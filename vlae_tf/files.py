@@ -7,6 +7,7 @@ the old file or the new one. Temporary files and directories (mkstemp, mkdtemp) 
 022) before they are renamed, so results can be read by others.
 """
 
+import json
 import os
 import tempfile
 
@@ -21,6 +22,11 @@ def apply_umask(path, directory=False):
 def atomic_write_text(path, text):
   """Writes `text` (UTF-8) to `path` atomically: `atomic_write_bytes`."""
   atomic_write_bytes(path, text.encode('utf-8'))
+
+
+def atomic_write_json(path, data):
+  """Writes `data` as indented JSON with sorted keys (and a final newline) to `path` atomically."""
+  atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
 def atomic_write_bytes(path, data):

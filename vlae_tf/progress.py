@@ -1,4 +1,11 @@
-"""Pacing and progress lines of the train loop: chunks of steps bounded by wall time.
+"""Progress: the one progress display of vlae_tf, and the pacing of the train loop.
+
+`ProgressLine` is how every long job shows its progress on stderr (`ProgressBar` for a count of
+items, e.g. evaluation's images and bin/compress's; bin/reproduce's table line): on a terminal one
+line rewritten in place at every update, elsewhere (a log file, a pipe) a line of its own at most
+every `PROGRESS_SECONDS` seconds, and always the final one.
+
+The rest paces the train loop's chunks of steps by wall time.
 
 The train step runs inside one `tf.function` for several steps at a time (a chunk), because a call
 from Python costs more than a small model's step. Chunks used to run to the next summary,
@@ -21,6 +28,7 @@ and summaries included, tracing not) times the steps left.
 """
 
 import math
+import sys
 import time
 
 CHUNK_SECONDS = 2.0
@@ -146,3 +154,59 @@ class Deadline:
 
   def reset(self, now=None):
     self.last = time.time() if now is None else now
+
+
+class ProgressLine:
+  """One progress display on a stream (default stderr).
+
+  On a terminal (`in_place`) every update rewrites the line in place (a carriage return, the
+  newline only after the final update); elsewhere each update shown is a line of its own, at most
+  one every `min_interval` seconds unless it is forced or final.
+  """
+
+  def __init__(self, stream=None, min_interval=None, in_place=None):
+    self.stream = stream or sys.stderr
+    self.min_interval = PROGRESS_SECONDS if min_interval is None else float(min_interval)
+    if in_place is None:
+      in_place = hasattr(self.stream, 'isatty') and self.stream.isatty()
+    self.in_place = bool(in_place)
+    self._last_shown = -math.inf  # unix time of the last line written
+
+  def show(self, text, force=False, final=False, now=None):
+    """Writes `text` unless the last line is too recent; returns whether it was written."""
+    now = time.time() if now is None else now
+    if not (self.in_place or force or final) and now - self._last_shown < self.min_interval:
+      return False
+    self._last_shown = now
+    end = '\n' if final or not self.in_place else ''
+    self.stream.write(('\r' if self.in_place else '') + text + end)
+    self.stream.flush()
+    return True
+
+
+class ProgressBar:
+  """A bar, a rate and an ETA for `total` items, on a `ProgressLine`:
+
+      eval test K=4096 [###############...............] 5/10 2.1 images/s ETA 0:00:02
+
+  Call it with the count of items done so far.
+  """
+
+  def __init__(self, total, description='', stream=None, width=30, min_interval=None,
+               unit='images'):
+    self.total = max(int(total), 1)
+    self.description = description
+    self.width = int(width)
+    self.unit = unit
+    self.line = ProgressLine(stream, min_interval)
+    self._began = time.time()
+
+  def __call__(self, count):
+    now = time.time()
+    elapsed = max(now - self._began, 1e-9)
+    rate = count / elapsed
+    remaining = (self.total - count) / rate if rate > 0 else float('inf')
+    filled = int(self.width * min(count / self.total, 1.0))
+    bar = '#' * filled + '.' * (self.width - filled)
+    self.line.show(f'{self.description} [{bar}] {count}/{self.total} {rate:.1f} {self.unit}/s '
+                   f'ETA {format_duration(remaining)}', final=count >= self.total, now=now)

@@ -33,13 +33,13 @@ import numpy as np
 from scipy import special
 import tensorflow as tf
 
+from vlae_tf import errors
 from vlae_tf.compression import latent_codes
 
 _MODEL = constriction.stream.model
 
 
-class UnsupportedModelError(ValueError):
-  """The model has no bits-back code here (8-bit data, spatial latents, a decoder without cache)."""
+UnsupportedModelError = errors.UnsupportedModelError  # Re-exported; defined in the one family.
 
 
 def batch_sizes(count: int, first: int, largest: int, growth_percent: int) -> List[int]:

@@ -34,7 +34,9 @@ import zlib
 import numpy as np
 
 from vlae_tf.data import dataset_files
+from vlae_tf import errors
 from vlae_tf import files
+from vlae_tf import progress as progress_lib
 
 MAGIC = b'VLAEBBAN'
 VERSION = 1
@@ -49,8 +51,7 @@ _AMAT_EXPECTED = ('binary images for bin/compress, one a line (every line must h
                   '0 or 1)')
 
 
-class CodecError(ValueError):
-  """A file or image set that cannot be compressed or decompressed (one line says why)."""
+CodecError = errors.CodecError  # Re-exported: raised here, defined in the one family.
 
 
 def weights_digest(model) -> bytes:
@@ -260,8 +261,7 @@ def _restore(model_dir, checkpoint):
 
 
 def _progress(total, description):
-  from vlae_tf.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
-  return evaluation.ProgressBar(total, description)
+  return progress_lib.ProgressBar(total, description)
 
 
 def compress(model_dir, input_path, output_path, checkpoint=None, progress=True):

@@ -12,15 +12,19 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from vlae_tf import errors
+
 SPLITS = ('train', 'valid', 'test', 'train+valid')
 
 ENV_DATA_DIR = 'VLAE_DATA_DIR'
 
+# Lake's OMNIGLOT zips (and tensorflow-datasets' omniglot): every 10th background image is 'valid'.
+OMNIGLOT_ZIP_VALID_EVERY = 10
+
 PathLike = Union[str, os.PathLike]
 
 
-class DatasetError(ValueError):
-  """A dataset cannot be loaded: unknown name or split, missing, corrupt or malformed data."""
+DatasetError = errors.DatasetError  # Re-exported: raised here, defined in the one family.
 
 
 @dataclasses.dataclass(frozen=True)

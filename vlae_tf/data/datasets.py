@@ -4,8 +4,8 @@ One entry point, `load(name, split, data_dir=None, seed=0)`, returns an unbatche
 of images [height, width, channels]: float32 in {0, 1} for the binary datasets, float32 integers
 0..255 for CIFAR-10. `info(name)` describes a dataset (shape, pixels per image for bits/dim, kind,
 published split sizes; catalogue.py); batching.py batches what `load` returns; the readers of the
-untrusted files are dataset_files.py's. This module holds `load`, the split protocols of the local
-loaders, binarization and the tensorflow-datasets loaders.
+untrusted files are dataset_files.py's. This module holds `load` and the split protocols of the
+local loaders; binarization.py binarizes grey levels, tfds_loaders.py reads tensorflow-datasets.
 
 Datasets and their sources:
 
@@ -33,19 +33,8 @@ Datasets and their sources:
 Splits are 'train', 'valid', 'test' and 'train+valid'; 'train+valid' is the training set of the
 literature, 'train' excludes the validation images.
 
-Binarization of grey-level data (`dynamic_mnist`, `omniglot`):
-
-* 'train' and 'train+valid' are binarized dynamically: pixel x is 1 with probability equal to its
-  grey level, with fresh noise every time the dataset is iterated (every epoch, including each pass
-  of `dataset.repeat()`). Images are binarized in chunks of 1,024 consecutive images (one vectorized
-  op per chunk); the noise of chunk c in iteration k comes from the stateless key (r_k_c, c), where
-  r_k_c is element c of `tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`: one
-  `Dataset` object gives a new binarization per iteration, and two datasets made with the same
-  `seed` give the same sequence of binarizations. (As for every seeded TensorFlow op, the sequence
-  also depends on the global seed if `tf.random.set_seed` was called.) The sequence restarts when a
-  new `Dataset` is made, e.g. after restarting a program.
-* 'valid' and 'test' are binarized once, with the fixed key (EVAL_BINARIZATION_SEED, c) for chunk
-  c, independently of `seed`: every model is evaluated on the same binary images.
+Grey-level data (`dynamic_mnist`, `omniglot`) is binarized afresh at every iteration for 'train'
+and 'train+valid', once with a fixed key for 'valid' and 'test' (binarization.py).
 
 Data files are untrusted: every parse error, wrong shape or value becomes a `DatasetError` that
 names the file, the problem, and the files the dataset needs with their download address. The
@@ -59,7 +48,6 @@ them; Caltech-101 Silhouettes is not in its catalogue.
 
 import os
 import pathlib
-import socket
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from absl import logging
@@ -67,7 +55,13 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf.data import binarization
 from vlae_tf.data import dataset_files
+from vlae_tf.data import tfds_loaders
+# Binarization is part of this module's public API too: datasets.dynamic_binarization...
+from vlae_tf.data.binarization import dynamic_binarization  # pylint: disable=unused-import
+from vlae_tf.data.binarization import EVAL_BINARIZATION_SEED  # pylint: disable=unused-import
+from vlae_tf.data.binarization import fixed_binarization  # pylint: disable=unused-import
 # The catalogue is part of this module's public API: datasets.info(name), datasets.DatasetError...
 from vlae_tf.data.catalogue import DatasetError  # pylint: disable=unused-import
 from vlae_tf.data.catalogue import DatasetInfo  # pylint: disable=unused-import
@@ -75,14 +69,9 @@ from vlae_tf.data.catalogue import ENV_DATA_DIR
 from vlae_tf.data.catalogue import info
 from vlae_tf.data.catalogue import NAMES  # pylint: disable=unused-import
 from vlae_tf.data.catalogue import needs
+from vlae_tf.data.catalogue import OMNIGLOT_ZIP_VALID_EVERY
 from vlae_tf.data.catalogue import PathLike
 from vlae_tf.data.catalogue import SPLITS
-
-# Key of the one-off binarization of evaluation splits ('valid', 'test') of grey-level datasets.
-EVAL_BINARIZATION_SEED = 20170308
-
-# Splits binarized afresh at every iteration; the others (evaluation) are binarized once.
-_DYNAMIC_SPLITS = ('train', 'train+valid')
 
 
 ################################################################################
@@ -115,74 +104,10 @@ def load(name: str, split: str, data_dir: Optional[PathLike] = None,
     raise DatasetError(f'Unknown split {split!r} of {name}; expected one of {", ".join(SPLITS)}.')
   root = _resolve_data_dir(name, data_dir)
   if root is None:
-    pixels, source = _TFDS_LOADERS[name](split)
+    pixels, source = tfds_loaders.LOADERS[name](split)
   else:
     pixels, source = _LOCAL_LOADERS[name](root, split)
   return _finish(pixels, source, split, seed, dataset_info.shape)
-
-
-# tf.data calls a map function once per element, at ~0.1 ms a call: pixels are converted and
-# binarized in chunks of this many consecutive images, then unbatched.
-_CHUNK = 1024
-
-
-def dynamic_binarization(grey: tf.data.Dataset, seed: int) -> tf.data.Dataset:
-  """Bernoulli-samples grey levels with fresh noise at every iteration of the returned dataset.
-
-  Images are binarized in chunks of `_CHUNK` consecutive images: chunk c of iteration k is
-  `uniform(key=(r_k_c, c)) < grey`, with r_k_c the c-th element of `tf.data.Dataset.random(seed,
-  rerandomize_each_iteration=True)` in iteration k. Re-iterating the dataset (a new epoch, or the
-  next pass of a `repeat()`) gives a new binarization, and the same `seed` gives the same sequence
-  of binarizations.
-
-  Args:
-    grey: unbatched float32 images with values in [0, 1].
-    seed: seed of the sequence of binarizations.
-
-  Returns:
-    The binarized dataset, float32 in {0, 1}.
-  """
-  return _binarize_chunks_dynamically(grey.batch(_CHUNK), seed).unbatch()
-
-
-def fixed_binarization(grey: tf.data.Dataset,
-                       seed: int = EVAL_BINARIZATION_SEED) -> tf.data.Dataset:
-  """Bernoulli-samples grey levels once: chunk c of `_CHUNK` images always uses the key (seed, c).
-
-  Args:
-    grey: unbatched float32 images with values in [0, 1].
-    seed: the key of the binarization (an integer, or an int64 scalar tensor, e.g. a function of
-      an epoch index inside `flat_map`); evaluation splits use EVAL_BINARIZATION_SEED.
-
-  Returns:
-    The binarized dataset, float32 in {0, 1}, the same at every iteration.
-  """
-  return _binarize_chunks_once(grey.batch(_CHUNK), seed).unbatch()
-
-
-def _binarize_chunks_dynamically(chunks: tf.data.Dataset, seed: int) -> tf.data.Dataset:
-  keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-
-  def binarize(indexed_chunk, key):
-    index, chunk = indexed_chunk
-    return _bernoulli(chunk, tf.stack([key, index]))
-
-  return tf.data.Dataset.zip(chunks.enumerate(), keys).map(
-      binarize, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _binarize_chunks_once(chunks: tf.data.Dataset, seed: int) -> tf.data.Dataset:
-
-  def binarize(index, chunk):
-    return _bernoulli(chunk, tf.stack([tf.cast(seed, tf.int64), index]))
-
-  return chunks.enumerate().map(binarize, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _bernoulli(grey: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
-  """1 with probability grey (exactly 0 for grey 0, 1 for grey 1), from a stateless key [2]."""
-  uniform = tf.random.stateless_uniform(tf.shape(grey), seed=key)  # in [0, 1)
-  return tf.cast(uniform < grey, tf.float32)
 
 
 def _finish(pixels: tf.data.Dataset, source: str, split: str, seed: int,
@@ -205,12 +130,13 @@ def _finish(pixels: tf.data.Dataset, source: str, split: str, seed: int,
     chunk = tf.ensure_shape(tf.cast(chunk, tf.float32), (None,) + tuple(shape))
     return chunk / 255.0 if source == 'grey255' else chunk
 
-  chunks = pixels.batch(_CHUNK).map(to_float)  # [<= _CHUNK, height, width, channels]
+  # [<= CHUNK_SIZE, height, width, channels]
+  chunks = pixels.batch(binarization.CHUNK_SIZE).map(to_float)
   if source in ('grey', 'grey255'):
-    if split in _DYNAMIC_SPLITS:
-      chunks = _binarize_chunks_dynamically(chunks, seed)
+    if split in binarization.DYNAMIC_SPLITS:
+      chunks = binarization.binarize_chunks_dynamically(chunks, seed)
     else:
-      chunks = _binarize_chunks_once(chunks, EVAL_BINARIZATION_SEED)
+      chunks = binarization.binarize_chunks_once(chunks, binarization.EVAL_BINARIZATION_SEED)
   images = chunks.unbatch()
   count = tf.get_static_value(pixels.cardinality())
   if count is not None and count >= 0:  # unbatch() forgets the number of images: restore it
@@ -279,7 +205,6 @@ def _local_dynamic_mnist(root: pathlib.Path, split: str) -> _Loaded:
 
 
 _CHARDATA_VALID_SIZE = 1_345
-_OMNIGLOT_ZIP_VALID_EVERY = 10
 
 
 def _local_omniglot(root: pathlib.Path, split: str) -> _Loaded:
@@ -303,7 +228,7 @@ def _local_omniglot(root: pathlib.Path, split: str) -> _Loaded:
                        f'{unavailable} is unavailable; {needs("omniglot")}.')
   pool = dataset_files.omniglot_zip_images(tuple(dataset_files.file_key(path) for path in zips))
   if split != 'test':
-    is_valid = np.arange(len(pool)) % _OMNIGLOT_ZIP_VALID_EVERY == _OMNIGLOT_ZIP_VALID_EVERY - 1
+    is_valid = np.arange(len(pool)) % OMNIGLOT_ZIP_VALID_EVERY == OMNIGLOT_ZIP_VALID_EVERY - 1
     pool = {'train': pool[~is_valid], 'valid': pool[is_valid], 'train+valid': pool}[split]
   return _from_arrays(pool), 'grey255'
 
@@ -369,116 +294,4 @@ _LOCAL_LOADERS: Dict[str, Callable[[pathlib.Path, str], _Loaded]] = {
     'omniglot': _local_omniglot,
     'caltech101_silhouettes': _local_caltech,
     'cifar10': _local_cifar10,
-}
-
-
-################################################################################
-# tensorflow-datasets loaders: split -> (dataset of raw pixels, source kind: see `_finish`).
-
-
-_TFDS_PROBE_URL = 'https://storage.googleapis.com/'  # where tensorflow-datasets downloads from
-
-
-def _is_network_error(error: BaseException) -> bool:
-  """Whether `error`, or an error it was raised from, says that the network is unreachable."""
-  import urllib.error  # pylint: disable=g-import-not-at-top
-  network_errors = [ConnectionError, TimeoutError, urllib.error.URLError, socket.gaierror]
-  try:
-    import requests  # pylint: disable=g-import-not-at-top  (tensorflow-datasets downloads with it)
-    network_errors.append(requests.exceptions.RequestException)
-  except ImportError:
-    pass
-  seen = set()
-  while error is not None and id(error) not in seen:
-    if isinstance(error, tuple(network_errors)):
-      return True
-    seen.add(id(error))
-    error = error.__cause__ or error.__context__
-  return False
-
-
-def _tfds_images(name: str, split: str) -> tf.data.Dataset:
-  """The 'image' feature of tensorflow-datasets `name`, in its deterministic file order.
-
-  tensorflow-datasets downloads and prepares the dataset on first use (into $TFDS_DATA_DIR or
-  ~/tensorflow_datasets), which needs the network; offline, that is one DatasetError.
-  """
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
-  except ImportError as error:
-    raise DatasetError(f'tensorflow-datasets cannot be imported ({error}): reinstall vlae_tf '
-                       f'(pip install .), or pass --data_dir with the raw files of {name}.') from error
-  def offline(error):
-    reason = ' '.join(f'{type(error).__name__}: {error}'.split())
-    reason = reason if len(reason) <= 160 else reason[:157] + '...'
-    return DatasetError(
-        f'tensorflow-datasets could not download {name!r} ({reason}): without --data_dir it needs '
-        f'the network the first time; offline, pass --data_dir=DIR holding the raw files (or set '
-        f'{ENV_DATA_DIR}), see docs/datasets.md.')
-
-  try:
-    if not tfds.builder(name).is_prepared():
-      # tensorflow-datasets retries a failed download ten times with back-off (minutes offline):
-      # one quick request first, through the same proxies, says whether the network is there.
-      import requests  # pylint: disable=g-import-not-at-top
-      requests.head(_TFDS_PROBE_URL, timeout=15)
-    dataset = tfds.load(name, split=split, shuffle_files=False)
-  except Exception as error:  # pylint: disable=broad-except
-    if not _is_network_error(error):
-      raise
-    raise offline(error) from None
-  return dataset.map(lambda example: example['image'], num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _tfds_static_mnist(split: str) -> _Loaded:
-  tfds_split = {'train': 'train', 'valid': 'validation', 'test': 'test',
-                'train+valid': 'train+validation'}[split]
-  return _tfds_images('binarized_mnist', tfds_split), 'binary'
-
-
-def _tfds_dynamic_mnist(split: str) -> _Loaded:
-  tfds_split = {'train': 'train[:50000]', 'valid': 'train[50000:]', 'test': 'test',
-                'train+valid': 'train'}[split]
-  return _tfds_images('mnist', tfds_split), 'grey255'
-
-
-def _tfds_omniglot(split: str) -> _Loaded:
-  """Lake's background alphabets ('train') and evaluation alphabets ('test'), as for the zips."""
-  images = _tfds_images('omniglot', 'test' if split == 'test' else 'train')
-
-  def stroke_intensity(image):  # [105, 105, 3] uint8, black strokes on white
-    grey = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))  # [105, 105, 1]
-    small = tf.image.resize(grey, [28, 28], method='lanczos3', antialias=True)  # [28, 28, 1]
-    small = tf.round(tf.clip_by_value(small, 0.0, 255.0))  # 8-bit grey levels, as PIL's
-    return tf.cast(255.0 - small, tf.uint8)  # 255 = stroke
-
-  images = images.map(stroke_intensity, num_parallel_calls=tf.data.AUTOTUNE)
-  if split in ('train', 'valid'):
-    every = _OMNIGLOT_ZIP_VALID_EVERY
-
-    def in_split(index, unused_image):
-      is_valid = tf.equal(index % every, every - 1)
-      return is_valid if split == 'valid' else tf.logical_not(is_valid)
-
-    images = images.enumerate().filter(in_split).map(lambda unused_index, image: image)
-  return images, 'grey255'
-
-
-def _tfds_caltech(split: str) -> _Loaded:
-  raise DatasetError(f'caltech101_silhouettes ({split}) is not in tensorflow-datasets: pass '
-                     f'data_dir or set {ENV_DATA_DIR}; {needs("caltech101_silhouettes")}.')
-
-
-def _tfds_cifar10(split: str) -> _Loaded:
-  tfds_split = {'train': 'train[:45000]', 'valid': 'train[45000:]', 'test': 'test',
-                'train+valid': 'train'}[split]
-  return _tfds_images('cifar10', tfds_split), '8bit'
-
-
-_TFDS_LOADERS: Dict[str, Callable[[str], _Loaded]] = {
-    'static_mnist': _tfds_static_mnist,
-    'dynamic_mnist': _tfds_dynamic_mnist,
-    'omniglot': _tfds_omniglot,
-    'caltech101_silhouettes': _tfds_caltech,
-    'cifar10': _tfds_cifar10,
 }

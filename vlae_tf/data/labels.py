@@ -32,6 +32,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from vlae_tf import errors
 from vlae_tf.data import dataset_files
 from vlae_tf.data import datasets
 
@@ -41,8 +42,7 @@ _MATCH_EPSILON = 1e-3
 _IMPOSSIBLE = 100.0  # nats charged for a pixel that the grey level cannot produce
 
 
-class LabelsUnavailableError(datasets.DatasetError):
-  """The dataset has no labels here (a clear message for the user, not a crash)."""
+LabelsUnavailableError = errors.LabelsUnavailableError  # Re-exported; defined in the family.
 
 
 def load_labels(name: str, split: str, data_dir=None,

@@ -17,7 +17,6 @@ kept checkpoint with the same importance samples and writes the NLL against trai
 
 import json
 import os
-import sys
 import time
 
 from absl import logging
@@ -40,41 +39,6 @@ REPORT_FILE = 'eval_{split}.json'
 CURVE_FILE = 'eval_{split}_curve.json'
 HISTORY_FILE = 'eval_history.jsonl'
 CURVE_PLOT = 'eval_{split}_curve.png'
-
-
-class ProgressBar:
-  """A progress bar with throughput and ETA on a stream (stderr); plain lines when not a tty."""
-
-  def __init__(self, total, description='', stream=None, width=30, min_interval=10.0):
-    self.total = max(int(total), 1)
-    self.description = description
-    self.stream = stream or sys.stderr
-    self.width = width
-    self.min_interval = min_interval
-    self._began = time.time()
-    self._last_print = 0.0
-    self._interactive = hasattr(self.stream, 'isatty') and self.stream.isatty()
-
-  def __call__(self, count):
-    now = time.time()
-    done = count >= self.total
-    if not self._interactive and not done and now - self._last_print < self.min_interval:
-      return
-    self._last_print = now
-    elapsed = max(now - self._began, 1e-9)
-    rate = count / elapsed
-    remaining = (self.total - count) / rate if rate > 0 else float('inf')
-    filled = int(self.width * min(count / self.total, 1.0))
-    bar = '#' * filled + '.' * (self.width - filled)
-    line = (f'{self.description} [{bar}] {count}/{self.total} {rate:.1f} images/s '
-            f'ETA {progress_lib.format_duration(remaining)}')
-    end = '\n' if done or not self._interactive else ''
-    self.stream.write(('\r' if self._interactive else '') + line + end)
-    self.stream.flush()
-
-
-def write_json_atomically(path, data):
-  files.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
 class CheckpointEvaluator:
@@ -134,7 +98,7 @@ class CheckpointEvaluator:
     status = tf.train.Checkpoint(step=self._step, averaged_model=self.model).restore(checkpoint)
     status.expect_partial()
     status.assert_existing_objects_matched()
-    bar = (ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
+    bar = (progress_lib.ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
                        f'step {int(self._step.numpy())}') if progress else None)
     totals = self._evaluator(batching.padded_batches(self.images, self.batch_size),
                              progress=bar)
@@ -211,7 +175,7 @@ def evaluate(model_dir,
                                   data_dir, chunk_size, seed, strategy, checkpoint=checkpoint)
   report = evaluator(evaluator.checkpoint, progress=progress)
   report['seconds'] = time.time() - began
-  write_json_atomically(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
+  files.atomic_write_json(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
   append_history(model_dir, report)
   return report
 
@@ -228,32 +192,6 @@ def append_history(model_dir, report):
     f.write(line)
     f.flush()
     os.fsync(f.fileno())
-
-
-def run_checkpoints(model_dir):
-  """[(checkpoint prefix, unix time it was written)] of a run, oldest first.
-
-  The checkpoints the CheckpointManager still keeps (`train.max_checkpoints_to_keep`), from its
-  state file, or from the checkpoint files present when that file is missing or damaged
-  (`checkpoints.CheckpointList`). Damaged checkpoints are listed too: `intact_run_checkpoints`
-  leaves them out.
-  """
-  listed = checkpoints.CheckpointList(model_dir)
-  if not listed.paths:
-    checkpoints.latest_checkpoint(model_dir)  # Raises the error that says what to do.
-  return [(path, listed.timestamp(path)) for path in reversed(listed.paths)]
-
-
-def intact_run_checkpoints(model_dir):
-  """`run_checkpoints` without the damaged ones, each named in a one-line warning."""
-  kept = []
-  for path, written in run_checkpoints(model_dir):
-    damage = checkpoints.checkpoint_damage(path)
-    if damage:
-      logging.warning('Checkpoint %s is damaged (%s): left out of the curve.', path, damage)
-    else:
-      kept.append((path, written))
-  return kept
 
 
 def evaluate_curve(model_dir,
@@ -285,13 +223,13 @@ def evaluate_curve(model_dir,
                                   data_dir, chunk_size, seed, strategy)
   started = run_directory.run_start_time(model_dir)
   reports = []
-  for checkpoint, written in intact_run_checkpoints(model_dir):
+  for checkpoint, written in checkpoints.intact_run_checkpoints(model_dir):
     report = evaluator(checkpoint, progress=progress)
     report['checkpoint_time'] = written
     report['train_seconds'] = None if started is None else written - started
     reports.append(report)
     # After every checkpoint, so that an interrupted curve keeps what it measured.
-    write_json_atomically(os.path.join(model_dir, CURVE_FILE.format(split=split)), reports)
+    files.atomic_write_json(os.path.join(model_dir, CURVE_FILE.format(split=split)), reports)
   by_time = started is not None
   points = [((r['train_seconds'] / 60.0) if by_time else r['step'], r['nll_nats'],
              r['nll_stderr_nats']) for r in reports]

@@ -17,19 +17,7 @@ memory.
     profile    forward and forward+backward of one replica's     seconds per part, with and without
                loss, and each part of the ELBO on its own        XLA (jit_compile)
 
-FLOPs are counted, not estimated: `count_flops` walks the ops of a traced graph and adds, from
-their static shapes,
-
-    Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter   2 * prod(output-grad shape) * kh * kw * c_in
-    MatMul, BatchMatMul                                  2 * m * n * k
-    elementwise and reduction ops                        1 per element (reported apart)
-
-The training count is of the graph of one forward+backward pass of the loss (model.elbo, the
-free-bits loss, tape.gradient with respect to every trainable variable) on the global batch, so it
-includes the backward pass (about 2x the forward: a gradient for the inputs and one for the
-weights of every conv/matmul); the optimizer update, Polyak averaging and all-reduce are a few
-flops per parameter and are left out. `flops_per_image` counts matmul/conv multiply-adds as 2 FLOPs
-(the convention of the matmul peak it is divided by).
+FLOPs are counted from the traced graph of the training loss, not estimated (flop_counting.py).
 """
 
 import json
@@ -45,10 +33,13 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf.data import batching
+# The counts are part of this module's API: benchmark.count_flops, benchmark.train_step_flops.
+from vlae_tf.experiments.flop_counting import count_flops
+from vlae_tf.experiments.flop_counting import loss_function
+from vlae_tf.experiments.flop_counting import train_step_flops
 from vlae_tf.data import datasets
 from vlae_tf.training import distribution
 from vlae_tf import errors
-from vlae_tf.cli import gin_parsing
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import run_directory
 from vlae_tf.training import trainer as trainer_lib
@@ -57,15 +48,6 @@ from vlae_tf.training import loop as training
 WHATS = ('train', 'eval', 'sample', 'profile')
 NUM_SAMPLE_IMAGES = 100
 SAMPLE_METHODS = {'sequential': 'naive', 'fast': 'fast', 'fixed_point': 'fixed_point'}
-
-_ELEMENTWISE_OPS = frozenset([
-    'Add', 'AddV2', 'Sub', 'Mul', 'RealDiv', 'Div', 'DivNoNan', 'Neg', 'Square', 'Sqrt', 'Rsqrt',
-    'Exp', 'Expm1', 'Log', 'Log1p', 'Softplus', 'Sigmoid', 'Tanh', 'Elu', 'Relu', 'EluGrad',
-    'ReluGrad', 'SigmoidGrad', 'TanhGrad', 'SoftplusGrad', 'Maximum', 'Minimum', 'BiasAdd',
-    'BiasAddGrad', 'SquaredDifference', 'Reciprocal', 'ReciprocalGrad', 'RsqrtGrad', 'SqrtGrad',
-    'Abs', 'Pow', 'SelectV2', 'Select', 'AddN'])
-_REDUCTION_OPS = frozenset(['Sum', 'Mean', 'Max', 'Min', 'Prod'])
-
 
 # ---------------------------------------------------------------------------------------------
 # The machine.
@@ -112,133 +94,6 @@ def _median_seconds(fn, repeats: int) -> float:
     fn()
     times.append(time.perf_counter() - began)
   return statistics.median(times)
-
-
-# ---------------------------------------------------------------------------------------------
-# FLOP counting.
-
-
-def _shape(tensor) -> Optional[List[int]]:
-  shape = tensor.shape
-  if shape.rank is None or None in shape.as_list():
-    return None
-  return shape.as_list()
-
-
-def _op_flops(op) -> Optional[float]:
-  """Multiply-add FLOPs (2 per MAC) of one conv/matmul op, None when a shape is not static."""
-  kind = op.type
-  if kind == 'Conv2D':
-    filters, output = _shape(op.inputs[1]), _shape(op.outputs[0])
-    if filters is None or output is None:
-      return None
-    kh, kw, cin, _ = filters
-    return 2.0 * math.prod(output) * kh * kw * cin
-  if kind in ('Conv2DBackpropInput', 'Conv2DBackpropFilter'):
-    # inputs: (input_sizes, filter, out_backprop) / (input, filter_sizes, out_backprop).
-    filters = _shape(op.inputs[1]) if kind == 'Conv2DBackpropInput' else _shape(op.outputs[0])
-    grad = _shape(op.inputs[2])
-    if filters is None or grad is None:
-      return None
-    kh, kw, cin, _ = filters
-    return 2.0 * math.prod(grad) * kh * kw * cin
-  if kind == 'DepthwiseConv2dNative':
-    filters, output = _shape(op.inputs[1]), _shape(op.outputs[0])
-    if filters is None or output is None:
-      return None
-    return 2.0 * math.prod(output) * filters[0] * filters[1]
-  if kind == 'MatMul':
-    a, output = _shape(op.inputs[0]), _shape(op.outputs[0])
-    if a is None or output is None:
-      return None
-    k = a[0] if op.get_attr('transpose_a') else a[1]
-    return 2.0 * math.prod(output) * k
-  if kind in ('BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3'):
-    a, output = _shape(op.inputs[0]), _shape(op.outputs[0])
-    if a is None or output is None:
-      return None
-    k = a[-2] if op.get_attr('adj_x') else a[-1]
-    return 2.0 * math.prod(output) * k
-  return 0.0
-
-
-def _function_graph(graph, name):
-  """The FuncGraph of the library function `name` called from `graph` (or an enclosing graph).
-
-  Nested tf.functions (e.g. TFP's `WeightNorm.call`) and their gradients are `PartitionedCall`
-  ops whose bodies are library functions. TensorFlow has no public accessor for them; `Graph.
-  _get_function` is the one it uses itself, so a TF upgrade that breaks it fails loudly here.
-  """
-  while graph is not None:
-    function = graph._get_function(name)  # pylint: disable=protected-access
-    if function is not None:
-      return function.graph
-    graph = getattr(graph, 'outer_graph', None)
-  raise LookupError(f'Function {name} not found in the graph library.')
-
-
-def count_flops(graph) -> Dict[str, float]:
-  """FLOPs of one run of `graph` (e.g. `concrete_function.graph`), from static shapes.
-
-  Function calls (`PartitionedCall`, `StatefulPartitionedCall`) are counted through their bodies,
-  recursively; loop bodies (`While`) once, as if they ran one iteration (the training ELBO of the
-  shipped models has no loop).
-
-  Returns:
-    dict: matmul_conv (convolutions and matrix products, 2 per multiply-add), elementwise (one per
-    output element of elementwise ops, one per input element of reductions), unknown_shape_ops
-    (conv/matmul ops left out because a shape is dynamic), function_calls, loops.
-  """
-  totals = dict(matmul_conv=0.0, elementwise=0.0, unknown_shape_ops=0, function_calls=0, loops=0)
-
-  def visit(graph):
-    for op in graph.get_operations():
-      flops = _op_flops(op)
-      if flops is None:
-        totals['unknown_shape_ops'] += 1
-      else:
-        totals['matmul_conv'] += flops
-      if op.type in _ELEMENTWISE_OPS and op.outputs and _shape(op.outputs[0]) is not None:
-        totals['elementwise'] += math.prod(_shape(op.outputs[0]))
-      elif op.type in _REDUCTION_OPS and _shape(op.inputs[0]) is not None:
-        totals['elementwise'] += math.prod(_shape(op.inputs[0]))
-      elif op.type in ('PartitionedCall', 'StatefulPartitionedCall'):
-        totals['function_calls'] += 1
-        visit(_function_graph(graph, op.get_attr('f').name))
-      elif op.type in ('While', 'StatelessWhile'):
-        totals['loops'] += 1
-        visit(_function_graph(graph, op.get_attr('body').name))
-
-  visit(graph)
-  return totals
-
-
-def loss_function(model, global_batch_size: int, free_bits_lambda: float, backward: bool = True):
-  """A tf.function of (images, seed): the loss of one replica and, if `backward`, its gradients."""
-
-  def step(images, seed):
-    with tf.GradientTape() as tape:
-      outputs = model.elbo(images, seed, training=True)
-      loss = trainer_lib.replica_loss(outputs, global_batch_size, free_bits_lambda, model.num_dims,
-                                   num_replicas=1)
-    if not backward:
-      return loss
-    return loss, tape.gradient(loss, model.trainable_variables)
-
-  return step
-
-
-def train_step_flops(model, batch_size: int, free_bits_lambda: float,
-                     backward: bool = True) -> Dict[str, float]:
-  """`count_flops` of one forward(+backward) pass of the training loss on a batch, per image."""
-  step = tf.function(loss_function(model, batch_size, free_bits_lambda, backward))
-  graph = step.get_concrete_function(
-      tf.TensorSpec([batch_size, *model.image_shape], tf.float32),
-      tf.TensorSpec([2], tf.int32)).graph
-  counts = count_flops(graph)
-  for key in ('matmul_conv', 'elementwise'):
-    counts[key] /= batch_size
-  return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,7 +310,7 @@ def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[
   """
   unknown = set(what) - set(WHATS)
   if unknown:
-    raise ValueError(f'Unknown benchmarks {sorted(unknown)}; expected a subset of {WHATS}.')
+    raise errors.CliError(f'Unknown benchmarks {sorted(unknown)}; expected a subset of {WHATS}.')
   if batch_size is None:
     batch_size = training.train_settings()['batch_size']
   peak = matmul_peak_flops(repeats=peak_repeats)
@@ -494,26 +349,3 @@ def to_json_line(result: Dict) -> str:
     return value
 
   return json.dumps({key: compact(value) for key, value in result.items()})
-
-
-# ---------------------------------------------------------------------------------------------
-# The binary (bin/benchmark).
-
-
-def main(argv):
-  """Parses gin like bin/train and prints one JSON line per measurement."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  values = flags.FLAGS
-  try:
-    gin_parsing.parse_gin(values.gin_file, values.gin_param)
-    run(what=values.what, batch_size=values.batch_size, data_dir=values.data_dir,
-        repeats=values.repeats, warmup=values.warmup, steps_per_chunk=values.steps_per_chunk,
-        eval_batch_size=values.eval_batch_size, num_samples=values.num_samples,
-        chunk_size=values.chunk_size, sample_methods=values.sample_methods,
-        naive_repeats=values.naive_repeats, peak_repeats=values.peak_repeats, jit=values.jit,
-        emit=lambda result: print(to_json_line(result), flush=True))
-  except (errors.CliError, errors.RunError, ValueError) as error:
-    raise SystemExit(f'error: {error}') from None

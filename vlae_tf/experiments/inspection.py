@@ -37,7 +37,6 @@ import sys
 import time
 from typing import Optional
 
-from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -45,7 +44,6 @@ from vlae_tf.data import batching
 from vlae_tf.training import checkpoints
 from vlae_tf.data import datasets
 from vlae_tf import errors
-from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf import files
 from vlae_tf.data import labels as labels_lib
 from vlae_tf.training import run_directory
@@ -303,7 +301,7 @@ def inspect(model_dir: str,
                        sampling.reconstruction_grid(model, chosen, num_decodings, seed))
     report['reconstructions_png'] = os.path.join(output_dir, RECONSTRUCTIONS_FILE)
   report['seconds'] = time.time() - began
-  evaluation.write_json_atomically(os.path.join(output_dir, REPORT_FILE), report)
+  files.atomic_write_json(os.path.join(output_dir, REPORT_FILE), report)
   _log(f'wrote {os.path.join(output_dir, REPORT_FILE)} ({report["seconds"]:.0f} s)', stream)
   return report
 
@@ -423,51 +421,3 @@ def compare(reports, output_dir: str, labels=None) -> dict:
     paths['reconstructions'] = sampling.write_png(
         os.path.join(output_dir, 'reconstructions.png'), np.concatenate(blocks, axis=0))
   return paths
-
-
-# ---------------------------------------------------------------------------------------------
-# bin/inspect.
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  from vlae_tf.cli import binaries as cli  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
-  positive = lambda value: value if value and value > 0 else None
-  model_dirs = FLAGS.model_dir
-  if len(model_dirs) > 1 and not FLAGS.output_dir:
-    raise SystemExit('error: several --model_dir need --output_dir for the comparison.')
-
-  def run(model_dir):
-    return cli._guard(lambda: inspect(  # pylint: disable=protected-access
-        model_dir, split=FLAGS.split, max_examples=positive(FLAGS.max_examples),
-        probe_train_examples=positive(FLAGS.probe_train_examples), num_maps=FLAGS.num_maps,
-        num_reconstructions=FLAGS.num_reconstructions, num_decodings=FLAGS.num_decodings,
-        compare_model_dir=FLAGS.compare_model_dir, data_dir=FLAGS.data_dir, seed=FLAGS.seed,
-        reuse=len(model_dirs) > 1))
-
-  reports = [run(model_dir) for model_dir in model_dirs]
-  for report in reports:
-    _print_summary(report)
-  if len(reports) > 1:
-    paths = compare(reports, FLAGS.output_dir)
-    with open(paths['markdown']) as f:
-      print(f.read(), end='')
-    for path in paths.values():
-      if path:
-        print(path)
-
-
-def _print_summary(report):
-  rd = report['rate_distortion']
-  line = (f'{report["dataset"]} {report["split"]} step {report["step"]}: rate '
-          f'{rd["rate_bits"]["mean"]:.2f} +- {rd["rate_bits"]["stderr"]:.2f} bits, distortion '
-          f'{rd["distortion_bits"]["mean"]:.2f} +- {rd["distortion_bits"]["stderr"]:.2f} bits')
-  probe = report['probe']
-  if 'latent' in probe and 'accuracy' in probe['latent']:
-    line += (f', probe accuracy on z {probe["latent"]["accuracy"]:.4f} (pixels '
-             f'{probe["pixels"]["accuracy"]:.4f})')
-  print(line)
-  print(os.path.join(report['model_dir'], INSPECT_DIR, REPORT_FILE))

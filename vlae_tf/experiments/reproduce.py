@@ -35,25 +35,20 @@ import dataclasses
 import json
 import math
 import os
-import re
-import subprocess
-import sys
 import time
 from typing import List, Optional, Sequence
 
-from absl import flags
 import gin
-import tensorflow as tf
 
 from vlae_tf.data import datasets
 from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf import files
-from vlae_tf.cli import gin_parsing
 from vlae_tf.experiments import paper
 from vlae_tf.evaluation import plots
 from vlae_tf import errors
-from vlae_tf import progress as progress_lib
 from vlae_tf.experiments import results_tables
+from vlae_tf.experiments import table_training
+from vlae_tf.training import checkpoints
 from vlae_tf.training import run_directory
 
 # The paper's groups and numbers (vlae_tf/paper.py), under the names the harness always used.
@@ -65,31 +60,11 @@ experiment_name = paper.experiment_name
 RESULTS_JSON = 'results.json'
 RESULTS_MD = 'results.md'
 CURVE_PNG = 'nll_vs_steps.png'
-RUN_RECORD = 'reproduce_run.json'
-CURVE_POINTS = 12
-_STEP_LINE = re.compile(r'step (\d+)/(\d+)')
 _LOG2 = math.log(2.0)
 
 
-class ReproduceError(errors.RunError):
-  """A user error of the harness (unknown table, a failed run), reported in one line."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """What is the same for every run of a table."""
-  train_steps: Optional[int] = None  # None: each gin file's own schedule
-  split: str = 'test'
-  num_samples: Optional[int] = None  # K; None: the evaluation default of the data kind
-  max_examples: Optional[int] = 1000  # evenly spread subset of the split; None: all
-  seed: int = 0  # seed of the importance samples
-  curve_num_samples: int = 32
-  curve_max_examples: Optional[int] = 100
-  batch_size: int = 50  # evaluation batch
-  data_dir: Optional[str] = None
-  gin_files: Sequence[str] = ()  # added after every experiment file (e.g. testing/tiny.gin)
-  gin_params: Sequence[str] = ()  # added after the files, for every run
-  select_split: Optional[str] = None  # model selection: the row's checkpoint is the curve's best
+ReproduceError = errors.ReproduceError  # Re-exported: raised here, defined in the one family.
+Settings = table_training.Settings  # Re-exported: the settings of bin/reproduce.
 
 
 def resolve_experiments(table: Optional[str], gin_files: Sequence[str]) -> List[str]:
@@ -110,170 +85,9 @@ def resolve_experiments(table: Optional[str], gin_files: Sequence[str]) -> List[
   return files
 
 
-def _git_commit() -> str:
-  """The short commit of the checkout that holds this package (+ '-dirty'), or 'unknown'."""
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  try:
-    commit = subprocess.run(['git', '-C', root, 'rev-parse', '--short', 'HEAD'], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', '-C', root, 'status', '--porcelain', '--untracked-files=no'],
-                           check=True, capture_output=True, text=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-  return commit + ('-dirty' if dirty else '')
-
-
-def _checkpoint_step(path: str) -> int:
-  return int(path.rsplit('-', 1)[1])
-
-
 def _read_json(path: str):
   with open(path) as f:
     return json.load(f)
-
-
-class Progress:
-  """One progress line for the whole table on stderr: run i/n, phase, table ETA."""
-
-  def __init__(self, names: Sequence[str], stream=None, min_interval: float = 10.0):
-    self.names = list(names)
-    self.stream = stream or sys.stderr
-    self.min_interval = min_interval
-    self._last = 0.0
-    self.seconds_per_step = None  # measured while training
-    self.seconds_per_evaluation = None  # measured after the first evaluation
-    self.remaining_steps = {}  # name -> training steps still to run
-    self.remaining_evaluations = set(names)
-
-  def show(self, index: int, phase: str, force: bool = False):
-    now = time.time()
-    if not force and now - self._last < self.min_interval:
-      return
-    self._last = now
-    eta = 0.0
-    known = True
-    steps = sum(self.remaining_steps.values())
-    if steps:
-      if self.seconds_per_step is None:
-        known = False
-      else:
-        eta += steps * self.seconds_per_step
-    if self.remaining_evaluations:
-      if self.seconds_per_evaluation is None:
-        known = False
-      else:
-        eta += len(self.remaining_evaluations) * self.seconds_per_evaluation
-    eta_text = progress_lib.format_duration(eta) if known else '?'
-    self.stream.write(f'reproduce: run {index + 1}/{len(self.names)} {self.names[index]}: '
-                      f'{phase}; table ETA {eta_text}\n')
-    self.stream.flush()
-
-
-def _target_steps(gin_file: str, settings: Settings, run_dir: str) -> int:
-  """The run's train.train_steps under the table's settings (parses gin, then clears it).
-
-  Raises:
-    ReproduceError: run_dir holds a run whose config differs from this one in more than
-      bookkeeping (it would be reported under settings it was not trained with).
-  """
-  gin_parsing.parse_gin([gin_file] + list(settings.gin_files), _train_params(settings))
-  try:
-    steps = int(_query(gin.query_parameter('train.train_steps')))
-    config = gin.config_str()
-  finally:
-    gin.clear_config()
-  existing = os.path.join(run_dir, run_directory.CONFIG_FILE)
-  if os.path.isfile(existing):
-    with open(existing) as f:
-      differences = run_directory.config_differences(f.read(), config)
-    if differences:
-      raise ReproduceError(
-          f'{run_dir} holds a run of another config ({len(differences)} binding(s) differ: '
-          f'{"; ".join(differences[:3])}): use another --output_dir, or the same --gin_file and '
-          '--gin_param as the run was started with.')
-  return steps
-
-
-def _query(value):
-  """A queried gin value with macro references (`%TRAIN_STEPS`) followed."""
-  while isinstance(value, gin.config.ConfigurableReference) and (
-      value.scoped_selector.endswith('gin.macro')):
-    value = gin.query_parameter('%' + value.scoped_selector.rsplit('/', 1)[0])
-  return value
-
-
-def _train_params(settings: Settings, steps: Optional[int] = None) -> List[str]:
-  params = list(settings.gin_params)
-  if settings.train_steps is not None:
-    params.append(f'TRAIN_STEPS = {settings.train_steps}')
-  if steps is not None:  # bookkeeping bindings: they never block resuming
-    params += [f'train.checkpoint_every = {max(1, steps // CURVE_POINTS)}',
-               'train.max_checkpoints_to_keep = 1000']
-  return params
-
-
-def _step_checkpoint(run_dir: str, steps: int) -> Optional[str]:
-  """The run's checkpoint at `steps` (or, past it, the newest at or before it), or None."""
-  if not os.path.isdir(run_dir) or tf.train.latest_checkpoint(run_dir) is None:
-    return None
-  kept = [path for path, _ in evaluation.run_checkpoints(run_dir)]
-  at_or_before = [path for path in kept if _checkpoint_step(path) <= steps]
-  if not at_or_before:
-    return None
-  return max(at_or_before, key=_checkpoint_step)
-
-
-def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, steps: int,
-              progress: Progress, index: int) -> bool:
-  """Trains (or resumes) one run in a `bin/train` subprocess until `steps`; True if it trained.
-
-  Raises:
-    ReproduceError: the training process failed (its log names the problem).
-  """
-  name = experiment_name(gin_file)
-  done = _step_checkpoint(run_dir, steps)
-  if done is not None and _checkpoint_step(done) >= steps:
-    progress.remaining_steps[name] = 0
-    return False
-  os.makedirs(run_dir, exist_ok=True)
-  record_path = os.path.join(run_dir, RUN_RECORD)
-  if not os.path.exists(record_path):
-    files.atomic_write_text(record_path, json.dumps(
-        {'commit': _git_commit(), 'gin_file': gin_file, 'gin_files': list(settings.gin_files),
-         'gin_params': _train_params(settings), 'started_unix_time': time.time()},
-        indent=2) + '\n')
-  command = [sys.executable, '-c', "from vlae_tf import cli; cli.run_binary('train')",
-             f'--model_dir={run_dir}']
-  for path in [gin_file] + list(settings.gin_files):
-    command.append(f'--gin_file={path}')
-  for param in _train_params(settings, steps):
-    command.append(f'--gin_param={param}')
-  if settings.data_dir:
-    command.append(f'--data_dir={settings.data_dir}')
-  first_step, first_time = None, None
-  with open(log_path, 'a') as log:
-    log.write(f'# {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} {" ".join(command)}\n')
-    log.flush()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.PIPE, text=True,
-                               bufsize=1)
-    progress.show(index, 'training starts', force=True)
-    for line in process.stderr:
-      log.write(line)
-      match = _STEP_LINE.search(line)
-      if match:
-        step, total = int(match.group(1)), int(match.group(2))
-        now = time.time()
-        if first_step is None:  # after compilation: rates count from here
-          first_step, first_time = step, now
-        elif step > first_step:
-          progress.seconds_per_step = (now - first_time) / (step - first_step)
-        progress.remaining_steps[name] = max(total - step, 0)
-        progress.show(index, f'train step {step}/{total}')
-    returncode = process.wait()
-  if returncode:
-    raise ReproduceError(f'Training {name} failed (exit status {returncode}); see {log_path}.')
-  progress.remaining_steps[name] = 0
-  return True
 
 
 def _evaluation_cache(run_dir: str, kind: str, settings: Settings, num_samples, max_examples,
@@ -291,7 +105,7 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
                            settings.max_examples)
   if os.path.exists(path):
     cached = _read_json(path)
-    if cached['report']['step'] == _checkpoint_step(checkpoint):
+    if cached['report']['step'] == checkpoints.checkpoint_step(checkpoint):
       return cached
   # Same split, subset, K and seed for every run: the same images and the same noise, so
   # per-image differences between runs give paired standard errors.
@@ -302,7 +116,7 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
   result = {'report': report,
             'per_image': {key: [round(float(v), 4) for v in values]
                           for key, values in per_image.items() if key in ('nll', 'elbo', 'kl')}}
-  evaluation.write_json_atomically(path, result)
+  files.atomic_write_json(path, result)
   return result
 
 
@@ -312,9 +126,9 @@ def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[
                            settings.curve_max_examples, split)
   cached = {int(step): report for step, report in
             (_read_json(path).items() if os.path.exists(path) else [])}
-  todo = [checkpoint for checkpoint, _ in evaluation.run_checkpoints(run_dir)
-          if _checkpoint_step(checkpoint) <= steps and
-          _checkpoint_step(checkpoint) not in cached]
+  todo = [checkpoint for checkpoint, _ in checkpoints.run_checkpoints(run_dir)
+          if checkpoints.checkpoint_step(checkpoint) <= steps and
+          checkpoints.checkpoint_step(checkpoint) not in cached]
   if todo:
     evaluator = evaluation.CheckpointEvaluator(
         run_dir, split, settings.curve_num_samples, settings.curve_max_examples,
@@ -322,14 +136,14 @@ def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[
     for checkpoint in todo:
       report = evaluator(checkpoint, progress=False)
       cached[report['step']] = report
-      evaluation.write_json_atomically(path, {str(k): v for k, v in sorted(cached.items())})
+      files.atomic_write_json(path, {str(k): v for k, v in sorted(cached.items())})
   return [cached[step] for step in sorted(cached) if step <= steps]
 
 
 def _train_seconds(run_dir: str, checkpoint: str) -> Optional[float]:
   """From the run's started.json to the time `checkpoint` was written."""
   started = run_directory.run_start_time(run_dir)
-  written = dict(evaluation.run_checkpoints(run_dir)).get(checkpoint)
+  written = dict(checkpoints.run_checkpoints(run_dir)).get(checkpoint)
   if started is None or written is None:
     return None
   return written - started
@@ -339,12 +153,12 @@ def _run_facts(run_dir: str) -> dict:
   """Seed, batch size and dataset from the run's config.gin; commit from its record."""
   run_directory.load_run_config(run_dir)
   try:
-    facts = {'seed': int(_query(gin.query_parameter('train.seed'))),
-             'batch_size': int(_query(gin.query_parameter('train.batch_size'))),
+    facts = {'seed': int(table_training.query(gin.query_parameter('train.seed'))),
+             'batch_size': int(table_training.query(gin.query_parameter('train.batch_size'))),
              'dataset': run_directory.run_dataset()}
   finally:
     gin.clear_config()
-  record = os.path.join(run_dir, RUN_RECORD)
+  record = os.path.join(run_dir, table_training.RUN_RECORD)
   facts['commit'] = _read_json(record).get('commit') if os.path.exists(record) else None
   return facts
 
@@ -365,23 +179,23 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
                          'select the model on another split (e.g. valid).')
   os.makedirs(output_dir, exist_ok=True)
   names = [experiment_name(path) for path in gin_files]
-  progress = Progress(names, stream)
+  progress = table_training.TableProgress(names, stream)
   targets = {}
   for gin_file, name in zip(gin_files, names):
     run_dir = os.path.join(output_dir, 'runs', name)
-    targets[name] = _target_steps(gin_file, settings, run_dir)
-    done = _step_checkpoint(run_dir, targets[name])
+    targets[name] = table_training.target_steps(gin_file, settings, run_dir)
+    done = table_training.step_checkpoint(run_dir, targets[name])
     progress.remaining_steps[name] = targets[name] - (0 if done is None else
-                                                      _checkpoint_step(done))
+                                                      checkpoints.checkpoint_step(done))
   rows = []
   for index, (gin_file, name) in enumerate(zip(gin_files, names)):
     run_dir = os.path.join(output_dir, 'runs', name)
     steps = targets[name]
-    trained = train_run(gin_file, run_dir, os.path.join(output_dir, f'{name}.log'), settings,
+    trained = table_training.train_run(gin_file, run_dir, os.path.join(output_dir, f'{name}.log'), settings,
                         steps, progress, index)
-    checkpoint = _step_checkpoint(run_dir, steps)
-    if checkpoint is None or _checkpoint_step(checkpoint) != steps:
-      found = 'none' if checkpoint is None else f'step {_checkpoint_step(checkpoint)}'
+    checkpoint = table_training.step_checkpoint(run_dir, steps)
+    if checkpoint is None or checkpoints.checkpoint_step(checkpoint) != steps:
+      found = 'none' if checkpoint is None else f'step {checkpoints.checkpoint_step(checkpoint)}'
       raise ReproduceError(
           f'{run_dir} has no checkpoint at step {steps}, the budget (at or before it: {found}): '
           'it was trained past the budget without keeping that checkpoint, or training stopped '
@@ -392,9 +206,9 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
     curve = curve_run(run_dir, steps, settings, curve_split)
     if settings.select_split:  # model selection: the checkpoint with the best curve NLL
       best = min(curve, key=lambda report: report['nll_nats'])
-      checkpoint = {_checkpoint_step(path): path
-                    for path, _ in evaluation.run_checkpoints(run_dir)}[best['step']]
-    progress.show(index, f'evaluating step {_checkpoint_step(checkpoint)}', force=True)
+      checkpoint = {checkpoints.checkpoint_step(path): path
+                    for path, _ in checkpoints.run_checkpoints(run_dir)}[best['step']]
+    progress.show(index, f'evaluating step {checkpoints.checkpoint_step(checkpoint)}', force=True)
     result = evaluate_run(run_dir, checkpoint, settings)
     if time.time() - began > 1.0:
       progress.seconds_per_evaluation = time.time() - began
@@ -447,11 +261,11 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
       # elbo differences have the sign of -(-ELBO) differences: flip to -ELBO.
       bound = differences[-1]['nll_bound_nats']
       bound['mean'] = -bound['mean']
-  results = {'settings': dataclasses.asdict(settings), 'commit_of_table': _git_commit(),
+  results = {'settings': dataclasses.asdict(settings), 'commit_of_table': table_training.git_commit(),
              'written_unix_time': time.time(), 'rows': rows, 'differences': differences}
   results['settings']['gin_files'] = list(settings.gin_files)
   results['settings']['gin_params'] = list(settings.gin_params)
-  evaluation.write_json_atomically(os.path.join(output_dir, RESULTS_JSON), results)
+  files.atomic_write_json(os.path.join(output_dir, RESULTS_JSON), results)
   files.atomic_write_text(os.path.join(output_dir, RESULTS_MD), results_tables.results_markdown(results))
   series = {row['experiment']: [(p['step'], p['nll_nats'], p['nll_stderr_nats'])
                                 for p in row['curve']] for row in rows}
@@ -462,33 +276,3 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
       title=(f'{curve_split} NLL, K={settings.curve_num_samples}, '
              f'{settings.curve_max_examples or "all"} images per point'))
   return results
-
-
-# ---------------------------------------------------------------------------------------------
-# bin/reproduce.
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  from vlae_tf.cli import binaries as cli  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
-  max_examples = FLAGS.max_examples if FLAGS.max_examples and FLAGS.max_examples > 0 else None
-  settings = Settings(
-      train_steps=FLAGS.train_steps, split=FLAGS.split, num_samples=FLAGS.num_samples,
-      max_examples=max_examples, seed=FLAGS.seed, curve_num_samples=FLAGS.curve_num_samples,
-      curve_max_examples=(FLAGS.curve_max_examples if FLAGS.curve_max_examples and
-                          FLAGS.curve_max_examples > 0 else None),
-      batch_size=FLAGS.batch_size,
-      data_dir=FLAGS.data_dir, gin_files=tuple(FLAGS.gin_file),
-      gin_params=tuple(FLAGS.gin_param), select_split=FLAGS.select_split)
-
-  def run():
-    files = resolve_experiments(FLAGS.table, FLAGS.experiment)
-    return reproduce(FLAGS.output_dir, files, settings)
-
-  results = cli._guard(run)  # pylint: disable=protected-access
-  print(results_tables.results_markdown(results), end='')
-  for name in (RESULTS_JSON, RESULTS_MD, CURVE_PNG):
-    print(os.path.join(FLAGS.output_dir, name))

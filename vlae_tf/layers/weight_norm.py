@@ -57,6 +57,7 @@ How TFP's `WeightNorm` (tfp.layers.weight_norm, TFP 0.25) does it, and why the c
 """
 
 from typing import Any, Callable, List
+import warnings
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -161,10 +162,15 @@ class WeightNorm(tfp.layers.weight_norm.WeightNorm):
 
 
 def wn(layer: keras.layers.Layer, use_weight_norm: bool = True) -> keras.layers.Layer:
-  """Wraps `layer` (Dense, Conv2D or Conv2DTranspose) in data-initialized weight normalization.
+  """Wraps `layer` in data-initialized weight normalization: the one wrapper of vlae_tf.
+
+  Every weight-normed layer of the encoders, context networks and decoders goes through here
+  (blocks.conv / blocks.dense / blocks.Upsample, the PixelCNNs' masked and 1x1 convolutions, the
+  gated PixelCNN's shifted convolutions).
 
   Args:
-    layer: the layer to wrap; its `activation` is applied after the normalized pre-activation.
+    layer: the layer to wrap: a Dense, a Conv2D (masked.MaskedConv2D included) or a
+      Conv2DTranspose; its `activation` is applied after the normalized pre-activation.
     use_weight_norm: if False, returns `layer` unchanged (plain layer, default initializers).
 
   Returns:
@@ -172,7 +178,11 @@ def wn(layer: keras.layers.Layer, use_weight_norm: bool = True) -> keras.layers.
   """
   if not use_weight_norm:
     return layer
-  return WeightNorm(layer, data_init=True)
+  with warnings.catch_warnings():
+    # TFP warns for any class but Dense/Conv2D/Conv2DTranspose; MaskedConv2D is a Conv2D that
+    # masks the kernel it is given, which is exactly what the wrapper needs.
+    warnings.filterwarnings('ignore', message='`WeightNorm` is tested only for')
+    return WeightNorm(layer, data_init=True)
 
 
 def weight_norm_layers(module: tf.Module) -> List[WeightNorm]:

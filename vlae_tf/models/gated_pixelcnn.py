@@ -26,6 +26,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vlae_tf.layers import masked
+from vlae_tf.layers import weight_norm
 from vlae_tf.models import pixelcnn
 
 
@@ -93,7 +94,7 @@ class GatedPixelCNN(keras.layers.Layer):
     self.use_weight_norm = use_weight_norm
 
     vertical, horizontal = window_layers(*self.window_size)
-    make_conv = lambda conv: pixelcnn.weight_normed(conv, use_weight_norm)
+    make_conv = lambda conv: weight_norm.wn(conv, use_weight_norm)
     self.vertical_convs = [masked.ShiftedConv2D(2 * filters, make_conv=make_conv, **settings)
                            for settings in vertical]
     self.horizontal_convs = [masked.ShiftedConv2D(2 * filters, make_conv=make_conv, **settings)

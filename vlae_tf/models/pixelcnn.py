@@ -21,7 +21,6 @@ computed from the configured layers by window arithmetic (`vlae_tf.masked`); the
 against the window measured by perturbation.
 """
 
-import warnings
 from typing import Optional
 
 import gin
@@ -35,17 +34,8 @@ from vlae_tf.layers import weight_norm
 GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def weight_normed(layer: keras.layers.Layer, use_weight_norm: bool) -> keras.layers.Layer:
-  """Weight normalization with data-dependent init (`weight_norm.wn`), or the bare layer."""
-  with warnings.catch_warnings():
-    # TFP warns for any class but Dense/Conv2D/Conv2DTranspose; MaskedConv2D is a Conv2D that
-    # masks the kernel it is given, which is exactly what the wrapper needs.
-    warnings.filterwarnings('ignore', message='`WeightNorm` is tested only for')
-    return weight_norm.wn(layer, use_weight_norm)
-
-
 def conv1x1(filters: int, use_weight_norm: bool) -> keras.layers.Layer:
-  return weight_normed(keras.layers.Conv2D(filters, 1), use_weight_norm)
+  return weight_norm.wn(keras.layers.Conv2D(filters, 1), use_weight_norm)
 
 
 def kernel_and_bias(layer: keras.layers.Layer):
@@ -106,17 +96,17 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     self.tie_weights = tie_weights
     self.use_weight_norm = use_weight_norm
 
-    self.input_conv = weight_normed(
+    self.input_conv = weight_norm.wn(
         masked.MaskedConv2D(filters, kernel_size, mask_type='A'), use_weight_norm)
     self.context_conv = conv1x1(filters, use_weight_norm)
     num_blocks = num_masked_layers - 1
     if tie_weights and num_blocks:
-      shared = weight_normed(masked.MaskedConv2D(filters, kernel_size, mask_type='B'),
-                            use_weight_norm)
+      shared = weight_norm.wn(masked.MaskedConv2D(filters, kernel_size, mask_type='B'),
+                              use_weight_norm)
       self.masked_convs = [shared] * num_blocks
     else:
       self.masked_convs = [
-          weight_normed(masked.MaskedConv2D(filters, kernel_size, mask_type='B'), use_weight_norm)
+          weight_norm.wn(masked.MaskedConv2D(filters, kernel_size, mask_type='B'), use_weight_norm)
           for _ in range(num_blocks)]
     self.pointwise_convs = [conv1x1(filters, use_weight_norm) for _ in range(num_blocks)]
     self.output_conv = conv1x1(num_outputs, use_weight_norm)

@@ -22,7 +22,9 @@ return None (as if the run had no checkpoint); binary garbage raises UnicodeDeco
 file raises ValueError; a latest checkpoint whose files are gone gives None. So the list of
 checkpoints is rebuilt from the files present whenever the state file cannot be trusted.
 
-Readers (eval, sample, export, inspect) take `latest_checkpoint` or `resolve_checkpoint`; `train`
+Readers (eval, sample, export, inspect) take `latest_checkpoint` or `resolve_checkpoint`; curves
+and bin/reproduce list a run's checkpoints, oldest first, with `run_checkpoints` (every kept one)
+or `intact_run_checkpoints` (without the damaged ones), and name them by `checkpoint_step`; `train`
 takes `prepare_resume`, which moves damaged checkpoints to <model_dir>/damaged/ (never deleting).
 """
 
@@ -261,6 +263,32 @@ def resolve_checkpoint(model_dir, checkpoint=None):
     raise errors.DamagedCheckpointError(f'Checkpoint {path} is damaged ({damage}); '
                                         f'{_checkpoints_of(model_dir)}')
   return path
+
+
+def run_checkpoints(model_dir):
+  """[(checkpoint prefix, unix time it was written)] of a run, oldest first.
+
+  The checkpoints the CheckpointManager still keeps (`train.max_checkpoints_to_keep`), from its
+  state file, or from the checkpoint files present when that file is missing or damaged
+  (`CheckpointList`). Damaged checkpoints are listed too: `intact_run_checkpoints`
+  leaves them out.
+  """
+  listed = CheckpointList(model_dir)
+  if not listed.paths:
+    latest_checkpoint(model_dir)  # Raises the error that says what to do.
+  return [(path, listed.timestamp(path)) for path in reversed(listed.paths)]
+
+
+def intact_run_checkpoints(model_dir):
+  """`run_checkpoints` without the damaged ones, each named in a one-line warning."""
+  kept = []
+  for path, written in run_checkpoints(model_dir):
+    damage = checkpoint_damage(path)
+    if damage:
+      logging.warning('Checkpoint %s is damaged (%s): left out of the curve.', path, damage)
+    else:
+      kept.append((path, written))
+  return kept
 
 
 def _checkpoints_of(model_dir):

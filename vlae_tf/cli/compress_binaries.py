@@ -1,0 +1,65 @@
+"""bin/compress and bin/decompress: lossless coding of binary images through a run's model.
+
+    bin/compress --model_dir=DIR --input=IMAGES --output=FILE [--checkpoint=STEP]
+    bin/decompress --model_dir=DIR --input=FILE --output=IMAGES [--checkpoint=STEP]
+
+The code is bits-back ANS (vlae_tf/compression/codec.py); the `run_*` functions take plain
+arguments, the mains read the flags and log a summary.
+"""
+
+from absl import flags
+from absl import logging
+
+from vlae_tf.cli import shared_flags
+from vlae_tf.cli import user_errors
+
+FLAGS = flags.FLAGS
+
+
+def run_compress(model_dir, input_path, output_path, checkpoint=None):
+  """Compresses binary images losslessly through the run's model (bits-back ANS); a report."""
+  from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top
+  return codec.compress(model_dir, input_path, output_path, checkpoint=checkpoint)
+
+
+def run_decompress(model_dir, input_path, output_path, checkpoint=None):
+  """Restores the images of a file of bin/compress; a report."""
+  from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top
+  return codec.decompress(model_dir, input_path, output_path, checkpoint=checkpoint)
+
+
+def define_compress_flags():
+  shared_flags.define_model_dir()
+  flags.DEFINE_string('input', None, 'Binary images: an .amat or .amat.gz file, a .npy array or '
+                      'a directory of PNG files.')
+  flags.DEFINE_string('output', None, 'The compressed file to write.')
+  flags.mark_flags_as_required(['input', 'output'])
+  shared_flags.define_checkpoint()
+
+
+def define_decompress_flags():
+  shared_flags.define_model_dir()
+  flags.DEFINE_string('input', None, 'A file written by bin/compress.')
+  flags.DEFINE_string('output', None, 'Where the images go: an .amat/.amat.gz or .npy file, or a '
+                      'new directory of PNG files.')
+  flags.mark_flags_as_required(['input', 'output'])
+  shared_flags.define_checkpoint()
+
+
+def compress_main(argv):
+  shared_flags.no_positional(argv)
+  report = user_errors.guard(lambda: run_compress(FLAGS.model_dir, FLAGS.input, FLAGS.output,
+                                                  FLAGS.checkpoint))
+  logging.info('compressed %d images into %s: %d bytes, %.2f bits/image, %.4f bits/pixel (of '
+               'which %d one-off initial bits; the stream alone %.2f bits/image) with the model '
+               'of step %d in %.1f s', report['images'], FLAGS.output, report['bytes'],
+               report['bits_per_image'], report['bits_per_pixel'], report['initial_bits'],
+               report['payload_bits_per_image'], report['step'], report['seconds'])
+
+
+def decompress_main(argv):
+  shared_flags.no_positional(argv)
+  report = user_errors.guard(lambda: run_decompress(FLAGS.model_dir, FLAGS.input,
+                                                    FLAGS.output, FLAGS.checkpoint))
+  logging.info('decompressed %d images into %s (checksum verified) in %.1f s', report['images'],
+               FLAGS.output, report['seconds'])

@@ -1,0 +1,167 @@
+"""bin/train, bin/eval, bin/sample and bin/export: the binaries of a run directory.
+
+    bin/train --model_dir=DIR [--gin_file=FILE ...] [--gin_param=BINDING ...] [--data_dir=DIR]
+    bin/eval --model_dir=DIR [--split=test] [--num_samples=K] [--curve] [--checkpoint=STEP]
+    bin/sample --model_dir=DIR [--num_images=64] [--output=DIR]
+    bin/export --model_dir=DIR [--export_dir=DIR]
+
+`train` parses base.gin, then the --gin_file files in order, then the --gin_param bindings, all
+strictly (an unknown configurable or parameter is an error). eval, sample and export take no gin:
+they re-read <model_dir>/config.gin, the config the run was started with. The `run_*` functions
+do the work and take plain arguments, for tests and notebooks; the `*_main`s read the flags
+(`define_*_flags`) and print. TensorFlow is imported only when a run starts, so --help is fast.
+"""
+
+import os
+
+from absl import flags
+from absl import logging
+
+from vlae_tf import errors
+from vlae_tf import gin_parsing
+from vlae_tf.cli import shared_flags
+from vlae_tf.cli import user_errors
+
+FLAGS = flags.FLAGS
+
+
+def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
+  """Parses gin (base.gin, files, params) and trains in `model_dir`."""
+  from vlae_tf.training import loop as training  # pylint: disable=g-import-not-at-top
+  gin_parsing.parse_gin(gin_files, gin_params)
+  return training.train(model_dir, data_dir=data_dir)
+
+
+def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
+             batch_size=32, curve=False, checkpoint=None):
+  """Evaluates the run's newest intact checkpoint, or `checkpoint` (a prefix or a step); returns
+  the report (also in eval_<split>.json).
+
+  With `curve`, evaluates every kept intact checkpoint instead and returns their reports (also in
+  eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
+  """
+  from vlae_tf.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
+  if curve:
+    if checkpoint:
+      raise errors.CliError('--checkpoint and --curve exclude each other: the curve evaluates '
+                            'every kept checkpoint.')
+    return evaluation.evaluate_curve(model_dir, split=split, num_samples=num_samples,
+                                     max_examples=max_examples, batch_size=batch_size,
+                                     data_dir=data_dir)
+  return evaluation.evaluate(model_dir, split=split, num_samples=num_samples,
+                             max_examples=max_examples, batch_size=batch_size, data_dir=data_dir,
+                             checkpoint=checkpoint)
+
+
+def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num_decodings=7,
+               split='test', data_dir=None, seed=0, checkpoint=None):
+  """Writes samples_<step>.png and reconstructions_<step>.png to `output` (<model_dir>/samples).
+
+  Uses the newest intact checkpoint, or `checkpoint` (a prefix or a step). Reconstructions are of
+  a strided subset of `split` (so that every class shows up on sorted splits); with
+  num_reconstructions=0 the data is not needed.
+  """
+  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from vlae_tf.data import batching
+  from vlae_tf.training import checkpoints
+  from vlae_tf.data import datasets
+  from vlae_tf.training import run_directory
+  from vlae_tf.models import sampling
+  # pylint: enable=g-import-not-at-top
+  run_directory.load_run_config(model_dir)
+  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
+  model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
+  images = None
+  if num_reconstructions:
+    dataset = datasets.load(run_directory.run_dataset(), split, data_dir=data_dir)
+    subset = batching.strided_subset(dataset, num_reconstructions)
+    images = np.stack([x.numpy() for x in subset])
+  output = output or os.path.join(model_dir, 'samples')
+  return sampling.write_grids(model, output, step, num_images=num_images,
+                              reconstruction_images=images, num_decodings=num_decodings,
+                              seed=seed)
+
+
+def run_export(model_dir, export_dir=None, checkpoint=None):
+  """Exports the averaged weights of the run's newest intact checkpoint, or of `checkpoint` (a
+  prefix or a step); returns the SavedModel directory."""
+  from vlae_tf.export import saved_model as export_lib  # pylint: disable=g-import-not-at-top
+  return export_lib.export(model_dir, export_dir=export_dir, checkpoint=checkpoint)
+
+
+def define_train_flags():
+  shared_flags.define_model_dir()
+  flags.DEFINE_multi_string('gin_file', [], 'Gin files, parsed after base.gin, in order: a path, '
+                            'or the name of a shipped config (mnist_vlae.gin, testing/tiny.gin).')
+  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files, e.g. '
+                            '"train.train_steps = 1000".')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+
+
+def define_eval_flags():
+  shared_flags.define_model_dir()
+  flags.DEFINE_string('split', 'test', 'The split to evaluate: test, valid, train or train+valid.')
+  flags.DEFINE_integer('num_samples', None, 'Importance samples (default: 4096 for binary data, '
+                       '512 for 8-bit data).')
+  flags.DEFINE_integer('max_examples', None, 'Evaluate a strided subset of this many images.')
+  flags.DEFINE_integer('batch_size', 32, 'Images per batch.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
+                       'and plot the NLL against training time: eval_<split>_curve.json/.png.')
+  shared_flags.define_checkpoint()
+
+
+def define_sample_flags():
+  shared_flags.define_model_dir()
+  flags.DEFINE_integer('num_images', 64, 'Samples in the sample grid.')
+  flags.DEFINE_integer('num_reconstructions', 8, 'Test images in the reconstruction grid '
+                       '(0: none, and no data is read).')
+  flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
+  flags.DEFINE_string('output', None, 'Output directory (default: <model_dir>/samples).')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
+  shared_flags.define_checkpoint()
+
+
+def define_export_flags():
+  shared_flags.define_model_dir()
+  flags.DEFINE_string('export_dir', None, 'Base directory; the SavedModel goes to '
+                      '<export_dir>/<step> (default: <model_dir>/export/<step>).')
+  shared_flags.define_checkpoint()
+
+
+def train_main(argv):
+  shared_flags.no_positional(argv)
+  user_errors.guard(lambda: run_train(FLAGS.model_dir, FLAGS.gin_file, FLAGS.gin_param,
+                                      FLAGS.data_dir))
+
+
+def eval_main(argv):
+  shared_flags.no_positional(argv)
+  result = user_errors.guard(lambda: run_eval(
+      FLAGS.model_dir, FLAGS.split, FLAGS.num_samples, FLAGS.max_examples, FLAGS.data_dir,
+      FLAGS.batch_size, FLAGS.curve, FLAGS.checkpoint))
+  for report in result if FLAGS.curve else [result]:
+    logging.info('%s', report)
+    minutes = report.get('train_seconds')
+    when = '' if minutes is None else f', {minutes / 60:.1f} min of training'
+    print(f'{report["split"]}: NLL {report["nll_nats"]:.3f} +- {report["nll_stderr_nats"]:.3f} '
+          f'nats ({report["bits_per_dim"]:.4f} bits/dim), ELBO {report["elbo_nats"]:.3f} nats, '
+          f'KL {report["kl_nats"]:.3f} nats, {report["num_examples"]} images, '
+          f'K={report["num_samples"]}, step {report["step"]}{when}')
+
+
+def sample_main(argv):
+  shared_flags.no_positional(argv)
+  paths = user_errors.guard(lambda: run_sample(
+      FLAGS.model_dir, FLAGS.num_images, FLAGS.output, FLAGS.num_reconstructions,
+      FLAGS.num_decodings, data_dir=FLAGS.data_dir, seed=FLAGS.seed, checkpoint=FLAGS.checkpoint))
+  for path in paths.values():
+    print(path)
+
+
+def export_main(argv):
+  shared_flags.no_positional(argv)
+  print(user_errors.guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir,
+                                             FLAGS.checkpoint)))

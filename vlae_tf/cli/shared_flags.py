@@ -1,0 +1,29 @@
+"""Flags that several binaries define alike (--model_dir, --checkpoint), and their argv check.
+
+Flags are program-level only; every hyperparameter is gin (see vlae_tf/gin_parsing.py).
+"""
+
+from absl import app
+from absl import flags
+
+
+def define_model_dir():
+  flags.DEFINE_string('model_dir', None, 'The run directory (checkpoints, config.gin, summaries).')
+  flags.mark_flag_as_required('model_dir')
+
+
+def define_checkpoint():
+  flags.DEFINE_string('checkpoint', None, 'The checkpoint to use: a prefix such as '
+                      '<model_dir>/ckpt-2000, or a step such as 2000 (default: the newest intact '
+                      'checkpoint).')
+
+
+def no_positional(argv):
+  """Raises app.UsageError when the command line has arguments that are not flags."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+
+
+def positive_or_none(value):
+  """`value` when it is a positive count, else None ('all': the flags' 0 or less)."""
+  return value if value and value > 0 else None
