@@ -8,8 +8,6 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'vlae_tf'
 MAX_LINES = 450
-# Being rewritten into an Orbit-style controller on another branch (issue 21, part 3).
-_SPLIT_ELSEWHERE = frozenset({'training/loop.py'})
 
 
 def _modules():
@@ -17,11 +15,8 @@ def _modules():
 
 
 def _sized_modules():
-  """Every module, the one split on another branch marked as an expected failure."""
   for path in _modules():
-    name = str(path.relative_to(PACKAGE))
-    marks = [pytest.mark.xfail(reason='split on another branch')] if name in _SPLIT_ELSEWHERE else []
-    yield pytest.param(path, id=name, marks=marks)
+    yield pytest.param(path, id=str(path.relative_to(PACKAGE)))
 
 
 def _in_cli(path):

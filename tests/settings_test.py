@@ -6,7 +6,7 @@ import dataclasses
 import gin
 import pytest
 
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.training import run_directory
 from vlae_tf.training import settings
 

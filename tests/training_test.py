@@ -21,7 +21,7 @@ import tensorflow as tf
 
 import doubles
 
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.training import actions
 from vlae_tf.training import distribution
 from vlae_tf.training import loop as training
