@@ -152,17 +152,19 @@ class TiedConv2D(keras.layers.Layer):
 
   def call(self, inputs):
     self.check_size(inputs.shape[1], inputs.shape[2])
-    # [B, H, W, filters]: the convolution with the unit-norm kernel.
+    if self._initialized_at_trace_time():
+      # conv(x, direction) * scale == conv(x, direction * scale): one multiply per kernel entry
+      # instead of one per output value.
+      return tf.nn.conv2d(inputs, self.effective_kernel(), strides=1, padding='SAME') + self.bias
+    # [B, H, W, filters]: the convolution with the unit-norm kernel, whose moments set the init.
     normalized = tf.nn.conv2d(inputs, self.shared.direction(), strides=1, padding='SAME')
-    if not self._initialized_at_trace_time():
-      if tf.executing_eagerly():
-        self._data_init(normalized)
-      else:
-        done = tf.cond(self.initialized, lambda: tf.constant(True),
-                       lambda: self._data_init(normalized))
-        with tf.control_dependencies([done]):
-          return normalized * self.scale.read_value() + self._read_bias()
-    return normalized * self.scale + self.bias
+    if tf.executing_eagerly():
+      self._data_init(normalized)
+      return normalized * self.scale + self.bias
+    done = tf.cond(self.initialized, lambda: tf.constant(True),
+                   lambda: self._data_init(normalized))
+    with tf.control_dependencies([done]):
+      return normalized * self.scale.read_value() + self._read_bias()
 
   def _read_bias(self) -> tf.Tensor:
     return self.bias.read_value() if hasattr(self.bias, 'read_value') else self.bias
