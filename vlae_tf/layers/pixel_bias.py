@@ -7,10 +7,10 @@ parameters, and ties the layer to one image size: `PixelBias` raises `ImageSizeE
 another size instead of broadcasting or failing deep inside TensorFlow.
 """
 
-from vlae_tf import errors
-
 import tensorflow as tf
 import tf_keras as keras
+
+from vlae_tf import errors
 
 
 class ImageSizeError(errors.IncompatibleRunError, ValueError):

@@ -52,6 +52,8 @@ Departures from his code:
   absorbs); only the starting point of the data init differs.
 * Per-pixel biases are created for the image size of the first call; other sizes raise
   `pixel_bias.ImageSizeError` (his graph was built for one size too).
+* His no-op input dropout (keep 1) and constant input mask (1) are left out. His sampler ran the
+  whole network once per pixel; `autoregress` caches rows (same results, O(1) work per pixel).
 """
 
 from typing import Optional
