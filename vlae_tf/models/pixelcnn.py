@@ -64,6 +64,19 @@ def gate(pre_activation: tf.Tensor) -> tf.Tensor:
   return tf.tanh(value) * tf.sigmoid(gate)
 
 
+def residual_add(shortcut: tf.Tensor, branch: tf.Tensor) -> tf.Tensor:
+  """shortcut + branch, written as shortcut - (-branch) for grappler's remapper.
+
+  In a pre-activation residual stack, h' = h + conv(elu(h)) + bias feeds both elu(h') and the
+  next sum. The remapper fuses Conv2D + BiasAdd + Add + Elu into one node that outputs only
+  elu(h'), drops h' and then fails ("remapper failed: INVALID_ARGUMENT: Mutation::Apply error:
+  fanout ... exist for missing node ...", an ERROR line on every run), after which it leaves the
+  whole function unfused. A subtraction is not one of its fusion patterns; the result is the same
+  to the last bit (x - (-y) == x + y in IEEE arithmetic).
+  """
+  return shortcut - tf.negative(branch)
+
+
 @gin.register(module='vlae_tf.pixelcnn')
 class DepthLimitedPixelCNN(keras.layers.Layer):
   """The paper's binary-image decoder: masked convolutions whose depth bounds the window.
@@ -123,8 +136,8 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     if context is not None:
       hidden += self.context_conv(context)
     for masked_conv, pointwise_conv in zip(self.masked_convs, self.pointwise_convs):
-      hidden += masked_conv(tf.nn.elu(hidden))
-      hidden += pointwise_conv(tf.nn.elu(hidden))
+      hidden = residual_add(hidden, masked_conv(tf.nn.elu(hidden)))
+      hidden = residual_add(hidden, pointwise_conv(tf.nn.elu(hidden)))
     return self.output_conv(tf.nn.elu(hidden))
 
   def sample(self, context: Optional[tf.Tensor], likelihood, noise, shape) -> tf.Tensor:
