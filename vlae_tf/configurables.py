@@ -8,18 +8,21 @@ registrations. It imports only modules that register gin names (`train` is
 """
 
 # pylint: disable=unused-import
-from vlae_tf.layers import blocks
-from vlae_tf.models import conv_flows
 from vlae_tf.data import datasets
-from vlae_tf.training import distribution
+from vlae_tf.layers import blocks
+from vlae_tf.layers import masked
+from vlae_tf.models import context_networks
+from vlae_tf.models import conv_flows
+from vlae_tf.models import encoders
 from vlae_tf.models import flows
 from vlae_tf.models import gated_pixelcnn
+from vlae_tf.models import gated_resnet_pixelcnn
 from vlae_tf.models import likelihoods
-from vlae_tf.layers import masked
-from vlae_tf.models import vlae as model
 from vlae_tf.models import networks
 from vlae_tf.models import objectives
 from vlae_tf.models import pixelcnn
+from vlae_tf.models import vlae
+from vlae_tf.training import distribution
 from vlae_tf.training import settings  # `train`
 from vlae_tf.training import trainer
 # pylint: enable=unused-import
