@@ -12,10 +12,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_one_import_parses_every_shipped_config():
-  """In a fresh process, importing vlae_tf.configurables alone is enough for every gin file."""
+  """In a fresh process, importing vlae_tf.training.configurables alone is enough for every gin file."""
   names = sorted(n for n in os.listdir(os.path.join(ROOT, 'gin')) if n.endswith('.gin'))
   script = ('import gin, sys\n'
-            'from vlae_tf import configurables, configs\n'
+            'from vlae_tf import configs\nfrom vlae_tf.training import configurables\n'
             'gin.add_config_file_search_path(configs.search_path())\n'
             'for name in sys.argv[1:]:\n'
             '  gin.clear_config()\n'
@@ -31,7 +31,7 @@ def test_one_import_parses_every_shipped_config():
 
 
 def test_the_roots_and_the_soft_free_bits_are_configurable():
-  import vlae_tf.configurables  # pylint: disable=g-import-not-at-top,unused-import
+  import vlae_tf.training.configurables  # pylint: disable=g-import-not-at-top,unused-import
   gin.add_config_file_search_path(configs.search_path())
   for name in ('train', 'make_trainer', 'make_model', 'make_strategy', 'VLAE', 'SoftFreeBits'):
     assert gin.config._REGISTRY.get_match(name) is not None, name  # pylint: disable=protected-access

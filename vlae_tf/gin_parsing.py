@@ -88,7 +88,7 @@ def parse_gin(gin_files=(), gin_params=(), base=True):
   Files are found as given, or by name among the shipped configs (`mnist_vlae.gin`,
   `gin/mnist_vlae.gin`, `models/vlae_binary.gin`), see vlae_tf/configs.py.
   """
-  importlib.import_module('vlae_tf.configurables')  # Everything a gin file can name.
+  importlib.import_module('vlae_tf.training.configurables')  # Everything a gin file can name.
   gin.clear_config()
   search_path = configs.search_path()
   gin.add_config_file_search_path(search_path)

@@ -25,7 +25,7 @@ import gin
 import tensorflow as tf
 
 from vlae_tf import configs
-from vlae_tf import configurables  # pylint: disable=unused-import  (what config.gin may name)
+from vlae_tf.training import configurables  # pylint: disable=unused-import  (what config.gin may name)
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf.models import vlae as model_lib
