@@ -64,6 +64,7 @@ import tf_keras as keras
 
 from vlae_tf.layers import masked
 from vlae_tf.layers import tied_conv
+from vlae_tf.models import pixelcnn
 
 
 @gin.register(module='vlae_tf.pixelcnn')
@@ -197,13 +198,7 @@ class GatedResNetPixelCNN(keras.layers.Layer):
     Returns:
       [B, H, W, C] images, the same as `pixelcnn.sample_sequential` draws with this noise.
     """
-    noise_rows = tf.nest.map_structure(lambda n: tf.transpose(n, [1, 0, 2, 3]), noise)
-
-    def draw(params, row, col):
-      pixel_noise = tf.nest.map_structure(lambda n: n[row][:, col][:, None, None], noise_rows)
-      return likelihood.sample_from_noise(params[:, None, None], pixel_noise)[:, 0, 0]
-
-    return self.autoregress(context, likelihood, draw, shape)
+    return pixelcnn.sample_by_autoregress(self, context, likelihood, noise, shape)
 
   def autoregress(self, context: Optional[tf.Tensor], likelihood, choose_pixel, shape) -> tf.Tensor:
     """Generates images in raster order, `choose_pixel` picking each pixel from its parameters.

@@ -67,6 +67,29 @@ def residual_add(shortcut: tf.Tensor, branch: tf.Tensor) -> tf.Tensor:
   return shortcut - tf.negative(branch)
 
 
+def sample_by_autoregress(decoder, context: Optional[tf.Tensor], likelihood, noise,
+                          shape) -> tf.Tensor:
+  """Images drawn from `noise` through `decoder.autoregress` (the decoders' fast `sample`).
+
+  Args:
+    decoder: a decoder with `autoregress(context, likelihood, choose_pixel, shape)`.
+    context: [B, H, W, K] context map, or None.
+    likelihood: the pixel likelihood whose parameters the decoder outputs.
+    noise: `likelihood.noise(shape, seed)` (a nest of [B, H, W, ...] tensors).
+    shape: [B, H, W, C], static.
+
+  Returns:
+    [B, H, W, C] images, the ones `sample_sequential` draws with the same noise.
+  """
+  noise_rows = tf.nest.map_structure(lambda n: tf.transpose(n, [1, 0, 2, 3]), noise)
+
+  def draw(params, row, col):
+    pixel_noise = tf.nest.map_structure(lambda n: n[row][:, col][:, None, None], noise_rows)
+    return likelihood.sample_from_noise(params[:, None, None], pixel_noise)[:, 0, 0]
+
+  return decoder.autoregress(context, likelihood, draw, shape)
+
+
 @gin.register(module='vlae_tf.pixelcnn')
 class DepthLimitedPixelCNN(keras.layers.Layer):
   """The paper's binary-image decoder: masked convolutions whose depth bounds the window.
@@ -145,13 +168,7 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     Returns:
       [B, H, W, C] images.
     """
-    noise_rows = tf.nest.map_structure(lambda n: tf.transpose(n, [1, 0, 2, 3]), noise)
-
-    def draw(params, row, col):
-      pixel_noise = tf.nest.map_structure(lambda n: n[row][:, col][:, None, None], noise_rows)
-      return likelihood.sample_from_noise(params[:, None, None], pixel_noise)[:, 0, 0]
-
-    return self.autoregress(context, likelihood, draw, shape)
+    return sample_by_autoregress(self, context, likelihood, noise, shape)
 
   def autoregress(self, context: Optional[tf.Tensor], likelihood, choose_pixel, shape) -> tf.Tensor:
     """Generates images in raster order, `choose_pixel` picking each pixel from its parameters.
