@@ -48,10 +48,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vlae_tf import errors
+from vlae_tf import files
 from vlae_tf import progress
 from vlae_tf import seeds
 from vlae_tf.data import batching
 from vlae_tf.data import datasets
+from vlae_tf.models import summary as model_summary
 from vlae_tf.training import actions as actions_lib
 from vlae_tf.training import distribution
 from vlae_tf.training import run_directory
@@ -191,6 +193,7 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
                                      **settings.trainer_kwargs())
   manager = _checkpoint_manager(trainer, model_dir, strategy, chief, settings)
   start_step = _restore_or_initialize(trainer, latest, train_images, settings)
+  _write_model_summary(model_dir, chief, trainer.model)
   iterator = iter(batching.training_batches(train_images, settings.batch_size, settings.seed,
                                             start_step, settings.shuffle_buffer))
   writers = _summary_writers(model_dir, chief, trainer.model, settings)
@@ -225,6 +228,14 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   if not chief:  # Its checkpoints were only for the collective ops of saving.
     tf.io.gfile.rmtree(manager.directory)
   return {} if validation is None else validation.metrics
+
+
+def _write_model_summary(model_dir, chief, model):
+  """<model_dir>/model_summary.json (parameters per part, decoder window) and its line."""
+  summary = model_summary.model_summary(model)
+  logging.info('%s', model_summary.summary_line(summary))
+  if chief:
+    files.atomic_write_json(os.path.join(model_dir, run_directory.MODEL_SUMMARY_FILE), summary)
 
 
 def _seed_the_process(settings):

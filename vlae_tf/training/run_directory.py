@@ -3,6 +3,7 @@
     config.gin              every binding the run was started with; eval/sample/export re-read it
     operative_config.gin    the bindings actually used (written after the first step)
     started.json            when the first (fresh) train call began: the origin of training time
+    model_summary.json      trainable parameters per part and the decoder window (models/summary.py)
     ckpt-<step>.*           checkpoints (tf.train.CheckpointManager; checkpoints.py)
     checkpoint              the CheckpointManager's list of kept checkpoints
     damaged/                damaged checkpoints that `train` moved aside (never deleted)
@@ -34,6 +35,7 @@ from vlae_tf.training import checkpoints
 CONFIG_FILE = 'config.gin'
 OPERATIVE_CONFIG_FILE = 'operative_config.gin'
 STARTED_FILE = 'started.json'
+MODEL_SUMMARY_FILE = 'model_summary.json'  # parameters per part, the decoder's window
 
 
 # `train` bindings that may change between the runs of one model_dir (bookkeeping, not the model,

@@ -1,0 +1,62 @@
+"""Tests of vlae_tf/models/summary.py and of model_summary.json written by the train loop."""
+
+import json
+import os
+
+import pytest
+
+from tests import doubles
+from vlae_tf import gin_parsing
+from vlae_tf.models import summary
+from vlae_tf.models import vlae as vlae_lib
+from vlae_tf.training import loop
+from vlae_tf.training import run_directory
+
+
+def _parameters(layer):
+  return sum(int(v.shape.num_elements()) for v in layer.trainable_variables)
+
+
+def test_window_summary_counts_rows_above_and_columns_left():
+  window = {(0, -1), (0, -2), (-1, -1), (-1, 0), (-1, 3), (-2, 0)}
+  assert summary.window_summary(window) == {'offsets': 6, 'rows_above': 2, 'columns_left': 2}
+  assert summary.window_summary(frozenset()) == {'offsets': 0, 'rows_above': 0,
+                                                 'columns_left': 0}
+
+
+def test_the_authors_decoder_at_28x28_has_246_offsets_12_rows_and_12_columns():
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'models/vlae_binary_authors.gin', 'testing/tiny.gin'])
+  model = vlae_lib.make_model()
+  model.initialize(doubles.binary_images(2, shape=(28, 28, 1)))
+  result = summary.model_summary(model)
+  assert result['decoder_window'] == {'offsets': 246, 'rows_above': 12, 'columns_left': 12}
+  assert result['parts']['decoder']['class'] == 'GatedResNetPixelCNN'
+  for part in summary.PARTS:
+    assert result['parts'][part]['trainable_parameters'] == _parameters(getattr(model, part))
+  assert result['trainable_parameters'] == _parameters(model) == sum(
+      values['trainable_parameters'] for values in result['parts'].values())
+  line = summary.summary_line(result)
+  assert 'GatedResNetPixelCNN decoder' in line and 'window 246 pixels' in line
+  assert '\n' not in line
+
+
+def test_a_pixelcnn_without_z_has_no_encoder_part():
+  gin_parsing.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'])
+  model = vlae_lib.make_model()
+  model.initialize(doubles.binary_images(2, shape=(28, 28, 1)))
+  result = summary.model_summary(model)
+  assert result['parts']['encoder'] == {'class': None, 'trainable_parameters': 0}
+  assert result['trainable_parameters'] == result['parts']['decoder']['trainable_parameters'] > 0
+  assert 'encoder' not in summary.summary_line(result)
+
+
+@pytest.mark.slow
+def test_train_writes_model_summary_json(shared_data, tmp_path):
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],
+                        ['train.train_steps = 1', 'train.batch_size = 4', 'train.eval_examples = 4',
+                         'train.num_summary_images = 0'])
+  loop.train(str(tmp_path), data_dir=str(shared_data))
+  with open(os.path.join(str(tmp_path), run_directory.MODEL_SUMMARY_FILE)) as f:
+    written = json.load(f)
+  model, _, _ = run_directory.restore_averaged_model(str(tmp_path))
+  assert written == summary.model_summary(model)
