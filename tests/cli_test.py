@@ -65,7 +65,7 @@ def test_help_lists_the_flags_without_loading_tensorflow(tmp_path):
               'inspect': '--compare_model_dir', 'compress': '--input', 'decompress': '--output'}
   for name in BINARIES:
     completed = run_binary(name, '--help', python_path=[str(tmp_path)], timeout=120)
-    assert 'Traceback' not in completed.stderr, completed.stderr[-3000:]  # (absl exits with 1)
+    assert completed.returncode == 0, completed.stderr[-3000:]
     assert expected[name] in completed.stdout, (name, completed.stdout[-2000:])
 
 
