@@ -46,7 +46,7 @@ def _started(name, main):
 
   def started_main(argv):
     values = {flag: flags.FLAGS[flag].value for flag in
-              ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input')
+              ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps')
               if flag in flags.FLAGS}
     problem = preflight.check_paths(name, values)
     if problem:
@@ -91,6 +91,9 @@ def run_binary(name):
     preflight.print_help(name, key_flags,
                          flags.FLAGS.get_help() if '--helpfull' in sys.argv else None)
     raise SystemExit(0)
+  # Plain INFO lines on stderr for people; --verbosity=1 or a log file (--log_dir) keeps absl's
+  # prefix (I1202 01:00:35.939188 140240277207936 loop.py:419]), as does --showprefixforinfo.
+  flags.FLAGS.set_default('showprefixforinfo', False)
   hint = preflight.flag_hint(sys.argv, defined=flags.FLAGS)
   if hint:
     raise SystemExit(hint)

@@ -39,7 +39,10 @@ def define_inspect_flags():
 
 def inspect_main(argv):
   """Inspects every --model_dir; with several, compares them in --output_dir."""
-  from vlae_tf.experiments import inspection  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from vlae_tf.experiments import inspection
+  from vlae_tf.training import run_directory
+  # pylint: enable=g-import-not-at-top
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
   model_dirs = FLAGS.model_dir
@@ -53,7 +56,8 @@ def inspect_main(argv):
         probe_train_examples=shared_flags.positive_or_none(FLAGS.probe_train_examples),
         num_maps=FLAGS.num_maps, num_reconstructions=FLAGS.num_reconstructions,
         num_decodings=FLAGS.num_decodings, compare_model_dir=FLAGS.compare_model_dir,
-        data_dir=FLAGS.data_dir, seed=FLAGS.seed, reuse=len(model_dirs) > 1))
+        data_dir=run_directory.reader_data_dir(model_dir, FLAGS.data_dir), seed=FLAGS.seed,
+        reuse=len(model_dirs) > 1))
 
   reports = [run(model_dir) for model_dir in model_dirs]
   for report in reports:

@@ -165,6 +165,9 @@ def check_paths(name, values):
   for flag in ('data_dir', 'compare_model_dir'):
     if not _exists(values.get(flag)):
       return f'error: --{flag}={values[flag]}: no such directory.'
+  train_steps = values.get('train_steps')
+  if train_steps is not None and train_steps < 1:
+    return f'error: --train_steps={train_steps}: the budget must be at least 1 step.'
   if name in ('compress', 'decompress') and not _exists(values.get('input')):
     return f'error: --input={values["input"]}: no such file or directory.'
   return None

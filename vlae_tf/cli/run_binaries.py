@@ -40,7 +40,11 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
   With `curve`, evaluates every kept intact checkpoint instead and returns their reports (also in
   eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
   """
-  from vlae_tf.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from vlae_tf.evaluation import evaluator as evaluation
+  from vlae_tf.training import run_directory
+  # pylint: enable=g-import-not-at-top
+  data_dir = run_directory.reader_data_dir(model_dir, data_dir)
   if curve:
     if checkpoint:
       raise errors.CliError('--checkpoint and --curve exclude each other: the curve evaluates '
@@ -74,7 +78,8 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
   images = None
   if num_reconstructions:
-    dataset = datasets.load(run_directory.run_dataset(), split, data_dir=data_dir)
+    dataset = datasets.load(run_directory.run_dataset(), split,
+                            data_dir=run_directory.reader_data_dir(model_dir, data_dir))
     subset = batching.strided_subset(dataset, num_reconstructions)
     images = np.stack([x.numpy() for x in subset])
   output = output or os.path.join(model_dir, 'samples')

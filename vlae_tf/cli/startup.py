@@ -27,17 +27,23 @@ def _verbose():
 
 
 class _DropQuietRecords(python_logging.Filter):
-  """Drops INFO records that say nothing actionable: gin's file lookups
+  """Drops records that say nothing actionable to a user: gin's file lookups
   ("system_path_file_exists:base.gin"), TensorFlow's "Sharding callback duration" at every
-  checkpoint and its renaming of the SavedModel's internal input names ("contains input name(s)
-  ... with unsupported characters")."""
+  checkpoint, its renaming of the SavedModel's internal input names ("contains input name(s)
+  ... with unsupported characters"), the temporary paths of a SavedModel being written ("Assets
+  written to", "Writing fingerprint to": bin/export prints the final path), the strategy's
+  "Using MirroredStrategy with devices" (every binary said it, even before a one-line error) and
+  tf.function's retracing warnings (shapes that differ by design, e.g. the last batch)."""
 
   _QUIET = (('resource_reader.py', ''), ('functional_saver.py', 'Sharding callback duration'),
-            ('signature_serialization.py', 'unsupported characters'))
+            ('signature_serialization.py', 'unsupported characters'),
+            ('', 'Assets written to:'), ('', 'Writing fingerprint to'),
+            ('mirrored_strategy.py', 'Using MirroredStrategy with devices'))
+  _QUIET_WARNINGS = ('triggered tf.function retracing',)
 
   def filter(self, record):
     if record.levelno >= python_logging.WARNING:
-      return True
+      return not any(text in str(record.msg) for text in self._QUIET_WARNINGS)
     return not any(record.pathname.endswith(path) and text in str(record.msg)
                    for path, text in self._QUIET)
 

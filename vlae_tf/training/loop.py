@@ -185,10 +185,20 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   _check_batch_size(settings, strategy.num_replicas_in_sync)
   chief = distribution.is_chief(strategy)
   multi_worker = distribution.num_workers(strategy) > 1
-  latest = run_directory.prepare_training_run(model_dir, gin.config_str(), chief, began)
+  # The data and the model before anything is written: a missing dataset or an image shape the
+  # model was not configured for is one line, and leaves no run directory behind.
   train_images, eval_images = _load_images(settings, data_dir)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=settings.batch_size,
                                      **settings.trainer_kwargs())
+  _check_image_shape(trainer.model, train_images, settings.dataset)
+  latest = run_directory.prepare_training_run(model_dir, gin.config_str(), chief, began)
+  if chief:
+    run_directory.record_data_source(model_dir, settings.dataset, data_dir)
+  logging.info('%s %s on %s (%s), %d replica(s), batch %d, %d steps; run directory %s',
+               'Resuming' if latest else 'Training', type(trainer.model).__name__,
+               settings.dataset, run_directory.describe_data_source(data_dir),
+               strategy.num_replicas_in_sync, settings.batch_size, settings.train_steps,
+               model_dir)
   manager = _checkpoint_manager(trainer, model_dir, strategy, chief, settings)
   start_step = _restore_or_initialize(trainer, latest, train_images, settings)
   iterator = iter(batching.training_batches(train_images, settings.batch_size, settings.seed,
@@ -242,6 +252,18 @@ def _check_batch_size(settings, num_replicas):
   if settings.batch_size % num_replicas:
     raise ValueError(f'batch_size {settings.batch_size} is not a multiple of {num_replicas} '
                      'replicas.')
+
+
+def _check_image_shape(model, images, dataset):
+  """Raises CliError when the config's image shape is not the data's (both named)."""
+  data_shape = tuple(images.element_spec.shape)[-3:]
+  model_shape = tuple(getattr(model, 'image_shape', data_shape))
+  if data_shape != model_shape:
+    fmt = lambda shape: 'x'.join(str(d) for d in shape)  # pylint: disable=unnecessary-lambda-assignment
+    raise errors.CliError(
+        f'The config\'s image shape is {fmt(model_shape)} (IMAGE_SHAPE) but {dataset} images are '
+        f'{fmt(data_shape)}: bind IMAGE_SHAPE = {data_shape} (or choose the dataset the config '
+        'was written for).')
 
 
 def _checkpoint_manager(trainer, model_dir, strategy, chief, settings):
