@@ -178,6 +178,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   """
   began = time.time()
   settings = settings or settings_lib.TrainSettings()
+  configured = settings
+  settings = settings.for_budget()  # Intervals scaled to the budget (settings.py).
   # First, before any op runs: MultiWorkerMirroredStrategy configures the collective ops, which is
   # only possible at program start-up.
   strategy = strategy or distribution.make_strategy()
@@ -199,6 +201,10 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
                settings.dataset, run_directory.describe_data_source(data_dir),
                strategy.num_replicas_in_sync, settings.batch_size, settings.train_steps,
                model_dir)
+  if settings != configured:
+    logging.info('For a budget of %d steps: summaries every %d steps, validation every %d, '
+                 'checkpoints every %d (see TrainSettings.for_budget).', settings.train_steps,
+                 settings.summary_every, settings.eval_every, settings.checkpoint_every)
   manager = _checkpoint_manager(trainer, model_dir, strategy, chief, settings)
   start_step = _restore_or_initialize(trainer, latest, train_images, settings)
   iterator = iter(batching.training_batches(train_images, settings.batch_size, settings.seed,
@@ -222,6 +228,24 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
       max_consecutive_bad_steps=settings.max_consecutive_bad_steps, pacer=pacer,
       strategy=strategy, multi_worker=multi_worker)
 
+  try:
+    metrics = _run(controller, stop, start_step, checkpoints, validation, manager, chief,
+                   multi_worker)
+  except errors.TrainingInterrupted:
+    if chief:
+      summaries.end_hparams_session(model_dir, 'stopped')
+    raise
+  except errors.NonFiniteError:
+    if chief:
+      summaries.end_hparams_session(model_dir, 'failure')
+    raise
+  if chief:
+    summaries.end_hparams_session(model_dir, 'success')
+  return metrics
+
+
+def _run(controller, stop, start_step, checkpoints, validation, manager, chief, multi_worker):
+  """Runs the controller to the end or a stop; the last validation metrics."""
   with stop:
     step, signum = controller.run(start_step)
     finished = False  # The steps, the final checkpoint and the final validation are done.
@@ -259,10 +283,9 @@ def _check_image_shape(model, images, dataset):
   data_shape = tuple(images.element_spec.shape)[-3:]
   model_shape = tuple(getattr(model, 'image_shape', data_shape))
   if data_shape != model_shape:
-    fmt = lambda shape: 'x'.join(str(d) for d in shape)  # pylint: disable=unnecessary-lambda-assignment
     raise errors.CliError(
-        f'The config\'s image shape is {fmt(model_shape)} (IMAGE_SHAPE) but {dataset} images are '
-        f'{fmt(data_shape)}: bind IMAGE_SHAPE = {data_shape} (or choose the dataset the config '
+        f'The config\'s image shape is {"x".join(map(str, model_shape))} (IMAGE_SHAPE) but '
+        f'{dataset} images are {"x".join(map(str, data_shape))}: bind IMAGE_SHAPE = {data_shape} (or choose the dataset the config '
         'was written for).')
 
 

@@ -114,6 +114,23 @@ class TrainSettings:
         raise errors.CliError(f'train.{name} = {value!r}: it must be None or an integer >= '
                               f'{0 if name == "eval_examples" else 1}.')
 
+  def for_budget(self):
+    """A copy whose intervals scale with the budget, so that a short run is worth looking at:
+
+        summary_every    = min(configured, max(2, train_steps // 10))   about 10 summaries
+        eval_every       = min(configured, max(2, train_steps // 4))    about 4 validations
+        checkpoint_every = min(configured, max(2, train_steps // 4))    about 4 checkpoints
+
+    (0, "only at the end", stays 0). A 200-step run of base.gin's 100/5000/1000 gets summaries
+    every 20 steps and validations and checkpoints every 50; a long run keeps its configured
+    intervals. `loop.train` applies it."""
+    def scaled(configured, count):
+      return min(configured, max(2, self.train_steps // count)) if configured else configured
+    return dataclasses.replace(
+        self, summary_every=scaled(self.summary_every, 10),
+        eval_every=scaled(self.eval_every, 4),
+        checkpoint_every=scaled(self.checkpoint_every, 4))
+
   def trainer_kwargs(self):
     """{name: value} of the fields that `trainer.make_trainer` takes (TRAINER_SETTINGS)."""
     return {name: getattr(self, name) for name in TRAINER_SETTINGS}
