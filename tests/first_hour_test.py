@@ -3,6 +3,8 @@ validated budgets and shapes, the run's recorded data source, results once on st
 that scale with the budget. Subprocess tests reuse cli_test's helpers."""
 
 import dataclasses
+import json
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ import pytest
 from cli_test import BINARIES
 from cli_test import REPO
 from cli_test import run_binary
+from cli_test import trained  # pylint: disable=unused-import  (a fixture)
 
 
 def _broken_tensorflow(tmp_path):
@@ -174,3 +177,31 @@ def test_hparams_session_is_closed_with_its_status(tmp_path):
   content = accumulator.PluginTagToContent('hparams')
   data = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/session_end_info'])
   assert data.session_end_info.status == 1  # STATUS_SUCCESS
+
+
+# 2 and 5: a quiet console, results once on stdout (a line, or --json); 6: eval in TensorBoard.
+
+_ABSL_PREFIX = re.compile(r'^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]')
+
+
+@pytest.mark.slow
+def test_results_once_on_stdout_and_a_quiet_console(trained):
+  completed = run_binary('eval', f'--model_dir={trained}', '--num_samples=2', '--max_examples=4',
+                         '--batch_size=4', quiet_cpp=False)  # no --data_dir: the run's record
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert len(completed.stdout.splitlines()) == 1 and completed.stdout.startswith('test: NLL')
+  assert "'nll_nats'" not in completed.stderr  # No second copy as a Python dict.
+  for line in completed.stderr.splitlines():
+    assert not _ABSL_PREFIX.match(line), line
+  assert 'Using MirroredStrategy' not in completed.stderr
+  assert list((trained / 'eval').glob('events.out.tfevents.*'))  # The NLL in TensorBoard.
+  as_json = run_binary('eval', f'--model_dir={trained}', '--num_samples=2', '--max_examples=4',
+                       '--batch_size=4', '--json')
+  report = json.loads(as_json.stdout)
+  assert report['num_examples'] == 4 and report['dataset'] == 'static_mnist'
+  exported = run_binary('export', f'--model_dir={trained}', f'--export_dir={trained / "quiet"}',
+                        quiet_cpp=False)
+  assert exported.returncode == 0, exported.stderr[-3000:]
+  assert exported.stdout.strip() == str(trained / 'quiet' / '2')
+  for chatter in ('Assets written', 'fingerprint', '.tmp-', 'Using MirroredStrategy'):
+    assert chatter not in exported.stderr, (chatter, exported.stderr)
