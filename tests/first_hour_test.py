@@ -205,3 +205,23 @@ def test_results_once_on_stdout_and_a_quiet_console(trained):
   assert exported.stdout.strip() == str(trained / 'quiet' / '2')
   for chatter in ('Assets written', 'fingerprint', '.tmp-', 'Using MirroredStrategy'):
     assert chatter not in exported.stderr, (chatter, exported.stderr)
+
+
+# 1. A quick look: Ctrl-C during an evaluation gives the partial result.
+
+def test_an_interrupted_evaluation_keeps_the_batches_done():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vlae_tf.training import distribution  # pylint: disable=g-import-not-at-top
+  evaluator = distribution.DistributedEvaluator(
+      tf.distribute.get_strategy(), lambda x, seed: {'value': tf.reduce_sum(x, axis=[1, 2, 3])})
+  batches = [(tf.ones([2, 1, 1, 1]) * i, tf.ones([2])) for i in (1, 2, 3)]
+
+  def ctrl_c_after_two(count):
+    if count >= 4:
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):  # Not asked for: Ctrl-C stays Ctrl-C.
+    evaluator(batches, progress=ctrl_c_after_two)
+  evaluator.partial_on_interrupt = True
+  totals = evaluator(batches, progress=ctrl_c_after_two)
+  assert evaluator.interrupted and totals['count'] == 4 and totals['value'] == 6.0
