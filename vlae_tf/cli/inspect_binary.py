@@ -33,7 +33,8 @@ def define_inspect_flags():
   flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
   flags.DEFINE_string('compare_model_dir', None, 'A second run (e.g. the PixelCNN without z) '
                       'whose per-pixel map replaces the map under z from the prior.')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
+                      '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
 
 

@@ -123,7 +123,8 @@ def define_eval_flags():
   flags.DEFINE_integer('max_examples', None, 'Evaluate this many evenly spread images (default: '
                        'the --protocol\'s; 0 or less: all).')
   flags.DEFINE_integer('batch_size', 32, 'Images per batch.')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
+                      '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
                        'and plot the NLL against training time: eval_<split>_curve.json/.png.')
   shared_flags.define_checkpoint()
@@ -137,7 +138,8 @@ def define_sample_flags():
                        '(0: none, and no data is read).')
   flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
   flags.DEFINE_string('output', None, 'Output directory (default: <model_dir>/samples).')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
+                      '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
   shared_flags.define_checkpoint()
   shared_flags.define_json()
