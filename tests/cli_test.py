@@ -65,7 +65,7 @@ def test_help_lists_the_flags_without_loading_tensorflow(tmp_path):
               'inspect': '--compare_model_dir', 'compress': '--input', 'decompress': '--output'}
   for name in BINARIES:
     completed = run_binary(name, '--help', python_path=[str(tmp_path)], timeout=120)
-    assert 'Traceback' not in completed.stderr, completed.stderr[-3000:]  # (absl exits with 1)
+    assert completed.returncode == 0, completed.stderr[-3000:]
     assert expected[name] in completed.stdout, (name, completed.stdout[-2000:])
 
 
@@ -146,8 +146,7 @@ def test_train_is_quiet(trained):
   for noise in ('cuInit', 'oneDNN custom operations', 'cpu_feature_guard', 'retracing',
                 'system_path_file_exists', 'INFO:tensorflow:', 'WARNING:tensorflow:'):
     assert noise not in stderr, (noise, stderr[-5000:])
-  strategy_lines = [line for line in stderr.splitlines() if 'Using MirroredStrategy' in line]
-  assert len(strategy_lines) == 1, strategy_lines  # One strategy, logged once.
+  assert 'Using MirroredStrategy' not in stderr  # bin/train's own start-up line says it.
 
 
 @pytest.mark.slow

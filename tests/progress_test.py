@@ -128,16 +128,28 @@ def test_progress_bar_lines():
   bar(5)
   bar(10)
   lines = stream.getvalue().splitlines()
-  assert lines[0].startswith('eval [###############...............] 5/10')
-  assert ' images/s ETA ' in lines[0]
+  assert lines[0].startswith('eval [###############...............] 5/10 first batch in ')
+  assert 'ETA after the next' in lines[0]  # Compilation is in the first batch: no wild ETA.
   assert lines[1].startswith('eval [##############################] 10/10')
-  assert lines[1].endswith('ETA 0:00:00')
+  assert ' images/s ETA ' in lines[1] and lines[1].endswith('ETA 0:00:00')
+
+
+def test_progress_bar_eta_leaves_the_first_batch_out(monkeypatch):
+  clock = iter([0.0, 100.0, 101.0])  # construction, a first batch of 100 s (tracing), then 1 s
+  monkeypatch.setattr(progress.time, 'time', lambda: next(clock))
+  stream = io.StringIO()
+  bar = progress.ProgressBar(100, 'compress', stream=stream, min_interval=3600.0)
+  bar(10)
+  bar(20)
+  lines = stream.getvalue().splitlines()
+  assert len(lines) == 2  # The second update is always shown: the first real ETA.
+  assert lines[1].endswith('10.0 images/s ETA 0:00:08')
 
 
 def test_progress_bar_in_a_log_shows_the_final_line_even_when_too_soon():
   stream = io.StringIO()
-  bar = progress.ProgressBar(3, 'compress', stream=stream, min_interval=3600.0, unit='images')
-  for count in (1, 2, 3):
+  bar = progress.ProgressBar(4, 'compress', stream=stream, min_interval=3600.0, unit='images')
+  for count in (1, 2, 3, 4):
     bar(count)
   lines = stream.getvalue().splitlines()
-  assert [line.split()[2] for line in lines] == ['1/3', '3/3']
+  assert [line.split()[2] for line in lines] == ['1/4', '2/4', '4/4']

@@ -663,7 +663,9 @@ def test_bad_input_gets_one_line_naming_the_fix(tmp_path, shared_data):
   # eval / export without a run or without a checkpoint.
   assert 'No such run directory' in doubles.one_line_error(
       lambda: run_binaries.run_export(str(tmp_path / 'missing')))
-  (tmp_path / 'run' / 'config.gin').write_text((tmp_path / 'run' / 'config.gin').read_text())
+  assert not (tmp_path / 'run').exists()  # The data is read before anything is written.
+  (tmp_path / 'run').mkdir()
+  (tmp_path / 'run' / 'config.gin').write_text("train.dataset = 'static_mnist'\n")
   message = doubles.one_line_error(lambda: run_binaries.run_export(str(tmp_path / 'run')))
   assert message.startswith(f'error: No checkpoint in {tmp_path}/run: train first (bin/train '
                             f'--model_dir={tmp_path}/run ...)'), message

@@ -14,6 +14,7 @@ The binaries report each in one line, without a traceback (vlae_tf/cli/user_erro
       ConfigNotFoundError         no config.gin (also a FileNotFoundError)
       DamagedConfigError          config.gin is not a readable gin file
       IncompatibleRunError        checkpoints of a run with other bindings
+        ImageSizeError            images of another size than per-pixel biases were built for
       NonFiniteError              too many non-finite steps in a row (also a FloatingPointError)
       ReproduceError              a user error of bin/reproduce (unknown table, a failed run)
     TrainingInterrupted           SIGTERM / SIGINT stopped training after a checkpoint (not an
@@ -74,6 +75,15 @@ class DamagedConfigError(RunError):
 
 class IncompatibleRunError(RunError):
   """model_dir holds checkpoints of a run started with different model/data/optimizer bindings."""
+
+
+class ImageSizeError(IncompatibleRunError, ValueError):
+  """A layer with per-pixel biases built for one image size was given images of another size."""
+
+  # Keras re-raises an exception from a layer's call() with a multi-line account of the call's
+  # arguments, unless the exception carries this attribute; the message here is already complete
+  # and meant to be one line (tf_keras/src/utils/traceback_utils.py).
+  _keras_call_info_injected = True
 
 
 class NonFiniteError(RunError, FloatingPointError):

@@ -200,13 +200,32 @@ class ProgressBar:
     self.unit = unit
     self.line = ProgressLine(stream, min_interval)
     self._began = time.time()
+    self._first = None  # (count, unix time) of the first update
+    self._timed = False
 
   def __call__(self, count):
+    """Shows the bar. The first update's time includes tracing and compilation, so the rate and
+    ETA come from the updates after it (the first line says so instead of a wild ETA); the
+    second update is always shown."""
     now = time.time()
-    elapsed = max(now - self._began, 1e-9)
-    rate = count / elapsed
+    if self._first is None:
+      self._first = (count, now)
+      text = (f'{self.description} [{self._bar(count)}] {count}/{self.total} first batch in '
+              f'{now - self._began:.1f} s (compilation included)')
+      if count < self.total:
+        text += ', ETA after the next'
+      self.line.show(text, force=True, final=count >= self.total, now=now)
+      return
+    done = count - self._first[0]
+    elapsed = max(now - self._first[1], 1e-9)
+    rate = done / elapsed
     remaining = (self.total - count) / rate if rate > 0 else float('inf')
+    second = not self._timed
+    self._timed = True
+    self.line.show(f'{self.description} [{self._bar(count)}] {count}/{self.total} {rate:.1f} '
+                   f'{self.unit}/s ETA {format_duration(remaining)}', force=second,
+                   final=count >= self.total, now=now)
+
+  def _bar(self, count):
     filled = int(self.width * min(count / self.total, 1.0))
-    bar = '#' * filled + '.' * (self.width - filled)
-    self.line.show(f'{self.description} [{bar}] {count}/{self.total} {rate:.1f} {self.unit}/s '
-                   f'ETA {format_duration(remaining)}', final=count >= self.total, now=now)
+    return '#' * filled + '.' * (self.width - filled)

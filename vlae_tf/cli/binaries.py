@@ -34,16 +34,23 @@ from absl import flags
 from vlae_tf.cli import benchmark_binary
 from vlae_tf.cli import compress_binaries
 from vlae_tf.cli import inspect_binary
+from vlae_tf.cli import preflight
 from vlae_tf.cli import reproduce_binary
 from vlae_tf.cli import run_binaries
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import startup
 
 
-def _started(main):
-  """`main`, after TensorFlow has started quietly."""
+def _started(name, main):
+  """`main`, after the cheap checks of the paths and after TensorFlow has started quietly."""
 
   def started_main(argv):
+    values = {flag: flags.FLAGS[flag].value for flag in
+              ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps')
+              if flag in flags.FLAGS}
+    problem = preflight.check_paths(name, values)
+    if problem:
+      raise SystemExit(problem)
     startup.start_tensorflow()
     return main(argv)
 
@@ -73,12 +80,24 @@ def run_binary(name):
   """
   define_flags, main = _BINARIES[name]
   define_flags()
-  # absl's --help lists the key flags of the program (sys.argv[0]); these are defined in the
-  # binary's module and in shared_flags.
+  # The key flags of the program (sys.argv[0]) are defined in the binary's module and in
+  # shared_flags.
+  key_flags = []
   for module in (define_flags.__module__, shared_flags.__name__):
     for flag in flags.FLAGS.get_key_flags_for_module(module):
       flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(_started(main))
+      key_flags.append(flag)
+  if preflight.wants_help(sys.argv):  # absl's --help exits with status 1 and reads __main__.
+    preflight.print_help(name, key_flags,
+                         flags.FLAGS.get_help() if '--helpfull' in sys.argv else None)
+    raise SystemExit(0)
+  # Plain INFO lines on stderr for people; --verbosity=1 or a log file (--log_dir) keeps absl's
+  # prefix (I1202 01:00:35.939188 140240277207936 loop.py:419]), as does --showprefixforinfo.
+  flags.FLAGS.set_default('showprefixforinfo', False)
+  hint = preflight.flag_hint(sys.argv, defined=flags.FLAGS)
+  if hint:
+    raise SystemExit(hint)
+  app.run(_started(name, main))
 
 
 # The installed commands (setup.py's console entry points): vlae-train, vlae-eval, ...

@@ -4,11 +4,10 @@
     bin/decompress --model_dir=DIR --input=FILE --output=IMAGES [--checkpoint=STEP]
 
 The code is bits-back ANS (vlae_tf/compression/codec.py); the `run_*` functions take plain
-arguments, the mains read the flags and log a summary.
+arguments, the mains read the flags and print the result on stdout (a line, or --json).
 """
 
 from absl import flags
-from absl import logging
 
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import user_errors
@@ -35,6 +34,7 @@ def define_compress_flags():
   flags.DEFINE_string('output', None, 'The compressed file to write.')
   flags.mark_flags_as_required(['input', 'output'])
   shared_flags.define_checkpoint()
+  shared_flags.define_json()
 
 
 def define_decompress_flags():
@@ -44,22 +44,25 @@ def define_decompress_flags():
                       'new directory of PNG files.')
   flags.mark_flags_as_required(['input', 'output'])
   shared_flags.define_checkpoint()
+  shared_flags.define_json()
 
 
 def compress_main(argv):
   shared_flags.no_positional(argv)
   report = user_errors.guard(lambda: run_compress(FLAGS.model_dir, FLAGS.input, FLAGS.output,
                                                   FLAGS.checkpoint))
-  logging.info('compressed %d images into %s: %d bytes, %.2f bits/image, %.4f bits/pixel (of '
-               'which %d one-off initial bits; the stream alone %.2f bits/image) with the model '
-               'of step %d in %.1f s', report['images'], FLAGS.output, report['bytes'],
-               report['bits_per_image'], report['bits_per_pixel'], report['initial_bits'],
-               report['payload_bits_per_image'], report['step'], report['seconds'])
+  shared_flags.print_result(
+      f'compressed {report["images"]} images into {FLAGS.output}: {report["bytes"]} bytes, '
+      f'{report["bits_per_image"]:.2f} bits/image, {report["bits_per_pixel"]:.4f} bits/pixel '
+      f'(of which {report["initial_bits"]} one-off initial bits; the stream alone '
+      f'{report["payload_bits_per_image"]:.2f} bits/image), model step {report["step"]}, '
+      f'{report["seconds"]:.1f} s', dict(report, output=FLAGS.output))
 
 
 def decompress_main(argv):
   shared_flags.no_positional(argv)
   report = user_errors.guard(lambda: run_decompress(FLAGS.model_dir, FLAGS.input,
                                                     FLAGS.output, FLAGS.checkpoint))
-  logging.info('decompressed %d images into %s (checksum verified) in %.1f s', report['images'],
-               FLAGS.output, report['seconds'])
+  shared_flags.print_result(
+      f'decompressed {report["images"]} images into {FLAGS.output} (checksum verified), '
+      f'{report["seconds"]:.1f} s', dict(report, output=FLAGS.output))

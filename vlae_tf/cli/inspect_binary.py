@@ -33,13 +33,17 @@ def define_inspect_flags():
   flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
   flags.DEFINE_string('compare_model_dir', None, 'A second run (e.g. the PixelCNN without z) '
                       'whose per-pixel map replaces the map under z from the prior.')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
+                      '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
 
 
 def inspect_main(argv):
   """Inspects every --model_dir; with several, compares them in --output_dir."""
-  from vlae_tf.experiments import inspection  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from vlae_tf.experiments import inspection
+  from vlae_tf.training import run_directory
+  # pylint: enable=g-import-not-at-top
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
   model_dirs = FLAGS.model_dir
@@ -53,7 +57,8 @@ def inspect_main(argv):
         probe_train_examples=shared_flags.positive_or_none(FLAGS.probe_train_examples),
         num_maps=FLAGS.num_maps, num_reconstructions=FLAGS.num_reconstructions,
         num_decodings=FLAGS.num_decodings, compare_model_dir=FLAGS.compare_model_dir,
-        data_dir=FLAGS.data_dir, seed=FLAGS.seed, reuse=len(model_dirs) > 1))
+        data_dir=run_directory.reader_data_dir(model_dir, FLAGS.data_dir), seed=FLAGS.seed,
+        reuse=len(model_dirs) > 1))
 
   reports = [run(model_dir) for model_dir in model_dirs]
   for report in reports:

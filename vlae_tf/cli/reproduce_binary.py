@@ -29,7 +29,9 @@ def define_reproduce_flags():
   flags.DEFINE_multi_string('experiment', [], 'Experiment gin files (e.g. mnist_vlae.gin), after '
                             'those of --table.')
   flags.DEFINE_integer('train_steps', None, 'The training budget of every run, in steps (equal '
-                       'within the table). Default: each gin file\'s own schedule.')
+                       'within the table; it binds each run\'s TRAIN_STEPS, as '
+                       '--gin_param=TRAIN_STEPS=N does for bin/train). Default: each gin file\'s '
+                       'own schedule.')
   flags.DEFINE_string('split', 'test', 'The split every run is evaluated on.')
   flags.DEFINE_integer('num_samples', None, 'Importance samples K of the table\'s NLL (default: '
                        '4096 for binary data, 512 for CIFAR-10).')

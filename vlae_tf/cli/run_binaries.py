@@ -15,7 +15,6 @@ do the work and take plain arguments, for tests and notebooks; the `*_main`s rea
 import os
 
 from absl import flags
-from absl import logging
 
 from vlae_tf import errors
 from vlae_tf import gin_parsing
@@ -33,14 +32,28 @@ def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
 
 
 def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
-             batch_size=32, curve=False, checkpoint=None):
+             batch_size=32, curve=False, checkpoint=None, protocol=None):
   """Evaluates the run's newest intact checkpoint, or `checkpoint` (a prefix or a step); returns
-  the report (also in eval_<split>.json).
+  the report (also in eval_<split>.json and in TensorBoard under <model_dir>/eval).
+
+  `protocol` ('quick' or 'paper', evaluation.PROTOCOLS) sets K and the subset that
+  `num_samples` and `max_examples` leave unset; None: K by data kind, every image.
 
   With `curve`, evaluates every kept intact checkpoint instead and returns their reports (also in
   eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
   """
-  from vlae_tf.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from vlae_tf.evaluation import evaluator as evaluation
+  from vlae_tf.training import run_directory
+  # pylint: enable=g-import-not-at-top
+  data_dir = run_directory.reader_data_dir(model_dir, data_dir)
+  if protocol is not None:  # bin/eval's --protocol; --num_samples and --max_examples win over it.
+    if protocol not in evaluation.PROTOCOLS:
+      raise errors.CliError(f'--protocol={protocol}: one of {", ".join(evaluation.PROTOCOLS)}.')
+    defaults = evaluation.PROTOCOLS[protocol]
+    num_samples = defaults['num_samples'] if num_samples is None else num_samples
+    max_examples = defaults['max_examples'] if max_examples is None else max_examples
+  max_examples = shared_flags.positive_or_none(max_examples)  # 0 or less: every image
   if curve:
     if checkpoint:
       raise errors.CliError('--checkpoint and --curve exclude each other: the curve evaluates '
@@ -74,7 +87,8 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
   images = None
   if num_reconstructions:
-    dataset = datasets.load(run_directory.run_dataset(), split, data_dir=data_dir)
+    dataset = datasets.load(run_directory.run_dataset(), split,
+                            data_dir=run_directory.reader_data_dir(model_dir, data_dir))
     subset = batching.strided_subset(dataset, num_reconstructions)
     images = np.stack([x.numpy() for x in subset])
   output = output or os.path.join(model_dir, 'samples')
@@ -102,14 +116,19 @@ def define_train_flags():
 def define_eval_flags():
   shared_flags.define_model_dir()
   flags.DEFINE_string('split', 'test', 'The split to evaluate: test, valid, train or train+valid.')
-  flags.DEFINE_integer('num_samples', None, 'Importance samples (default: 4096 for binary data, '
-                       '512 for 8-bit data).')
-  flags.DEFINE_integer('max_examples', None, 'Evaluate a strided subset of this many images.')
+  flags.DEFINE_enum('protocol', 'quick', ['quick', 'paper'], 'quick: an estimate in about a '
+                    'minute on a CPU (K=128 on 500 evenly spread images); paper: the paper\'s '
+                    'protocol (K=4096 for binary data, 512 for 8-bit data, every image).')
+  flags.DEFINE_integer('num_samples', None, 'Importance samples K (default: the --protocol\'s).')
+  flags.DEFINE_integer('max_examples', None, 'Evaluate this many evenly spread images (default: '
+                       'the --protocol\'s; 0 or less: all).')
   flags.DEFINE_integer('batch_size', 32, 'Images per batch.')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
+                      '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
                        'and plot the NLL against training time: eval_<split>_curve.json/.png.')
   shared_flags.define_checkpoint()
+  shared_flags.define_json()
 
 
 def define_sample_flags():
@@ -119,9 +138,11 @@ def define_sample_flags():
                        '(0: none, and no data is read).')
   flags.DEFINE_integer('num_decodings', 7, 'Decodings of each test image\'s z.')
   flags.DEFINE_string('output', None, 'Output directory (default: <model_dir>/samples).')
-  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
+                      '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
   shared_flags.define_checkpoint()
+  shared_flags.define_json()
 
 
 def define_export_flags():
@@ -129,6 +150,7 @@ def define_export_flags():
   flags.DEFINE_string('export_dir', None, 'Base directory; the SavedModel goes to '
                       '<export_dir>/<step> (default: <model_dir>/export/<step>).')
   shared_flags.define_checkpoint()
+  shared_flags.define_json()
 
 
 def train_main(argv):
@@ -141,15 +163,22 @@ def eval_main(argv):
   shared_flags.no_positional(argv)
   result = user_errors.guard(lambda: run_eval(
       FLAGS.model_dir, FLAGS.split, FLAGS.num_samples, FLAGS.max_examples, FLAGS.data_dir,
-      FLAGS.batch_size, FLAGS.curve, FLAGS.checkpoint))
+      FLAGS.batch_size, FLAGS.curve, FLAGS.checkpoint, protocol=FLAGS.protocol))
   for report in result if FLAGS.curve else [result]:
-    logging.info('%s', report)
-    minutes = report.get('train_seconds')
-    when = '' if minutes is None else f', {minutes / 60:.1f} min of training'
-    print(f'{report["split"]}: NLL {report["nll_nats"]:.3f} +- {report["nll_stderr_nats"]:.3f} '
+    shared_flags.print_result(eval_line(report), report)
+  if not FLAGS.curve and result.get('partial'):
+    raise SystemExit(130)
+
+
+def eval_line(report):
+  """One line of an evaluation report for people."""
+  minutes = report.get('train_seconds')
+  when = '' if minutes is None else f', {minutes / 60:.1f} min of training'
+  partial = ' (interrupted: a partial result)' if report.get('partial') else ''
+  return (f'{report["split"]}: NLL {report["nll_nats"]:.3f} +- {report["nll_stderr_nats"]:.3f} '
           f'nats ({report["bits_per_dim"]:.4f} bits/dim), ELBO {report["elbo_nats"]:.3f} nats, '
           f'KL {report["kl_nats"]:.3f} nats, {report["num_examples"]} images, '
-          f'K={report["num_samples"]}, step {report["step"]}{when}')
+          f'K={report["num_samples"]}, step {report["step"]}{when}{partial}')
 
 
 def sample_main(argv):
@@ -157,11 +186,11 @@ def sample_main(argv):
   paths = user_errors.guard(lambda: run_sample(
       FLAGS.model_dir, FLAGS.num_images, FLAGS.output, FLAGS.num_reconstructions,
       FLAGS.num_decodings, data_dir=FLAGS.data_dir, seed=FLAGS.seed, checkpoint=FLAGS.checkpoint))
-  for path in paths.values():
-    print(path)
+  shared_flags.print_result('\n'.join(paths.values()), paths)
 
 
 def export_main(argv):
   shared_flags.no_positional(argv)
-  print(user_errors.guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir,
-                                             FLAGS.checkpoint)))
+  path = user_errors.guard(lambda: run_export(FLAGS.model_dir, FLAGS.export_dir,
+                                              FLAGS.checkpoint))
+  shared_flags.print_result(path, {'export_dir': path})

@@ -3,6 +3,9 @@
 Flags are program-level only; every hyperparameter is gin (see vlae_tf/gin_parsing.py).
 """
 
+import json
+import sys
+
 from absl import app
 from absl import flags
 
@@ -27,3 +30,17 @@ def no_positional(argv):
 def positive_or_none(value):
   """`value` when it is a positive count, else None ('all': the flags' 0 or less)."""
   return value if value and value > 0 else None
+
+
+def define_json():
+  flags.DEFINE_boolean('json', False, 'Print the result as one JSON object per line on stdout '
+                       '(for scripts) instead of a line for people.')
+
+
+def print_result(line, result):
+  """A binary's result, once, on stdout: `line` for people, or `result` as JSON with --json."""
+  if flags.FLAGS['json'].value if 'json' in flags.FLAGS else False:
+    print(json.dumps(result, sort_keys=True, default=str))
+  else:
+    print(line)
+  sys.stdout.flush()

@@ -10,6 +10,7 @@ import sys
 import tempfile
 
 from absl import flags
+from absl import logging as absl_logging
 
 
 # What TensorFlow's C++ side prints while it loads and probes for GPUs, on every CPU-only machine:
@@ -27,19 +28,46 @@ def _verbose():
 
 
 class _DropQuietRecords(python_logging.Filter):
-  """Drops INFO records that say nothing actionable: gin's file lookups
+  """Drops records that say nothing actionable to a user: gin's file lookups
   ("system_path_file_exists:base.gin"), TensorFlow's "Sharding callback duration" at every
-  checkpoint and its renaming of the SavedModel's internal input names ("contains input name(s)
-  ... with unsupported characters")."""
+  checkpoint, its renaming of the SavedModel's internal input names ("contains input name(s)
+  ... with unsupported characters"), the temporary paths of a SavedModel being written ("Assets
+  written to", "Writing fingerprint to": bin/export prints the final path), the strategy's
+  "Using MirroredStrategy with devices" (every binary said it, even before a one-line error) and
+  tf.function's retracing warnings (shapes that differ by design, e.g. the last batch)."""
 
   _QUIET = (('resource_reader.py', ''), ('functional_saver.py', 'Sharding callback duration'),
-            ('signature_serialization.py', 'unsupported characters'))
+            ('signature_serialization.py', 'unsupported characters'),
+            ('', 'Assets written to:'), ('', 'Writing fingerprint to'),
+            ('mirrored_strategy.py', 'Using MirroredStrategy with devices'))
+  _QUIET_WARNINGS = ('triggered tf.function retracing',)
 
   def filter(self, record):
     if record.levelno >= python_logging.WARNING:
-      return True
+      return not any(text in str(record.msg) for text in self._QUIET_WARNINGS)
     return not any(record.pathname.endswith(path) and text in str(record.msg)
                    for path, text in self._QUIET)
+
+
+class _PlainOnStderr(absl_logging.PythonFormatter):
+  """absl's format, without its prefix on stderr at default verbosity: INFO lines are the
+  message, WARNING and ERROR lines start with `warning:` / `error:`. A log file (--log_dir) and
+  --showprefixforinfo keep the prefix (`start_tensorflow` installs this only below
+  --verbosity=1)."""
+
+  def __init__(self, handler):
+    super().__init__()
+    self._handler = handler
+
+  def format(self, record):
+    if self._handler.stream is not sys.stderr or flags.FLAGS['showprefixforinfo'].value:
+      return super().format(record)
+    message = python_logging.Formatter.format(self, record)
+    if record.levelno >= python_logging.ERROR:
+      return 'error: ' + message
+    if record.levelno >= python_logging.WARNING:
+      return 'warning: ' + message
+    return message
 
 
 def start_tensorflow():
@@ -79,4 +107,6 @@ def start_tensorflow():
     python_logging.getLogger().addFilter(_DropQuietRecords())
     for handler in python_logging.getLogger().handlers:
       handler.addFilter(_DropQuietRecords())
+    python_handler = absl_logging.get_absl_handler().python_handler
+    python_handler.setFormatter(_PlainOnStderr(python_handler))
   start_tensorflow.done = True

@@ -35,6 +35,12 @@ from vlae_tf.training import run_directory
 from vlae_tf import seeds
 
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
+# bin/eval's protocols: `quick` (its default) is an estimate in about a minute on a 2-core CPU
+# (K=128 on 500 evenly spread images; the bound is looser than K=4096's by a few tenths of a nat
+# on MNIST); `paper` is Chen et al.'s: DEFAULT_NUM_SAMPLES on every image of the split.
+PROTOCOLS = {'quick': {'num_samples': 128, 'max_examples': 500},
+             'paper': {'num_samples': None, 'max_examples': None}}
+EVAL_SUMMARY_DIR = 'eval'  # <model_dir>/eval: TensorBoard events of every evaluation's NLL
 REPORT_FILE = 'eval_{split}.json'
 CURVE_FILE = 'eval_{split}_curve.json'
 HISTORY_FILE = 'eval_history.jsonl'
@@ -85,6 +91,7 @@ class CheckpointEvaluator:
 
     # The same seeds for every checkpoint: differences between checkpoints are the weights'.
     self.per_example = per_example
+    self.partial_on_interrupt = False
     self._evaluator = distribution.DistributedEvaluator(
         self.strategy, statistics, seed=seed, salt=seeds.EVALUATION_SALT, per_example=per_example)
 
@@ -100,6 +107,11 @@ class CheckpointEvaluator:
     status.assert_existing_objects_matched()
     bar = (progress_lib.ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
                        f'step {int(self._step.numpy())}') if progress else None)
+    if progress:
+      logging.info('Evaluating %s %s, step %d: %d images, K=%d importance samples.',
+                   self.dataset, self.split, int(self._step.numpy()), self.total,
+                   self.num_samples)
+    self._evaluator.partial_on_interrupt = self.partial_on_interrupt
     totals = self._evaluator(batching.padded_batches(self.images, self.batch_size),
                              progress=bar)
     if self.per_example:
@@ -126,6 +138,8 @@ class CheckpointEvaluator:
         'reconstruction_nats': -means['log_px_z'],
         'seconds': time.time() - began,
     }
+    if self._evaluator.interrupted:
+      report['partial'] = True  # Ctrl-C: the images done so far.
     report = {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
               for key, value in report.items()}
     if not self.per_example:
@@ -173,11 +187,29 @@ def evaluate(model_dir,
   began = time.time()
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                   data_dir, chunk_size, seed, strategy, checkpoint=checkpoint)
+  evaluator.partial_on_interrupt = True
   report = evaluator(evaluator.checkpoint, progress=progress)
   report['seconds'] = time.time() - began
+  if report.get('partial'):  # Ctrl-C: reported, not recorded as the split's result.
+    return report
   files.atomic_write_json(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
   append_history(model_dir, report)
+  write_summary(model_dir, report)
   return report
+
+
+def write_summary(model_dir, report):
+  """Writes the report's NLL (nats, bits/dim), ELBO and KL at its step to TensorBoard, in
+  <model_dir>/eval (tags eval/<split>/...), beside the run's train/ and validation/ events."""
+  writer = tf.summary.create_file_writer(os.path.join(model_dir, EVAL_SUMMARY_DIR))
+  split = report['split']
+  with writer.as_default():
+    for key in ('nll_nats', 'bits_per_dim', 'elbo_nats', 'kl_nats'):
+      tf.summary.scalar(f'eval/{split}/{key}', report[key], step=report['step'])
+    tf.summary.text(f'eval/{split}/settings', f'K={report["num_samples"]}, '
+                    f'{report["num_examples"]} images, checkpoint {report["checkpoint"]}',
+                    step=report['step'])
+  writer.close()
 
 
 def append_history(model_dir, report):

@@ -280,6 +280,7 @@ def inspect(model_dir: str,
 
   # a. Rate and distortion.
   started = time.time()
+  _log(f'rate and distortion of {len(images)} {split} images...', stream)
   rd = rate_distortion(model, images, seed=seed)  # without z, the rate is 0
   report['rate_distortion'] = {key: value for key, value in rd.items() if key != 'per_image'}
   _log(f'rate {rd["rate_bits"]["mean"]:.2f} bits, distortion {rd["distortion_bits"]["mean"]:.2f} '
@@ -292,6 +293,7 @@ def inspect(model_dir: str,
   _log(f'probe done ({time.time() - started:.0f} s)', stream)
 
   # c. Per-pixel maps.
+  _log('per-pixel maps and reconstructions...', stream)
   map_images = images[batching.subset_indices(len(images), num_maps)]
   report['pixel_maps'] = _pixel_maps(model, map_images, output_dir, compare_model_dir, seed)
   # d. Lossy reconstructions (the grid of bin/sample).
@@ -317,6 +319,8 @@ def _probe(model, dataset_name, split, test_images, test_indices, probe_train_ex
     _log(f'no probe: {error}', stream)
     return {'unavailable': str(error)}
   probe = {}
+  _log(f'probe: logistic regressions on {len(train_images)} training images (z, then pixels; '
+       'a minute or two)...', stream)
   if model.has_latent:
     probe['latent'] = linear_probe(posterior_means(model, train_images), train_labels,
                                    posterior_means(model, test_images), test_labels, seed)

@@ -394,6 +394,7 @@ def export(model_dir, export_dir=None, decode_chunk_size=16, checkpoint=None):
   module = ServingModule(model, step=step, config_path=config_path,
                          decode_chunk_size=decode_chunk_size, dataset=dataset)
   path = os.path.join(export_dir or os.path.join(model_dir, EXPORT_SUBDIR), str(step))
-  save_atomically(module, path)
-  logging.info('Exported %s (step %d) to %s', checkpoint, step, path)
+  logging.info('Exporting %s (step %d): tracing and writing the signatures (encode, decode, '
+               'sample, log_prob, pixel_log_prob)...', checkpoint, step)
+  save_atomically(module, path)  # bin/export prints the path.
   return path

@@ -13,13 +13,7 @@ import tf_keras as keras
 from vlae_tf import errors
 
 
-class ImageSizeError(errors.IncompatibleRunError, ValueError):
-  """A layer with per-pixel biases built for one image size was given images of another size."""
-
-  # Keras re-raises an exception from a layer's call() with a multi-line account of the call's
-  # arguments, unless the exception carries this attribute; the message here is already complete
-  # and meant to be one line (tf_keras/src/utils/traceback_utils.py).
-  _keras_call_info_injected = True
+ImageSizeError = errors.ImageSizeError  # Re-exported: raised here, defined in the one family.
 
 
 def size_message(layer_name: str, built_for, given) -> str:

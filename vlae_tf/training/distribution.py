@@ -126,16 +126,23 @@ class DistributedEvaluator:
     """Accumulates over `batches` of (images, weights); `progress(count)` after every batch."""
     totals = {}
     values = {}
-    for index, (images, weights) in enumerate(batches):
-      sums, batch_values = self._step(images, weights, tf.constant(index, tf.int64))
-      for key, value in sums.items():
-        totals[key] = totals.get(key, 0.0) + float(value)
-      if batch_values:
-        real = batch_values.pop('weights').numpy() > 0
-        for key, value in batch_values.items():
-          values.setdefault(key, []).append(value.numpy().astype(np.float64)[real])
-      if progress is not None:
-        progress(int(totals['count']))
+    self.interrupted = False
+    try:
+      for index, (images, weights) in enumerate(batches):
+        sums, batch_values = self._step(images, weights, tf.constant(index, tf.int64))
+        for key, value in sums.items():
+          totals[key] = totals.get(key, 0.0) + float(value)
+        if batch_values:
+          real = batch_values.pop('weights').numpy() > 0
+          for key, value in batch_values.items():
+            values.setdefault(key, []).append(value.numpy().astype(np.float64)[real])
+        if progress is not None:
+          progress(int(totals['count']))
+    except KeyboardInterrupt:
+      # Ctrl-C: with `partial_on_interrupt`, the sums of the batches done so far (`interrupted`).
+      if not (getattr(self, 'partial_on_interrupt', False) and totals.get('count')):
+        raise
+      self.interrupted = True
     if not self._per_example:
       return totals
     return totals, {key: np.concatenate(parts) for key, parts in values.items()}

@@ -180,6 +180,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   """
   began = time.time()
   settings = settings or settings_lib.TrainSettings()
+  configured = settings
+  settings = settings.for_budget()  # Intervals scaled to the budget (settings.py).
   # First, before any op runs: MultiWorkerMirroredStrategy configures the collective ops, which is
   # only possible at program start-up.
   strategy = strategy or distribution.make_strategy()
@@ -187,10 +189,24 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   _check_batch_size(settings, strategy.num_replicas_in_sync)
   chief = distribution.is_chief(strategy)
   multi_worker = distribution.num_workers(strategy) > 1
-  latest = run_directory.prepare_training_run(model_dir, gin.config_str(), chief, began)
+  # The data and the model before anything is written: a missing dataset or an image shape the
+  # model was not configured for is one line, and leaves no run directory behind.
   train_images, eval_images = _load_images(settings, data_dir)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=settings.batch_size,
                                      **settings.trainer_kwargs())
+  _check_image_shape(trainer.model, train_images, settings.dataset)
+  latest = run_directory.prepare_training_run(model_dir, gin.config_str(), chief, began)
+  if chief:
+    run_directory.record_data_source(model_dir, settings.dataset, data_dir)
+  logging.info('%s %s on %s (%s), %d replica(s), batch %d, %d steps; run directory %s',
+               'Resuming' if latest else 'Training', type(trainer.model).__name__,
+               settings.dataset, run_directory.describe_data_source(data_dir),
+               strategy.num_replicas_in_sync, settings.batch_size, settings.train_steps,
+               model_dir)
+  if settings != configured:
+    logging.info('For a budget of %d steps: summaries every %d steps, validation every %d, '
+                 'checkpoints every %d (see TrainSettings.for_budget).', settings.train_steps,
+                 settings.summary_every, settings.eval_every, settings.checkpoint_every)
   manager = _checkpoint_manager(trainer, model_dir, strategy, chief, settings)
   start_step = _restore_or_initialize(trainer, latest, train_images, settings)
   _write_model_summary(model_dir, chief, trainer.model)
@@ -215,6 +231,24 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
       max_consecutive_bad_steps=settings.max_consecutive_bad_steps, pacer=pacer,
       strategy=strategy, multi_worker=multi_worker)
 
+  try:
+    metrics = _run(controller, stop, start_step, checkpoints, validation, manager, chief,
+                   multi_worker)
+  except errors.TrainingInterrupted:
+    if chief:
+      summaries.end_hparams_session(model_dir, 'stopped')
+    raise
+  except errors.NonFiniteError:
+    if chief:
+      summaries.end_hparams_session(model_dir, 'failure')
+    raise
+  if chief:
+    summaries.end_hparams_session(model_dir, 'success')
+  return metrics
+
+
+def _run(controller, stop, start_step, checkpoints, validation, manager, chief, multi_worker):
+  """Runs the controller to the end or a stop; the last validation metrics."""
   with stop:
     step, signum = controller.run(start_step)
     finished = False  # The steps, the final checkpoint and the final validation are done.
@@ -253,6 +287,17 @@ def _check_batch_size(settings, num_replicas):
   if settings.batch_size % num_replicas:
     raise ValueError(f'batch_size {settings.batch_size} is not a multiple of {num_replicas} '
                      'replicas.')
+
+
+def _check_image_shape(model, images, dataset):
+  """Raises CliError when the config's image shape is not the data's (both named)."""
+  data_shape = tuple(images.element_spec.shape)[-3:]
+  model_shape = tuple(getattr(model, 'image_shape', data_shape))
+  if data_shape != model_shape:
+    raise errors.CliError(
+        f'The config\'s image shape is {"x".join(map(str, model_shape))} (IMAGE_SHAPE) but '
+        f'{dataset} images are {"x".join(map(str, data_shape))}: bind IMAGE_SHAPE = {data_shape} (or choose the dataset the config '
+        'was written for).')
 
 
 def _checkpoint_manager(trainer, model_dir, strategy, chief, settings):

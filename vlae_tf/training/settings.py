@@ -11,7 +11,7 @@ A construction is what puts the `train.*` bindings into `gin.operative_config_st
 constructs one when it is given none). `train_settings()` reads the bindings without constructing
 (no required `train.dataset`, nothing recorded); bin/benchmark builds its trainer from them.
 
-This module imports nothing of vlae_tf: `configurables` imports it for the gin name, and the loop,
+This module imports only vlae_tf.errors: `configurables` imports it for the gin name, and the loop,
 the benchmark and the tests read it, without an import circle.
 """
 
@@ -19,6 +19,8 @@ import dataclasses
 from typing import Optional
 
 import gin
+
+from vlae_tf import errors
 
 # The `TrainSettings` fields that `trainer.make_trainer` takes (the trainer's hyperparameters stay
 # bound on `train` in gin).
@@ -92,6 +94,42 @@ class TrainSettings:
   seed: int = 0
   deterministic: bool = False
   max_consecutive_bad_steps: Optional[int] = 10
+
+  def __post_init__(self):
+    """Checks the budget and the intervals before anything runs: one line naming the setting."""
+    at_least = {'train_steps': 1, 'batch_size': 1, 'checkpoint_every': 0, 'summary_every': 0,
+                'eval_every': 0, 'num_summary_images': 0, 'max_checkpoints_to_keep': 1}
+    for name, minimum in at_least.items():
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        macro = {'train_steps': ' (--gin_param=TRAIN_STEPS=N)',
+                 'batch_size': ' (--gin_param=BATCH_SIZE=N)'}.get(name, '')
+        raise errors.CliError(f'train.{name} = {value!r}: it must be an integer >= {minimum}'
+                              f'{macro}.')
+    for name in ('eval_examples', 'eval_batch_size', 'shuffle_buffer',
+                 'max_consecutive_bad_steps'):
+      value = getattr(self, name)
+      if value is not None and (not isinstance(value, int) or value < (
+          0 if name == 'eval_examples' else 1)):
+        raise errors.CliError(f'train.{name} = {value!r}: it must be None or an integer >= '
+                              f'{0 if name == "eval_examples" else 1}.')
+
+  def for_budget(self):
+    """A copy whose intervals scale with the budget, so that a short run is worth looking at:
+
+        summary_every    = min(configured, max(2, train_steps // 10))   about 10 summaries
+        eval_every       = min(configured, max(2, train_steps // 4))    about 4 validations
+        checkpoint_every = min(configured, max(2, train_steps // 4))    about 4 checkpoints
+
+    (0, "only at the end", stays 0). A 200-step run of base.gin's 100/5000/1000 gets summaries
+    every 20 steps and validations and checkpoints every 50; a long run keeps its configured
+    intervals. `loop.train` applies it."""
+    def scaled(configured, count):
+      return min(configured, max(2, self.train_steps // count)) if configured else configured
+    return dataclasses.replace(
+        self, summary_every=scaled(self.summary_every, 10),
+        eval_every=scaled(self.eval_every, 4),
+        checkpoint_every=scaled(self.checkpoint_every, 4))
 
   def trainer_kwargs(self):
     """{name: value} of the fields that `trainer.make_trainer` takes (TRAINER_SETTINGS)."""

@@ -201,3 +201,20 @@ def write_hparams(writer, hparams, start_time=None):
                  for group, tag in METRICS])
     hp.hparams(hparams, start_time_secs=None if start_time is None else int(start_time))
   writer.flush()
+
+
+def end_hparams_session(model_dir, status):
+  """Closes the run's hparams session in <model_dir> with `status`: 'success', 'stopped' (a
+  signal stopped it: the plugin has no 'aborted', so RUNNING, resumable) or 'failure'; the
+  hparams table shows it instead of UNKNOWN."""
+  # pylint: disable=g-import-not-at-top
+  from tensorboard.plugins.hparams import api_pb2
+  from tensorboard.plugins.hparams import summary as hparams_v1
+  # pylint: enable=g-import-not-at-top
+  code = {'success': api_pb2.STATUS_SUCCESS, 'stopped': api_pb2.STATUS_RUNNING,
+          'failure': api_pb2.STATUS_FAILURE}[status]
+  writer = tf.summary.create_file_writer(model_dir)
+  with writer.as_default():
+    tf.summary.experimental.write_raw_pb(
+        hparams_v1.session_end_pb(code).SerializeToString(), step=0)
+  writer.close()
