@@ -15,6 +15,7 @@ import tf_keras as keras
 
 from vlae_tf.compression import bitsback
 from vlae_tf.data import datasets
+from vlae_tf.export import saved_model
 from vlae_tf import gin_parsing
 from vlae_tf.layers import precision
 from vlae_tf.models import vlae as model_lib
@@ -167,3 +168,18 @@ def test_bitsback_round_trip_is_exact(decoder, images):
   np.testing.assert_array_equal(decoded, images)
   np.testing.assert_array_equal(leftover, coder.initial_words())
   assert lengths.pixels > 0
+
+
+@pytest.mark.slow
+def test_export_computes_as_trained(images, tmp_path):
+  model = _model(DECODERS['depth_limited'], 'mixed_bfloat16', images)
+  module = saved_model.ServingModule(model, log_prob_chunk_size=2)
+  x = tf.constant(images[:2])
+  want = module.log_prob(x, 2, seed=3)['log_prob']
+  path = str(tmp_path / 'mixed')
+  tf.saved_model.save(module, path, signatures=module.signatures())
+  loaded = tf.saved_model.load(path)
+  got = loaded.log_prob(x, 2, seed=3)['log_prob']
+  assert got.dtype == tf.float32 and np.all(np.isfinite(got.numpy()))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert loaded.sample(2, seed=3)['images'].shape[0] == 2
