@@ -13,7 +13,7 @@ import tf_keras as keras
 import doubles
 
 from vlae_tf import errors
-from vlae_tf.cli import gin_parsing
+from vlae_tf import gin_parsing
 from vlae_tf.compression import bitsback
 from vlae_tf.layers import pixel_bias
 from vlae_tf.layers import tied_conv

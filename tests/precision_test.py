@@ -64,7 +64,8 @@ def test_networks_compute_in_bfloat16_with_float32_variables(decoder, images):
   mixed = _model(DECODERS[decoder], 'mixed_bfloat16', images)
   reference = _model(DECODERS[decoder], 'float32', images)
   for name, network in _networks(mixed).items():
-    layers = list(network._flatten_layers(include_self=True, recursive=True))  # pylint: disable=protected-access
+    layers = list(network._flatten_layers(  # pylint: disable=protected-access
+        include_self=True, recursive=True))
     assert {layer.compute_dtype for layer in layers} == {'bfloat16'}, name
     assert {layer.variable_dtype for layer in layers} == {'float32'}, name
   for flow in (mixed.prior, mixed.posterior):
@@ -129,7 +130,8 @@ def test_float32_is_the_default_and_leaves_every_layer_alone(images):
   model_lib.create_variables(old)
   for model in (bound, old):
     assert model.precision == 'float32'
-    for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    for layer in model._flatten_layers(include_self=True, recursive=True):
       assert layer.dtype_policy.name == 'float32', layer.name
     assert not any(hasattr(v, 'true_dtype') for v in model.variables)  # No AutoCastVariable.
 

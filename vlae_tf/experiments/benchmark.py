@@ -7,8 +7,9 @@ average and peak memory.
 
 Each measurement is made for each precision of `precisions` (gin `VLAE.precision`, one model per
 precision, the measurements of one benchmark interleaved: train float32, train mixed_bfloat16,
-eval float32, ...). Every line has "precision", "compute_dtype" and "peak_flops", the matmul peak
-of the dtype the model's convolutions compute in, so that fraction_of_peak is relative to that.
+eval float32, ...). Every line has "precision", "compute_dtype" and "peak_flops", the matmul
+peak of the dtype the model's convolutions compute in, so that fraction_of_peak is relative to
+that.
 
     what       how                                               keys
     train      trainer.train_loop(iterator, n), built by         images_per_s, flops_per_image,

@@ -66,7 +66,8 @@ def apply(network: Optional[keras.layers.Layer], precision: str):
   if network is None or check(precision) == FLOAT32:
     return network
   policy = keras.mixed_precision.Policy(precision)
-  for layer in network._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  for layer in network._flatten_layers(include_self=True, recursive=True):
     if layer.dtype_policy.name == precision:
       continue
     if layer.built:
