@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from vlae_tf.experiments import benchmark
+from vlae_tf import errors
 from vlae_tf import gin_parsing
 
 TINY = ['mnist_vlae.gin', 'testing/tiny.gin']
@@ -61,11 +62,28 @@ def _check_line(result):
 def test_train_and_eval_lines_and_counted_flops(shared_data):
   data_dir = str(shared_data)
   gin_parsing.parse_gin(TINY, ['pixelcnn.DepthLimitedPixelCNN.filters = 3'])
-  train, evaluation = benchmark.run(
+  lines = benchmark.run(
       what=('train', 'eval'), batch_size=4, data_dir=data_dir, repeats=1, warmup=1,
-      steps_per_chunk=1, eval_batch_size=2, num_samples=3, chunk_size=2, peak_repeats=1)
-  assert _check_line(train)['what'] == 'train'
-  assert _check_line(evaluation)['what'] == 'eval'
+      steps_per_chunk=1, eval_batch_size=2, num_samples=3, chunk_size=2, peak_repeats=1,
+      precisions=('float32', 'mixed_bfloat16'))
+  # One line per benchmark and precision, the precisions of one benchmark next to each other.
+  assert [(line['what'], line['precision']) for line in lines] == [
+      ('train', 'float32'), ('train', 'mixed_bfloat16'),
+      ('eval', 'float32'), ('eval', 'mixed_bfloat16')]
+  for line in lines:
+    _check_line(line)
+    assert line['peak_flops'] == line['peak_flops_' + line['compute_dtype']]
+    assert line['compute_dtype'] == {'float32': 'float32',
+                                     'mixed_bfloat16': 'bfloat16'}[line['precision']]
+  train, mixed_train, evaluation, _ = lines
+  assert _positive_finite(train['peak_flops_bfloat16'])
+  assert mixed_train['fraction_of_peak'] == pytest.approx(
+      mixed_train['achieved_flops'] / mixed_train['peak_flops_bfloat16'])
+  # The same model in both precisions: the same trainable parameters and counted FLOPs.
+  assert mixed_train['trainable_parameters'] == train['trainable_parameters']
+  assert mixed_train['flops_per_image'] == train['flops_per_image']
+  # The bound precision is restored afterwards.
+  assert benchmark.bound_precision() == 'float32'
   assert train['replicas'] == 2  # conftest: two logical CPU devices.
   # The count exceeds the decoder's first masked conv alone (3x3, 1 -> 3 filters at 28x28) and
   # includes the backward pass (about 3x the forward).
@@ -88,8 +106,15 @@ def test_sample_line_times_both_samplers_exactly(shared_data):
   (sample,) = benchmark.run(what=('sample',), batch_size=4, data_dir=str(shared_data),
                             repeats=1, warmup=1, naive_repeats=1, peak_repeats=1)
   assert _check_line(sample)['what'] == 'sample'
+  assert sample['precision'] == 'float32'  # The bound one (base.gin) when none is asked for.
   assert sample['naive_extrapolated'] is False
   assert sample['naive_decoder_passes'] == 28 * 28
+
+
+def test_unknown_precisions_are_refused():
+  gin_parsing.parse_gin(TINY)
+  with pytest.raises(errors.CliError, match='Unknown precision'):
+    benchmark.run(what=('eval',), precisions=('float16',))
 
 
 if __name__ == '__main__':

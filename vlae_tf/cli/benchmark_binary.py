@@ -1,6 +1,7 @@
 """bin/benchmark: one JSON line per measurement of a gin config's model on this machine.
 
     bin/benchmark --gin_file=mnist_vlae.gin [--what=train,eval,sample,profile] [--batch_size=N]
+        [--precisions=float32,mixed_bfloat16]
 
 Parses gin like bin/train (base.gin, the files, the bindings, strictly); the measurements are
 vlae_tf/experiments/benchmark.py's, imported once the flags are parsed.
@@ -34,7 +35,10 @@ def define_benchmark_flags():
                     'Samplers: sequential (naive), fast, fixed_point.')
   flags.DEFINE_integer('naive_repeats', 1, 'Timed runs of the naive sampler.')
   flags.DEFINE_boolean('jit', True, 'Also time the profile under XLA.')
-  flags.DEFINE_integer('peak_repeats', 5, 'Timed repetitions of the 2048^3 matmul.')
+  flags.DEFINE_integer('peak_repeats', 5, 'Timed repetitions of the 2048^3 matmuls.')
+  flags.DEFINE_list('precisions', None, 'Values of gin VLAE.precision to measure, each in turn '
+                    '(float32, mixed_bfloat16; default: the one bound in gin). Every line has '
+                    'a "precision" key.')
 
 
 def benchmark_main(argv):
@@ -49,7 +53,7 @@ def benchmark_main(argv):
                   eval_batch_size=FLAGS.eval_batch_size, num_samples=FLAGS.num_samples,
                   chunk_size=FLAGS.chunk_size, sample_methods=FLAGS.sample_methods,
                   naive_repeats=FLAGS.naive_repeats, peak_repeats=FLAGS.peak_repeats,
-                  jit=FLAGS.jit,
+                  jit=FLAGS.jit, precisions=FLAGS.precisions,
                   emit=lambda result: print(benchmark.to_json_line(result), flush=True))
 
   user_errors.guard(run)

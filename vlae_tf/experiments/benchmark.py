@@ -1,9 +1,15 @@
 """Throughput benchmarks: training, importance-weighted evaluation, sampling, and a step profile.
 
 Every measurement is a median over timed repetitions after warm-up, reported as one JSON-able dict
-(`bin/benchmark` prints one line per dict) together with the machine it ran on: the float32 matmul
-peak measured in the same process, device, replicas, TensorFlow version, load average and peak
-memory.
+(`bin/benchmark` prints one line per dict) together with the machine it ran on: the float32 and
+bfloat16 matmul peaks measured in the same process, device, replicas, TensorFlow version, load
+average and peak memory.
+
+Each measurement is made for each precision of `precisions` (gin `VLAE.precision`, one model per
+precision, the measurements of one benchmark interleaved: train float32, train mixed_bfloat16,
+eval float32, ...). Every line has "precision", "compute_dtype" and "peak_flops", the matmul
+peak of the dtype the model's convolutions compute in, so that fraction_of_peak is relative to
+that.
 
     what       how                                               keys
     train      trainer.train_loop(iterator, n), built by         images_per_s, flops_per_image,
@@ -29,6 +35,7 @@ import statistics
 import time
 from typing import Dict, List, Optional, Sequence
 
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -40,6 +47,7 @@ from vlae_tf.experiments.flop_counting import train_step_flops
 from vlae_tf.data import datasets
 from vlae_tf.training import distribution
 from vlae_tf import errors
+from vlae_tf.layers import precision as precision_lib
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import run_directory
 from vlae_tf.training import trainer as trainer_lib
@@ -53,13 +61,13 @@ SAMPLE_METHODS = {'sequential': 'naive', 'fast': 'fast', 'fixed_point': 'fixed_p
 # The machine.
 
 
-def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
-  """The measured float32 matmul rate: median over `repeats` of a [n, n] x [n, n] tf.function.
+def matmul_peak_flops(size: int = 2048, repeats: int = 5, dtype=tf.float32) -> float:
+  """The measured matmul rate in `dtype`: median over `repeats` of a [n, n] x [n, n] tf.function.
 
   FLOPs per product = 2 * n^3. Runs on the default device (the first GPU if there is one).
   """
-  a = tf.random.stateless_normal([size, size], seed=[1, 2])
-  b = tf.random.stateless_normal([size, size], seed=[3, 4])
+  a = tf.cast(tf.random.stateless_normal([size, size], seed=[1, 2]), dtype)
+  b = tf.cast(tf.random.stateless_normal([size, size], seed=[3, 4]), dtype)
   product = tf.function(lambda a, b: tf.reduce_sum(tf.linalg.matmul(a, b)))
   product(a, b).numpy()  # Warm-up: trace and first run.
   seconds = _median_seconds(lambda: product(a, b).numpy(), repeats)
@@ -284,12 +292,29 @@ def benchmark_profile(model, batch: tf.Tensor, repeats: int = 5, warmup: int = 1
 # The driver.
 
 
+PRECISION_BINDING = 'vlae_tf.VLAE.precision'
+
+
+def bound_precision() -> str:
+  """The gin-bound `VLAE.precision` ('float32' when unbound)."""
+  try:
+    return gin.query_parameter(PRECISION_BINDING)
+  except ValueError:
+    return precision_lib.FLOAT32
+
+
+def _bind_precision(precision: str):
+  with gin.unlock_config():  # Parsing finalizes (locks) the config.
+    gin.bind_parameter(PRECISION_BINDING, precision)
+
+
 def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[int] = None,
         data_dir=None, repeats: int = 3, warmup: int = 1, steps_per_chunk: int = 20,
         eval_batch_size: int = 8, num_samples: int = 4096, chunk_size: int = 64,
         sample_methods: Sequence[str] = ('sequential', 'fast'), naive_repeats: int = 1,
-        peak_repeats: int = 5, jit: bool = True, emit=None) -> List[Dict]:
-  """Runs the benchmarks in `what` on the model of the parsed gin config.
+        peak_repeats: int = 5, jit: bool = True, emit=None,
+        precisions: Optional[Sequence[str]] = None) -> List[Dict]:
+  """Runs the benchmarks in `what` on the model of the parsed gin config, in each precision.
 
   Args:
     what: a subset of WHATS.
@@ -301,42 +326,66 @@ def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[
     eval_batch_size, num_samples, chunk_size: the log_likelihood call that eval times.
     sample_methods: samplers to time ('sequential' is the naive one, 'fast', 'fixed_point').
     naive_repeats: timed runs of the naive sampler (no warm-up run).
-    peak_repeats: timed repetitions of the 2048^3 matmul.
+    peak_repeats: timed repetitions of the 2048^3 matmuls (float32 and bfloat16).
     jit: also time the profile under XLA.
     emit: called with every result as soon as it is measured (e.g. to print it).
+    precisions: values of gin `VLAE.precision` to measure (default: the bound one); each
+      benchmark runs once per precision, one after the other.
 
   Returns:
-    One dict per benchmark, each with the machine's measured peak and its state.
+    One dict per benchmark and precision, each with the machine's measured peaks and its state.
   """
   unknown = set(what) - set(WHATS)
   if unknown:
     raise errors.CliError(f'Unknown benchmarks {sorted(unknown)}; expected a subset of {WHATS}.')
+  bound = bound_precision()
+  precisions = list(precisions or [bound])
+  for precision in precisions:
+    if precision not in precision_lib.PRECISIONS:
+      raise errors.CliError(f'Unknown precision {precision!r}; expected some of '
+                            f'{",".join(precision_lib.PRECISIONS)}.')
   if batch_size is None:
     batch_size = training.train_settings()['batch_size']
-  peak = matmul_peak_flops(repeats=peak_repeats)
+  peaks = {dtype: matmul_peak_flops(repeats=peak_repeats, dtype=dtype)
+           for dtype in (tf.float32, tf.bfloat16)}
   results = []
-  model = None
+  models = {}
 
-  def finish(result):
-    result.update(peak_flops=peak, **machine_info())
+  def finish(result, precision):
+    compute_dtype = precision_lib.compute_dtype(precision)
+    peak = peaks[compute_dtype]
+    if 'achieved_flops' in result:
+      result['fraction_of_peak'] = result['achieved_flops'] / peak
+    result.update(precision=precision, compute_dtype=compute_dtype.name, peak_flops=peak,
+                  peak_flops_float32=peaks[tf.float32], peak_flops_bfloat16=peaks[tf.bfloat16],
+                  **machine_info())
     results.append(result)
     if emit:
       emit(result)
 
-  for name in what:
-    if name == 'train':
-      finish(benchmark_train(batch_size, data_dir, steps_per_chunk, repeats, warmup,
-                             peak_flops=peak))
-      continue
-    if model is None:
-      model = initialized_model(real_batch(batch_size, data_dir))
-    if name == 'eval':
-      finish(benchmark_eval(model, real_batch(eval_batch_size, data_dir, split='test'),
-                            num_samples, chunk_size, repeats, warmup))
-    elif name == 'sample':
-      finish(benchmark_sample(model, sample_methods, repeats, naive_repeats, warmup))
-    elif name == 'profile':
-      finish(benchmark_profile(model, real_batch(batch_size, data_dir), repeats, warmup, jit))
+  try:
+    for name in what:
+      for precision in precisions:
+        _bind_precision(precision)
+        if name == 'train':
+          finish(benchmark_train(batch_size, data_dir, steps_per_chunk, repeats, warmup,
+                                 peak_flops=peaks[precision_lib.compute_dtype(precision)]),
+                 precision)
+          continue
+        if precision not in models:
+          models[precision] = initialized_model(real_batch(batch_size, data_dir))
+        model = models[precision]
+        if name == 'eval':
+          finish(benchmark_eval(model, real_batch(eval_batch_size, data_dir, split='test'),
+                                num_samples, chunk_size, repeats, warmup), precision)
+        elif name == 'sample':
+          finish(benchmark_sample(model, sample_methods, repeats, naive_repeats, warmup),
+                 precision)
+        elif name == 'profile':
+          finish(benchmark_profile(model, real_batch(batch_size, data_dir), repeats, warmup, jit),
+                 precision)
+  finally:
+    _bind_precision(bound)
   return results
 
 

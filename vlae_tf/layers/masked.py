@@ -129,7 +129,7 @@ class MaskedConv2D(keras.layers.Conv2D):
     self.mask = tf.constant(mask[:, :, None, None])
 
   def convolution_op(self, inputs, kernel):
-    return super().convolution_op(inputs, kernel * self.mask)
+    return super().convolution_op(inputs, kernel * tf.cast(self.mask, kernel.dtype))
 
   def window(self) -> Window:
     return mask_offsets(causal_mask(self.kernel_size, self.mask_type))

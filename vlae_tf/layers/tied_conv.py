@@ -34,6 +34,7 @@ import tf_keras as keras
 
 from vlae_tf.layers import masked
 from vlae_tf.layers import pixel_bias as pixel_bias_lib
+from vlae_tf.layers import precision
 
 
 @keras.saving.register_keras_serializable(package='vlae_tf.layers')
@@ -80,7 +81,8 @@ class SharedKernel(keras.layers.Layer):
 
   def direction(self) -> tf.Tensor:
     """(v * mask) / ||v * mask|| per output channel: [k, k, c_in, filters]."""
-    return tf.nn.l2_normalize(self.kernel * self.mask, axis=[0, 1, 2])
+    kernel = tf.convert_to_tensor(self.kernel)  # bfloat16 inside a call under a mixed policy.
+    return tf.nn.l2_normalize(kernel * tf.cast(self.mask, kernel.dtype), axis=[0, 1, 2])
 
   def window(self) -> masked.Window:
     """Offsets (drow, dcol) of the input pixels an output sees through this kernel."""
@@ -171,7 +173,9 @@ class TiedConv2D(keras.layers.Layer):
 
   def _data_init(self, normalized: tf.Tensor) -> tf.Tensor:
     """scale = init_scale / sqrt(var + 1e-9), bias = -mean * scale, per output channel."""
-    mean, variance = tf.nn.moments(normalized, axes=[0, 1, 2])  # 2 x [filters]
+    # 2 x [filters], in the variables' dtype (float32) also when the layer computes in bfloat16.
+    mean, variance = tf.nn.moments(tf.cast(normalized, precision.variable_dtype(self.scale)),
+                                   axes=[0, 1, 2])
     scale = self.init_scale / tf.sqrt(variance + 1e-9)
     self.scale.assign(scale)
     self.bias.assign(tf.broadcast_to(-mean * scale, self.bias.shape))

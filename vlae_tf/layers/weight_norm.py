@@ -63,6 +63,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+from vlae_tf.layers import precision
+
 
 class _NormalizedKernel:
   """Stands in for a weight-normed layer's `kernel`: converts to g * v / ||v|| where it is read."""
@@ -76,14 +78,16 @@ class _NormalizedKernel:
 
   @property
   def dtype(self) -> tf.DType:
-    return self._wrapper.v.dtype
+    """The wrapped layer's compute dtype: what the kernel converts to by default."""
+    return tf.as_dtype(self._wrapper.layer.compute_dtype)
 
   def __tf_tensor__(self, dtype=None, name=None):
     del name  # Unused.
     wrapper = self._wrapper
-    kernel = (tf.nn.l2_normalize(wrapper.v, axis=wrapper.kernel_norm_axes) *
-              tf.expand_dims(wrapper.g, -wrapper.filter_axis - 3))
-    return kernel if dtype is None else tf.cast(kernel, dtype)
+    with precision.uncast_variables():
+      kernel = (tf.nn.l2_normalize(wrapper.v, axis=wrapper.kernel_norm_axes) *
+                tf.expand_dims(wrapper.g, -wrapper.filter_axis - 3))
+    return tf.cast(kernel, self.dtype if dtype is None else dtype)
 
 
 class WeightNorm(tfp.layers.weight_norm.WeightNorm):
@@ -115,7 +119,7 @@ class WeightNorm(tfp.layers.weight_norm.WeightNorm):
       self.layer.kernel = _NormalizedKernel(self)
       self.g = self.add_weight(
           name='g', shape=(int(self.v.shape[self.filter_axis]),), initializer='ones',
-          dtype=self.v.dtype, trainable=True)
+          dtype=precision.variable_dtype(self.v), trainable=True)
       # Zeros initializer: False, unless restored from a checkpoint on creation.
       self.initialized = self.add_weight(
           name='initialized', dtype=tf.bool, initializer='zeros', trainable=False)
@@ -143,6 +147,42 @@ class WeightNorm(tfp.layers.weight_norm.WeightNorm):
       outputs = super().call(inputs)  # TFP's tf.function; sets layer.kernel to a graph tensor.
     self.layer.kernel = _NormalizedKernel(self)
     return outputs
+
+  def _compute_weights(self):
+    """Sets layer.kernel = g * v / ||v||, computed from the stored (float32) variables.
+
+    Under a mixed policy only the result is cast to the wrapped layer's compute dtype; in float32
+    these are exactly TFP's ops (the casts are no-ops).
+    """
+    with precision.uncast_variables():
+      kernel = tf.nn.l2_normalize(self.v, axis=self.kernel_norm_axes) * tf.expand_dims(
+          self.g, -self.filter_axis - 3)
+    self.layer.kernel = tf.cast(kernel, self.layer.compute_dtype)
+
+  def _data_dep_init(self, inputs):
+    """TFP's data-dependent init, with its statistics and assignments in the variables' dtype.
+
+    The layer runs in its compute dtype (bfloat16 under 'mixed_bfloat16'); the moments of its
+    output are taken in float32 and g and the bias are updated from their float32 values. In
+    float32 these are TFP's ops in TFP's order.
+    """
+    self._compute_weights()
+    activation = self.layer.activation
+    self.layer.activation = None
+    use_bias = self.layer.bias is not None
+    if use_bias:
+      bias = self.layer.bias
+      self.layer.bias = tf.zeros_like(bias)
+    x_init = tf.cast(self.layer(inputs), precision.variable_dtype(self.g))
+    norm_axes_out = list(range(x_init.shape.rank - 1))
+    m_init, v_init = tf.nn.moments(x_init, norm_axes_out)
+    scale_init = 1. / tf.sqrt(v_init + 1e-10)
+    with precision.uncast_variables():
+      self.g.assign(self.g * scale_init)
+      if use_bias:
+        self.layer.bias = bias
+        self.layer.bias.assign(-m_init * scale_init)
+    self.layer.activation = activation
 
   def _initialized_at_trace_time(self) -> bool:
     """Whether the data init has run, read eagerly even while a tf.function is being traced.

@@ -101,9 +101,12 @@ class BinaryResNetEncoder(keras.layers.Layer):
         x = block(x)
     flat = tf.reshape(tf.nn.elu(x), [tf.shape(x)[0], x.shape[1] * x.shape[2] * x.shape[3]])
     hidden = self.hidden(flat)  # [batch, hidden_size]
-    loc, raw_scale = tf.split(self.posterior(hidden), 2, axis=-1)  # 2 x [batch, latent_size]
+    # float32 from here on, also when the layers compute in bfloat16 (precision.py).
+    head = tf.cast(self.posterior(hidden), tf.float32)
+    loc, raw_scale = tf.split(head, 2, axis=-1)  # 2 x [batch, latent_size]
     context = hidden if self.context_projection is None else self.context_projection(hidden)
-    return EncoderOutput(loc, _softplus_scale(raw_scale, self.scale_epsilon), context)
+    return EncoderOutput(loc, _softplus_scale(raw_scale, self.scale_epsilon),
+                         tf.cast(context, tf.float32))
 
   def get_config(self):
     config = super().get_config()
@@ -149,10 +152,13 @@ class _SpatialEncoder(spatial_network.SpatialNetwork):
       for block in blocks:
         x = block(x)
     features = tf.nn.elu(x)  # [batch, h, w, filters[-1]]
-    loc, raw_scale = tf.split(self.posterior(features), 2, axis=-1)  # 2 x [b, h, w, latent]
+    # float32 from here on, also when the layers compute in bfloat16 (precision.py).
+    head = tf.cast(self.posterior(features), tf.float32)
+    loc, raw_scale = tf.split(head, 2, axis=-1)  # 2 x [b, h, w, latent]
     context = (features if self.context_projection is None
                else self.context_projection(features))
-    return EncoderOutput(loc, _softplus_scale(raw_scale, self.scale_epsilon), context)
+    return EncoderOutput(loc, _softplus_scale(raw_scale, self.scale_epsilon),
+                         tf.cast(context, tf.float32))
 
   def get_config(self):
     config = super().get_config()

@@ -247,6 +247,7 @@ class GatedResNetPixelCNN(keras.layers.Layer):
     # [B, H, W, F]: stem bias plus the stem applied to the context (masked A, all pixels).
     stem_term = tf.zeros([batch, height, width, filters]) + bias_map(self.stem)
     if context is not None:
+      context = tf.cast(context, tf.float32)  # The cached path computes in float32.
       context_input = context * 0. if self.zero_context else context
       stem_term += tf.nn.conv2d(context_input, stem_kernel[:, :, channels:], 1, 'SAME')
     masked_biases = [bias_map(conv)[0] for conv in masked_uses]  # [H, W, C_out] each

@@ -41,10 +41,11 @@ def conv1x1(filters: int, use_weight_norm: bool) -> keras.layers.Layer:
 def kernel_and_bias(layer: keras.layers.Layer):
   """The effective (normalized, masked) kernel and the bias of a conv layer, weight norm or not."""
   inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
-  kernel = tf.convert_to_tensor(inner.kernel)
+  # float32 from the float32 variables, whatever the layer's compute dtype (precision.py).
+  kernel = tf.convert_to_tensor(inner.kernel, tf.float32)
   if isinstance(inner, masked.MaskedConv2D):
     kernel *= inner.mask
-  return kernel, inner.bias
+  return kernel, tf.convert_to_tensor(inner.bias, tf.float32)
 
 
 def gate(pre_activation: tf.Tensor) -> tf.Tensor:
@@ -202,7 +203,7 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     # [B, H, W, F] context term of the first layer, plus its bias.
     first_term = tf.zeros([batch, height, width, self.filters]) + input_bias
     if context is not None:
-      first_term += self.context_conv(context)
+      first_term += tf.cast(self.context_conv(context), tf.float32)
 
     def above(row, kernel):
       """Contribution of the kernel's top row to every pixel of the next row: [B, W, F]."""

@@ -29,6 +29,7 @@ import tf_keras as keras
 
 from vlae_tf.models import pixelcnn
 from vlae_tf import seeds
+from vlae_tf.layers import precision as precision_lib
 from vlae_tf.layers import weight_norm
 
 tfd = tfp.distributions
@@ -43,6 +44,7 @@ class VLAE(keras.Model):
     num_dims: H * W * C, the data dimensions (for bits/dim and free bits).
     data_kind: 'binary' (Bernoulli likelihood) or '8bit'.
     latent_shape: the shape of one z, () when there is no latent variable.
+    precision: 'float32' or 'mixed_bfloat16' (vlae_tf/layers/precision.py).
   """
 
   def __init__(self,
@@ -54,6 +56,7 @@ class VLAE(keras.Model):
                prior: Optional[keras.layers.Layer] = None,
                posterior: Optional[keras.layers.Layer] = None,
                latent_shape: Sequence[int] = (),
+               precision: str = precision_lib.FLOAT32,
                name: str = 'vlae'):
     """Builds the model from its parts (gin binds each of them).
 
@@ -68,6 +71,9 @@ class VLAE(keras.Model):
       prior: a layer whose `distribution()` is p(z), from `vlae_tf.flows`.
       posterior: a layer mapping (loc, scale, context) to q(z|x), from `vlae_tf.flows`.
       latent_shape: the shape of one z, e.g. (64,) or (8, 8, 16).
+      precision: 'float32', or 'mixed_bfloat16': the encoder, context network and decoder
+        compute in bfloat16 with float32 variables; densities, flows, KL and loss stay float32
+        (vlae_tf/layers/precision.py).
       name: the Keras name.
     """
     super().__init__(name=name)
@@ -81,6 +87,9 @@ class VLAE(keras.Model):
     self.prior = prior
     self.posterior = posterior
     self.latent_shape = tuple(int(d) for d in latent_shape) if encoder is not None else ()
+    self.precision = precision_lib.check(precision)
+    for network in (self.encoder, self.context_network, self.decoder):
+      precision_lib.apply(network, self.precision)
     if encoder is not None and None in (context_network, prior, posterior):
       raise ValueError('A VLAE with an encoder needs a context_network, a prior and a posterior.')
     if encoder is not None and not self.latent_shape:
@@ -104,7 +113,8 @@ class VLAE(keras.Model):
   def decoder_params(self, x: tf.Tensor, z: Optional[tf.Tensor], training=None) -> tf.Tensor:
     """Likelihood parameters of every pixel given its window of x and the latent code z."""
     context = None if z is None else self.context_network(z, training=training)
-    return self.decoder(self.likelihood.network_input(x), context, training=training)
+    params = self.decoder(self.likelihood.network_input(x), context, training=training)
+    return tf.cast(params, tf.float32)  # The likelihood is float32 (precision.py).
 
   # -- Objectives -------------------------------------------------------------------------------
 
@@ -207,7 +217,8 @@ class VLAE(keras.Model):
     context = None if z is None else self.context_network(z)
     shape = [num_images, *self.image_shape]
     noise = self.likelihood.noise(shape, seed)
-    params_fn = lambda images: self.decoder(self.likelihood.network_input(images), context)
+    params_fn = lambda images: tf.cast(
+        self.decoder(self.likelihood.network_input(images), context), tf.float32)
     if method == 'sequential':
       return pixelcnn.sample_sequential(params_fn, self.likelihood, noise, shape)
     if method == 'fast':

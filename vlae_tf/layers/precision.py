@@ -1,0 +1,94 @@
+"""Mixed precision of a VLAE: which layers compute in bfloat16, and where values go back to float32.
+
+The gin setting is `VLAE.precision` (gin/base.gin), one of PRECISIONS:
+
+* 'float32': every layer computes in float32; nothing below touches the model (bit for bit the
+  behaviour before the setting existed).
+* 'mixed_bfloat16': the convolutions and dense layers of the encoder, the context network and the
+  decoder (every Keras layer inside them, weight-norm wrappers included) get the Keras dtype
+  policy 'mixed_bfloat16': their variables stay float32 (AutoCastVariables, read as bfloat16
+  inside the layer's call), their floating inputs are cast to bfloat16 when called.
+
+Where values are float32 again (the casts):
+* the encoder's posterior head output (loc, raw scale) and its context, before softplus and before
+  the posterior (encoders.py);
+* the decoder's likelihood parameters (logits), before the likelihood (`VLAE.decoder_params`,
+  `VLAE.decode`);
+* weight norm computes g * v / ||v|| and its data-dependent init from the float32 variables and
+  casts only the resulting kernel to the layer's compute dtype (weight_norm.py).
+The prior and posterior flows (TFP's MADE), their densities and log-dets, the KL, the loss, the
+optimizer and the Polyak averages are never given the policy: they stay float32.
+
+The decoders' cached samplers (`autoregress`: 'fast' sampling and the bits-back codec) read the
+float32 variables outside any layer call, so they compute the decoder in float32 from the same
+weights (the context map is cast to float32); the codec runs that one path on both sides, so its
+probabilities are bit-identical between compression and decompression.
+"""
+
+from typing import Optional
+
+import tensorflow as tf
+import tf_keras as keras
+
+FLOAT32 = 'float32'
+MIXED_BFLOAT16 = 'mixed_bfloat16'
+PRECISIONS = (FLOAT32, MIXED_BFLOAT16)
+
+
+def check(precision: str) -> str:
+  """Returns `precision` if it is one of PRECISIONS, else raises ValueError."""
+  if precision not in PRECISIONS:
+    raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}.')
+  return precision
+
+
+def compute_dtype(precision: str) -> tf.DType:
+  """tf.bfloat16 for 'mixed_bfloat16', tf.float32 for 'float32'."""
+  return tf.bfloat16 if check(precision) == MIXED_BFLOAT16 else tf.float32
+
+
+def apply(network: Optional[keras.layers.Layer], precision: str):
+  """Gives `network` and every Keras layer inside it the dtype policy of `precision`.
+
+  Must run before the network is built (variables are created by build with the policy's
+  variable dtype, float32, as AutoCastVariables). 'float32' leaves the network untouched.
+
+  Args:
+    network: a Keras layer (an encoder, a context network, a decoder), or None.
+    precision: one of PRECISIONS.
+
+  Returns:
+    `network`.
+
+  Raises:
+    ValueError: an unknown precision, or a layer already built under another policy.
+  """
+  if network is None or check(precision) == FLOAT32:
+    return network
+  policy = keras.mixed_precision.Policy(precision)
+  # pylint: disable-next=protected-access
+  for layer in network._flatten_layers(include_self=True, recursive=True):
+    if layer.dtype_policy.name == precision:
+      continue
+    if layer.built:
+      raise ValueError(f'{layer.name} is already built in {layer.dtype_policy.name}: the '
+                       f'precision must be set before the first call.')
+    layer._set_dtype_policy(policy)  # pylint: disable=protected-access
+  return network
+
+
+def to_float32(structure):
+  """Casts every floating tensor of a nested structure to float32 (float32 ones are returned)."""
+  return tf.nest.map_structure(
+      lambda t: tf.cast(t, tf.float32) if t is not None and t.dtype.is_floating else t, structure)
+
+
+def variable_dtype(variable) -> tf.DType:
+  """The stored dtype of a variable, also for an AutoCastVariable read inside a layer's call."""
+  return getattr(variable, 'true_dtype', variable.dtype)
+
+
+def uncast_variables():
+  """A context in which AutoCastVariables read as their stored dtype (float32), not bfloat16."""
+  from tf_keras.src.mixed_precision import autocast_variable  # pylint: disable=g-import-not-at-top
+  return autocast_variable.enable_auto_cast_variables(None)
