@@ -60,3 +60,11 @@ def test_train_writes_model_summary_json(shared_data, tmp_path):
     written = json.load(f)
   model, _, _ = run_directory.restore_averaged_model(str(tmp_path))
   assert written == summary.model_summary(model)
+
+
+def test_a_decoder_without_a_window_has_none():
+  model = doubles.DeterministicVLAE()  # a Dense decoder: no window()
+  model.initialize(doubles.binary_images(2, shape=model.image_shape))
+  result = summary.model_summary(model)
+  assert result['decoder_window'] is None
+  assert 'window' not in summary.summary_line(result)

@@ -31,16 +31,17 @@ def model_summary(model) -> Dict[str, Any]:
 
   Returns:
     {"parts": {part: {"class": name or None, "trainable_parameters": n}}, "trainable_parameters":
-    total, "decoder_window": window_summary, "image_shape": [H, W, C], "latent_shape": [...]}.
+    total, "decoder_window": window_summary (None for a decoder without `window()`), "image_shape": [H, W, C], "latent_shape": [...]}.
   """
   parts = {}
   for part in PARTS:
     layer = getattr(model, part, None)
     parts[part] = {'class': None if layer is None else type(layer).__name__,
                    'trainable_parameters': _trainable_parameters(layer)}
+  window = getattr(model.decoder, 'window', None)  # None for a decoder that is not a PixelCNN
   return {'parts': parts,
           'trainable_parameters': _trainable_parameters(model),
-          'decoder_window': window_summary(model.decoder.window()),
+          'decoder_window': window_summary(window()) if callable(window) else None,
           'image_shape': list(model.image_shape),
           'latent_shape': list(model.latent_shape)}
 
@@ -51,7 +52,9 @@ def summary_line(summary: Dict[str, Any]) -> str:
                     for part, values in summary['parts'].items()
                     if values['class'] is not None)
   window = summary['decoder_window']
-  return (f'model: {summary["parts"]["decoder"]["class"]} decoder; trainable parameters: '
-          f'{parts} (total {summary["trainable_parameters"]:,}); decoder window '
-          f'{window["offsets"]} pixels ({window["rows_above"]} rows above, '
-          f'{window["columns_left"]} columns left)')
+  line = (f'model: {summary["parts"]["decoder"]["class"]} decoder; trainable parameters: '
+          f'{parts} (total {summary["trainable_parameters"]:,})')
+  if window is None:
+    return line
+  return (f'{line}; decoder window {window["offsets"]} pixels ({window["rows_above"]} rows '
+          f'above, {window["columns_left"]} columns left)')
