@@ -191,6 +191,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   multi_worker = distribution.num_workers(strategy) > 1
   # The data and the model before anything is written: a missing dataset or an image shape the
   # model was not configured for is one line, and leaves no run directory behind.
+  if chief:
+    run_directory.check_model_dir_creatable(model_dir)  # before the data: a cheap, early error
   train_images, eval_images = _load_images(settings, data_dir)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=settings.batch_size,
                                      **settings.trainer_kwargs())
@@ -237,6 +239,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   except errors.TrainingInterrupted:
     if chief:
       summaries.end_hparams_session(model_dir, 'stopped')
+    for writer in writers.values():  # The binary may end at once now (cli.binaries.run_binary).
+      writer.flush()
     raise
   except errors.NonFiniteError:
     if chief:

@@ -190,6 +190,30 @@ def check_resumable(model_dir, new_config):
         f'{path}.')
 
 
+def check_model_dir_creatable(model_dir):
+  """Raises the RunError of `prepare_model_dir` without creating anything: for the checks that
+  come before anything is written (the data and the model are loaded first).
+
+  The nearest existing ancestor of `model_dir` must be a directory we can write to (or
+  `model_dir` itself a writable directory)."""
+  path = os.path.abspath(model_dir)
+  while not os.path.exists(path):
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  if path != os.path.abspath(model_dir) and not os.path.isdir(path):
+    raise errors.RunError(
+        f'Cannot create --model_dir {model_dir}: {path} is not a directory; choose a '
+        'directory you can write to.')
+  if os.path.isdir(path) and not os.access(path, os.W_OK | os.X_OK):
+    raise errors.RunError(
+        f'Cannot create --model_dir {model_dir}: {path} is not writable; choose a '
+        'directory you can write to.')
+  if path == os.path.abspath(model_dir) and not os.path.isdir(path):
+    raise errors.RunError(f'--model_dir {model_dir} is not a directory.')
+
+
 def prepare_model_dir(model_dir):
   """Creates model_dir if needed and checks that it is a writable directory (else RunError)."""
   try:
