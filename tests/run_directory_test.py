@@ -82,3 +82,14 @@ def test_config_differences_ignore_bookkeeping():
   new = "LATENT_SIZE = 3\nTRAIN_STEPS = 9\ntrain.train_steps = %TRAIN_STEPS\nVLAE.x = [1,\n    3]\n"
   assert run_directory.config_differences(old, old) == []
   assert run_directory.config_differences(old, new) == ['VLAE.x: [1, 2] -> [1, 3]']
+
+
+def test_config_differences_ignore_a_new_parameter_at_its_default():
+  """A run started before VLAE.precision existed resumes under today's code, which writes it."""
+  old = "VLAE.beta = 1.0\n"
+  assert run_directory.config_differences(old, old + "VLAE.precision = 'float32'\n") == []
+  assert run_directory.config_differences(old + "VLAE.precision = 'float32'\n", old) == []
+  assert run_directory.config_differences(old, old + "VLAE.precision = 'mixed_bfloat16'\n") == [
+      "VLAE.precision: <unset> -> 'mixed_bfloat16'"]
+  assert run_directory.config_differences(old, old + "NotAConfigurable.x = 1\n") == [
+      'NotAConfigurable.x: <unset> -> 1']

@@ -17,6 +17,7 @@ of the family in errors.py.
 """
 
 import glob
+import inspect
 import json
 import os
 import shutil
@@ -169,8 +170,25 @@ def config_differences(old_config, new_config):
   for name in sorted(set(old) | set(new)):
     if name in ignored or old.get(name) == new.get(name):
       continue
+    if (name in old) != (name in new) and _is_default(name, old.get(name, new.get(name))):
+      continue  # A parameter added to the code since (or dropped from the config) at its default.
     differences.append(f'{name}: {old.get(name, "<unset>")} -> {new.get(name, "<unset>")}')
   return differences
+
+
+def _is_default(name, value_text):
+  """Whether `value_text` is the default of the gin parameter `name` ('scope/Configurable.param')
+  in today's code: a binding that one config has and the other lacks is then no difference (the
+  operative config of a run started before a parameter existed does not name it)."""
+  selector, _, param = name.rpartition('/')[2].rpartition('.')
+  try:
+    configurable = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
+    parameter = inspect.signature(configurable.wrapped).parameters[param]
+  except (AttributeError, KeyError, TypeError, ValueError):
+    return False
+  if parameter.default is inspect.Parameter.empty:
+    return False
+  return gin.config._format_value(parameter.default) == value_text  # pylint: disable=protected-access
 
 
 def check_resumable(model_dir, new_config):
