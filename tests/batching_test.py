@@ -1,8 +1,10 @@
 """Tests of batching.py: the data order of a resumed run, strided subsets, padded batches."""
 
+import numpy as np
 import tensorflow as tf
 
 from vlae_tf.data import batching
+from vlae_tf.data import binarization
 
 
 class BatchingTest(tf.test.TestCase):
@@ -58,6 +60,32 @@ class BatchingTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, 'multiple of the number of replicas'):
       batching.training_batches(numbers, 3, seed=3,
                                 input_context=tf.distribute.InputContext(1, 0, 2))
+
+  def test_input_pipelines_of_dynamically_binarized_images_are_a_function_of_the_seed(self):
+    """Images whose first 4 pixels (grey 0 or 1: binarized exactly) spell their index and whose 8
+    others are grey 0.5: a pipeline made twice gives the same images, each epoch of its shard a
+    fresh binarization."""
+    size = 10
+    bits = (np.arange(size)[:, None] >> np.arange(4)) & 1
+    grey = np.concatenate([bits, np.full([size, 8], 0.5)], 1).astype(np.float32)
+    grey = tf.data.Dataset.from_tensor_slices(grey.reshape([size, 1, 12, 1]))
+
+    def pipeline(seed):
+      images = binarization.dynamic_binarization(grey, seed)
+      context = tf.distribute.InputContext(2, 1, 2)
+      batches = batching.training_batches(images, 2, seed=3, input_context=context)
+      return np.concatenate([b.numpy().reshape([-1, 12]) for b in batches.take(10)])
+
+    first, again = pipeline(7), pipeline(7)
+    np.testing.assert_array_equal(first, again)
+    indices = first[:, :4] @ (1 << np.arange(4))
+    self.assertCountEqual(indices[:5], range(1, size, 2))
+    self.assertCountEqual(indices[5:], range(1, size, 2))
+    noise = {index: [] for index in range(1, size, 2)}
+    for index, image in zip(indices, first):
+      noise[index].append(tuple(image[4:]))
+    self.assertTrue(any(epochs[0] != epochs[1] for epochs in noise.values()))
+    self.assertFalse(np.array_equal(first, pipeline(8)))
 
   def test_strided_subset_spans_the_dataset(self):
     numbers = tf.data.Dataset.range(100)
