@@ -57,6 +57,10 @@ class BatchingTest(tf.test.TestCase):
     self.assertEqual(sum([b.numpy().ravel().tolist() for b in one.take(6)], []),
                      sum([b.numpy().ravel().tolist()
                           for b in batching.training_batches(numbers, batch, seed=3).take(3)], []))
+    # Known to be infinite: multi-worker iterators then need no per-step check for the end.
+    self.assertEqual(int(one.cardinality()), tf.data.INFINITE_CARDINALITY)
+    self.assertEqual(int(batching.training_batches(numbers, batch, seed=3).cardinality()),
+                     tf.data.INFINITE_CARDINALITY)
     with self.assertRaisesRegex(ValueError, 'multiple of the number of replicas'):
       batching.training_batches(numbers, 3, seed=3,
                                 input_context=tf.distribute.InputContext(1, 0, 2))

@@ -84,7 +84,14 @@ def training_batches(images, global_batch_size, seed, start_step=0, shuffle_buff
     return images.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
 
   batches = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
-  return batches.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return infinite(batches.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def infinite(dataset):
+  """`dataset`, known to tf.data as infinite (flat_map and rebatch forget it): the iterators of
+  multi-worker strategies then skip their per-step all-reduce that checks every worker still has
+  data (`get_next_as_optional`)."""
+  return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
 
 
 def global_batch(images, global_batch_size, seed, step=0, shuffle_buffer=None, num_pipelines=1):

@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from vlae_tf import errors
 from vlae_tf import seeds
+from vlae_tf.data import batching
 
 # What the collective ops of a multi-worker strategy raise once a peer is gone (aborted by a closed
 # connection or by the coordination service) or unreachable.
@@ -101,8 +102,8 @@ def per_worker_batches(strategy, training_batches, global_batch_size):
                  global_batch_size // context.num_input_pipelines,
                  context.get_per_replica_batch_size(global_batch_size))
     if context.num_input_pipelines == 1:
-      return training_batches().rebatch(context.get_per_replica_batch_size(global_batch_size),
-                                        drop_remainder=True)
+      return batching.infinite(training_batches().rebatch(
+          context.get_per_replica_batch_size(global_batch_size), drop_remainder=True))
     return training_batches(input_context=context)
 
   return strategy.distribute_datasets_from_function(dataset_fn)
