@@ -17,6 +17,7 @@ The binaries report each in one line, without a traceback (vlae_tf/cli/user_erro
         ImageSizeError            images of another size than per-pixel biases were built for
       NonFiniteError              too many non-finite steps in a row (also a FloatingPointError)
       ReproduceError              a user error of bin/reproduce (unknown table, a failed run)
+      LostWorkerError             a worker of a multi-worker run is gone (training/distribution.py)
     TrainingInterrupted           SIGTERM / SIGINT stopped training after a checkpoint (not an
                                   error of the run: exit status 128 + the signal number)
 
@@ -92,6 +93,10 @@ class NonFiniteError(RunError, FloatingPointError):
 
 class ReproduceError(RunError):
   """A user error of the harness (unknown table, a failed run), reported in one line."""
+
+
+class LostWorkerError(RunError):
+  """A worker of a multi-worker run died or became unreachable: the collective ops failed."""
 
 
 class TrainingInterrupted(VlaeError):

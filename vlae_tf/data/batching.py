@@ -3,6 +3,9 @@ spread evaluation subsets, and padded evaluation batches for distributed evaluat
 
     training_batches(images, B, seed, start_step)   epoch e = images shuffled with (seed, e);
                                                      a resumed run starts at element step * B
+    training_batches(..., input_context=c)           input pipeline w of P: shard w of images,
+                                                     shuffled with (seed, e, w), per-replica batches
+    global_batch(images, B, seed, step, P)           the global batch of a step over P pipelines
     strided_subset(images, n)                        elements floor((i + 1/2) N / n), i < n
     subset_indices(N, n)                             their indices (labels use them)
     padded_batches(images, B)                        (images, weights) batches of exactly B, the
@@ -30,34 +33,81 @@ def cardinality(images):
   return count
 
 
-def training_batches(images, global_batch_size, seed, start_step=0, shuffle_buffer=None):
-  """Global training batches in an order that is a function of (seed, step) only.
+def training_batches(images, global_batch_size, seed, start_step=0, shuffle_buffer=None,
+                     input_context=None):
+  """Training batches in an order that is a function of (seed, step) only.
 
-  Epoch e is `images` shuffled with the seed (seed, e); batches run across epoch boundaries.
-  Starting at `start_step` skips to element start_step * B, reading at most one epoch.
+  Without `input_context`: global batches of B images. Epoch e is `images` shuffled with the seed
+  (seed, e); batches run across epoch boundaries. Starting at `start_step` skips to element
+  start_step * B, reading at most one epoch.
+
+  With a `tf.distribute.InputContext` of P input pipelines and R replicas (the argument of the
+  `dataset_fn` of `strategy.distribute_datasets_from_function`): pipeline w reads shard w alone,
+  the elements i of `images` with i % P == w (`Dataset.shard`), and yields batches of the
+  per-replica batch size B / R, one per local replica and step (B / P images per step). Epoch e of
+  the shard is shuffled with the seed (seed, e, w) (with P = 1, (seed, e): one pipeline yields
+  the global batches above, cut into R consecutive per-replica batches). The shards are disjoint
+  and cover `images`: each image is seen once per epoch of its shard. A run resumed at step s
+  skips s * B / P elements of its shard.
 
   Args:
     images: the unbatched training images (finite).
     global_batch_size: B.
     seed: integer seed.
     start_step: the step of the first batch.
-    shuffle_buffer: shuffle buffer size (default: the whole dataset).
+    shuffle_buffer: shuffle buffer size (default: the whole dataset, or the whole shard).
+    input_context: a `tf.distribute.InputContext`, or None for global batches.
 
   Returns:
-    An infinite dataset of [B, H, W, C] batches.
+    An infinite dataset of [B, H, W, C] batches, or [B / R, H, W, C] with an `input_context`.
   """
+  num_pipelines, pipeline = 1, 0
+  batch_size = images_per_step = global_batch_size
+  if input_context is not None:
+    num_pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if global_batch_size % input_context.num_replicas_in_sync:
+      raise ValueError(f'The global batch ({global_batch_size}) must be a multiple of the number '
+                       f'of replicas ({input_context.num_replicas_in_sync}).')
+    batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+    images_per_step = global_batch_size // num_pipelines
+    if num_pipelines > 1:
+      images = images.shard(num_pipelines, pipeline)
   size = cardinality(images)
-  first_epoch, offset = divmod(int(start_step) * global_batch_size, size)
+  first_epoch, offset = divmod(int(start_step) * images_per_step, size)
   buffer = size if shuffle_buffer is None else min(size, shuffle_buffer)
+  salts = (pipeline,) if num_pipelines > 1 else ()
 
   def epoch(index):
-    epoch_seed = tf.random.stateless_uniform(  # A full-range int64 from (seed, index).
-        [], seed=seeds.stateless_seed(seed, seeds.DATA_SALT, index), minval=None, maxval=None,
-        dtype=tf.int64)
+    epoch_seed = tf.random.stateless_uniform(  # A full-range int64 from (seed, index[, w]).
+        [], seed=seeds.stateless_seed(seed, seeds.DATA_SALT, index, *salts), minval=None,
+        maxval=None, dtype=tf.int64)
     return images.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
 
   batches = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
-  return batches.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return infinite(batches.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def infinite(dataset):
+  """`dataset`, known to tf.data as infinite (flat_map and rebatch forget it): the iterators of
+  multi-worker strategies then skip their per-step all-reduce that checks every worker still has
+  data (`get_next_as_optional`)."""
+  return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+
+
+def global_batch(images, global_batch_size, seed, step=0, shuffle_buffer=None, num_pipelines=1):
+  """The B images of `step` over P input pipelines: pipeline w's B / P images, for w = 0..P-1.
+
+  Replica r of worker w holds the r-th B / R rows of pipeline w's share, so this is the global batch
+  in replica order (with P = 1, the batch of `training_batches` at `step`). Every worker computes
+  it for the data-dependent initialization, which must be the same everywhere.
+  """
+  if num_pipelines == 1:
+    return next(iter(training_batches(images, global_batch_size, seed, step, shuffle_buffer)))
+  parts = [next(iter(training_batches(
+      images, global_batch_size, seed, step, shuffle_buffer,
+      input_context=tf.distribute.InputContext(num_pipelines, pipeline, num_pipelines))))
+           for pipeline in range(num_pipelines)]
+  return tf.concat(parts, 0)
 
 
 def strided_subset(images, max_examples, size=None):

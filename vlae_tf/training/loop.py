@@ -20,12 +20,13 @@ whichever comes first (`progress.ChunkPacer`), so that progress lines come at le
     batching.py        the data order (a function of (seed, step)) and validation batches
 
 Randomness and data. Every random draw is stateless (seeds.py) and the data order is a function of
-(seed, step) (`batching.training_batches`), so the RNG state and the data position are the step,
-and a checkpoint holds step, model, averaged model and optimizer (and gamma with soft free bits);
-no tf.data iterator is saved (that would serialize the in-memory dataset into every checkpoint). A
-resumed run reproduces the uninterrupted run exactly when `datasets.load` is deterministic (the
-static binarizations, CIFAR); a dynamically binarized training set restarts its sequence of
-binarizations, which is statistically equivalent but not identical.
+(seed, step) (`batching.training_batches`; each worker's input pipeline reads its own shard of the
+training set, `distribution.per_worker_batches`), so the RNG state and the data position are the
+step, and a checkpoint holds step, model, averaged model and optimizer (and gamma with soft free
+bits); no tf.data iterator is saved (that would serialize the in-memory dataset into every
+checkpoint). A resumed run reproduces the uninterrupted run exactly when `datasets.load` is
+deterministic (the static binarizations, CIFAR); a dynamically binarized training set restarts its
+sequence of binarizations, which is statistically equivalent but not identical.
 
 Faults (docs/reliability.md). A step whose loss or summed gradient is not finite is skipped and
 counted in the `bad_steps` summary; `max_consecutive_bad_steps` in a row stop the run
@@ -35,9 +36,12 @@ TrainingInterrupted raised. A kill mid-save leaves the previous checkpoint as th
 CheckpointManager renames the state file into place after the checkpoint is complete). A restart
 in a model_dir whose config.gin differs in more than bookkeeping is refused
 (`run_directory.check_resumable`). A checkpoint damaged after its save is moved to damaged/ and the
-run resumes from the newest intact one (`checkpoints.prepare_resume`).
+run resumes from the newest intact one (`checkpoints.prepare_resume`). With several workers, the
+workers agree before each chunk on its length and on stopping, so a signal to one saves the same
+step on all; a worker that dies makes the others raise LostWorkerError (distribution.py).
 """
 
+import functools
 import os
 import signal
 import time
@@ -177,6 +181,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
     DamagedCheckpointError: model_dir has checkpoints, but none is intact (the damaged ones are
       moved to <model_dir>/damaged/; see `checkpoints.prepare_resume`).
     RunError: model_dir cannot be created or written.
+    LostWorkerError: with several workers, a peer died or became unreachable (the collective ops
+      failed); restarting every worker resumes from the newest checkpoint.
   """
   began = time.time()
   settings = settings or settings_lib.TrainSettings()
@@ -210,10 +216,12 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
                  'checkpoints every %d (see TrainSettings.for_budget).', settings.train_steps,
                  settings.summary_every, settings.eval_every, settings.checkpoint_every)
   manager = _checkpoint_manager(trainer, model_dir, strategy, chief, settings)
-  start_step = _restore_or_initialize(trainer, latest, train_images, settings)
+  start_step = _restore_or_initialize(trainer, latest, train_images, settings,
+                                      distribution.num_workers(strategy))
   _write_model_summary(model_dir, chief, trainer.model)
-  iterator = iter(batching.training_batches(train_images, settings.batch_size, settings.seed,
-                                            start_step, settings.shuffle_buffer))
+  iterator = iter(distribution.per_worker_batches(strategy, functools.partial(
+      batching.training_batches, train_images, settings.batch_size, settings.seed, start_step,
+      settings.shuffle_buffer), settings.batch_size))
   writers = _summary_writers(model_dir, chief, trainer.model, settings)
 
   stop = signals.StopRequests()
@@ -246,6 +254,10 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
     if chief:
       summaries.end_hparams_session(model_dir, 'failure')
     raise
+  except distribution.PEER_FAILURES as error:  # A lost worker: one line naming it.
+    if not multi_worker:
+      raise
+    raise distribution.lost_worker_error(error, strategy, model_dir) from None
   if chief:
     summaries.end_hparams_session(model_dir, 'success')
   return metrics
@@ -333,14 +345,15 @@ def _load_images(settings, data_dir):
   return train_images, eval_images
 
 
-def _restore_or_initialize(trainer, latest, train_images, settings):
-  """Restores checkpoint `latest`, or initializes a fresh run on its first batch; the step."""
+def _restore_or_initialize(trainer, latest, train_images, settings, num_pipelines=1):
+  """Restores checkpoint `latest`, or initializes a fresh run on its first global batch (the same
+  on every worker: every worker reads the first batch of each input pipeline); the step."""
   if latest:
     trainer.restore(latest)
     logging.info('Resumed from %s at step %d.', latest, int(trainer.step.numpy()))
   else:
-    first_batch = next(iter(batching.training_batches(
-        train_images, settings.batch_size, settings.seed, 0, settings.shuffle_buffer)))
+    first_batch = batching.global_batch(train_images, settings.batch_size, settings.seed, 0,
+                                        settings.shuffle_buffer, num_pipelines)
     trainer.initialize(first_batch)
     logging.info('Initialized %s from a batch of %d images.', type(trainer.model).__name__,
                  settings.batch_size)

@@ -302,8 +302,11 @@ class Trainer:
       metrics['kl_weight'] = self.soft_free_bits.gamma.read_value()  # gamma of this step
     return metrics
 
-  def train_step(self, images):
+  def train_step(self, images, per_replica=False):
     """One step on a global batch [B, H, W, C] (call inside a tf.function).
+
+    With `per_replica`, `images` are already distributed: the per-replica batches of
+    `distribution.per_worker_batches`, B / R images on every replica.
 
     A step whose loss or summed gradient is not finite is skipped: the optimizer (weights, slots,
     iterations), the Polyak averages and gamma are untouched; `step` still advances (the batch is
@@ -313,8 +316,10 @@ class Trainer:
     Returns:
       (metrics, finite): the step's metrics and a boolean scalar.
     """
+    if not per_replica:
+      images = distribution.split_for_replicas(self.strategy, images)
     gradients, sums, gradient_norm, not_finite = self.strategy.run(
-        self._replica_compute, args=(distribution.split_for_replicas(self.strategy, images),))
+        self._replica_compute, args=(images,))
     # Equal on every replica already; the reduction makes one cross-replica boolean of it.
     finite = tf.equal(self.strategy.reduce(
         tf.distribute.ReduceOp.SUM, not_finite, axis=None), 0)
@@ -338,8 +343,9 @@ class Trainer:
     totals = {key: tf.constant(0.0) for key in METRIC_KEYS}
     good = tf.constant(0.0)
     bad = tf.constant(0.0)
+    per_replica = isinstance(iterator, tf.distribute.DistributedIterator)
     for _ in tf.range(num_steps):
-      metrics, finite = self.train_step(next(iterator))
+      metrics, finite = self.train_step(next(iterator), per_replica)
       totals = {key: totals[key] + tf.where(finite, tf.cast(metrics[key], tf.float32), 0.0)
                 for key in METRIC_KEYS}
       good += tf.cast(finite, tf.float32)
@@ -352,6 +358,9 @@ class Trainer:
 
   def train_loop(self, iterator, num_steps, max_consecutive_bad_steps=None):
     """Runs up to `num_steps` steps in one tf.function.
+
+    `iterator` gives global batches, or per-replica batches when it is a
+    `tf.distribute.DistributedIterator` (`distribution.per_worker_batches`).
 
     Stops early once `max_consecutive_bad_steps` consecutive steps were skipped (None: never).
 
