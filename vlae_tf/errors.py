@@ -17,6 +17,7 @@ The binaries report each in one line, without a traceback (vlae_tf/cli/user_erro
         ImageSizeError            images of another size than per-pixel biases were built for
       NonFiniteError              too many non-finite steps in a row (also a FloatingPointError)
       ReproduceError              a user error of bin/reproduce (unknown table, a failed run)
+      DiskFullError               a write failed: disk full or a file-size limit (also an OSError)
     TrainingInterrupted           SIGTERM / SIGINT stopped training after a checkpoint (not an
                                   error of the run: exit status 128 + the signal number)
 
@@ -92,6 +93,19 @@ class NonFiniteError(RunError, FloatingPointError):
 
 class ReproduceError(RunError):
   """A user error of the harness (unknown table, a failed run), reported in one line."""
+
+
+class DiskFullError(RunError, OSError):
+  """A write failed for lack of space (ENOSPC, a quota) or a file-size limit (EFBIG): the message
+  names the file and the bytes to write; what was there before is intact."""
+
+  def __init__(self, message, path=None, needed=None):
+    super().__init__(message)
+    self.path = path
+    self.needed = needed
+
+  def __str__(self):
+    return self.args[0]
 
 
 class TrainingInterrupted(VlaeError):

@@ -76,6 +76,7 @@ from vlae_tf.training import checkpoints
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf.training import run_directory
+from vlae_tf.training import signals
 from vlae_tf import seeds
 from vlae_tf.export import serving_checks
 
@@ -351,20 +352,44 @@ def save_atomically(module, path):
   remove_leftovers(parent)
   name = os.path.basename(path)
   temporary = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-{_owner_tag()}-')
-  try:
-    files.apply_umask(temporary, directory=True)
-    tf.saved_model.save(module, temporary, signatures=module.signatures())
-    if os.path.exists(path):
-      old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{_owner_tag()}-')
-      os.rename(path, os.path.join(old, 'export'))
-      os.rename(temporary, path)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(temporary, path)
-  except BaseException:
+  existed = os.path.exists(path)
+
+  def stop(signum):  # In signals.py's watcher thread, while TensorFlow may be writing.
     shutil.rmtree(temporary, ignore_errors=True)
+    return (f'interrupted by {signals.signal_name(signum)} during the export to {path}: '
+            + ('the export there was left as it was' if existed else 'nothing written')
+            + ' (no half-written export)')
+
+  try:
+    with signals.when_signalled(stop):
+      files.apply_umask(temporary, directory=True)
+      tf.saved_model.save(module, temporary, signatures=module.signatures())
+      with files.WRITING:  # The renames are never cut in half by a signal's exit.
+        if os.path.exists(path):
+          old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{_owner_tag()}-')
+          os.rename(path, os.path.join(old, 'export'))
+          os.rename(temporary, path)
+          shutil.rmtree(old, ignore_errors=True)
+        else:
+          os.rename(temporary, path)
+  except BaseException as error:
+    shutil.rmtree(temporary, ignore_errors=True)
+    disk_full = _disk_full(error, path)
+    if disk_full is not None:
+      raise disk_full from None
     raise
   return path
+
+
+def _disk_full(error, path):
+  """An `errors.DiskFullError` naming the export `path` when writing it failed for lack of space
+  or a file-size limit (an OSError, or TensorFlow's error saying so in words), else None."""
+  found = files.disk_full_from(error)
+  if found is None:
+    return None
+  reason = files.disk_full_text(str(error)) or error
+  return files.disk_full_error(path, None, reason, 'nothing was renamed into place: the exports '
+                               'before are intact')
 
 
 def export(model_dir, export_dir=None, decode_chunk_size=16, checkpoint=None):
