@@ -88,7 +88,8 @@ def free_bytes(path):
   return stat.f_bavail * stat.f_frsize
 
 
-def disk_full_error(path, needed, error, kept='the previous version of the file, if any, is intact'):
+def disk_full_error(path, needed, error,
+                    kept='the previous version of the file, if any, is intact'):
   """The one-line `errors.DiskFullError` of a write of `needed` bytes (None: unknown) to `path`
   that failed with `error` (an OSError); `kept` says what is left intact."""
   reason = os.strerror(error.errno) if getattr(error, 'errno', None) else str(error)

@@ -106,7 +106,7 @@ def read_images(path, image_shape):
     if size != AMAT_PIXELS:
       raise CodecError(f'{path}: .amat files hold 28x28 images; this model takes '
                        f'{"x".join(map(str, image_shape))}.')
-    text = dataset_files.read(pathlib.Path(path), _AMAT_EXPECTED)
+    text = dataset_files.read(pathlib.Path(path), _AMAT_EXPECTED, dataset_files.AMAT_MAX_BYTES)
     images = dataset_files.parse_amat(text, path, _AMAT_EXPECTED).reshape(-1, *image_shape)
   elif kind == 'npy':
     try:
