@@ -1,10 +1,16 @@
-"""Writing files so that a reader, or a kill, never sees half of one, with the usual modes.
+"""Writing files so that a reader, a kill or a full disk never leaves half of one, with the usual
+modes.
 
 Every file of a run directory and of an export is written to a temporary name beside its target
 and renamed into place (os.replace is atomic on POSIX), after an fsync, so a crash leaves either
 the old file or the new one. Temporary files and directories (mkstemp, mkdtemp) are created 0600 /
 0700; they get the mode a plain open() / mkdir() would give (0644 / 0755 under the usual umask
 022) before they are renamed, so results can be read by others.
+
+A full disk, a quota or a file-size limit (ENOSPC, EDQUOT, EFBIG) during a write is an
+`errors.DiskFullError`: one line naming the file, the bytes to write and the bytes free, after the
+temporary file is removed (`disk_full_from` also reads TensorFlow's errors, which name the file
+and the reason in words, for checkpoints, summaries and exports).
 """
 
 import errno
@@ -59,7 +65,7 @@ def disk_full_from(error):
   if checkpoint:
     return disk_full_error(
         path[:path.index('_temp/')], _newest_checkpoint_bytes(checkpoint.group(1)), reason,
-        'the checkpoints before it are intact (a rerun resumes from the newest)')
+        'the checkpoints before it are intact (a rerun resumes from the newest)', about=True)
   if '.tfevents.' in os.path.basename(path):
     return disk_full_error(path, None, reason, 'the events written before are intact')
   if re.search(r'/\.[^/]*\.tmp-[^/]*/', path):  # an export being written (export/saved_model.py)
@@ -89,15 +95,15 @@ def free_bytes(path):
 
 
 def disk_full_error(path, needed, error,
-                    kept='the previous version of the file, if any, is intact'):
-  """The one-line `errors.DiskFullError` of a write of `needed` bytes (None: unknown) to `path`
-  that failed with `error` (an OSError); `kept` says what is left intact."""
+                    kept='the previous version of the file, if any, is intact', about=False):
+  """The one-line `errors.DiskFullError` of a write of `needed` bytes (None: unknown; `about`: an
+  estimate) to `path` that failed with `error` (an OSError); `kept` says what is left intact."""
   reason = os.strerror(error.errno) if getattr(error, 'errno', None) else str(error)
   try:
     free = f'{free_bytes(path):,} bytes free there'
   except OSError:
     free = 'free space unknown'
-  size = f'about {needed:,} bytes to write, ' if needed is not None else ''
+  size = '' if needed is None else f'{"about " if about else ""}{needed:,} bytes to write, '
   return errors.DiskFullError(
       f'Cannot write {path}: {reason} (disk full or a file-size limit: {size}{free}); {kept}. '
       'Free some space (or raise the limit: ulimit -f) and run the same command again.',
@@ -156,17 +162,23 @@ def append_line(path, line):
   """
   data = line.encode('utf-8')
   with WRITING:
-    with open(path, 'ab') as f:
-      size = f.tell()
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+      size = os.fstat(handle).st_size
       try:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        done = 0
+        while done < len(data):  # A short write on a nearly full disk, then the error.
+          done += os.write(handle, data[done:])
+        os.fsync(handle)
       except OSError as error:
         if error.errno not in DISK_FULL_ERRNOS:
           raise
         try:
-          f.truncate(size)
+          os.ftruncate(handle, size)
         except OSError:
           pass
-        raise disk_full_error(path, len(data), error) from None
+        raise disk_full_error(path, len(data), error,
+                              'its lines before are intact (the partial line was cut off)'
+                              ) from None
+    finally:
+      os.close(handle)
