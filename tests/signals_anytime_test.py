@@ -161,7 +161,7 @@ def test_sigterm_during_an_export_leaves_no_export(runs):
   root, results = runs
   line = results['export'].stopped_line()
   assert re.fullmatch(r'stopped: interrupted by SIGTERM (during the export to \S+/export/2: '
-                      r'nothing written \(no half-written export\)|; nothing was written)',
+                      r'nothing written \(no half-written export\)|; nothing half-written)',
                       line), line
   export_dir = root / 'export' / 'export'
   left = os.listdir(export_dir) if export_dir.exists() else []

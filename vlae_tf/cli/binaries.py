@@ -67,7 +67,9 @@ def _started(name, main):
 _STARTUP_LINES = {
     'train': lambda signame: (f'interrupted by {signame} during start-up: nothing new to save; '
                               'run the same command again to resume'),
-    None: lambda signame: f'interrupted by {signame}; nothing was written',
+    'reproduce': lambda signame: (f'interrupted by {signame}: the trainings and evaluations done '
+                                  'are kept; run the same command again to continue'),
+    None: lambda signame: f'interrupted by {signame}; nothing half-written',
 }
 
 
