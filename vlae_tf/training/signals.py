@@ -140,17 +140,18 @@ class StopRequests:
   """Turns SIGTERM and SIGINT into a flag (`signum`) while the `with` block runs.
 
   Installed only in the main thread (Python delivers signals there), and only inside the block;
-  the previous handlers come back on exit. A second signal while the first is being handled raises
-  KeyboardInterrupt (stop now).
+  the previous handlers come back on exit. A second signal stops at once (below).
 
       with StopRequests() as stop:
         while not stop.requested:
           ...
 
-  While `exit_at_once` is true (the train loop sets it until its first chunk and the compilations
-  after it are done: nothing new to save), a signal ends the process at once through the watcher
-  thread of the binaries (`install`): tracing can take minutes. Without the watcher, the flag is
-  set as usual.
+  With the watcher thread of the binaries (`install`), the watcher answers: while `exit_at_once`
+  is true (the train loop sets it until its first chunk and the compilations after it are done:
+  nothing new to save; tracing can take minutes) a signal ends the process at once; later it sets
+  the flag, and a second signal ends the process at once without saving. Without the watcher
+  (tests, notebooks), the main thread's handler sets the flag, and a second signal raises
+  KeyboardInterrupt.
 
   Attributes:
     signum: the first signal received, or None.
@@ -171,21 +172,32 @@ class StopRequests:
     return self.signum is not None
 
   def _answer_at_once(self, signum):
-    """In the watcher thread: exit now while nothing new is to be saved, else leave the flag."""
-    if not self.exit_at_once:
+    """In the watcher thread (binaries): exit now while nothing new is to be saved; else set the
+    flag (the loop saves a checkpoint), and a second signal exits at once without saving."""
+    if self.exit_at_once:
+      return (f'interrupted by {signal_name(signum)} before the first steps of this process ended '
+              '(start-up, compilation): nothing new to save; run the same command again to '
+              'resume')
+    if self.signum is None:
+      self._request(signum)
       return _KEEP_RUNNING
-    return (f'interrupted by {signal_name(signum)} before the first steps of this process ended '
-            '(start-up, compilation): nothing new to save; run the same command again to resume')
+    return (f'second signal ({signal_name(signum)}): stopped at once, without saving the steps '
+            'since the last checkpoint; run the same command again to resume from it')
 
-  def _handle(self, signum, frame):
-    del frame
-    if self.exit_at_once and installed():
-      return  # The watcher thread ends the process.
-    if self.signum is not None:
-      raise KeyboardInterrupt(f'second {signal_name(signum)}: stopping without saving')
+  def _request(self, signum):
     self.signum = signum
     logging.warning('Received %s: saving a checkpoint after the running steps, then stopping.',
                     signal_name(signum))
+
+  def _handle(self, signum, frame):
+    """In the main thread, without the watcher (tests, notebooks): the flag, then
+    KeyboardInterrupt on a second signal."""
+    del frame
+    if installed():
+      return  # The watcher thread answers (`_answer_at_once`).
+    if self.signum is not None:
+      raise KeyboardInterrupt(f'second {signal_name(signum)}: stopping without saving')
+    self._request(signum)
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
