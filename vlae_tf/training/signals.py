@@ -47,7 +47,9 @@ def exit_now(signum, line):
   try:
     sys.stdout.flush()
     logging.flush()
-    print(f'stopped: {line}', file=sys.stderr, flush=True)
+    # On a terminal, a progress bar may be rewriting its line: the stopped line gets its own.
+    start = '\n' if sys.stderr.isatty() else ''
+    print(f'{start}stopped: {line}', file=sys.stderr, flush=True)
   finally:
     os._exit(128 + int(signum))  # pylint: disable=protected-access
 
