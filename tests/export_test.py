@@ -201,8 +201,8 @@ def test_bad_inputs_fail_with_one_line_in_a_process_without_vlae_tf(exported):
                  f'float32 [N, 28x28x1], z float32 [N, {LATENT_SIZE}] {_MODEL}; got images '
                  f'[2, 28x28x1] and z [1, {LATENT_SIZE}]',
       'z': f'decode: {_Z}float32 [2, 4]',
-      'num_samples': 'log_prob: num_samples (K, the number of importance samples) must be >= 1 '
-                     f'{_MODEL}; got 0',
+      'num_samples': 'log_prob: num_samples (K, the number of importance samples) must be in '
+                     f'1..1048576 {_MODEL}; got 0',
       'signature': f'log_prob: {_IMAGES}float32 [2, 32x32x1]',
   }
   for case, message in expected.items():

@@ -621,7 +621,7 @@ def test_serving_functions_name_the_expected_values():
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r'images must be binary: float32 \[N, 2x3x1\] with every value 0 or 1'):
     module.log_prob(good + 0.5, 2)
-  with pytest.raises(tf.errors.InvalidArgumentError, match='num_samples .* must be >= 1'):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r'num_samples .* must be in 1\.\.1048576'):
     module.log_prob(good, 0)
   eight_bit = doubles.ConstantWeights()
   eight_bit.data_kind = '8bit'

@@ -18,6 +18,7 @@ The binaries report each in one line, without a traceback (vlae_tf/cli/user_erro
       NonFiniteError              too many non-finite steps in a row (also a FloatingPointError)
       ReproduceError              a user error of bin/reproduce (unknown table, a failed run)
       LostWorkerError             a worker of a multi-worker run is gone (training/distribution.py)
+      DiskFullError               a write failed: disk full or a file-size limit (also an OSError)
     TrainingInterrupted           SIGTERM / SIGINT stopped training after a checkpoint (not an
                                   error of the run: exit status 128 + the signal number)
 
@@ -97,6 +98,19 @@ class ReproduceError(RunError):
 
 class LostWorkerError(RunError):
   """A worker of a multi-worker run died or became unreachable: the collective ops failed."""
+
+
+class DiskFullError(RunError, OSError):
+  """A write failed for lack of space (ENOSPC, a quota) or a file-size limit (EFBIG): the message
+  names the file and the bytes to write; what was there before is intact."""
+
+  def __init__(self, message, path=None, needed=None):
+    super().__init__(message)
+    self.path = path
+    self.needed = needed
+
+  def __str__(self):
+    return self.args[0]
 
 
 class TrainingInterrupted(VlaeError):

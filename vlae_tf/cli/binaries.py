@@ -41,6 +41,7 @@ from vlae_tf.cli import reproduce_binary
 from vlae_tf.cli import run_binaries
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import startup
+from vlae_tf.training import signals
 
 
 def _started(name, main):
@@ -50,6 +51,8 @@ def _started(name, main):
     values = {flag: flags.FLAGS[flag].value for flag in
               ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps')
               if flag in flags.FLAGS}
+    # From here a signal is answered within a second, even inside TensorFlow (signals.py).
+    signals.install(_STARTUP_LINES.get(name, _STARTUP_LINES[None]))
     problem = preflight.check_paths(name, values)
     if problem:
       raise SystemExit(problem)
@@ -57,6 +60,17 @@ def _started(name, main):
     return main(argv)
 
   return started_main
+
+
+# What a signal outside the binaries' own `signals.when_signalled` blocks means (start-up, loading
+# the data, building and restoring the model, tracing): nothing is being written.
+_STARTUP_LINES = {
+    'train': lambda signame: (f'interrupted by {signame} during start-up: nothing new to save; '
+                              'run the same command again to resume'),
+    'reproduce': lambda signame: (f'interrupted by {signame}: the trainings and evaluations done '
+                                  'are kept; run the same command again to continue'),
+    None: lambda signame: f'interrupted by {signame}; nothing half-written',
+}
 
 
 # name: (defines its flags, its main)

@@ -36,6 +36,7 @@ def define_inspect_flags():
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
                       '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
+  shared_flags.define_checkpoint()
 
 
 def inspect_main(argv):
@@ -49,6 +50,9 @@ def inspect_main(argv):
   model_dirs = FLAGS.model_dir
   if len(model_dirs) > 1 and not FLAGS.output_dir:
     raise SystemExit('error: several --model_dir need --output_dir for the comparison.')
+  if len(model_dirs) > 1 and FLAGS.checkpoint and not str(FLAGS.checkpoint).isdigit():
+    raise SystemExit(f'error: --checkpoint={FLAGS.checkpoint} names one run\'s checkpoint; with '
+                     'several --model_dir, give a step N (--checkpoint=N: ckpt-N of each run).')
 
   def run(model_dir):
     return user_errors.guard(lambda: inspection.inspect(
@@ -58,7 +62,7 @@ def inspect_main(argv):
         num_maps=FLAGS.num_maps, num_reconstructions=FLAGS.num_reconstructions,
         num_decodings=FLAGS.num_decodings, compare_model_dir=FLAGS.compare_model_dir,
         data_dir=run_directory.reader_data_dir(model_dir, FLAGS.data_dir), seed=FLAGS.seed,
-        reuse=len(model_dirs) > 1))
+        reuse=len(model_dirs) > 1, checkpoint=FLAGS.checkpoint))
 
   reports = [run(model_dir) for model_dir in model_dirs]
   for report in reports:

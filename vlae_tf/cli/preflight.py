@@ -145,7 +145,8 @@ def check_paths(name, values):
   """The one-line error for a path given to binary `name` that cannot work, or None.
 
   `values` maps flag names to their values. Checks what is cheap and certain: the run directory
-  of the readers (and its config.gin), gin files, the data directory, an input file.
+  of the readers (and its config.gin), gin files, the data directory, an input file, the header
+  and checksums of bin/decompress's input.
   """
   if name in _READERS:
     model_dirs = values.get('model_dir') or []
@@ -170,6 +171,12 @@ def check_paths(name, values):
     return f'error: --train_steps={train_steps}: the budget must be at least 1 step.'
   if name in ('compress', 'decompress') and not _exists(values.get('input')):
     return f'error: --input={values["input"]}: no such file or directory.'
+  if name == 'decompress':  # The file's header and checksums, before TensorFlow loads.
+    from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+    try:
+      codec.unpack(values['input'])
+    except codec.CodecError as error:
+      return f'error: {error}'
   return None
 
 

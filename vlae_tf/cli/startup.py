@@ -85,7 +85,10 @@ def start_tensorflow():
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.list_physical_devices()
   else:
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # C++ INFO lines after start-up
+    # C++ INFO and WARNING lines after start-up: a failed op's warning ("OP_REQUIRES failed at
+    # save_restore_v2_ops.cc: ... File too large") repeats the error Python gets, which the
+    # binaries report in one line (user_errors.py).
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:

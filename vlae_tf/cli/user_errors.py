@@ -2,16 +2,19 @@
 
 A user error is any `errors.VlaeError` (a bad flag or gin config, missing data, no checkpoint, an
 incompatible or damaged run directory, too many non-finite steps, a file bin/decompress cannot
-read, ...): the one base of vlae_tf/errors.py, so this module imports nothing else to catch them.
-Anything else is a bug and keeps its traceback. `errors.TrainingInterrupted` (SIGTERM / SIGINT
-during bin/train, after a final checkpoint) is not an error of the run: one `stopped:` line and
-exit status 128 + the signal number (143 for SIGTERM, 130 for SIGINT).
+read, ...): the one base of vlae_tf/errors.py. A write that failed for lack of space or a
+file-size limit (an OSError, or TensorFlow's error saying so in words: a checkpoint, a summary, an
+export) is one line too (`files.disk_full_from`). Anything else is a bug and keeps its traceback.
+`errors.TrainingInterrupted` (SIGTERM / SIGINT during bin/train, after a final checkpoint) is not
+an error of the run: one `stopped:` line and exit status 128 + the signal number (143 for
+SIGTERM, 130 for SIGINT).
 """
 
 import re
 import sys
 
 from vlae_tf import errors
+from vlae_tf import files
 
 
 def one_line(error):
@@ -34,3 +37,8 @@ def guard(run):
     raise SystemExit(128 + interrupted.signum) from None
   except errors.VlaeError as error:
     raise SystemExit(f'error: {one_line(error)}') from None
+  except Exception as error:  # pylint: disable=broad-except
+    disk_full = files.disk_full_from(error)  # TensorFlow's or an OSError: disk full is the user's
+    if disk_full is None:
+      raise
+    raise SystemExit(f'error: {one_line(disk_full)}') from None

@@ -23,6 +23,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -37,6 +38,7 @@ from vlae_tf.data import dataset_files
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import progress as progress_lib
+from vlae_tf.training import signals
 
 MAGIC = b'VLAEBBAN'
 VERSION = 1
@@ -104,7 +106,7 @@ def read_images(path, image_shape):
     if size != AMAT_PIXELS:
       raise CodecError(f'{path}: .amat files hold 28x28 images; this model takes '
                        f'{"x".join(map(str, image_shape))}.')
-    text = dataset_files.read(pathlib.Path(path), _AMAT_EXPECTED)
+    text = dataset_files.read(pathlib.Path(path), _AMAT_EXPECTED, dataset_files.AMAT_MAX_BYTES)
     images = dataset_files.parse_amat(text, path, _AMAT_EXPECTED).reshape(-1, *image_shape)
   elif kind == 'npy':
     try:
@@ -208,38 +210,101 @@ def pack(words, *, image_shape, count, step, digest, coder, crc, layout) -> byte
 
 
 def unpack(path):
-  """Reads and checks a compressed file: (header dict, uint32 words); CodecError if damaged."""
+  """Reads and checks a compressed file: (header dict, uint32 words); CodecError if damaged.
+
+  Hostile files too: only the fixed header is read before the magic, the version and the file's
+  size are checked, then the header's checksum before any field is trusted, and the payload is
+  read only when the file holds exactly the bytes the header says (memory is bounded by the file).
+  With a valid checksum, every field must still make sense (`_check_fields`).
+  """
+  if os.path.exists(path) and not os.path.isfile(path):  # A FIFO would block, /dev/zero not end.
+    raise CodecError(f'{path} is not a file of bin/compress (not a regular file).')
   try:
-    with open(path, 'rb') as stream:
-      data = stream.read()
+    stream = open(path, 'rb')
   except OSError as error:
     raise CodecError(f'{path}: cannot read it ({error.strerror}).') from None
-  if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
-    raise CodecError(f'{path} is not a file of bin/compress (no {MAGIC.decode()} header).')
-  if len(data) < _FIXED.size:
-    raise CodecError(f'{path} is truncated: {len(data)} bytes, shorter than its header.')
-  fields = _FIXED.unpack_from(data)
-  (_, version, height, width, channels, count, step, digest, precision, first_batch,
-   largest_batch, growth_percent, crc, num_words, payload_crc, layout_length) = fields
-  if version != VERSION:
-    raise CodecError(f'{path} has format version {version}; this vlae_tf reads version '
-                     f'{VERSION}.')
-  header_end = _FIXED.size + layout_length
-  if len(data) < header_end + _CRC.size:
-    raise CodecError(f'{path} is truncated: {len(data)} bytes, shorter than its header.')
-  if _CRC.unpack_from(data, header_end)[0] != zlib.crc32(data[:header_end]):
-    raise CodecError(f'{path} is damaged: its header fails its checksum.')
-  payload = data[header_end + _CRC.size:]
+  with stream:
+    size = os.fstat(stream.fileno()).st_size
+    head = stream.read(_FIXED.size)
+    if len(head) < len(MAGIC) or head[:len(MAGIC)] != MAGIC:
+      raise CodecError(f'{path} is not a file of bin/compress (no {MAGIC.decode()} header).')
+    if len(head) < _FIXED.size:
+      raise CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
+    fields = _FIXED.unpack(head)
+    (_, version, height, width, channels, count, step, digest, precision, first_batch,
+     largest_batch, growth_percent, crc, num_words, payload_crc, layout_length) = fields
+    if version != VERSION:
+      raise CodecError(f'{path} has format version {version}; this vlae_tf reads version '
+                       f'{VERSION} (or the file is damaged).')
+    header_end = _FIXED.size + layout_length
+    if size < header_end + _CRC.size:
+      raise CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
+    rest = stream.read(layout_length + _CRC.size)
+    if _CRC.unpack_from(rest, layout_length)[0] != zlib.crc32(head + rest[:layout_length]):
+      raise CodecError(f'{path} is damaged: its header fails its checksum.')
+    expected = header_end + _CRC.size + 4 * num_words
+    if size != expected:
+      raise CodecError(f'{path} is truncated or has extra bytes: {size} bytes, the header says '
+                       f'{expected}.')
+    payload = stream.read(4 * num_words)
   if len(payload) != 4 * num_words:
-    raise CodecError(f'{path} is truncated or has extra bytes: {len(payload)} payload bytes, '
-                     f'the header says {4 * num_words}.')
+    raise CodecError(f'{path} changed while it was read.')
   if zlib.crc32(payload) != payload_crc:
     raise CodecError(f'{path} is damaged: its payload fails its checksum.')
   header = dict(image_shape=(height, width, channels), count=count, step=step, digest=digest,
                 precision=precision, first_batch=first_batch, largest_batch=largest_batch,
                 growth_percent=growth_percent, crc=crc,
-                layout=json.loads(data[_FIXED.size:header_end].decode()))
+                layout=_layout(path, rest[:layout_length], (height, width, channels)))
+  _check_fields(path, header, num_words)
   return header, np.frombuffer(payload, '<u4').astype(np.uint32)
+
+
+# What a header may claim: bin/compress never writes more (the largest image of the paper's
+# datasets is 105x105; a batch schedule of vlae_tf.bitsback; at least one payload bit per image:
+# a binary image costs tens of bits under any trained model, 80 and more on MNIST).
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_IMAGES_PER_PAYLOAD_BIT = 1
+_NPY_KINDS = 'biuf'  # bool, signed and unsigned integers, floats: what read_images takes.
+
+
+def _layout(path, data, image_shape):
+  """The header's layout (how to write a .npy back), checked: CodecError if it makes no sense."""
+  try:
+    layout = json.loads(data.decode('utf-8'))
+  except (UnicodeDecodeError, ValueError):
+    layout = None
+  if not isinstance(layout, dict) or layout.get('kind') not in ('amat', 'npy', 'png'):
+    raise CodecError(f'{path} is damaged: its header\'s layout is not one this vlae_tf writes.')
+  if layout['kind'] == 'npy':
+    try:
+      dtype = np.dtype(layout['dtype'])
+      shape = [int(size) for size in layout['shape']]
+    except (KeyError, TypeError, ValueError):
+      dtype, shape = None, None
+    if (dtype is None or dtype.kind not in _NPY_KINDS or not isinstance(layout['shape'], list)
+        or any(size < 1 for size in shape) or
+        math.prod(shape) != math.prod(image_shape)):
+      raise CodecError(f'{path} is damaged: its header\'s .npy layout ({data[:80]!r}) does not '
+                       f'fit its images.')
+  return layout
+
+
+def _check_fields(path, header, num_words):
+  """Fields that passed the checksum but would make decoding fail, hang or allocate without
+  bound (a file made by hand): CodecError naming the field."""
+  height, width, channels = header['image_shape']
+  problems = []
+  if min(height, width, channels) < 1 or height * width * channels > MAX_IMAGE_PIXELS:
+    problems.append(f'image shape {height}x{width}x{channels}')
+  if not 1 <= header['count'] <= MAX_IMAGES_PER_PAYLOAD_BIT * 32 * num_words:
+    problems.append(f'{header["count"]} images in {32 * num_words} payload bits')
+  if not 8 <= header['precision'] <= 16:
+    problems.append(f'grid precision {header["precision"]} (8..16)')
+  if not 1 <= header['first_batch'] <= header['largest_batch']:
+    problems.append(f'batch schedule {header["first_batch"]}..{header["largest_batch"]}')
+  if problems:
+    raise CodecError(f'{path} is damaged or was not written by bin/compress: its header claims '
+                     f'{", ".join(problems)}.')
 
 
 # -- compress / decompress ----------------------------------------------------------------------------
@@ -271,15 +336,21 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True)
   images, layout = read_images(input_path, model.image_shape)
   coder = bitsback.BitsBackCoder(model)
   began = time.time()
-  try:
-    words, lengths, initial_bits = coder.encode(
-        images, progress=_progress(len(images), 'compress') if progress else None)
-  except ValueError as error:  # A latent beyond every coded window (see latent_codes.Windowed).
-    raise CodecError(f'{input_path}: this model cannot code these images ({error}).') from None
-  seconds = time.time() - began
-  data = pack(words, image_shape=model.image_shape, count=len(images), step=step,
-              digest=weights_digest(model), coder=coder, crc=images_crc(images), layout=layout)
-  files.atomic_write_bytes(output_path, data)
+  written = []
+  with signals.when_signalled(lambda signum: _stopped(signum, 'compressing', input_path,
+                                                      output_path, written)):
+    try:
+      words, lengths, initial_bits = coder.encode(
+          images, progress=_progress(len(images), 'compress') if progress else None)
+    except ValueError as error:  # A latent beyond every coded window (latent_codes.Windowed).
+      raise CodecError(f'{input_path}: this model cannot code these images ({error}).') from None
+    seconds = time.time() - began
+    data = pack(words, image_shape=model.image_shape, count=len(images), step=step,
+                digest=weights_digest(model), coder=coder, crc=images_crc(images),
+                layout=layout)
+    with files.WRITING:  # A signal waits for the file (signals.py).
+      files.atomic_write_bytes(output_path, data)
+      written.append(output_path)
   pixels = int(np.prod(model.image_shape))
   payload_bits = 32 * len(words)
   return dict(images=len(images), bytes=len(data), step=step, seconds=seconds,
@@ -310,15 +381,28 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
              f'the model are intact: this machine computes the model\'s numbers differently from '
              f'the one that compressed it; nothing was written.')
   began = time.time()
-  try:
-    images, leftover = coder.decode(
-        words, header['count'], progress=_progress(header['count'], 'decompress') if progress
-        else None)
-  except ValueError:  # A decoded value outside a coded window: the same divergence, seen early.
-    raise CodecError(failure) from None
-  seconds = time.time() - began
-  images = images.astype(np.uint8)
-  if images_crc(images) != header['crc'] or not np.array_equal(leftover, coder.initial_words()):
-    raise CodecError(failure)
-  write_images(output_path, images, header['layout'])
+  written = []
+  with signals.when_signalled(lambda signum: _stopped(signum, 'decompressing', input_path,
+                                                      output_path, written)):
+    try:
+      images, leftover = coder.decode(
+          words, header['count'], progress=_progress(header['count'], 'decompress') if progress
+          else None)
+    except ValueError:  # A decoded value outside a coded window: the same divergence, early.
+      raise CodecError(failure) from None
+    seconds = time.time() - began
+    images = images.astype(np.uint8)
+    if images_crc(images) != header['crc'] or not np.array_equal(leftover,
+                                                                 coder.initial_words()):
+      raise CodecError(failure)
+    with files.WRITING:  # A signal waits for the images (signals.py).
+      write_images(output_path, images, header['layout'])
+      written.append(output_path)
   return dict(images=len(images), seconds=seconds, step=step)
+
+
+def _stopped(signum, doing, input_path, output_path, written):
+  """The `stopped:` line of a signal during compress or decompress (signals.py)."""
+  return (f'interrupted by {signals.signal_name(signum)} while {doing} {input_path}: '
+          + (f'{output_path} was written completely' if written else
+             f'{output_path} was not written (nothing half-written)'))

@@ -39,19 +39,35 @@ def file_key(path: pathlib.Path) -> Tuple[str, int, int]:
   return str(path), stat.st_mtime_ns, stat.st_size
 
 
-def read(path: pathlib.Path, expected: str) -> bytes:
-  """The bytes of `path`, gunzipped if its name ends in .gz."""
+def read(path: pathlib.Path, expected: str, limit: Optional[int] = None) -> bytes:
+  """The bytes of `path`, gunzipped if its name ends in .gz.
+
+  Only a regular file is read (a FIFO would block, /dev/zero never end). With `limit`, a file
+  (or its gunzipped content: a gzip bomb) longer than `limit` bytes is refused before more than
+  `limit` bytes are held in memory.
+  """
+  if path.exists() and not path.is_file():
+    raise DatasetError(f'{path} is not a regular file; expected {expected}.')
+  gunzipped = ' once gunzipped' if path.suffix == '.gz' else ''
+  too_long = (f'{path} holds more than {limit:,} bytes{gunzipped}, more than this reader takes; '
+              f'expected {expected}.') if limit else None
   try:
+    if limit is not None and path.stat().st_size > limit:
+      raise DatasetError(too_long)
     raw = path.read_bytes()
   except OSError as error:
     raise DatasetError(f'Cannot read {path}: {error}; expected {expected}.') from error
   if path.suffix != '.gz':
     return raw
   try:
-    return gzip.decompress(raw)
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+      text = stream.read(-1 if limit is None else limit + 1)
   except (OSError, EOFError, zlib.error) as error:
     raise DatasetError(f'{path} is not a valid gzip file (truncated or corrupt: {error}); '
                        f'expected {expected}.') from error
+  if limit is not None and len(text) > limit:
+    raise DatasetError(too_long)
+  return text
 
 
 def find(root: pathlib.Path, subdir: str, names: Sequence[str]) -> Optional[pathlib.Path]:
@@ -87,6 +103,9 @@ def warn_if_unpublished_size(name: str, split: str, count: int, path: pathlib.Pa
 
 
 _AMAT_SEPARATORS = b' \t\r\x0b\x0c'  # deleted; lines are split at b'\n'
+# The largest .amat text read (256 MiB: about 170,000 images, 2.4 times all of MNIST): a bigger
+# file, or a .gz that inflates beyond it, is refused (parsing holds a few copies of the text).
+AMAT_MAX_BYTES = 256 * 2**20
 
 
 def parse_amat(text: bytes, where: str, expected: str) -> np.ndarray:
@@ -135,7 +154,8 @@ def amat_images(key: Tuple[str, int, int]) -> np.ndarray:
   """uint8 [N, 28, 28, 1] in {0, 1} from an .amat(.gz), cached per (path, mtime, size)."""
   path = pathlib.Path(key[0])
   expected = f"Larochelle's binarized MNIST ({needs('static_mnist')})"
-  images = parse_amat(read(path, expected), str(path), expected).reshape(-1, 28, 28, 1)
+  images = parse_amat(read(path, expected, AMAT_MAX_BYTES), str(path), expected).reshape(
+      -1, 28, 28, 1)
   images.flags.writeable = False
   return images
 

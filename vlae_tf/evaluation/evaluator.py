@@ -32,6 +32,7 @@ from vlae_tf.models import objectives
 from vlae_tf.evaluation import plots
 from vlae_tf import progress as progress_lib
 from vlae_tf.training import run_directory
+from vlae_tf.training import signals
 from vlae_tf import seeds
 
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
@@ -42,9 +43,33 @@ PROTOCOLS = {'quick': {'num_samples': 128, 'max_examples': 500},
              'paper': {'num_samples': None, 'max_examples': None}}
 EVAL_SUMMARY_DIR = 'eval'  # <model_dir>/eval: TensorBoard events of every evaluation's NLL
 REPORT_FILE = 'eval_{split}.json'
+PARTIAL_FILE = 'eval_{split}_partial.json'  # an evaluation stopped by a signal: its images so far
 CURVE_FILE = 'eval_{split}_curve.json'
 HISTORY_FILE = 'eval_history.jsonl'
 CURVE_PLOT = 'eval_{split}_curve.png'
+
+
+class _SumsSoFar(distribution.DistributedEvaluator):
+  """A `DistributedEvaluator` whose sums of the batches done so far (`sums_so_far`, replaced as a
+  whole after every batch) can be read from another thread: the partial result of an evaluation
+  stopped by a signal in the middle of a long batch (signals.py)."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.sums_so_far = {}
+    step = self._step
+
+    def summed_step(images, weights, batch_index):
+      sums, values = step(images, weights, batch_index)
+      if int(batch_index) == 0:
+        self.sums_so_far = {}
+      totals = dict(self.sums_so_far)
+      for key, value in sums.items():
+        totals[key] = totals.get(key, 0.0) + float(value)
+      self.sums_so_far = totals  # One assignment: a reader sees whole batches.
+      return sums, values
+
+    self._step = summed_step
 
 
 class CheckpointEvaluator:
@@ -92,8 +117,9 @@ class CheckpointEvaluator:
     # The same seeds for every checkpoint: differences between checkpoints are the weights'.
     self.per_example = per_example
     self.partial_on_interrupt = False
-    self._evaluator = distribution.DistributedEvaluator(
+    self._evaluator = _SumsSoFar(
         self.strategy, statistics, seed=seed, salt=seeds.EVALUATION_SALT, per_example=per_example)
+    self._began = self._step_value = None
 
   def __call__(self, checkpoint, progress=True):
     """The report of one checkpoint (restored into the same model).
@@ -101,28 +127,45 @@ class CheckpointEvaluator:
     With `per_example`, returns (report, {'nll', 'elbo', 'kl', 'log_px_z': float64 [N]}), the
     values of every image in subset order (nats).
     """
-    began = time.time()
+    began = self._began = time.time()
     status = tf.train.Checkpoint(step=self._step, averaged_model=self.model).restore(checkpoint)
     status.expect_partial()
     status.assert_existing_objects_matched()
+    self._step_value = int(self._step.numpy())  # Read here: partial_report runs in a thread.
     bar = (progress_lib.ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
-                       f'step {int(self._step.numpy())}') if progress else None)
+                       f'step {self._step_value}') if progress else None)
     if progress:
       logging.info('Evaluating %s %s, step %d: %d images, K=%d importance samples.',
-                   self.dataset, self.split, int(self._step.numpy()), self.total,
-                   self.num_samples)
+                   self.dataset, self.split, self._step_value, self.total, self.num_samples)
     self._evaluator.partial_on_interrupt = self.partial_on_interrupt
+    self._evaluator.sums_so_far = {}
     totals = self._evaluator(batching.padded_batches(self.images, self.batch_size),
                              progress=bar)
     if self.per_example:
       totals, values = totals
+    report = self._report(totals, checkpoint, began, partial=self._evaluator.interrupted)
+    if not self.per_example:
+      return report
+    per_image = {'nll': -values['log_likelihood'], 'elbo': values['elbo'], 'kl': values['kl'],
+                 'log_px_z': values['log_px_z']}
+    return report, per_image
+
+  def partial_report(self, checkpoint):
+    """The report of the batches done so far (readable from another thread), or None."""
+    totals = self._evaluator.sums_so_far
+    if not totals.get('count') or self._began is None:
+      return None
+    return self._report(totals, checkpoint, self._began, partial=True)
+
+  def _report(self, totals, checkpoint, began, partial):
+    """The report dict of `totals` (sums of `DistributedEvaluator`); plain floats and ints."""
     means, errors = distribution.means_from_sums(totals)
     num_dims = int(self.model.num_dims)
     nll = -means['log_likelihood']
     report = {
         'dataset': self.dataset,
         'split': self.split,
-        'step': int(self._step.numpy()),
+        'step': self._step_value,
         'checkpoint': checkpoint,
         'num_examples': int(round(totals['count'])),
         'num_samples': self.num_samples,
@@ -138,15 +181,11 @@ class CheckpointEvaluator:
         'reconstruction_nats': -means['log_px_z'],
         'seconds': time.time() - began,
     }
-    if self._evaluator.interrupted:
-      report['partial'] = True  # Ctrl-C: the images done so far.
-    report = {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
-              for key, value in report.items()}
-    if not self.per_example:
-      return report
-    per_image = {'nll': -values['log_likelihood'], 'elbo': values['elbo'], 'kl': values['kl'],
-                 'log_px_z': values['log_px_z']}
-    return report, per_image
+    if partial:
+      report['partial'] = True  # A signal: the images done so far.
+      report['num_examples_planned'] = int(self.total)
+    return {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
+            for key, value in report.items()}
 
 
 def evaluate(model_dir,
@@ -188,14 +227,35 @@ def evaluate(model_dir,
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                   data_dir, chunk_size, seed, strategy, checkpoint=checkpoint)
   evaluator.partial_on_interrupt = True
-  report = evaluator(evaluator.checkpoint, progress=progress)
+
+  def stop(signum):  # In signals.py's watcher thread, while a batch may be running.
+    return _keep_partial(model_dir, evaluator.partial_report(evaluator.checkpoint), began,
+                         signals.signal_name(signum), evaluator.total)
+
+  with signals.when_signalled(stop):
+    report = evaluator(evaluator.checkpoint, progress=progress)
   report['seconds'] = time.time() - began
-  if report.get('partial'):  # Ctrl-C: reported, not recorded as the split's result.
+  if report.get('partial'):  # Ctrl-C in-process: kept apart, not recorded as the split's result.
+    _keep_partial(model_dir, report, began)
     return report
   files.atomic_write_json(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
   append_history(model_dir, report)
   write_summary(model_dir, report)
   return report
+
+
+def _keep_partial(model_dir, report, began, signame=None, total=None):
+  """Writes a partial report to eval_<split>_partial.json (atomically); the `stopped:` line."""
+  if report is None:
+    return (f'interrupted by {signame} during the evaluation, before its first batch of '
+            f'images ended: nothing evaluated, nothing written')
+  report['seconds'] = time.time() - began
+  path = os.path.join(model_dir, PARTIAL_FILE.format(split=report['split']))
+  files.atomic_write_json(path, report)
+  return (f'interrupted by {signame} during the evaluation: the partial result of '
+          f'{report["num_examples"]} of {total} images (NLL {report["nll_nats"]:.3f} +- '
+          f'{report["nll_stderr_nats"]:.3f} nats, K={report["num_samples"]}, step '
+          f'{report["step"]}) is in {path}')
 
 
 def write_summary(model_dir, report):
@@ -220,10 +280,7 @@ def append_history(model_dir, report):
   """
   path = os.path.join(model_dir, HISTORY_FILE)
   line = json.dumps(dict(report, unix_time=time.time()), sort_keys=True) + '\n'
-  with open(path, 'a') as f:  # One write of one line: a reader sees whole lines.
-    f.write(line)
-    f.flush()
-    os.fsync(f.fileno())
+  files.append_line(path, line)  # One write of one line: a reader sees whole lines.
 
 
 def evaluate_curve(model_dir,
@@ -255,13 +312,21 @@ def evaluate_curve(model_dir,
                                   data_dir, chunk_size, seed, strategy)
   started = run_directory.run_start_time(model_dir)
   reports = []
-  for checkpoint, written in checkpoints.intact_run_checkpoints(model_dir):
-    report = evaluator(checkpoint, progress=progress)
-    report['checkpoint_time'] = written
-    report['train_seconds'] = None if started is None else written - started
-    reports.append(report)
-    # After every checkpoint, so that an interrupted curve keeps what it measured.
-    files.atomic_write_json(os.path.join(model_dir, CURVE_FILE.format(split=split)), reports)
+  curve_path = os.path.join(model_dir, CURVE_FILE.format(split=split))
+
+  def stop(signum):  # In signals.py's watcher thread.
+    return (f'interrupted by {signals.signal_name(signum)} during the curve: '
+            + (f'the {len(reports)} checkpoint(s) evaluated before are in {curve_path}'
+               if reports else 'no checkpoint was evaluated, nothing written'))
+
+  with signals.when_signalled(stop):
+    for checkpoint, written in checkpoints.intact_run_checkpoints(model_dir):
+      report = evaluator(checkpoint, progress=progress)
+      report['checkpoint_time'] = written
+      report['train_seconds'] = None if started is None else written - started
+      # After every checkpoint, so that an interrupted curve keeps what it measured.
+      files.atomic_write_json(curve_path, reports + [report])
+      reports.append(report)
   by_time = started is not None
   points = [((r['train_seconds'] / 60.0) if by_time else r['step'], r['nll_nats'],
              r['nll_stderr_nats']) for r in reports]

@@ -241,10 +241,13 @@ def inspect(model_dir: str,
             data_dir=None,
             seed: int = 0,
             stream=None,
-            reuse: bool = False) -> dict:
+            reuse: bool = False,
+            checkpoint=None) -> dict:
   """Writes <model_dir>/inspect/{report.json, pixel_maps.png, reconstructions.png}.
 
-  With `reuse`, an existing report of the same checkpoint and settings is returned as it is.
+  Inspects the newest intact checkpoint, or `checkpoint` (a step N or a prefix
+  <model_dir>/ckpt-N; checked like bin/eval's: a damaged one is a one-line error). With `reuse`,
+  an existing report of the same checkpoint and settings is returned as it is.
 
   Returns:
     The report.
@@ -258,10 +261,8 @@ def inspect(model_dir: str,
   existing = os.path.join(output_dir, REPORT_FILE)
   run_directory.load_run_config(model_dir)
   dataset_name = run_directory.run_dataset()
-  # The newest intact checkpoint (a damaged newer one is named in a warning).
-  checkpoint = checkpoints.latest_checkpoint(
-      model_dir, choose_hint='bin/inspect takes no --checkpoint: move newer ones aside to inspect '
-      'an older one')
+  # The newest intact checkpoint (a damaged newer one is named in a warning), or the one asked.
+  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
   if reuse and os.path.isfile(existing):
     with open(existing) as f:
       previous = json.load(f)

@@ -111,8 +111,9 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
   # per-image differences between runs give paired standard errors.
   evaluator = evaluation.CheckpointEvaluator(
       run_dir, settings.split, settings.num_samples, settings.max_examples, settings.batch_size,
-      settings.data_dir, None, settings.seed, None, per_example=True)
-  report, per_image = evaluator(checkpoint)
+      settings.data_dir, None, settings.seed, None, per_example=True,
+      checkpoint=checkpoint)  # Checked: a damaged one is a one-line error naming the intact ones.
+  report, per_image = evaluator(evaluator.checkpoint)
   result = {'report': report,
             'per_image': {key: [round(float(v), 4) for v in values]
                           for key, values in per_image.items() if key in ('nll', 'elbo', 'kl')}}
@@ -126,7 +127,7 @@ def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[
                            settings.curve_max_examples, split)
   cached = {int(step): report for step, report in
             (_read_json(path).items() if os.path.exists(path) else [])}
-  todo = [checkpoint for checkpoint, _ in checkpoints.run_checkpoints(run_dir)
+  todo = [checkpoint for checkpoint, _ in checkpoints.intact_run_checkpoints(run_dir)
           if checkpoints.checkpoint_step(checkpoint) <= steps and
           checkpoints.checkpoint_step(checkpoint) not in cached]
   if todo:

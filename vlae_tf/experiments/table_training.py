@@ -16,7 +16,6 @@ import time
 from typing import List, Optional, Sequence
 
 import gin
-import tensorflow as tf
 
 from vlae_tf import errors
 from vlae_tf import files
@@ -138,10 +137,13 @@ def train_params(settings: Settings, steps: Optional[int] = None) -> List[str]:
 
 
 def step_checkpoint(run_dir: str, steps: int) -> Optional[str]:
-  """The run's checkpoint at `steps` (or, past it, the newest at or before it), or None."""
-  if not os.path.isdir(run_dir) or tf.train.latest_checkpoint(run_dir) is None:
+  """The run's intact checkpoint at `steps` (or, past it, the newest intact one at or before it),
+  or None. A damaged one is named in a warning and left to bin/train, which moves it aside and
+  trains again from the newest intact one (checkpoints.prepare_resume)."""
+  if not os.path.isdir(run_dir) or not checkpoints.has_checkpoints(run_dir):
     return None
-  kept = [path for path, _ in checkpoints.run_checkpoints(run_dir)]
+  kept = [path for path, _ in checkpoints.intact_run_checkpoints(
+      run_dir, left_out='left out (bin/train moves it aside and trains again)')]
   at_or_before = [path for path in kept if checkpoints.checkpoint_step(path) <= steps]
   if not at_or_before:
     return None

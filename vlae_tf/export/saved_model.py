@@ -21,7 +21,9 @@ Images are float32 in the model's data kind: binary images in {0, 1}, 8-bit imag
 Input checks. Every function checks its inputs in its own graph, so that they hold in a process
 that never imports vlae_tf and in the named signatures (TF Serving): images must be [N, H, W, C] with the model's H, W,
 C and hold 0/1 (binary) or integers 0..255 (8-bit); z must be [N, *latent_shape] and finite;
-pixel_log_prob's images and z must have the same N; num_samples >= 1, num_images >= 0. A bad input
+pixel_log_prob's images and z must have the same N; 1 <= num_samples <= MAX_NUM_SAMPLES (2**20),
+0 <= num_images <= MAX_NUM_IMAGES (2**16), so that no request runs for hours or allocates without
+bound. A bad input
 raises tf.errors.InvalidArgumentError whose text holds one line of ours (TensorFlow frames it with
 'Graph execution error:' above and the node's name below; the input's values are never printed):
 
@@ -76,10 +78,15 @@ from vlae_tf.training import checkpoints
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf.training import run_directory
+from vlae_tf.training import signals
 from vlae_tf import seeds
 from vlae_tf.export import serving_checks
 
 EXPORT_SUBDIR = 'export'
+# The most a request may ask (a request from elsewhere must not hold a server for hours or
+# allocate without bound): K of log_prob (256 times the paper's 4096) and images of sample.
+MAX_NUM_SAMPLES = 2**20
+MAX_NUM_IMAGES = 2**16
 _SALTS = {'encode': 1, 'decode': 2, 'sample': 3, 'log_prob': 4}
 def _seed(seed, salt):
   """int64 scalar -> int32 [2] stateless seed for one function (the salt first, then the seed)."""
@@ -180,9 +187,10 @@ class ServingModule(tf.Module):
     def log_prob(images, num_samples, seed=0):
       images, = self._checks.checked('log_prob', images=images)
       num_samples = tf.convert_to_tensor(num_samples, tf.int32)
-      check = serving_checks.assert_that(num_samples >= 1, tf.strings.join([
-          f'log_prob: num_samples (K, the number of importance samples) must be >= 1 '
-          f'{self._about}; got ', tf.strings.as_string(num_samples)]))
+      check = serving_checks.assert_that(
+          (num_samples >= 1) & (num_samples <= MAX_NUM_SAMPLES), tf.strings.join([
+              f'log_prob: num_samples (K, the number of importance samples) must be in 1..'
+              f'{MAX_NUM_SAMPLES} {self._about}; got ', tf.strings.as_string(num_samples)]))
       with tf.control_dependencies([check]):
         return core['log_prob'](images, tf.identity(num_samples), seed)
 
@@ -223,8 +231,10 @@ class ServingModule(tf.Module):
     return {'images': self._in_chunks(count, decode_chunk)}
 
   def _sample(self, num_images, seed=0):
-    check = serving_checks.assert_that(num_images >= 0, tf.strings.join([
-        f'sample: num_images must be >= 0 {self._about}; got ', tf.strings.as_string(num_images)]))
+    check = serving_checks.assert_that(
+        (num_images >= 0) & (num_images <= MAX_NUM_IMAGES), tf.strings.join([
+            f'sample: num_images must be in 0..{MAX_NUM_IMAGES} {self._about}; got ',
+            tf.strings.as_string(num_images)]))
     with tf.control_dependencies([check]):
       num_images = tf.identity(num_images)
     base = _seed(seed, _SALTS['sample'])
@@ -351,20 +361,44 @@ def save_atomically(module, path):
   remove_leftovers(parent)
   name = os.path.basename(path)
   temporary = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-{_owner_tag()}-')
-  try:
-    files.apply_umask(temporary, directory=True)
-    tf.saved_model.save(module, temporary, signatures=module.signatures())
-    if os.path.exists(path):
-      old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{_owner_tag()}-')
-      os.rename(path, os.path.join(old, 'export'))
-      os.rename(temporary, path)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(temporary, path)
-  except BaseException:
+  existed = os.path.exists(path)
+
+  def stop(signum):  # In signals.py's watcher thread, while TensorFlow may be writing.
     shutil.rmtree(temporary, ignore_errors=True)
+    return (f'interrupted by {signals.signal_name(signum)} during the export to {path}: '
+            + ('the export there was left as it was' if existed else 'nothing written')
+            + ' (no half-written export)')
+
+  try:
+    with signals.when_signalled(stop):
+      files.apply_umask(temporary, directory=True)
+      tf.saved_model.save(module, temporary, signatures=module.signatures())
+      with files.WRITING:  # The renames are never cut in half by a signal's exit.
+        if os.path.exists(path):
+          old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{_owner_tag()}-')
+          os.rename(path, os.path.join(old, 'export'))
+          os.rename(temporary, path)
+          shutil.rmtree(old, ignore_errors=True)
+        else:
+          os.rename(temporary, path)
+  except BaseException as error:
+    shutil.rmtree(temporary, ignore_errors=True)
+    disk_full = _disk_full(error, path)
+    if disk_full is not None:
+      raise disk_full from None
     raise
   return path
+
+
+def _disk_full(error, path):
+  """An `errors.DiskFullError` naming the export `path` when writing it failed for lack of space
+  or a file-size limit (an OSError, or TensorFlow's error saying so in words), else None."""
+  found = files.disk_full_from(error)
+  if found is None:
+    return None
+  reason = files.disk_full_text(str(error)) or error
+  return files.disk_full_error(path, None, reason, 'nothing was renamed into place: the exports '
+                               'before are intact')
 
 
 def export(model_dir, export_dir=None, decode_chunk_size=16, checkpoint=None):

@@ -22,10 +22,11 @@ return None (as if the run had no checkpoint); binary garbage raises UnicodeDeco
 file raises ValueError; a latest checkpoint whose files are gone gives None. So the list of
 checkpoints is rebuilt from the files present whenever the state file cannot be trusted.
 
-Readers (eval, sample, export, inspect) take `latest_checkpoint` or `resolve_checkpoint`; curves
-and bin/reproduce list a run's checkpoints, oldest first, with `run_checkpoints` (every kept one)
-or `intact_run_checkpoints` (without the damaged ones), and name them by `checkpoint_step`; `train`
-takes `prepare_resume`, which moves damaged checkpoints to <model_dir>/damaged/ (never deleting).
+Readers (eval, sample, export, inspect, compress, vlae_tf.load, bin/reproduce's evaluations) take
+`latest_checkpoint` or `resolve_checkpoint`; curves and bin/reproduce list a run's intact
+checkpoints, oldest first, with `intact_run_checkpoints` (`run_checkpoints` lists the damaged ones
+too: for their times only), and name them by `checkpoint_step`; `train` takes `prepare_resume`,
+which moves damaged checkpoints to <model_dir>/damaged/ (never deleting).
 """
 
 import contextlib
@@ -279,13 +280,14 @@ def run_checkpoints(model_dir):
   return [(path, listed.timestamp(path)) for path in reversed(listed.paths)]
 
 
-def intact_run_checkpoints(model_dir):
-  """`run_checkpoints` without the damaged ones, each named in a one-line warning."""
+def intact_run_checkpoints(model_dir, left_out='left out of the curve'):
+  """`run_checkpoints` without the damaged ones, each named in a one-line warning (`left_out`
+  says what that costs)."""
   kept = []
   for path, written in run_checkpoints(model_dir):
     damage = checkpoint_damage(path)
     if damage:
-      logging.warning('Checkpoint %s is damaged (%s): left out of the curve.', path, damage)
+      logging.warning('Checkpoint %s is damaged (%s): %s.', path, damage, left_out)
     else:
       kept.append((path, written))
   return kept

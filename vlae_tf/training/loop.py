@@ -123,6 +123,7 @@ class Controller:
       if first:
         for action in self._actions:
           action.start(chunk)
+        self._stop.exit_at_once = False  # Steps ran: a signal now saves them (signals.py).
       else:
         self._pacer.record(chunk.num_steps, chunk.seconds)
       for action in self._actions:
@@ -224,7 +225,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
       settings.shuffle_buffer), settings.batch_size))
   writers = _summary_writers(model_dir, chief, trainer.model, settings)
 
-  stop = signals.StopRequests()
+  # Until the first chunk ends (tracing), a signal exits at once: nothing new to save.
+  stop = signals.StopRequests(exit_at_once=not multi_worker)
   checkpoints = actions_lib.Checkpoints(manager, settings.checkpoint_every,
                                         last_saved_step=start_step if latest else None)
   validation = _validation_passes(strategy, trainer, eval_images, writers, settings, stop,
