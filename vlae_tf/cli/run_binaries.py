@@ -18,16 +18,26 @@ from absl import flags
 
 from vlae_tf import errors
 from vlae_tf import gin_parsing
+from vlae_tf.cli import dataset_flags
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import user_errors
 
 FLAGS = flags.FLAGS
 
 
-def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
-  """Parses gin (base.gin, files, params) and trains in `model_dir`."""
+def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None, dataset=None,
+              image_size=None, binarize=None):
+  """Parses gin (base.gin, files, params, then the dataset flags) and trains in `model_dir`.
+
+  `dataset` (a name, a folder or array of one's own images, or 'tfds:NAME'), `image_size`
+  ('HxW') and `binarize` are bin/train's dataset flags (dataset_flags.py); with a dataset and no
+  model in the gin files, the model family that fits the pixels is chosen.
+  """
   from vlae_tf.training import loop as training  # pylint: disable=g-import-not-at-top
-  gin_parsing.parse_gin(gin_files, gin_params)
+  if dataset or image_size or binarize:
+    dataset_flags.prepare_training_config(gin_files, gin_params, dataset, image_size, binarize)
+  else:
+    gin_parsing.parse_gin(gin_files, gin_params)
   return training.train(model_dir, data_dir=data_dir)
 
 
@@ -111,6 +121,7 @@ def define_train_flags():
   flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files, e.g. '
                             '"train.train_steps = 1000".')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  dataset_flags.define_dataset_flags(train=True)
 
 
 def define_eval_flags():
@@ -156,7 +167,8 @@ def define_export_flags():
 def train_main(argv):
   shared_flags.no_positional(argv)
   user_errors.guard(lambda: run_train(FLAGS.model_dir, FLAGS.gin_file, FLAGS.gin_param,
-                                      FLAGS.data_dir))
+                                      FLAGS.data_dir, FLAGS.dataset, FLAGS.image_size,
+                                      FLAGS.binarize))
 
 
 def eval_main(argv):

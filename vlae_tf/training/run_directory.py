@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from vlae_tf import configs
 from vlae_tf.data import catalogue
+from vlae_tf.data import user_images
 from vlae_tf.training import configurables  # pylint: disable=unused-import  (what config.gin may name)
 from vlae_tf import errors
 from vlae_tf import files
@@ -290,15 +291,20 @@ def effective_data_dir(data_dir):
   return os.path.abspath(os.path.expanduser(str(data_dir))) if data_dir else None
 
 
-def describe_data_source(data_dir):
+def describe_data_source(data_dir, dataset=None):
+  if user_images.is_user_source(dataset):
+    return 'one\'s own images'
   data_dir = effective_data_dir(data_dir)
   return f'data from {data_dir}' if data_dir else 'data from tensorflow-datasets'
 
 
 def record_data_source(model_dir, dataset, data_dir):
-  """Writes <model_dir>/data_source.json: the dataset and where its files come from."""
-  files.atomic_write_text(os.path.join(model_dir, DATA_SOURCE_FILE), json.dumps(
-      {'dataset': dataset, 'data_dir': effective_data_dir(data_dir)}) + '\n')
+  """Writes <model_dir>/data_source.json: the dataset and where its files come from; for one's
+  own images (user_images.py) also their shape, pixel kind, split sizes and classes."""
+  record = {'dataset': dataset, 'data_dir': effective_data_dir(data_dir)}
+  if user_images.is_user_source(dataset):
+    record.update(data_dir=None, **user_images.read_configured(dataset).record())
+  files.atomic_write_text(os.path.join(model_dir, DATA_SOURCE_FILE), json.dumps(record) + '\n')
 
 
 def recorded_data_source(model_dir):
