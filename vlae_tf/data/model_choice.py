@@ -59,7 +59,9 @@ def choose(shape, kind, num_train_images):
     lines += [f'VLAE.latent_shape = {latent_shape}',
               f'flows.ConvAutoregressiveFlowPrior.latent_shape = {latent_shape}']
     latent = f'z of {latent_hw[0]}x{latent_hw[1]}x16'
-  line = (f'No model in the gin files: a {family} for {height}x{width}x{channels} {kind} images '
+  article = 'an' if kind == '8bit' else 'a'
+  line = (f'No model in the gin files: {article} {family} for {height}x{width}x{channels} '
+          f'{"binary" if kind == "binary" else "8-bit"} images '
           f'({include}), {latent}, batch {BATCH_SIZE}, {steps} steps (about {EPOCHS} epochs; '
           '--gin_param=TRAIN_STEPS=N to change), recorded in config.gin.')
   return '\n'.join(lines) + '\n', line

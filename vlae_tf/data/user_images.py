@@ -110,6 +110,7 @@ class UserImages:
     class_names: the names of labels 0, 1, ..., or None.
     split_origin: how the splits were made ('folders', 'hash', 'arrays', 'tfds').
     pixels: what the files hold ('binary', 'grey' or 'rgb').
+    names: {split: the name of every image}: its path in the folder, or its row in the array.
   """
   source: str
   shape: Tuple[int, int, int]
@@ -120,6 +121,7 @@ class UserImages:
   class_names: Optional[Tuple[str, ...]]
   split_origin: str
   pixels: str
+  names: Mapping[str, Tuple[str, ...]]
 
   def sizes(self):
     return {split: int(len(images)) for split, images in self.splits.items()}
@@ -236,7 +238,9 @@ def _finish(source, raw, image_size, binarize) -> UserImages:
     labels = {split: raw.labels[indices] for split, indices in splits.items()}
   return UserImages(source=source, shape=(int(height), int(width), int(channels)), kind=kind,
                     binarization=binarization, splits=images, labels=labels,
-                    class_names=raw.class_names, split_origin=raw.origin, pixels=pixels)
+                    class_names=raw.class_names, split_origin=raw.origin, pixels=pixels,
+                    names={split: tuple(raw.keys[i] for i in indices)
+                           for split, indices in splits.items()})
 
 
 def check_batch_size(images: UserImages, batch_size: int, split: str = 'train') -> None:
