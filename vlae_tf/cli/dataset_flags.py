@@ -17,18 +17,29 @@ from vlae_tf import errors
 from vlae_tf import gin_parsing
 
 
-def define_dataset_flags(train=False):
-  """--dataset (every binary that reads data); --image_size and --binarize for bin/train."""
+def define_dataset_flags(train=False, of_run=True):
+  """--dataset (every binary that reads data); --image_size and --binarize for bin/train.
+
+  `of_run`: the binary reads a run, whose own dataset is the default.
+  """
   flags.DEFINE_string(
       'dataset', None, 'The data: a dataset name (static_mnist, ...), a folder of images '
       '(PNG/JPEG/BMP/GIF; flat, one subfolder per class, or train/ and test/), a .npy/.npz array '
-      '[N, H, W(, C)] or tfds:NAME. ' + ('Default: the gin files\' train.dataset.' if train else
-                                         'Default: the run\'s own.'))
+      '[N, H, W(, C)] or tfds:NAME. ' + ('Default: the run\'s own.' if of_run and not train else
+                                         'Default: the gin files\' train.dataset.'))
   if train:
     flags.DEFINE_string('image_size', None, 'Resize one\'s own images to HEIGHTxWIDTH, e.g. '
                         '52x52 (default: their own size).')
     flags.DEFINE_enum('binarize', None, ['threshold', 'dynamic'], 'Binarize grey images: '
                       'threshold (>= 128) or dynamic (Bernoulli samples, afresh every epoch).')
+
+
+def resolve(dataset):
+  """The --dataset of a reader as `run_directory.reading_dataset` takes it (None: the run's)."""
+  if not dataset:
+    return None
+  from vlae_tf.data import user_images  # pylint: disable=g-import-not-at-top
+  return user_images.resolve_source(dataset)
 
 
 def dataset_bindings(dataset, image_size=None, binarize=None):

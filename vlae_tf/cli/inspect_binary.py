@@ -11,6 +11,7 @@ import os
 
 from absl import flags
 
+from vlae_tf.cli import dataset_flags
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import user_errors
 
@@ -36,6 +37,7 @@ def define_inspect_flags():
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
                       '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
+  dataset_flags.define_dataset_flags()
 
 
 def inspect_main(argv):
@@ -51,6 +53,10 @@ def inspect_main(argv):
     raise SystemExit('error: several --model_dir need --output_dir for the comparison.')
 
   def run(model_dir):
+    with run_directory.reading_dataset(dataset_flags.resolve(FLAGS.dataset)):
+      return _inspect(model_dir)
+
+  def _inspect(model_dir):
     return user_errors.guard(lambda: inspection.inspect(
         model_dir, split=FLAGS.split, max_examples=shared_flags.positive_or_none(
             FLAGS.max_examples),

@@ -171,9 +171,9 @@ def read(source: str, image_size=None, binarize=None) -> UserImages:
     return _read_cached(source, image_size, binarize, None)
   path = os.path.abspath(os.path.expanduser(source))
   if not os.path.exists(path):
-    raise DatasetError(f'--dataset={source}: no such folder or file, and not a dataset name '
-                       f'({", ".join(NAMES)}); give a folder of images, a .npy/.npz file or '
-                       'tfds:NAME.')
+    raise DatasetError(f'Unknown dataset {source!r}: not a dataset name ({", ".join(NAMES)}) '
+                       'nor an existing folder or file; give a folder of images, a .npy/.npz '
+                       'file or tfds:NAME.')
   return _read_cached(path, image_size, binarize, user_arrays.fingerprint(path))
 
 

@@ -16,6 +16,7 @@ restore the Polyak-averaged weights of a checkpoint (`restore_averaged_model`). 
 of the family in errors.py.
 """
 
+import contextlib
 import glob
 import inspect
 import json
@@ -121,8 +122,24 @@ def load_run_config(model_dir):
   return path
 
 
+_dataset_override = []  # The dataset of `reading_dataset`, innermost last.
+
+
+@contextlib.contextmanager
+def reading_dataset(dataset):
+  """Within it, `run_dataset()` is `dataset` (a name or one's own images) instead of the run's:
+  bin/eval's, bin/sample's and bin/inspect's --dataset. None: the run's own."""
+  _dataset_override.append(dataset)
+  try:
+    yield
+  finally:
+    _dataset_override.pop()
+
+
 def run_dataset():
-  """The dataset name bound to `train.dataset` in the parsed config."""
+  """The dataset name bound to `train.dataset` in the parsed config (or of `reading_dataset`)."""
+  if _dataset_override and _dataset_override[-1]:
+    return _dataset_override[-1]
   try:
     return gin.query_parameter('train.dataset')
   except ValueError as error:
