@@ -62,11 +62,15 @@ def test_train_chose_the_binary_vlae_for_the_size_and_recorded_the_data(run):
   assert f"train.dataset = '{folder}'" in config
 
 
-def test_eval_reads_the_runs_own_images(run):
+def test_eval_reads_the_runs_own_images_or_another_folder_of_its_shape(run, mnist, tmp_path):
   model_dir, folder = run
   report = run_binaries.run_eval(model_dir, max_examples=4, num_samples=2)
   assert report['dataset'] == folder and report['num_examples'] == 4
   assert report['num_dims'] == 40 * 32 and np.isfinite(report['nll_nats'])
+  other = own_images.write_pngs(tmp_path / 'other', own_images.pad_to_40x32(
+      own_images.black_and_white(mnist[0][::-1])))
+  report = run_binaries.run_eval(model_dir, max_examples=4, num_samples=2, dataset=other)
+  assert report['dataset'] == other and np.isfinite(report['nll_nats'])
 
 
 def test_sample_writes_grids_of_40x32_images(run):
