@@ -103,21 +103,34 @@ def _images_in(folder, extensions):
           and os.path.isfile(os.path.join(folder, name))]
 
 
+def _images_below(folder, extensions):
+  """Paths relative to `folder` of the images in it and in its subfolders, at any depth, sorted."""
+  found = []
+  for current, subfolders, _ in os.walk(folder):
+    subfolders[:] = sorted(name for name in subfolders if not name.startswith('.'))
+    relative = os.path.relpath(current, folder)
+    found += [name if relative == '.' else f'{relative}/{name}'
+              for name in _images_in(current, extensions)]
+  return sorted(found)
+
+
 def _collect(root, folder, extensions):
-  """[(path relative to root, class name or None)] of a flat or per-class folder."""
+  """[(path relative to root, class name or None)] of a flat or per-class folder (a class's images
+  may lie at any depth below its subfolder: alphabet/character/image.png)."""
   direct = _images_in(folder, extensions)
-  classes = [name for name in _visible(folder) if os.path.isdir(os.path.join(folder, name))
-             and _images_in(os.path.join(folder, name), extensions)]
+  classes = {name: _images_below(os.path.join(folder, name), extensions)
+             for name in _visible(folder) if os.path.isdir(os.path.join(folder, name))}
+  classes = {name: images for name, images in classes.items() if images}
   if direct and classes:
+    first = next(iter(classes))
     raise DatasetError(f'{folder} holds images both directly ({direct[0]}, ...) and in '
-                       f'subfolders ({classes[0]}/, ...): put them all in one subfolder per '
+                       f'subfolders ({first}/, ...): put them all in one subfolder per '
                        'class, or all directly in the folder.')
   relative = os.path.relpath(folder, root)
   prefix = '' if relative == '.' else relative + '/'
   if direct:
     return [(prefix + name, None) for name in direct]
-  return [(f'{prefix}{name}/{file}', name) for name in classes
-          for file in _images_in(os.path.join(folder, name), extensions)]
+  return [(f'{prefix}{name}/{file}', name) for name, files in classes.items() for file in files]
 
 
 def _decode(path):

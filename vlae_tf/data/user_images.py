@@ -7,7 +7,8 @@ the pixel kind, labels when the folder has one subfolder per class. `datasets.lo
 `labels.load_labels` hand such names here, so every binary sees them like the catalogue's.
 
 * A folder holds PNG, JPEG, BMP or GIF files (decoded by `tf.io.decode_image`, the first frame of a
-  GIF): flat; or one subfolder per class (sorted folder names are the labels 0, 1, ...); or
+  GIF): flat; or one subfolder per class (sorted folder names are the labels 0, 1, ...; a class's
+  images may lie at any depth below it, e.g. alphabet/character/0108_01.png); or
   train/ and test/ subfolders (each flat or per class; an optional valid/ too), used as the
   splits. Hidden files and other files are ignored.
 * An array file: a .npy of [N, H, W] or [N, H, W, C], or a .npz whose arrays are x_train/x_test
