@@ -206,3 +206,10 @@ def test_a_missing_dataset_is_one_line_before_tensorflow(tmp_path):
   assert preflight.check_paths('train', {'dataset': 'static_mnist'}) is None
   with pytest.raises(errors.CliError, match='--image_size and --binarize apply to one'):
     run_binaries.run_train(str(tmp_path / 'run'), dataset='static_mnist', binarize='threshold')
+
+
+def test_an_unknown_tfds_name_is_one_line():
+  with pytest.raises(errors.DatasetError) as raised:
+    user_images.read('tfds:no_such_dataset_here')
+  assert str(raised.value).startswith('tfds:no_such_dataset_here: tensorflow-datasets cannot '
+                                      'load it') and '\n' not in str(raised.value)

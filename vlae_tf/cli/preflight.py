@@ -23,9 +23,10 @@ HELP_ARGS = ('--help', '-help', '-h', '-?', '--helpshort', '--helpfull')
 # name: (what it does, usage, example)
 DESCRIPTIONS = {
     'train': (
-        'Trains a VLAE, resuming from the run directory\'s latest checkpoint.',
+        'Trains a VLAE, resuming from the run directory\'s latest checkpoint. On one\'s own '
+        'images: bin/train --dataset=FOLDER --model_dir=DIR (the model is chosen to fit them).',
         'bin/train --model_dir=DIR [--gin_file=FILE ...] [--gin_param=BINDING ...] '
-        '[--data_dir=DIR]',
+        '[--data_dir=DIR] [--dataset=NAME_OR_PATH [--image_size=HxW] [--binarize=threshold]]',
         'bin/train --model_dir=runs/mnist --gin_file=mnist_vlae.gin '
         '--gin_param=TRAIN_STEPS=200 --data_dir=../shared/data'),
     'eval': (

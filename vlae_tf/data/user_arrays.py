@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vlae_tf.data import tfds_loaders
 from vlae_tf.data.catalogue import DatasetError
 
 TEST_FRACTION = 0.1
@@ -307,6 +308,10 @@ def tfds_splits(name: str) -> Raw:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
     builder = tfds.builder(name)
     if not builder.is_prepared():
+      # tfds retries a failed download for minutes: one quick request first says whether the
+      # network is there (as tfds_loaders.py does).
+      import requests  # pylint: disable=g-import-not-at-top
+      requests.head(tfds_loaders.TFDS_PROBE_URL, timeout=15)
       builder.download_and_prepare()
     available = set(builder.info.splits)
   except Exception as error:  # pylint: disable=broad-except  (tfds raises many kinds)
