@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests import own_images
+from vlae_tf import errors
 from vlae_tf.cli import compress_binaries
 from vlae_tf.cli import dataset_flags
 from vlae_tf.cli import run_binaries
@@ -71,6 +72,10 @@ def test_eval_reads_the_runs_own_images_or_another_folder_of_its_shape(run, mnis
       own_images.black_and_white(mnist[0][::-1])))
   report = run_binaries.run_eval(model_dir, max_examples=4, num_samples=2, dataset=other)
   assert report['dataset'] == other and np.isfinite(report['nll_nats'])
+  small = own_images.write_pngs(tmp_path / 'small', own_images.black_and_white(mnist[0]))
+  with pytest.raises(errors.DatasetError, match=r'small: 28x28x1 binary images, but the run in '
+                     r'.* models 40x32x1 binary images: give a dataset of that shape'):
+    run_binaries.run_eval(model_dir, max_examples=4, num_samples=2, dataset=small)
 
 
 def test_sample_writes_grids_of_40x32_images(run):

@@ -109,3 +109,33 @@ def prepare_training_config(gin_files=(), gin_params=(), dataset=None, image_siz
     split = settings.train_settings()['train_split']
     user_images.check_batch_size(own, int(settings.train_settings()['batch_size']), split)
   return after_base
+
+
+def check_reader_dataset(model_dir, dataset):
+  """DatasetError when a reader's --dataset does not fit the run's model (shape or pixel kind).
+
+  Returns the dataset as `run_directory.reading_dataset` takes it (None: the run's own).
+  """
+  # pylint: disable=g-import-not-at-top
+  from vlae_tf.data import catalogue
+  from vlae_tf.data import user_images
+  from vlae_tf.models import vlae as model_lib
+  from vlae_tf.training import run_directory
+  # pylint: enable=g-import-not-at-top
+  dataset = resolve(dataset)
+  if dataset is None:
+    return None
+  run_directory.load_run_config(model_dir)
+  model = model_lib.make_model()
+  if user_images.is_user_source(dataset):
+    images = user_images.read_configured(dataset)
+    shape, kind = images.shape, images.kind
+  else:
+    shape, kind = catalogue.info(dataset).shape, catalogue.info(dataset).kind
+  if tuple(shape) != tuple(model.image_shape) or kind != model.data_kind:
+    text = lambda s: 'x'.join(map(str, s))
+    raise errors.DatasetError(
+        f'--dataset={dataset}: {text(shape)} {kind} images, but the run in {model_dir} models '
+        f'{text(model.image_shape)} {model.data_kind} images: give a dataset of that shape and '
+        'kind (or leave --dataset out for the run\'s own).')
+  return dataset

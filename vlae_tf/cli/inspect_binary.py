@@ -53,7 +53,9 @@ def inspect_main(argv):
     raise SystemExit('error: several --model_dir need --output_dir for the comparison.')
 
   def run(model_dir):
-    with run_directory.reading_dataset(dataset_flags.resolve(FLAGS.dataset)):
+    dataset = user_errors.guard(
+        lambda: dataset_flags.check_reader_dataset(model_dir, FLAGS.dataset))
+    with run_directory.reading_dataset(dataset):
       return _inspect(model_dir)
 
   def _inspect(model_dir):

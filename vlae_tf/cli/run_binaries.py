@@ -55,7 +55,7 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
   `dataset` (bin/eval's --dataset): evaluate on another dataset of the run's image shape.
   """
   from vlae_tf.training import run_directory  # pylint: disable=g-import-not-at-top
-  with run_directory.reading_dataset(dataset_flags.resolve(dataset)):
+  with run_directory.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
     return _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size, curve,
                      checkpoint, protocol)
 
@@ -107,7 +107,7 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
   images = None
   if num_reconstructions:
-    with run_directory.reading_dataset(dataset_flags.resolve(dataset)):
+    with run_directory.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
       dataset = datasets.load(run_directory.run_dataset(), split,
                               data_dir=run_directory.reader_data_dir(model_dir, data_dir))
     subset = batching.strided_subset(dataset, num_reconstructions)
