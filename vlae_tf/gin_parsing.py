@@ -82,11 +82,14 @@ def gin_suggestion(message):
   return ''
 
 
-def parse_gin(gin_files=(), gin_params=(), base=True):
-  """Parses base.gin (if `base`), then `gin_files`, then `gin_params`, strictly.
+def parse_gin(gin_files=(), gin_params=(), base=True, after_base='', check_macros=True):
+  """Parses base.gin (if `base`), then `after_base` (gin text: the model bin/train chose for the
+  data, data/model_choice.py), then `gin_files`, then `gin_params`, strictly.
 
   Files are found as given, or by name among the shipped configs (`mnist_vlae.gin`,
-  `gin/mnist_vlae.gin`, `models/vlae_binary.gin`), see vlae_tf/configs.py.
+  `gin/mnist_vlae.gin`, `models/vlae_binary.gin`), see vlae_tf/configs.py. `check_macros=False`
+  skips the check that every macro of `gin_params` is used (a first parse before the model is
+  chosen).
   """
   importlib.import_module('vlae_tf.training.configurables')  # Everything a gin file can name.
   gin.clear_config()
@@ -101,12 +104,17 @@ def parse_gin(gin_files=(), gin_params=(), base=True):
     files.append(path)
   try:
     with _quiet_gin_search():
+      if after_base:
+        gin.parse_config_files_and_bindings(files[:1] if base else [], [after_base],
+                                            skip_unknown=False, finalize_config=False)
+        files = files[1:] if base else files
       gin.parse_config_files_and_bindings(files, list(gin_params or []), skip_unknown=False)
   # gin raises ValueError, SyntaxError, IOError, TypeError...
   except Exception as error:  # pylint: disable=broad-except
     message = ' '.join(str(error).split())
     raise errors.CliError(f'bad gin config: {message}{gin_suggestion(message)}') from error
-  _check_macros_are_used(gin_params)
+  if check_macros:
+    _check_macros_are_used(gin_params)
 
 
 def _referenced_macros(value, found):

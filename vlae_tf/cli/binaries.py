@@ -35,6 +35,7 @@ from absl import logging
 
 from vlae_tf.cli import benchmark_binary
 from vlae_tf.cli import compress_binaries
+from vlae_tf.cli import dataset_flags
 from vlae_tf.cli import inspect_binary
 from vlae_tf.cli import preflight
 from vlae_tf.cli import reproduce_binary
@@ -49,7 +50,8 @@ def _started(name, main):
 
   def started_main(argv):
     values = {flag: flags.FLAGS[flag].value for flag in
-              ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps')
+              ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps',
+               'dataset')
               if flag in flags.FLAGS}
     # From here a signal is answered within a second, even inside TensorFlow (signals.py).
     signals.install(_STARTUP_LINES.get(name, _STARTUP_LINES[None]))
@@ -99,7 +101,7 @@ def run_binary(name):
   # The key flags of the program (sys.argv[0]) are defined in the binary's module and in
   # shared_flags.
   key_flags = []
-  for module in (define_flags.__module__, shared_flags.__name__):
+  for module in (define_flags.__module__, shared_flags.__name__, dataset_flags.__name__):
     for flag in flags.FLAGS.get_key_flags_for_module(module):
       flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
       key_flags.append(flag)

@@ -11,6 +11,7 @@ import os
 
 from absl import flags
 
+from vlae_tf.cli import dataset_flags
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import user_errors
 
@@ -37,6 +38,7 @@ def define_inspect_flags():
                       '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_integer('seed', 0, 'Seed of the posterior and prior draws.')
   shared_flags.define_checkpoint()
+  dataset_flags.define_dataset_flags()
 
 
 def inspect_main(argv):
@@ -55,6 +57,12 @@ def inspect_main(argv):
                      'several --model_dir, give a step N (--checkpoint=N: ckpt-N of each run).')
 
   def run(model_dir):
+    dataset = user_errors.guard(
+        lambda: dataset_flags.check_reader_dataset(model_dir, FLAGS.dataset))
+    with run_directory.reading_dataset(dataset):
+      return _inspect(model_dir)
+
+  def _inspect(model_dir):
     return user_errors.guard(lambda: inspection.inspect(
         model_dir, split=FLAGS.split, max_examples=shared_flags.positive_or_none(
             FLAGS.max_examples),

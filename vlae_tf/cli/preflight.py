@@ -23,9 +23,10 @@ HELP_ARGS = ('--help', '-help', '-h', '-?', '--helpshort', '--helpfull')
 # name: (what it does, usage, example)
 DESCRIPTIONS = {
     'train': (
-        'Trains a VLAE, resuming from the run directory\'s latest checkpoint.',
+        'Trains a VLAE, resuming from the run directory\'s latest checkpoint. On one\'s own '
+        'images: bin/train --dataset=FOLDER --model_dir=DIR (the model is chosen to fit them).',
         'bin/train --model_dir=DIR [--gin_file=FILE ...] [--gin_param=BINDING ...] '
-        '[--data_dir=DIR]',
+        '[--data_dir=DIR] [--dataset=NAME_OR_PATH [--image_size=HxW] [--binarize=threshold]]',
         'bin/train --model_dir=runs/mnist --gin_file=mnist_vlae.gin '
         '--gin_param=TRAIN_STEPS=200 --data_dir=../shared/data'),
     'eval': (
@@ -121,7 +122,9 @@ def help_text(name, key_flags):
     lines += textwrap.wrap(', '.join(_experiment_configs()), 96, initial_indent='  ',
                            subsequent_indent='  ')
   lines += ['', 'datasets (train.dataset; files under --data_dir or $VLAE_DATA_DIR):',
-            '  ' + ', '.join(_dataset_names())]
+            '  ' + ', '.join(_dataset_names()),
+            '  or one\'s own images: --dataset=FOLDER (PNG/JPEG/BMP/GIF), --dataset=FILE.npy/.npz, '
+            '--dataset=tfds:NAME']
   return '\n'.join(lines) + '\n'
 
 
@@ -166,6 +169,12 @@ def check_paths(name, values):
   for flag in ('data_dir', 'compare_model_dir'):
     if not _exists(values.get(flag)):
       return f'error: --{flag}={values[flag]}: no such directory.'
+  dataset = values.get('dataset')
+  if (dataset and dataset not in _dataset_names() and not dataset.startswith('tfds:')
+      and not _exists(dataset)):
+    return (f'error: --dataset={dataset}: no such folder or file, and not a dataset name '
+            f'({", ".join(_dataset_names())}); give a folder of images, a .npy/.npz file or '
+            'tfds:NAME.')
   train_steps = values.get('train_steps')
   if train_steps is not None and train_steps < 1:
     return f'error: --train_steps={train_steps}: the budget must be at least 1 step.'

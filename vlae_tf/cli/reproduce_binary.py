@@ -10,6 +10,7 @@ import os
 
 from absl import flags
 
+from vlae_tf.cli import dataset_flags
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import user_errors
 from vlae_tf.experiments import paper
@@ -48,6 +49,7 @@ def define_reproduce_flags():
                             'testing/tiny.gin.')
   flags.DEFINE_multi_string('gin_param', [], 'Gin bindings added to every run.')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  dataset_flags.define_dataset_flags(of_run=False)
 
 
 def reproduce_main(argv):
@@ -64,7 +66,8 @@ def reproduce_main(argv):
       curve_num_samples=FLAGS.curve_num_samples,
       curve_max_examples=shared_flags.positive_or_none(FLAGS.curve_max_examples),
       batch_size=FLAGS.batch_size, data_dir=FLAGS.data_dir, gin_files=tuple(FLAGS.gin_file),
-      gin_params=tuple(FLAGS.gin_param), select_split=FLAGS.select_split)
+      gin_params=tuple(FLAGS.gin_param) + tuple(dataset_flags.dataset_bindings(FLAGS.dataset)),
+      select_split=FLAGS.select_split)
 
   def run():
     experiment_files = reproduce.resolve_experiments(FLAGS.table, FLAGS.experiment)

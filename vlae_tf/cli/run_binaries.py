@@ -18,21 +18,31 @@ from absl import flags
 
 from vlae_tf import errors
 from vlae_tf import gin_parsing
+from vlae_tf.cli import dataset_flags
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import user_errors
 
 FLAGS = flags.FLAGS
 
 
-def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None):
-  """Parses gin (base.gin, files, params) and trains in `model_dir`."""
+def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None, dataset=None,
+              image_size=None, binarize=None):
+  """Parses gin (base.gin, files, params, then the dataset flags) and trains in `model_dir`.
+
+  `dataset` (a name, a folder or array of one's own images, or 'tfds:NAME'), `image_size`
+  ('HxW') and `binarize` are bin/train's dataset flags (dataset_flags.py); with a dataset and no
+  model in the gin files, the model family that fits the pixels is chosen.
+  """
   from vlae_tf.training import loop as training  # pylint: disable=g-import-not-at-top
-  gin_parsing.parse_gin(gin_files, gin_params)
+  if dataset or image_size or binarize:
+    dataset_flags.prepare_training_config(gin_files, gin_params, dataset, image_size, binarize)
+  else:
+    gin_parsing.parse_gin(gin_files, gin_params)
   return training.train(model_dir, data_dir=data_dir)
 
 
 def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
-             batch_size=32, curve=False, checkpoint=None, protocol=None):
+             batch_size=32, curve=False, checkpoint=None, protocol=None, dataset=None):
   """Evaluates the run's newest intact checkpoint, or `checkpoint` (a prefix or a step); returns
   the report (also in eval_<split>.json and in TensorBoard under <model_dir>/eval).
 
@@ -41,7 +51,17 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
 
   With `curve`, evaluates every kept intact checkpoint instead and returns their reports (also in
   eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
+
+  `dataset` (bin/eval's --dataset): evaluate on another dataset of the run's image shape.
   """
+  from vlae_tf.training import run_directory  # pylint: disable=g-import-not-at-top
+  with run_directory.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
+    return _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size, curve,
+                     checkpoint, protocol)
+
+
+def _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size, curve,
+              checkpoint, protocol):
   # pylint: disable=g-import-not-at-top
   from vlae_tf.evaluation import evaluator as evaluation
   from vlae_tf.training import run_directory
@@ -67,7 +87,7 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
 
 
 def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num_decodings=7,
-               split='test', data_dir=None, seed=0, checkpoint=None):
+               split='test', data_dir=None, seed=0, checkpoint=None, dataset=None):
   """Writes samples_<step>.png and reconstructions_<step>.png to `output` (<model_dir>/samples).
 
   Uses the newest intact checkpoint, or `checkpoint` (a prefix or a step). Reconstructions are of
@@ -87,8 +107,9 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
   images = None
   if num_reconstructions:
-    dataset = datasets.load(run_directory.run_dataset(), split,
-                            data_dir=run_directory.reader_data_dir(model_dir, data_dir))
+    with run_directory.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
+      dataset = datasets.load(run_directory.run_dataset(), split,
+                              data_dir=run_directory.reader_data_dir(model_dir, data_dir))
     subset = batching.strided_subset(dataset, num_reconstructions)
     images = np.stack([x.numpy() for x in subset])
   output = output or os.path.join(model_dir, 'samples')
@@ -111,6 +132,7 @@ def define_train_flags():
   flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files, e.g. '
                             '"train.train_steps = 1000".')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  dataset_flags.define_dataset_flags(train=True)
 
 
 def define_eval_flags():
@@ -127,6 +149,7 @@ def define_eval_flags():
                       '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
                        'and plot the NLL against training time: eval_<split>_curve.json/.png.')
+  dataset_flags.define_dataset_flags()
   shared_flags.define_checkpoint()
   shared_flags.define_json()
 
@@ -141,6 +164,7 @@ def define_sample_flags():
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files '
                       '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
+  dataset_flags.define_dataset_flags()
   shared_flags.define_checkpoint()
   shared_flags.define_json()
 
@@ -156,14 +180,16 @@ def define_export_flags():
 def train_main(argv):
   shared_flags.no_positional(argv)
   user_errors.guard(lambda: run_train(FLAGS.model_dir, FLAGS.gin_file, FLAGS.gin_param,
-                                      FLAGS.data_dir))
+                                      FLAGS.data_dir, FLAGS.dataset, FLAGS.image_size,
+                                      FLAGS.binarize))
 
 
 def eval_main(argv):
   shared_flags.no_positional(argv)
   result = user_errors.guard(lambda: run_eval(
       FLAGS.model_dir, FLAGS.split, FLAGS.num_samples, FLAGS.max_examples, FLAGS.data_dir,
-      FLAGS.batch_size, FLAGS.curve, FLAGS.checkpoint, protocol=FLAGS.protocol))
+      FLAGS.batch_size, FLAGS.curve, FLAGS.checkpoint, protocol=FLAGS.protocol,
+      dataset=FLAGS.dataset))
   for report in result if FLAGS.curve else [result]:
     shared_flags.print_result(eval_line(report), report)
   if not FLAGS.curve and result.get('partial'):
@@ -185,7 +211,8 @@ def sample_main(argv):
   shared_flags.no_positional(argv)
   paths = user_errors.guard(lambda: run_sample(
       FLAGS.model_dir, FLAGS.num_images, FLAGS.output, FLAGS.num_reconstructions,
-      FLAGS.num_decodings, data_dir=FLAGS.data_dir, seed=FLAGS.seed, checkpoint=FLAGS.checkpoint))
+      FLAGS.num_decodings, data_dir=FLAGS.data_dir, seed=FLAGS.seed, checkpoint=FLAGS.checkpoint,
+      dataset=FLAGS.dataset))
   shared_flags.print_result('\n'.join(paths.values()), paths)
 
 

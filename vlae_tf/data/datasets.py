@@ -43,6 +43,9 @@ CIFAR-10 pickles are read by an unpickler that only builds plain data and numpy 
 Without a data directory (argument `data_dir` or the environment variable VLAE_DATA_DIR), datasets
 come from tensorflow-datasets (`binarized_mnist`, `mnist`, `omniglot`, `cifar10`), which downloads
 them; Caltech-101 Silhouettes is not in its catalogue.
+
+Any other name is one's own images (a folder, a .npy/.npz file or 'tfds:NAME'), read by
+user_images.py with the same splits and output.
 """
 
 
@@ -58,6 +61,7 @@ import tensorflow as tf
 from vlae_tf.data import binarization
 from vlae_tf.data import dataset_files
 from vlae_tf.data import tfds_loaders
+from vlae_tf.data import user_images
 # Binarization is part of this module's public API too: datasets.dynamic_binarization...
 from vlae_tf.data.binarization import dynamic_binarization  # pylint: disable=unused-import
 from vlae_tf.data.binarization import EVAL_BINARIZATION_SEED  # pylint: disable=unused-import
@@ -85,7 +89,8 @@ def load(name: str, split: str, data_dir: Optional[PathLike] = None,
 
   Args:
     name: one of `NAMES`: 'static_mnist', 'dynamic_mnist', 'omniglot', 'caltech101_silhouettes',
-      'cifar10'.
+      'cifar10'; or one's own images: a folder, a .npy/.npz file or 'tfds:NAME' (user_images.py;
+      `data_dir` is then unused).
     split: one of `SPLITS`: 'train', 'valid', 'test', 'train+valid'.
     data_dir: directory of raw files (see `info(name).files`). Defaults to the environment variable
       VLAE_DATA_DIR; when neither is set, the dataset comes from tensorflow-datasets.
@@ -99,9 +104,12 @@ def load(name: str, split: str, data_dir: Optional[PathLike] = None,
   Raises:
     DatasetError: unknown name or split, missing directory or file, unreadable or malformed data.
   """
-  dataset_info = info(name)
   if split not in SPLITS:
     raise DatasetError(f'Unknown split {split!r} of {name}; expected one of {", ".join(SPLITS)}.')
+  if user_images.is_user_source(name):  # one's own folder, array file or tfds:NAME
+    pixels, source, shape = user_images.load(name, split)
+    return _finish(pixels, source, split, seed, shape)
+  dataset_info = info(name)
   root = _resolve_data_dir(name, data_dir)
   if root is None:
     pixels, source = tfds_loaders.LOADERS[name](split)

@@ -21,6 +21,8 @@
   (classes 1..101 there, 0..100 here).
 * `cifar10`: the `labels` of the pickled batches, split like the images.
 * `omniglot`: no labels are read (LabelsUnavailableError).
+* one's own images (user_images.py): the class subfolders of a folder (sorted names are 0, 1, ...),
+  or y_train/y_test of a .npz, or a tfds dataset's 'label'.
 
 Without a data directory, dynamic MNIST and CIFAR-10 labels come from tensorflow-datasets, and
 static MNIST is matched against tensorflow-datasets' MNIST.
@@ -35,6 +37,7 @@ import numpy as np
 from vlae_tf import errors
 from vlae_tf.data import dataset_files
 from vlae_tf.data import datasets
+from vlae_tf.data import user_images
 
 _IDX_UBYTE_1D = 0x00000801  # idx magic: unsigned bytes, 1 dimension
 _CALTECH_LABEL_KEYS = {'train': 'train_labels', 'valid': 'val_labels', 'test': 'test_labels'}
@@ -59,10 +62,13 @@ def load_labels(name: str, split: str, data_dir=None,
     LabelsUnavailableError: the dataset has no labels (OMNIGLOT).
     DatasetError: a file is missing or malformed.
   """
-  datasets.info(name)
   if split not in datasets.SPLITS:
     raise datasets.DatasetError(f'Unknown split {split!r} of {name}; expected one of '
                                 f'{", ".join(datasets.SPLITS)}.')
+  if user_images.is_user_source(name):  # the class subfolders of one's own images
+    labels = user_images.load_labels(name, split)
+    return labels if indices is None else labels[np.asarray(indices, np.int64)]
+  datasets.info(name)
   root = datasets._resolve_data_dir(name, data_dir)  # pylint: disable=protected-access
   if name == 'static_mnist':
     if indices is None:  # whole splits are matched once per process

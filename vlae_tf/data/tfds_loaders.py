@@ -19,7 +19,7 @@ from vlae_tf.data.catalogue import needs
 from vlae_tf.data.catalogue import OMNIGLOT_ZIP_VALID_EVERY
 
 _Loaded = Tuple[tf.data.Dataset, str]  # (raw pixels, source kind)
-_TFDS_PROBE_URL = 'https://storage.googleapis.com/'  # where tensorflow-datasets downloads from
+TFDS_PROBE_URL = 'https://storage.googleapis.com/'  # where tensorflow-datasets downloads from
 
 
 def _is_network_error(error: BaseException) -> bool:
@@ -64,7 +64,7 @@ def _tfds_images(name: str, split: str) -> tf.data.Dataset:
       # tensorflow-datasets retries a failed download ten times with back-off (minutes offline):
       # one quick request first, through the same proxies, says whether the network is there.
       import requests  # pylint: disable=g-import-not-at-top
-      requests.head(_TFDS_PROBE_URL, timeout=15)
+      requests.head(TFDS_PROBE_URL, timeout=15)
     dataset = tfds.load(name, split=split, shuffle_files=False)
   except Exception as error:  # pylint: disable=broad-except
     if not _is_network_error(error):

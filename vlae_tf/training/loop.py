@@ -209,7 +209,7 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
     run_directory.record_data_source(model_dir, settings.dataset, data_dir)
   logging.info('%s %s on %s (%s), %d replica(s), batch %d, %d steps; run directory %s',
                'Resuming' if latest else 'Training', type(trainer.model).__name__,
-               settings.dataset, run_directory.describe_data_source(data_dir),
+               settings.dataset, run_directory.describe_data_source(data_dir, settings.dataset),
                strategy.num_replicas_in_sync, settings.batch_size, settings.train_steps,
                model_dir)
   if settings != configured:

@@ -16,6 +16,7 @@ restore the Polyak-averaged weights of a checkpoint (`restore_averaged_model`). 
 of the family in errors.py.
 """
 
+import contextlib
 import glob
 import inspect
 import json
@@ -28,6 +29,7 @@ import tensorflow as tf
 
 from vlae_tf import configs
 from vlae_tf.data import catalogue
+from vlae_tf.data import user_images
 from vlae_tf.training import configurables  # pylint: disable=unused-import  (what config.gin may name)
 from vlae_tf import errors
 from vlae_tf import files
@@ -120,8 +122,24 @@ def load_run_config(model_dir):
   return path
 
 
+_dataset_override = []  # The dataset of `reading_dataset`, innermost last.
+
+
+@contextlib.contextmanager
+def reading_dataset(dataset):
+  """Within it, `run_dataset()` is `dataset` (a name or one's own images) instead of the run's:
+  bin/eval's, bin/sample's and bin/inspect's --dataset. None: the run's own."""
+  _dataset_override.append(dataset)
+  try:
+    yield
+  finally:
+    _dataset_override.pop()
+
+
 def run_dataset():
-  """The dataset name bound to `train.dataset` in the parsed config."""
+  """The dataset name bound to `train.dataset` in the parsed config (or of `reading_dataset`)."""
+  if _dataset_override and _dataset_override[-1]:
+    return _dataset_override[-1]
   try:
     return gin.query_parameter('train.dataset')
   except ValueError as error:
@@ -290,15 +308,20 @@ def effective_data_dir(data_dir):
   return os.path.abspath(os.path.expanduser(str(data_dir))) if data_dir else None
 
 
-def describe_data_source(data_dir):
+def describe_data_source(data_dir, dataset=None):
+  if user_images.is_user_source(dataset):
+    return 'one\'s own images'
   data_dir = effective_data_dir(data_dir)
   return f'data from {data_dir}' if data_dir else 'data from tensorflow-datasets'
 
 
 def record_data_source(model_dir, dataset, data_dir):
-  """Writes <model_dir>/data_source.json: the dataset and where its files come from."""
-  files.atomic_write_text(os.path.join(model_dir, DATA_SOURCE_FILE), json.dumps(
-      {'dataset': dataset, 'data_dir': effective_data_dir(data_dir)}) + '\n')
+  """Writes <model_dir>/data_source.json: the dataset and where its files come from; for one's
+  own images (user_images.py) also their shape, pixel kind, split sizes and classes."""
+  record = {'dataset': dataset, 'data_dir': effective_data_dir(data_dir)}
+  if user_images.is_user_source(dataset):
+    record.update(data_dir=None, **user_images.read_configured(dataset).record())
+  files.atomic_write_text(os.path.join(model_dir, DATA_SOURCE_FILE), json.dumps(record) + '\n')
 
 
 def recorded_data_source(model_dir):

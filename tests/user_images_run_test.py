@@ -1,0 +1,123 @@
+"""Every binary on a run trained from one's own images (issue 25), end to end on real data.
+
+One tiny run (gin/testing/tiny.gin, 2 steps) trained from a folder of 40x32 black-and-white PNGs
+in one subfolder per class (the shared MNIST test digits, padded) with no flag but --dataset, then
+eval, sample, export and a compress round trip of PNG folders on it; and the 8-bit family chosen
+for a .npy of grey digits resized to 40x32 (its ELBO on them). bin/inspect's probe on the class
+folders was checked by hand (labels_test-style alignment is in user_images_test.py).
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import own_images
+from vlae_tf import errors
+from vlae_tf.cli import compress_binaries
+from vlae_tf.cli import dataset_flags
+from vlae_tf.cli import run_binaries
+from vlae_tf.data import datasets
+from vlae_tf.data import user_images
+from vlae_tf.models import sampling
+from vlae_tf.models import vlae as model_lib
+from vlae_tf.training import run_directory
+
+COUNT = 200
+TINY = ['testing/tiny.gin']
+QUICK = ['TRAIN_STEPS=2', 'train.num_summary_images=0']
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module')
+def mnist(shared_data):
+  return own_images.mnist_test_images(shared_data, COUNT)
+
+
+@pytest.fixture(scope='module')
+def run(mnist, tmp_path_factory):
+  """(model_dir, the folder of 40x32 PNGs) of a 2-step run trained with --dataset alone."""
+  root = tmp_path_factory.mktemp('own_run')
+  grey, labels = mnist
+  folder = own_images.write_pngs(
+      root / 'digits_40x32', own_images.pad_to_40x32(own_images.black_and_white(grey)), labels)
+  model_dir = str(root / 'run')
+  run_binaries.run_train(model_dir, TINY, QUICK, dataset=folder)
+  return model_dir, folder
+
+
+def test_train_chose_the_binary_vlae_for_the_size_and_recorded_the_data(run):
+  model_dir, folder = run
+  with open(os.path.join(model_dir, run_directory.DATA_SOURCE_FILE)) as f:
+    source = json.load(f)
+  images = user_images.read(folder)
+  assert source['dataset'] == folder and source['image_shape'] == [40, 32, 1]
+  assert source['pixel_kind'] == 'binary' and source['split_sizes'] == images.sizes()
+  assert sum(source['split_sizes'].values()) == COUNT and len(source['classes']) == 10
+  with open(os.path.join(model_dir, run_directory.CONFIG_FILE)) as f:
+    config = f.read()
+  assert 'IMAGE_SHAPE = (40, 32, 1)' in config and 'Bernoulli' in config
+  assert f"train.dataset = '{folder}'" in config
+
+
+def test_eval_reads_the_runs_own_images_or_another_folder_of_its_shape(run, mnist, tmp_path):
+  model_dir, folder = run
+  report = run_binaries.run_eval(model_dir, max_examples=4, num_samples=2)
+  assert report['dataset'] == folder and report['num_examples'] == 4
+  assert report['num_dims'] == 40 * 32 and np.isfinite(report['nll_nats'])
+  other = own_images.write_pngs(tmp_path / 'other', own_images.pad_to_40x32(
+      own_images.black_and_white(mnist[0][::-1])))
+  report = run_binaries.run_eval(model_dir, max_examples=4, num_samples=2, dataset=other)
+  assert report['dataset'] == other and np.isfinite(report['nll_nats'])
+  small = own_images.write_pngs(tmp_path / 'small', own_images.black_and_white(mnist[0]))
+  with pytest.raises(errors.DatasetError, match=r'small: 28x28x1 binary images, but the run in '
+                     r'.* models 40x32x1 binary images: give a dataset of that shape'):
+    run_binaries.run_eval(model_dir, max_examples=4, num_samples=2, dataset=small)
+
+
+def test_sample_writes_grids_of_40x32_images(run):
+  model_dir, _ = run
+  paths = run_binaries.run_sample(model_dir, num_images=2, num_reconstructions=2,
+                                  num_decodings=1)
+  expected = sampling.image_grid(np.zeros([2, 40, 32, 1], np.uint8)).shape
+  with Image.open(paths['samples']) as grid:
+    assert grid.size == (expected[1], expected[0])
+
+
+def test_export_records_the_image_shape_and_pixel_kind(run):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model_dir, folder = run
+  loaded = tf.saved_model.load(run_binaries.run_export(model_dir))
+  metadata = {key: value.numpy() for key, value in loaded.metadata().items()}
+  assert list(metadata['image_shape']) == [40, 32, 1] and metadata['data_kind'] == b'binary'
+  assert metadata['dataset'].decode() == folder
+
+
+def test_a_png_folder_compresses_and_comes_back_pixel_for_pixel(run, tmp_path):
+  model_dir, folder = run
+  test_images = user_images.read(folder).splits['test'][:3, ..., 0] * 255
+  source = own_images.write_pngs(tmp_path / 'in', test_images)
+  report = compress_binaries.run_compress(model_dir, source, str(tmp_path / 'digits.vlae'))
+  assert report['images'] == 3 and report['bits_per_pixel'] > 0
+  compress_binaries.run_decompress(model_dir, str(tmp_path / 'digits.vlae'), str(tmp_path / 'out'))
+  names = sorted(os.listdir(tmp_path / 'out'))
+  assert len(names) == 3
+  for name, expected in zip(names, test_images):
+    with Image.open(tmp_path / 'out' / name) as image:
+      np.testing.assert_array_equal(np.asarray(image.convert('L')), expected)
+
+
+def test_grey_levels_get_the_8bit_family_at_any_size(mnist, tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  np.save(tmp_path / 'grey.npy', mnist[0])
+  dataset_flags.prepare_training_config(TINY, dataset=str(tmp_path / 'grey.npy'),
+                                        image_size='40x32')
+  model = model_lib.make_model()
+  assert model.data_kind == '8bit' and tuple(model.latent_shape[:2]) == (10, 8)
+  images = next(iter(datasets.load(str(tmp_path / 'grey.npy'), 'test').batch(2)))
+  assert images.shape == (2, 40, 32, 1) and float(tf.reduce_max(images)) > 1
+  elbo = model.elbo(images, tf.constant([0, 0]), training=False)['elbo']
+  assert elbo.shape == (2,) and np.isfinite(elbo.numpy()).all()

@@ -1,0 +1,67 @@
+"""The model family bin/train picks for a dataset when no gin file configures a model.
+
+`choose(description)` turns what the data is (shape, binary or 8-bit, training images) into gin
+text parsed right after base.gin, so that any --gin_file (gin/testing/tiny.gin) and --gin_param
+still override it, and a line for people:
+
+* binary images: the paper's binary VLAE (gin/models/vlae_binary.gin: ResNet encoder, 64-dim z,
+  AF prior, a 6-layer PixelCNN with Bernoulli pixels);
+* 8-bit grey or RGB images: the paper's CIFAR-10 ResNet VLAE (gin/models/cifar10_vlae_resnet.gin:
+  spatial z of ceil(H/4) x ceil(W/4) x 16, a gated PixelCNN with a 7x4 window and a discretized
+  logistic mixture, soft free bits).
+
+Both take any image size (the encoders halve each side with ceil, the context networks upsample to
+the same sizes in reverse). The budget is about 100 epochs of the training split at batch 128,
+between 1,000 and 100,000 steps.
+"""
+
+import math
+
+BATCH_SIZE = 128
+EPOCHS = 100
+MIN_STEPS, MAX_STEPS = 1_000, 100_000
+
+_FAMILIES = {
+    'binary': ('models/vlae_binary.gin', 'binary VLAE (Bernoulli PixelCNN decoder)'),
+    '8bit': ('models/cifar10_vlae_resnet.gin',
+             '8-bit VLAE (ResNet, gated PixelCNN with a discretized logistic mixture)'),
+}
+
+
+def train_steps(num_train_images: int, batch_size: int = BATCH_SIZE) -> int:
+  """About EPOCHS epochs, rounded to a thousand, within [MIN_STEPS, MAX_STEPS]."""
+  steps = EPOCHS * num_train_images / batch_size
+  return int(min(MAX_STEPS, max(MIN_STEPS, round(steps, -3))))
+
+
+def choose(shape, kind, num_train_images):
+  """(gin text to parse after base.gin, one line saying what was chosen).
+
+  Args:
+    shape: (height, width, channels) of the images.
+    kind: 'binary' or '8bit'.
+    num_train_images: images in the training split (sets the budget).
+  """
+  height, width, channels = (int(side) for side in shape)
+  include, family = _FAMILIES[kind]
+  steps = train_steps(num_train_images)
+  lines = [f"include '{include}'",
+           f'IMAGE_SHAPE = ({height}, {width}, {channels})',
+           f'IMAGE_SIZE = ({height}, {width})',
+           f'TRAIN_STEPS = {steps}',
+           f'BATCH_SIZE = {BATCH_SIZE}',
+           'train.train_steps = %TRAIN_STEPS',
+           'train.batch_size = %BATCH_SIZE']
+  latent = 'z of 64 dimensions'
+  if kind == '8bit':
+    latent_hw = (math.ceil(math.ceil(height / 2) / 2), math.ceil(math.ceil(width / 2) / 2))
+    latent_shape = f'({latent_hw[0]}, {latent_hw[1]}, %LATENT_CHANNELS)'
+    lines += [f'VLAE.latent_shape = {latent_shape}',
+              f'flows.ConvAutoregressiveFlowPrior.latent_shape = {latent_shape}']
+    latent = f'z of {latent_hw[0]}x{latent_hw[1]}x16'
+  article = 'an' if kind == '8bit' else 'a'
+  line = (f'No model in the gin files: {article} {family} for {height}x{width}x{channels} '
+          f'{"binary" if kind == "binary" else "8-bit"} images '
+          f'({include}), {latent}, batch {BATCH_SIZE}, {steps} steps (about {EPOCHS} epochs; '
+          '--gin_param=TRAIN_STEPS=N to change), recorded in config.gin.')
+  return '\n'.join(lines) + '\n', line
