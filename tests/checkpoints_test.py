@@ -412,6 +412,9 @@ E2E_FAULTS = {
     'deleted_index': (lambda d: os.remove(prefix(d, 3) + '.index'), 2),
     'truncated_state_file': (STATE_FAULTS['truncated'], 3),
 }
+# Export picks its checkpoint as eval does (checkpoints.resolve_checkpoint), which every fault
+# checks through eval: export is run for one damaged checkpoint and for the damaged state file.
+EXPORTED_FAULTS = ('zero_filled_data', 'truncated_state_file')
 
 
 @pytest.mark.slow
@@ -436,12 +439,13 @@ def test_damaged_run_evaluates_exports_and_resumes(uninterrupted, shared_data, t
   else:
     assert warning.startswith(f'Checkpoint {prefix(model_dir, 3)} is damaged (')
     assert f'using {prefix(model_dir, 2)} instead' in warning
-  caplog.clear()
-  with caplog.at_level(logging.WARNING):
-    exported = run_binaries.run_export(str(model_dir), export_dir=str(tmp_path / 'export'))
-  assert exported == str(tmp_path / 'export' / str(fallback))
-  assert os.path.isfile(os.path.join(exported, 'saved_model.pb'))
-  assert warnings_in(caplog) == [warning]
+  if fault in EXPORTED_FAULTS:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+      exported = run_binaries.run_export(str(model_dir), export_dir=str(tmp_path / 'export'))
+    assert exported == str(tmp_path / 'export' / str(fallback))
+    assert os.path.isfile(os.path.join(exported, 'saved_model.pb'))
+    assert warnings_in(caplog) == [warning]
 
   caplog.clear()
   with caplog.at_level(logging.INFO, logger='absl'):  # absl's own level is WARNING in tests.

@@ -6,6 +6,7 @@ directory alone.
 import json
 import math
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import sys
 import numpy as np
 from PIL import Image
 import pytest
+
+import doubles
 
 from vlae_tf.training import checkpoints
 from vlae_tf.cli import binaries
@@ -55,30 +58,6 @@ def test_binaries_are_executable_shims():
     assert len(text.splitlines()) <= 30
 
 
-def test_help_lists_the_flags_without_loading_tensorflow(tmp_path):
-  # A `tensorflow` that cannot be imported: --help must not need it (it took ~10 s to load).
-  broken = tmp_path / 'tensorflow'
-  broken.mkdir()
-  (broken / '__init__.py').write_text('raise ImportError("tensorflow imported by --help")\n')
-  expected = {'train': '--gin_file', 'eval': '--num_samples', 'sample': '--num_images',
-              'export': '--export_dir', 'benchmark': '--what', 'reproduce': '--table',
-              'inspect': '--compare_model_dir', 'compress': '--input', 'decompress': '--output'}
-  for name in BINARIES:
-    completed = run_binary(name, '--help', python_path=[str(tmp_path)], timeout=120)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert expected[name] in completed.stdout, (name, completed.stdout[-2000:])
-
-
-def test_a_checkouts_binaries_run_its_own_code(tmp_path):
-  # Another vlae_tf earlier on the path (an installed copy, another checkout) must not be the one
-  # bin/<name> runs.
-  other = tmp_path / 'vlae_tf'
-  other.mkdir()
-  (other / '__init__.py').write_text('raise ImportError("another vlae_tf was imported")\n')
-  completed = run_binary('train', '--help', python_path=[str(tmp_path)], timeout=120)
-  assert 'another vlae_tf' not in completed.stderr and '--gin_file' in completed.stdout
-
-
 def test_installed_commands_are_namespaced():
   # setup.py's console entry points: vlae-<name> -> cli.<name>_command, for every binary.
   with open(os.path.join(REPO, 'setup.py')) as f:
@@ -92,6 +71,8 @@ def test_installed_commands_are_namespaced():
 
 @pytest.mark.slow
 def test_user_errors_are_one_line(tmp_path):
+  """Through the binaries: before TensorFlow loads (flags, paths) and after (benchmark's config);
+  in-process: the other errors after TensorFlow loads, through the mains' guard."""
   required = {'benchmark': 'error: The config binds no train.dataset',  # needs a --gin_file
                'reproduce': '--output_dir'}
   for name in BINARIES:
@@ -101,17 +82,19 @@ def test_user_errors_are_one_line(tmp_path):
   empty.mkdir()
   assert_one_line_error(run_binary('eval', f'--model_dir={empty}'),
                         'error: No config.gin in')
-  (empty / 'config.gin').write_text('')
-  assert_one_line_error(run_binary('export', f'--model_dir={empty}'), 'is damaged (empty)')
-  (empty / 'config.gin').write_text("train.dataset = 'static_mnist'\n")
-  assert_one_line_error(run_binary('export', f'--model_dir={empty}'),
-                        'error: No checkpoint in')
   assert_one_line_error(run_binary('train', f'--model_dir={tmp_path / "run"}',
                                    '--gin_file=no_such.gin'),
                         'error: gin file not found: no_such.gin')
-  assert_one_line_error(run_binary('train', f'--model_dir={tmp_path / "run"}',
-                                   '--gin_param=train.no_such_parameter = 1'),
-                        'error: bad gin config')
+  (empty / 'config.gin').write_text('')
+  assert 'is damaged (empty)' in doubles.one_line_error(
+      lambda: run_binaries.run_export(str(empty)))
+  (empty / 'config.gin').write_text("train.dataset = 'static_mnist'\n")
+  assert doubles.one_line_error(lambda: run_binaries.run_export(str(empty))).startswith(
+      'error: No checkpoint in')
+  assert doubles.one_line_error(lambda: run_binaries.run_train(
+      str(tmp_path / 'run'), gin_params=['train.no_such_parameter = 1'])).startswith(
+          'error: bad gin config')
+  assert not (tmp_path / 'run').exists()
 
 
 @pytest.fixture(scope='module')
@@ -137,6 +120,17 @@ def test_train_writes_the_run_directory(trained):
   assert checkpoints.latest_checkpoint(str(trained)).endswith('ckpt-2')
   assert list((trained / 'train').glob('events.out.tfevents.*'))
   assert list((trained / 'validation').glob('events.out.tfevents.*'))
+
+
+@pytest.mark.slow
+def test_train_writes_model_summary_json(trained):
+  """The run's model_summary.json (summary_test.py's module) describes the model it trained."""
+  from vlae_tf.models import summary  # pylint: disable=g-import-not-at-top
+  run_directory.load_run_config(str(trained))
+  with open(trained / run_directory.MODEL_SUMMARY_FILE) as f:
+    written = json.load(f)
+  model, _, _ = run_directory.restore_averaged_model(str(trained))
+  assert written == summary.model_summary(model)
 
 
 @pytest.mark.slow
@@ -222,10 +216,44 @@ def test_sample_grids(trained, shared_data, tmp_path):
   assert set(np.unique(original)) <= {0, 255}
 
 
+@pytest.fixture(scope='module')
+def exported_by_binary(trained):
+  """bin/export of the trained run, as a user runs it (TensorFlow's C++ log level not set)."""
+  return run_binary('export', f'--model_dir={trained}', quiet_cpp=False)
+
+
 @pytest.mark.slow
-def test_export_binary(trained):
-  completed = run_binary('export', f'--model_dir={trained}')
+def test_export_binary(trained, exported_by_binary):
+  completed = exported_by_binary
   assert completed.returncode == 0, completed.stderr[-5000:]
   path = completed.stdout.strip().splitlines()[-1]
   assert path == str(trained / 'export' / '2')
   assert os.path.isfile(os.path.join(path, 'saved_model.pb'))
+
+
+# Issue 27 (first_hour_test.py), 2 and 5: a quiet console, results once on stdout (a line, or
+# --json); 6: eval in TensorBoard.
+
+_ABSL_PREFIX = re.compile(r'^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]')
+
+
+@pytest.mark.slow
+def test_results_once_on_stdout_and_a_quiet_console(trained, exported_by_binary):
+  completed = run_binary('eval', f'--model_dir={trained}', '--num_samples=2', '--max_examples=4',
+                         '--batch_size=4', quiet_cpp=False)  # no --data_dir: the run's record
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert len(completed.stdout.splitlines()) == 1 and completed.stdout.startswith('test: NLL')
+  assert "'nll_nats'" not in completed.stderr  # No second copy as a Python dict.
+  for line in completed.stderr.splitlines():
+    assert not _ABSL_PREFIX.match(line), line
+  assert 'Using MirroredStrategy' not in completed.stderr
+  assert list((trained / 'eval').glob('events.out.tfevents.*'))  # The NLL in TensorBoard.
+  as_json = run_binary('eval', f'--model_dir={trained}', '--num_samples=2', '--max_examples=4',
+                       '--batch_size=4', '--json')
+  report = json.loads(as_json.stdout)
+  assert report['num_examples'] == 4 and report['dataset'] == 'static_mnist'
+  exported = exported_by_binary
+  assert exported.returncode == 0, exported.stderr[-3000:]
+  assert exported.stdout.strip() == str(trained / 'export' / '2')
+  for chatter in ('Assets written', 'fingerprint', '.tmp-', 'Using MirroredStrategy'):
+    assert chatter not in exported.stderr, (chatter, exported.stderr)

@@ -37,6 +37,14 @@ def randomize(layer: keras.layers.Layer, seed: int = 0, stddev: float = 0.3):
       variable.assign(variable.constraint(variable))
 
 
+def built(layer, randomized, *input_shape):
+  """`layer`, built (on `input_shape` if given) and, when `randomized`, randomized."""
+  layer.build(*input_shape)
+  if randomized:
+    randomize(layer)
+  return layer
+
+
 def batch_jacobian(fn, x):
   """d fn(x) / d x per example, on the flattened event: [batch, size_out, size_in]."""
   flat = tf.reshape(x, [x.shape[0], -1])
@@ -80,6 +88,16 @@ def graph_function(fn):
   return tf.function(fn, autograph=False)
 
 
+def assert_prior_gradients_and_eager_equals_function(test, prior, z):
+  """log_prob(z) of the prior's distribution reaches every variable and is the same in a graph."""
+  with tf.GradientTape() as tape:
+    log_prob = prior.distribution().log_prob(z)
+  variables = prior.trainable_variables
+  assert_no_none_gradients(test, tape.gradient(log_prob, variables), variables)
+  function = graph_function(lambda z: prior.distribution().log_prob(z))
+  test.assertAllClose(log_prob, function(z), atol=1e-5)
+
+
 def standard_normal_log_prob(z, event_ndims):
   return tf.reduce_sum(tfd.Normal(0., 1.).log_prob(z), axis=list(range(-event_ndims, 0)))
 
@@ -87,12 +105,8 @@ def standard_normal_log_prob(z, event_ndims):
 class AutoregressiveFlowPriorTest(tf.test.TestCase, parameterized.TestCase):
 
   def make_prior(self, shift_only, randomized=True):
-    prior = flows.AutoregressiveFlowPrior(LATENT, num_steps=STEPS, hidden_units=HIDDEN,
-                                          shift_only=shift_only)
-    prior.build()
-    if randomized:
-      randomize(prior)
-    return prior
+    return built(flows.AutoregressiveFlowPrior(LATENT, num_steps=STEPS, hidden_units=HIDDEN,
+                                               shift_only=shift_only), randomized)
 
   def z(self, seed=1):
     return 1.5 * tf.random.stateless_normal([BATCH, LATENT], seed=[seed, 0])
@@ -170,12 +184,7 @@ class AutoregressiveFlowPriorTest(tf.test.TestCase, parameterized.TestCase):
   def test_gradients_and_eager_equals_function(self):
     prior = self.make_prior(shift_only=False)
     z = self.z()
-    with tf.GradientTape() as tape:
-      log_prob = prior.distribution().log_prob(z)
-    variables = prior.trainable_variables
-    assert_no_none_gradients(self, tape.gradient(log_prob, variables), variables)
-    function = graph_function(lambda z: prior.distribution().log_prob(z))
-    self.assertAllClose(log_prob, function(z), atol=1e-5)
+    assert_prior_gradients_and_eager_equals_function(self, prior, z)
     # Sampling in a graph (a tf.while_loop) is TFP's MAF code; ours is covered by the conv prior.
     self.assertEqual(prior.distribution().sample(BATCH, seed=[7, 8]).shape, [BATCH, LATENT])
 
@@ -195,12 +204,8 @@ class AutoregressiveFlowPriorTest(tf.test.TestCase, parameterized.TestCase):
 class IAFPosteriorTest(tf.test.TestCase, parameterized.TestCase):
 
   def make_posterior(self, shift_only=False, context_size=CONTEXT, randomized=True):
-    posterior = flows.IAFPosterior(LATENT, context_size, num_steps=STEPS, hidden_units=HIDDEN,
-                                   shift_only=shift_only)
-    posterior.build()
-    if randomized:
-      randomize(posterior)
-    return posterior
+    return built(flows.IAFPosterior(LATENT, context_size, num_steps=STEPS, hidden_units=HIDDEN,
+                                    shift_only=shift_only), randomized)
 
   def inputs(self, context_size=CONTEXT):
     loc = tf.random.stateless_normal([BATCH, LATENT], seed=[1, 1])
@@ -345,19 +350,13 @@ def raster_then_channel_index(row, col, channel):
 class ConvAutoregressiveFlowTest(tf.test.TestCase, parameterized.TestCase):
 
   def make_flow(self, reverse=False, params=2, randomized=True):
-    network = conv_flows.MaskedConvShiftAndLogScale(params=params, hidden_filters=HIDDEN_MAPS)
-    network.build((None, *SPATIAL))
-    if randomized:
-      randomize(network)
+    network = built(conv_flows.MaskedConvShiftAndLogScale(
+        params=params, hidden_filters=HIDDEN_MAPS), randomized, (None, *SPATIAL))
     return conv_flows.ConvAutoregressiveFlow(network, reverse=reverse)
 
   def make_prior(self, randomized=True):
-    prior = conv_flows.ConvAutoregressiveFlowPrior(SPATIAL, num_steps=STEPS,
-                                              hidden_filters=HIDDEN_MAPS)
-    prior.build()
-    if randomized:
-      randomize(prior)
-    return prior
+    return built(conv_flows.ConvAutoregressiveFlowPrior(SPATIAL, num_steps=STEPS,
+                                                        hidden_filters=HIDDEN_MAPS), randomized)
 
   def z(self, seed=1):
     return tf.random.stateless_normal([BATCH, *SPATIAL], seed=[seed, 0])
@@ -435,12 +434,7 @@ class ConvAutoregressiveFlowTest(tf.test.TestCase, parameterized.TestCase):
   def test_prior_gradients_and_eager_equals_function(self):
     prior = self.make_prior()
     z = self.z()
-    with tf.GradientTape() as tape:
-      log_prob = prior.distribution().log_prob(z)
-    variables = prior.trainable_variables
-    assert_no_none_gradients(self, tape.gradient(log_prob, variables), variables)
-    function = graph_function(lambda z: prior.distribution().log_prob(z))
-    self.assertAllClose(log_prob, function(z), atol=1e-5)
+    assert_prior_gradients_and_eager_equals_function(self, prior, z)
     sample = lambda: prior.distribution().sample(BATCH, seed=[7, 8])
     self.assertAllClose(sample(), graph_function(sample)(), atol=1e-5)
 

@@ -30,6 +30,13 @@ def _pack(logits, means, log_scales, coeffs):
   return np.concatenate(blocks, axis=-1).astype(np.float32)
 
 
+def _mixture_case(seed, channels, regime):
+  """(rng, a 3-component DiscretizedLogisticMixture, random parameters of it) for a test."""
+  rng = np.random.default_rng(seed)
+  return rng, likelihoods.DiscretizedLogisticMixture(num_mixtures=3), _random_params(
+      rng, channels, 3, regime)
+
+
 def _random_params(rng, channels, num_mixtures, regime, lead=(BATCH, HEIGHT, WIDTH)):
   shape = lead + (channels, num_mixtures)
   num_coeffs = channels * (channels - 1) // 2
@@ -163,9 +170,7 @@ class DiscretizedLogisticMixtureTest(tf.test.TestCase, parameterized.TestCase):
       channels=(1, 3), regime=('random', 'tiny_scales', 'large_scales', 'edge_means'))
   def test_conditionals_sum_to_one(self, channels, regime):
     """sum_v p(x_c = v | x_<c) = 1 for every channel (C = 1: the full sum over 256 values)."""
-    rng = np.random.default_rng(1)
-    lik = likelihoods.DiscretizedLogisticMixture(num_mixtures=3)
-    params = _random_params(rng, channels, 3, regime)
+    rng, lik, params = _mixture_case(1, channels, regime)
     grid = np.tile(rng.integers(0, 256, size=(1, BATCH, HEIGHT, WIDTH, channels)),
                    (256, 1, 1, 1, 1)).astype(np.float32)  # [256, B, H, W, C]
     for c in range(channels):
@@ -178,9 +183,7 @@ class DiscretizedLogisticMixtureTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.product(
       channels=(1, 3), regime=('random', 'tiny_scales', 'large_scales', 'edge_means'))
   def test_log_prob_matches_reference(self, channels, regime):
-    rng = np.random.default_rng(2)
-    lik = likelihoods.DiscretizedLogisticMixture(num_mixtures=3)
-    params = _random_params(rng, channels, 3, regime)
+    rng, lik, params = _mixture_case(2, channels, regime)
     x = rng.integers(0, 256, size=(BATCH, HEIGHT, WIDTH, channels)).astype(np.float32)
     x[0, 0, :2] = 0.
     x[1, 2, :2] = 255.

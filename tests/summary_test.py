@@ -1,16 +1,9 @@
-"""Tests of vlae_tf/models/summary.py and of model_summary.json written by the train loop."""
-
-import json
-import os
-
-import pytest
+"""Tests of vlae_tf/models/summary.py (model_summary.json of a bin/train run: cli_test.py)."""
 
 from tests import doubles
 from vlae_tf import gin_parsing
 from vlae_tf.models import summary
 from vlae_tf.models import vlae as vlae_lib
-from vlae_tf.training import loop
-from vlae_tf.training import run_directory
 
 
 def _parameters(layer):
@@ -48,18 +41,6 @@ def test_a_pixelcnn_without_z_has_no_encoder_part():
   assert result['parts']['encoder'] == {'class': None, 'trainable_parameters': 0}
   assert result['trainable_parameters'] == result['parts']['decoder']['trainable_parameters'] > 0
   assert 'encoder' not in summary.summary_line(result)
-
-
-@pytest.mark.slow
-def test_train_writes_model_summary_json(shared_data, tmp_path):
-  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],
-                        ['train.train_steps = 1', 'train.batch_size = 4', 'train.eval_examples = 4',
-                         'train.num_summary_images = 0'])
-  loop.train(str(tmp_path), data_dir=str(shared_data))
-  with open(os.path.join(str(tmp_path), run_directory.MODEL_SUMMARY_FILE)) as f:
-    written = json.load(f)
-  model, _, _ = run_directory.restore_averaged_model(str(tmp_path))
-  assert written == summary.model_summary(model)
 
 
 def test_a_decoder_without_a_window_has_none():
