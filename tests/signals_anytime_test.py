@@ -26,6 +26,13 @@ FIXTURE_RUN = os.path.join(REPO, 'tests', 'testdata', 'run_e06a543')
 EXIT_BOUND = 30.0  # Seconds from the signal to the exit; measured: under a second.
 
 
+def _as_in_a_terminal():
+  """SIGINT as a terminal's foreground process has it: a shell starts a background job (a CI
+  script run with `&`, `nohup`) with SIGINT ignored, its children inherit that, and the binaries
+  rightly keep an ignored SIGINT ignored (signals.install), so Ctrl-C could not be tested there."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Signalled:
   """A binary in a subprocess, signalled `delay` seconds after a line matching `pattern`."""
 
@@ -36,7 +43,8 @@ class Signalled:
     self.lines, self.sent, self.exited, self.status = [], None, None, None
     self.process = subprocess.Popen(
         [sys.executable, os.path.join(REPO, 'bin', name), *args], env=env, cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_as_in_a_terminal)
     self._thread = threading.Thread(target=self._run, daemon=True)
     self._thread.start()
 
