@@ -208,6 +208,38 @@ class CausalityTest(tf.test.TestCase, parameterized.TestCase):
 
 class SamplerTest(tf.test.TestCase, parameterized.TestCase):
 
+  def assert_same_draws(self, model, z, seed, expected, actual, delta=1e-5):
+    """Equal images, or equal up to a draw that float rounding decides.
+
+    The samplers compute each pixel's parameters by different arithmetic (one full decoder pass,
+    cached rows), so they agree to ~1e-6, not to the bit. A draw whose noise falls that close to a
+    boundary (a rounding edge of the logistic, a Gumbel-max tie, a Bernoulli threshold) may then
+    go either way, and everything after it in raster order follows. So each image must be equal,
+    or its first different pixel must be such a knife edge: moving one of that pixel's parameters
+    by `delta` changes the draw. A sampler that used another conditional, context or noise would
+    differ first at a pixel whose draw is robust (all but ~1e-3 of them at this delta).
+    """
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    params = model.decoder_params(tf.constant(expected), z).numpy()
+    noise = model.likelihood.noise(expected.shape, seed)
+    for image in range(expected.shape[0]):
+      differs = np.any(expected[image] != actual[image], axis=-1).reshape(-1)
+      if not differs.any():
+        continue
+      row, col = divmod(int(np.argmax(differs)), expected.shape[2])
+      pixel = params[image, row, col]  # [P]; depends only on pixels both images share
+      steps = np.concatenate([np.eye(pixel.size), -np.eye(pixel.size)]) * delta
+      moved = (pixel + steps).astype(np.float32)[:, None, None, :]  # [2P, 1, 1, P]
+      pixel_noise = tf.nest.map_structure(
+          lambda n: tf.repeat(n[image:image + 1, row:row + 1, col:col + 1], len(moved), 0),
+          noise)
+      draws = model.likelihood.sample_from_noise(moved, pixel_noise).numpy()
+      self.assertTrue(
+          np.any(draws != expected[image, row, col]),
+          f'image {image} differs first at pixel ({row}, {col}): '
+          f'{actual[image, row, col]} against {expected[image, row, col]}, and that draw is '
+          f'not within {delta} of a boundary, so the samplers draw from different laws.')
+
   @parameterized.named_parameters(
       ('depth', lambda: binary_model(decoder='depth'), binary_images),
       ('gated', lambda: binary_model(decoder='gated'), binary_images),
@@ -223,8 +255,8 @@ class SamplerTest(tf.test.TestCase, parameterized.TestCase):
     sequential = decode(z, seed, method='sequential')
     fixed_point = decode(z, seed, method='fixed_point')
     fast = decode(z, seed, method='fast')
-    self.assertAllEqual(sequential, fixed_point)
-    self.assertAllEqual(sequential, fast)
+    self.assert_same_draws(model, z, seed, sequential, fixed_point)
+    self.assert_same_draws(model, z, seed, sequential, fast)
     self.assertEqual(fast.shape, [BATCH, *model.image_shape])
     values = np.unique(fast.numpy())
     if model.data_kind == 'binary':
