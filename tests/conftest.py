@@ -9,6 +9,9 @@ import pathlib
 import shutil
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# As the binaries start (cli/startup.py): tf.keras is tf_keras, and Keras 3 is never imported
+# (2.3 s of CPU per process, in every test process and every binary the tests start).
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top

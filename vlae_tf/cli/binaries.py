@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from vlae_tf import allocator
 from vlae_tf.cli import benchmark_binary
 from vlae_tf.cli import compress_binaries
 from vlae_tf.cli import dataset_flags
@@ -53,11 +54,17 @@ def _started(name, main):
               ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps',
                'dataset')
               if flag in flags.FLAGS}
-    # From here a signal is answered within a second, even inside TensorFlow (signals.py).
-    signals.install(_STARTUP_LINES.get(name, _STARTUP_LINES[None]))
     problem = preflight.check_paths(name, values)
     if problem:
       raise SystemExit(problem)
+    # TCMalloc when the machine has it (allocator.py: 2.5x faster training on CPU); this
+    # re-executes the process once, before anything was started or written.
+    try:
+      allocator.use_chosen_allocator()
+    except allocator.AllocatorError as error:
+      raise SystemExit(f'error: {error}') from None
+    # From here a signal is answered within a second, even inside TensorFlow (signals.py).
+    signals.install(_STARTUP_LINES.get(name, _STARTUP_LINES[None]))
     startup.start_tensorflow()
     return main(argv)
 

@@ -81,6 +81,10 @@ def start_tensorflow():
   """
   if getattr(start_tensorflow, 'done', False):
     return
+  # The package is written against Keras 2 (tf_keras). Without this, `import tensorflow` also
+  # imports Keras 3 for tf.keras, and Keras 3 imports scikit-learn when it is installed: 2.3 s of
+  # CPU in every binary's start-up, for a Keras the package never uses (tf.keras is then tf_keras).
+  os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
   if _verbose():
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.list_physical_devices()

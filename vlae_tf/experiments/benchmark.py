@@ -39,6 +39,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import allocator
 from vlae_tf.data import batching
 # The counts are part of this module's API: benchmark.count_flops, benchmark.train_step_flops.
 from vlae_tf.experiments.flop_counting import count_flops
@@ -85,6 +86,7 @@ def machine_info() -> Dict:
   info = {
       'device': device,
       'tf_version': tf.__version__,
+      'allocator': allocator.in_use(),  # allocator.py: glibc's malloc is ~2x slower here.
       'load_average': [round(x, 2) for x in os.getloadavg()],
       # Peak resident set of the whole process so far (Linux: KiB).
       'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),

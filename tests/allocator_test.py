@@ -1,0 +1,97 @@
+"""Tests of the binaries' allocator choice (vlae_tf/allocator.py)."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+
+from vlae_tf import allocator
+
+TCMALLOC = 'libtcmalloc_minimal.so.4'
+
+
+def choose(environ, found=TCMALLOC, platform='linux'):
+  return allocator.library_to_preload(environ, find=lambda: found, platform=platform)
+
+
+class ChoiceTest(absltest.TestCase):
+
+  def test_auto_preloads_tcmalloc_when_found_and_nothing_otherwise(self):
+    self.assertEqual(choose({}), TCMALLOC)
+    self.assertEqual(choose({'VLAE_TF_ALLOCATOR': 'auto'}), TCMALLOC)
+    self.assertIsNone(choose({}, found=None))
+    self.assertIsNone(choose({}, platform='darwin'))
+
+  def test_system_and_an_allocator_already_there_run_as_they_are(self):
+    self.assertIsNone(choose({'VLAE_TF_ALLOCATOR': 'system'}))
+    self.assertIsNone(choose({'LD_PRELOAD': '/usr/lib/libtcmalloc.so.4'}))
+    self.assertIsNone(choose({'_VLAE_TF_ALLOCATOR_SET': '1'}))  # Never re-executed twice.
+
+  def test_tcmalloc_asked_for_but_missing_is_one_line_naming_the_package(self):
+    with self.assertRaisesRegex(allocator.AllocatorError,
+                                r'^VLAE_TF_ALLOCATOR=tcmalloc but TCMalloc is not installed: '
+                                r'.*apt-get install libtcmalloc-minimal4'):
+      choose({'VLAE_TF_ALLOCATOR': 'tcmalloc'}, found=None)
+    with self.assertRaisesRegex(allocator.AllocatorError, 'Linux only'):
+      choose({'VLAE_TF_ALLOCATOR': 'tcmalloc'}, platform='darwin')
+
+  def test_a_path_is_preloaded_if_it_is_a_file(self):
+    library = os.path.join(tempfile.mkdtemp(), 'libmine.so')
+    open(library, 'wb').close()
+    self.assertEqual(choose({'VLAE_TF_ALLOCATOR': library}), library)
+    self.assertIsNone(choose({'VLAE_TF_ALLOCATOR': library, 'LD_PRELOAD': library}))
+    with self.assertRaisesRegex(allocator.AllocatorError, 'no such file'):
+      choose({'VLAE_TF_ALLOCATOR': library + '.missing'})
+
+  def test_in_use_names_the_preloaded_allocator(self):
+    self.assertEqual(allocator.in_use({}), 'system')
+    self.assertEqual(allocator.in_use({'LD_PRELOAD': 'libfoo.so:' + TCMALLOC}), 'tcmalloc')
+    self.assertEqual(allocator.in_use({'LD_PRELOAD': '/x/libmine.so',
+                                       'VLAE_TF_ALLOCATOR': '/x/libmine.so'}), 'libmine.so')
+    self.assertEqual(allocator.in_use({'LD_PRELOAD': '/x/libother.so'}), 'system')
+
+
+class ReexecutionTest(absltest.TestCase):
+
+  def test_the_same_command_line_again_with_the_library_first_in_ld_preload(self):
+    calls = []
+    environ = {'LD_PRELOAD': 'libfirst.so', 'HOME': '/home/x'}
+    original = allocator.find_tcmalloc
+    allocator.find_tcmalloc = lambda: TCMALLOC
+    try:
+      allocator.use_chosen_allocator(environ, execve=lambda *args: calls.append(args))
+    finally:
+      allocator.find_tcmalloc = original
+    (program, arguments, child), = calls
+    self.assertEqual(program, sys.executable)
+    self.assertEqual(arguments[1:], allocator._command_line()[1:])  # pylint: disable=protected-access
+    self.assertEqual(child['LD_PRELOAD'], f'{TCMALLOC}:libfirst.so')
+    self.assertEqual(child['HOME'], '/home/x')
+    self.assertEqual(child['_VLAE_TF_ALLOCATOR_SET'], '1')
+    self.assertEqual(environ, {'LD_PRELOAD': 'libfirst.so', 'HOME': '/home/x'})
+
+  def test_a_real_process_re_executes_itself_once_and_keeps_its_arguments(self):
+    # `python -c CODE ARG`: the code and its argument survive the re-execution (read from
+    # /proc/self/cmdline; sys.argv has lost the code). The outcome follows this machine: with
+    # TCMalloc installed the process ends up with it mapped, without it nothing changes.
+    code = ('import sys; from vlae_tf import allocator; allocator.use_chosen_allocator(); '
+            "maps = open('/proc/self/maps').read(); "
+            "print(allocator.in_use(), 'tcmalloc' in maps, sys.argv[1:])")
+    environ = {key: value for key, value in os.environ.items()
+               if key not in ('LD_PRELOAD', 'VLAE_TF_ALLOCATOR', '_VLAE_TF_ALLOCATOR_SET')}
+    printed = subprocess.run([sys.executable, '-c', code, 'an argument'], env=environ,
+                             capture_output=True, text=True, check=True).stdout
+    if allocator.find_tcmalloc():
+      self.assertEqual(printed, "tcmalloc True ['an argument']\n")
+    else:
+      self.assertEqual(printed, "system False ['an argument']\n")
+    environ['VLAE_TF_ALLOCATOR'] = 'system'
+    printed = subprocess.run([sys.executable, '-c', code, 'an argument'], env=environ,
+                             capture_output=True, text=True, check=True).stdout
+    self.assertEqual(printed, "system False ['an argument']\n")
+
+
+if __name__ == '__main__':
+  absltest.main()
