@@ -32,8 +32,7 @@ INSTALL_HINT = ('install TCMalloc (Debian/Ubuntu: apt-get install libtcmalloc-mi
                 'Fedora: dnf install gperftools-libs)')
 
 
-class AllocatorError(errors.VlaeError):
-  """VLAE_TF_ALLOCATOR names an allocator that is not there."""
+AllocatorError = errors.AllocatorError
 
 
 def find_tcmalloc():

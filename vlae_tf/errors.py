@@ -38,6 +38,10 @@ class CliError(VlaeError):
   """A bad flag, gin file, binding or macro: a user error, reported in one line."""
 
 
+class AllocatorError(CliError):
+  """VLAE_TF_ALLOCATOR names an allocator that is not there (allocator.py)."""
+
+
 class DatasetError(VlaeError, ValueError):
   """A dataset cannot be loaded: unknown name or split, missing, corrupt or malformed data."""
 
