@@ -58,12 +58,8 @@ class ReexecutionTest(absltest.TestCase):
   def test_the_same_command_line_again_with_the_library_first_in_ld_preload(self):
     calls = []
     environ = {'LD_PRELOAD': 'libfirst.so', 'HOME': '/home/x'}
-    original = allocator.find_tcmalloc
-    allocator.find_tcmalloc = lambda: TCMALLOC
-    try:
-      allocator.use_chosen_allocator(environ, execve=lambda *args: calls.append(args))
-    finally:
-      allocator.find_tcmalloc = original
+    allocator.use_chosen_allocator(environ, execve=lambda *args: calls.append(args),
+                                   find=lambda: TCMALLOC)
     (program, arguments, child), = calls
     self.assertEqual(program, sys.executable)
     self.assertEqual(arguments[1:], allocator._command_line()[1:])  # pylint: disable=protected-access

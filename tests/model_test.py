@@ -217,7 +217,7 @@ class SamplerTest(tf.test.TestCase, parameterized.TestCase):
     go either way, and everything after it in raster order follows. So each image must be equal,
     or its first different pixel must be such a knife edge: moving one of that pixel's parameters
     by `delta` changes the draw. A sampler that used another conditional, context or noise would
-    differ first at a pixel whose draw is robust (all but ~1e-3 of them at this delta).
+    differ first at a pixel whose draw is robust (nearly every draw, at this delta).
     """
     expected, actual = np.asarray(expected), np.asarray(actual)
     params = model.decoder_params(tf.constant(expected), z).numpy()

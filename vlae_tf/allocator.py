@@ -1,10 +1,11 @@
 """The binaries' memory allocator: TCMalloc when the machine has it, glibc's malloc otherwise.
 
 Why: glibc's malloc serves each tensor above its mmap threshold (a few MB; the activations of a
-batch of 128 MNIST images are 1.6-28 MB) with a fresh mmap() and gives it back with munmap(), so
+batch of 128 MNIST images are 0.25-28 MB) with a fresh mmap() and gives it back with munmap(), so
 every training step faults its activations in again, page by page. On a 2-core AMD EPYC, training
-gin/mnist_vlae_authors.gin took 200,000 page faults a second, 42% of its CPU time in the kernel,
-and ran at 46 images/s; with TCMalloc preloaded, 117 images/s (docs/RESULTS.md, "Allocator").
+gin/mnist_vlae_authors.gin took about 200,000 page faults a second, 42% of its CPU time in the
+kernel, and ran at 47 images/s; with TCMalloc preloaded, 117 images/s (docs/RESULTS.md, "Session 8
+... the memory allocator").
 Intel's TensorFlow CPU guide recommends TCMalloc for the same reason.
 
 An allocator can only be chosen before the process starts, so `use_chosen_allocator` re-executes
@@ -92,13 +93,13 @@ def _command_line():
     return [os.fsdecode(arg) for arg in cmdline.read().split(b'\0')[:-1]]
 
 
-def use_chosen_allocator(environ=None, execve=os.execve):
+def use_chosen_allocator(environ=None, execve=os.execve, find=find_tcmalloc):
   """Re-executes this process with the allocator VLAE_TF_ALLOCATOR chooses; returns if none.
 
   Call it before TensorFlow is imported (nothing is lost: the process starts again from the top).
   """
   environ = os.environ if environ is None else environ
-  library = library_to_preload(environ)
+  library = library_to_preload(environ, find=find)
   if library is None:
     return
   try:

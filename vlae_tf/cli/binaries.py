@@ -57,8 +57,8 @@ def _started(name, main):
     problem = preflight.check_paths(name, values)
     if problem:
       raise SystemExit(problem)
-    # TCMalloc when the machine has it (allocator.py: 2.5x faster training on CPU); this
-    # re-executes the process once, before anything was started or written.
+    # TCMalloc when the machine has it (allocator.py: glibc's malloc faults every activation in
+    # again each step); this re-executes the process once, before anything was started or written.
     try:
       allocator.use_chosen_allocator()
     except allocator.AllocatorError as error:

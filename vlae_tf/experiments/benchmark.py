@@ -86,7 +86,7 @@ def machine_info() -> Dict:
   info = {
       'device': device,
       'tf_version': tf.__version__,
-      'allocator': allocator.in_use(),  # allocator.py: glibc's malloc is ~2x slower here.
+      'allocator': allocator.in_use(),  # Speeds differ by allocator (allocator.py).
       'load_average': [round(x, 2) for x in os.getloadavg()],
       # Peak resident set of the whole process so far (Linux: KiB).
       'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
