@@ -1,6 +1,7 @@
 """Tests of the results harness (bin/reproduce) on tiny runs of real static MNIST."""
 
 import dataclasses
+import io
 import json
 import os
 import tempfile
@@ -11,6 +12,7 @@ from PIL import Image
 import pytest
 
 from vlae_tf.experiments import reproduce
+from vlae_tf.experiments import table_training
 
 TINY = 'testing/tiny.gin'
 
@@ -89,3 +91,18 @@ def test_reproduce_two_tiny_experiments_then_resume_without_retraining(tmp_path,
   best = min(row['curve'], key=lambda point: point['nll_nats'])
   assert row['steps'] == best['step']
   assert list((tmp_path / 'runs' / 'mnist_vlae').glob('reproduce_curve_valid_*.json'))
+
+
+def test_the_table_eta_counts_training_before_the_first_evaluation_is_timed():
+  progress = table_training.TableProgress(['a', 'b'], stream=io.StringIO())
+  assert progress.eta_text() == '?'  # Nothing timed yet.
+  progress.remaining_steps = {'a': 3600, 'b': 0}
+  progress.seconds_per_step = 1.0
+  assert progress.eta_text() == '1:00:00 + 2 evaluations'
+  progress.remaining_evaluations = {'b'}
+  assert progress.eta_text() == '1:00:00 + 1 evaluation'
+  progress.seconds_per_evaluation = 60.0
+  assert progress.eta_text() == '1:01:00'
+  progress.remaining_steps = {'a': 0, 'b': 0}
+  progress.seconds_per_step = None
+  assert progress.eta_text() == '0:01:00'

@@ -74,21 +74,31 @@ class TableProgress:
     self.remaining_steps = {}  # name -> training steps still to run
     self.remaining_evaluations = set(names)
 
-  def show(self, index: int, phase: str, force: bool = False):
+  def eta_text(self) -> str:
+    """The time left for the table: '1:02:03', or the known part and what is not timed yet
+    ('1:02:03 + 2 evaluations' before the first evaluation has been timed), or '?'."""
     eta = 0.0
-    known = True
+    untimed = []
     steps = sum(self.remaining_steps.values())
     if steps:
       if self.seconds_per_step is None:
-        known = False
+        untimed.append('training')
       else:
         eta += steps * self.seconds_per_step
-    if self.remaining_evaluations:
+    evaluations = len(self.remaining_evaluations)
+    if evaluations:
       if self.seconds_per_evaluation is None:
-        known = False
+        untimed.append(f'{evaluations} evaluation{"s" if evaluations > 1 else ""}')
       else:
-        eta += len(self.remaining_evaluations) * self.seconds_per_evaluation
-    eta_text = progress_lib.format_duration(eta) if known else '?'
+        eta += evaluations * self.seconds_per_evaluation
+    if not untimed:
+      return progress_lib.format_duration(eta)
+    if eta:
+      return f'{progress_lib.format_duration(eta)} + {" + ".join(untimed)}'
+    return '?'
+
+  def show(self, index: int, phase: str, force: bool = False):
+    eta_text = self.eta_text()
     self.line.show(f'reproduce: run {index + 1}/{len(self.names)} {self.names[index]}: {phase}; '
                    f'table ETA {eta_text}', force=force)
 
