@@ -17,7 +17,9 @@ setuptools.setup(
     # a non-editable install can train: vlae_tf/configs.py finds them either way.
     packages=setuptools.find_packages(include=['vlae_tf', 'vlae_tf.*']) + ['vlae_tf.gin_configs'],
     package_dir={'vlae_tf.gin_configs': 'gin'},
-    package_data={'vlae_tf.gin_configs': ['*.gin', '*/*.gin']},
+    # The pretrained models (vlae_tf/pretrained/<name>/: a slim run directory and its provenance).
+    package_data={'vlae_tf.gin_configs': ['*.gin', '*/*.gin'],
+                  'vlae_tf.pretrained': ['*/checkpoint', '*/ckpt-*', '*/*.gin', '*/*.json']},
     python_requires='>=3.10,<3.13',
     install_requires=[
         'tensorflow>=2.21,<2.22',

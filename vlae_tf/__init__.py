@@ -3,9 +3,10 @@
 The public API:
 
     import vlae_tf
-    model = vlae_tf.load('runs/mnist_vlae')        # a trained run, Polyak-averaged weights
+    model = vlae_tf.load('runs/mnist_vlae')          # a trained run, Polyak-averaged weights
+    model = vlae_tf.load_pretrained('static_mnist')  # a model that ships with the package
     nll = -model.log_likelihood(images, num_samples=1024, seed=(0, 0))
-    vlae_tf.VLAE                                   # the model class (a tf_keras Model)
+    vlae_tf.VLAE                                     # the model class (a tf_keras Model)
 
 A run directory is what `bin/train --model_dir=DIR` writes; `load` rebuilds the model from its
 config.gin and restores the newest intact checkpoint (or `checkpoint=N`). The subpackages, from the
@@ -20,7 +21,7 @@ no TensorFlow; `load` and `VLAE` do, when first used (so the binaries' --help st
 
 __version__ = '0.1.0'
 
-__all__ = ['load', 'VLAE', '__version__']
+__all__ = ['load', 'load_pretrained', 'VLAE', '__version__']
 
 
 def load(model_dir, checkpoint=None):
@@ -51,6 +52,27 @@ def load(model_dir, checkpoint=None):
   model.checkpoint_step = step
   model.checkpoint_path = path
   return model
+
+
+def load_pretrained(name):
+  """A model that ships with vlae_tf (vlae_tf/pretrained/), like `load` on its run directory.
+
+  Its files are checked against the sha256 in its provenance.json and copied once into a cache
+  folder ($VLAE_TF_CACHE, else $XDG_CACHE_HOME/vlae_tf, else ~/.cache/vlae_tf;
+  vlae_tf/pretrained/catalogue.py), which is the directory of `model.checkpoint_path`.
+
+  Args:
+    name: e.g. 'static_mnist'; `vlae_tf.pretrained.catalogue.names()` lists them.
+
+  Returns:
+    The `VLAE`, built and restored (Polyak-averaged weights), as `load` returns it.
+
+  Raises:
+    vlae_tf.errors.PretrainedError (one line): an unknown name (the known ones are listed), or a
+      packaged file that is missing or fails its checksum.
+  """
+  from vlae_tf.pretrained import catalogue  # pylint: disable=g-import-not-at-top
+  return load(catalogue.run_directory(name))
 
 
 def __getattr__(name):

@@ -15,6 +15,7 @@ The binaries report each in one line, without a traceback (vlae_tf/cli/user_erro
       DamagedConfigError          config.gin is not a readable gin file
       IncompatibleRunError        checkpoints of a run with other bindings
         ImageSizeError            images of another size than per-pixel biases were built for
+      PretrainedError             an unknown --pretrained name, a damaged packaged model
       NonFiniteError              too many non-finite steps in a row (also a FloatingPointError)
       ReproduceError              a user error of bin/reproduce (unknown table, a failed run)
       LostWorkerError             a worker of a multi-worker run is gone (training/distribution.py)
@@ -90,6 +91,10 @@ class ImageSizeError(IncompatibleRunError, ValueError):
   # arguments, unless the exception carries this attribute; the message here is already complete
   # and meant to be one line (tf_keras/src/utils/traceback_utils.py).
   _keras_call_info_injected = True
+
+
+class PretrainedError(RunError):
+  """An unknown --pretrained name, or a packaged model whose files fail their checksums."""
 
 
 class NonFiniteError(RunError, FloatingPointError):

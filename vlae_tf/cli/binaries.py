@@ -43,6 +43,7 @@ from vlae_tf.cli import reproduce_binary
 from vlae_tf.cli import run_binaries
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import startup
+from vlae_tf.pretrained import catalogue
 from vlae_tf.training import signals
 
 
@@ -50,6 +51,9 @@ def _started(name, main):
   """`main`, after the cheap checks of the paths and after TensorFlow has started quietly."""
 
   def started_main(argv):
+    problem = _use_pretrained()
+    if problem:
+      raise SystemExit(problem)
     values = {flag: flags.FLAGS[flag].value for flag in
               ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps',
                'dataset')
@@ -58,7 +62,8 @@ def _started(name, main):
     if problem:
       raise SystemExit(problem)
     # TCMalloc when the machine has it (allocator.py: glibc's malloc faults every activation in
-    # again each step); this re-executes the process once, before anything was started or written.
+    # again each step); this re-executes the process once, before anything was started or written
+    # (but a pretrained model's cached copy, which the new process finds in place).
     try:
       allocator.use_chosen_allocator()
     except allocator.AllocatorError as error:
@@ -69,6 +74,32 @@ def _started(name, main):
     return main(argv)
 
   return started_main
+
+
+def _use_pretrained(flag_values=flags.FLAGS):
+  """--pretrained=NAME becomes --model_dir=<its verified copy> (vlae_tf/pretrained/catalogue.py).
+
+  A binary that reads a run needs one of --model_dir and --pretrained (bin/inspect: --pretrained
+  adds one run to its --model_dir list). Returns the one-line error, or None.
+  """
+  if 'pretrained' not in flag_values:
+    return None
+  name, model_dir = flag_values.pretrained, flag_values.model_dir
+  several = isinstance(flag_values['model_dir'], flags.MultiFlag)  # bin/inspect's list.
+  if name is None:
+    if model_dir:
+      return None
+    return ('error: give --model_dir=DIR (a bin/train run) or --pretrained=NAME (a model that '
+            f'ships with vlae_tf: {", ".join(catalogue.names()) or "none in this install"}).')
+  if model_dir and not several:
+    return (f'error: --model_dir={model_dir} and --pretrained={name} both name the model to '
+            'read: pass one of them.')
+  try:
+    path = catalogue.run_directory(name)
+  except catalogue.PretrainedError as error:
+    return f'error: {error}'
+  flag_values.model_dir = [*(model_dir or []), path] if several else path
+  return None
 
 
 # What a signal outside the binaries' own `signals.when_signalled` blocks means (start-up, loading

@@ -1,7 +1,9 @@
 """bin/compress and bin/decompress: lossless coding of binary images through a run's model.
 
-    bin/compress --model_dir=DIR --input=IMAGES --output=FILE [--checkpoint=STEP]
-    bin/decompress --model_dir=DIR --input=FILE --output=IMAGES [--checkpoint=STEP]
+    bin/compress (--model_dir=DIR | --pretrained=NAME) --input=IMAGES --output=FILE
+        [--checkpoint=STEP]
+    bin/decompress (--model_dir=DIR | --pretrained=NAME) --input=FILE --output=IMAGES
+        [--checkpoint=STEP]
 
 The code is bits-back ANS (vlae_tf/compression/codec.py); the `run_*` functions take plain
 arguments, the mains read the flags and print the result on stdout (a line, or --json).
@@ -28,7 +30,7 @@ def run_decompress(model_dir, input_path, output_path, checkpoint=None):
 
 
 def define_compress_flags():
-  shared_flags.define_model_dir()
+  shared_flags.define_model_dir(reading=True)
   flags.DEFINE_string('input', None, 'Binary images: an .amat or .amat.gz file, a .npy array or '
                       'a directory of PNG files.')
   flags.DEFINE_string('output', None, 'The compressed file to write.')
@@ -38,7 +40,7 @@ def define_compress_flags():
 
 
 def define_decompress_flags():
-  shared_flags.define_model_dir()
+  shared_flags.define_model_dir(reading=True)
   flags.DEFINE_string('input', None, 'A file written by bin/compress.')
   flags.DEFINE_string('output', None, 'Where the images go: an .amat/.amat.gz or .npy file, or a '
                       'new directory of PNG files.')

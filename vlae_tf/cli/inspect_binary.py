@@ -22,7 +22,7 @@ def define_inspect_flags():
   """The flags of bin/inspect (vlae_tf/experiments/inspection.py)."""
   flags.DEFINE_multi_string('model_dir', None, 'The run directory to inspect (its averaged '
                             'weights); repeat it to compare runs (needs --output_dir).')
-  flags.mark_flag_as_required('model_dir')
+  shared_flags.define_pretrained()  # One more run to inspect (binaries.py).
   flags.DEFINE_string('output_dir', None, 'With several --model_dir: where comparison.md, '
                       'rate_vs_window.png and the side-by-side reconstructions.png go.')
   flags.DEFINE_string('split', 'test', 'The split of the rate/distortion, probe scores and maps.')

@@ -34,16 +34,19 @@ DESCRIPTIONS = {
         '.json and the NLL to TensorBoard (<model_dir>/eval). By default a quick estimate '
         '(K=128 on 500 evenly spread images); --protocol=paper is the paper\'s (K=4096 for '
         'binary data, 512 for 8-bit data, every image of the split).',
-        'bin/eval --model_dir=DIR [--protocol=quick|paper] [--split=test] [--num_samples=K] '
+        'bin/eval (--model_dir=DIR | --pretrained=NAME) [--protocol=quick|paper] [--split=test] '
+        '[--num_samples=K] '
         '[--max_examples=N] [--checkpoint=DIR/ckpt-N or N] [--json]',
         'bin/eval --model_dir=runs/mnist'),
     'sample': (
         'Writes PNG grids of samples and lossy reconstructions of a run.',
-        'bin/sample --model_dir=DIR [--num_images=64] [--output=DIR] [--checkpoint=N]',
+        'bin/sample (--model_dir=DIR | --pretrained=NAME) [--num_images=64] [--output=DIR] '
+        '[--checkpoint=N]',
         'bin/sample --model_dir=runs/mnist --num_images=64'),
     'export': (
         'Exports a run\'s averaged weights as a SavedModel in <export_dir>/<step>.',
-        'bin/export --model_dir=DIR [--export_dir=BASE] [--checkpoint=DIR/ckpt-N or N]',
+        'bin/export (--model_dir=DIR | --pretrained=NAME) [--export_dir=BASE] '
+        '[--checkpoint=DIR/ckpt-N or N]',
         'bin/export --model_dir=runs/mnist'),
     'benchmark': (
         'Measures training, evaluation and sampling throughput: one JSON line per measurement.',
@@ -60,17 +63,20 @@ DESCRIPTIONS = {
     'inspect': (
         'What the lossy code of a run keeps: rate and distortion, a linear probe on z, '
         'per-pixel maps; writes <model_dir>/inspect/.',
-        'bin/inspect --model_dir=DIR [--max_examples=N] [--compare_model_dir=DIR]\n'
+        'bin/inspect (--model_dir=DIR | --pretrained=NAME) [--max_examples=N] '
+        '[--compare_model_dir=DIR]\n'
         '       bin/inspect --model_dir=A --model_dir=B ... --output_dir=DIR   (runs side by side)',
         'bin/inspect --model_dir=runs/mnist'),
     'compress': (
         'Compresses binary images losslessly through a trained VLAE (bits-back coding with ANS). '
         'IMAGES: an .amat/.amat.gz file, a .npy array or a directory of PNG files.',
-        'bin/compress --model_dir=DIR --input=IMAGES --output=FILE [--checkpoint=N] [--json]',
+        'bin/compress (--model_dir=DIR | --pretrained=NAME) --input=IMAGES --output=FILE '
+        '[--checkpoint=N] [--json]',
         'bin/compress --model_dir=runs/mnist --input=test.amat.gz --output=/tmp/test.vlae'),
     'decompress': (
         'Restores the images of a file written by bin/compress, bit for bit.',
-        'bin/decompress --model_dir=DIR --input=FILE --output=IMAGES [--checkpoint=N] [--json]',
+        'bin/decompress (--model_dir=DIR | --pretrained=NAME) --input=FILE --output=IMAGES '
+        '[--checkpoint=N] [--json]',
         'bin/decompress --model_dir=runs/mnist --input=/tmp/test.vlae --output=/tmp/test.amat.gz'),
 }
 
@@ -129,7 +135,8 @@ def help_text(name, key_flags):
 
 
 def flag_hint(argv, defined):
-  """A one-line error for a hyperparameter passed as a flag the binary does not define, or None."""
+  """A one-line error for a hyperparameter (or --pretrained) passed as a flag the binary does not
+  define, or None."""
   for arg in argv[1:]:
     if not arg.startswith('-'):
       continue
@@ -137,6 +144,9 @@ def flag_hint(argv, defined):
     if flag in _GIN_HINTS and flag not in defined:
       return (f'error: --{flag} is not a flag of this binary: every hyperparameter is gin; pass '
               f'--gin_param={_GIN_HINTS[flag]} (or --gin_param="train.{flag} = N").')
+    if flag == 'pretrained' and flag not in defined:
+      return ('error: --pretrained is for the binaries that read a trained model (eval, sample, '
+              'export, inspect, compress, decompress); this one needs --model_dir=DIR.')
   return None
 
 

@@ -136,7 +136,7 @@ def define_train_flags():
 
 
 def define_eval_flags():
-  shared_flags.define_model_dir()
+  shared_flags.define_model_dir(reading=True)
   flags.DEFINE_string('split', 'test', 'The split to evaluate: test, valid, train or train+valid.')
   flags.DEFINE_enum('protocol', 'quick', ['quick', 'paper'], 'quick: an estimate in about a '
                     'minute on a CPU (K=128 on 500 evenly spread images); paper: the paper\'s '
@@ -155,7 +155,7 @@ def define_eval_flags():
 
 
 def define_sample_flags():
-  shared_flags.define_model_dir()
+  shared_flags.define_model_dir(reading=True)
   flags.DEFINE_integer('num_images', 64, 'Samples in the sample grid.')
   flags.DEFINE_integer('num_reconstructions', 8, 'Test images in the reconstruction grid '
                        '(0: none, and no data is read).')
@@ -170,7 +170,7 @@ def define_sample_flags():
 
 
 def define_export_flags():
-  shared_flags.define_model_dir()
+  shared_flags.define_model_dir(reading=True)
   flags.DEFINE_string('export_dir', None, 'Base directory; the SavedModel goes to '
                       '<export_dir>/<step> (default: <model_dir>/export/<step>).')
   shared_flags.define_checkpoint()

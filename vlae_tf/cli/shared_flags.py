@@ -9,10 +9,23 @@ import sys
 from absl import app
 from absl import flags
 
+from vlae_tf.pretrained import catalogue
 
-def define_model_dir():
+
+def define_model_dir(reading=False):
+  """--model_dir; for a binary that reads a run (`reading`), --pretrained too, one of the two."""
   flags.DEFINE_string('model_dir', None, 'The run directory (checkpoints, config.gin, summaries).')
-  flags.mark_flag_as_required('model_dir')
+  if reading:
+    define_pretrained()
+  else:
+    flags.mark_flag_as_required('model_dir')
+
+
+def define_pretrained():
+  """--pretrained=NAME: a model that ships with vlae_tf, read like a run (binaries.py)."""
+  flags.DEFINE_string('pretrained', None, 'A model that ships with vlae_tf, instead of '
+                      f'--model_dir: {", ".join(catalogue.names()) or "none in this install"} '
+                      '(its provenance: vlae_tf/pretrained/NAME/provenance.json).')
 
 
 def define_checkpoint():

@@ -1,0 +1,110 @@
+"""Making a packaged model (catalogue.py's layout) from a training run: for the maintainers.
+
+    python -c "from vlae_tf.pretrained import packaging; packaging.package(
+        'runs/mnist_vlae', 'static_mnist', data_dir='../shared/data',
+        command='bin/train ...', commit='abc1234', evaluation={...})"
+
+`package` keeps the Polyak-averaged weights and the step of one checkpoint (what every reader
+restores: `run_directory.restore_averaged_model`), the run's config.gin byte for byte and its
+dataset, then evaluates the slim copy on a check set (`check_examples` evenly spread test images,
+K = `check_samples`, importance seed 0, one replica: `check_strategy`), so that provenance.json
+records an NLL that the packaged files themselves give: tests/pretrained_test.py recomputes it.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from vlae_tf import files
+from vlae_tf.evaluation import evaluator
+from vlae_tf.pretrained import catalogue
+from vlae_tf.training import checkpoints
+from vlae_tf.training import run_directory
+
+
+def write_slim_run(model_dir: str, output_dir: str, checkpoint=None) -> int:
+  """Writes config.gin, data_source.json and the averaged weights of a checkpoint to output_dir.
+
+  Returns:
+    The checkpoint's training step.
+  """
+  run_directory.load_run_config(model_dir)
+  path = checkpoints.resolve_checkpoint(model_dir, checkpoint)
+  model, step, _ = run_directory.restore_averaged_model(model_dir, path)
+  shutil.copyfile(os.path.join(model_dir, run_directory.CONFIG_FILE),
+                  os.path.join(output_dir, run_directory.CONFIG_FILE))
+  source = run_directory.recorded_data_source(model_dir) or {}
+  files.atomic_write_text(os.path.join(output_dir, run_directory.DATA_SOURCE_FILE), json.dumps(
+      {'dataset': source.get('dataset'), 'data_dir': None}) + '\n')
+  step_variable = tf.Variable(step, dtype=tf.int64, trainable=False, name='step')
+  slim = tf.train.Checkpoint(step=step_variable, averaged_model=model)
+  manager = tf.train.CheckpointManager(slim, output_dir, max_to_keep=1,
+                                       checkpoint_name=checkpoints.CHECKPOINT_NAME)
+  manager.save(checkpoint_number=step)
+  return step
+
+
+def check_strategy() -> tf.distribute.Strategy:
+  """One replica on the first CPU: the check's importance noise depends on (seed, batch, replica),
+  so it is computed and recomputed on one replica, whatever devices the machine has."""
+  return tf.distribute.OneDeviceStrategy('/cpu:0')
+
+
+def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = None,
+            data_dir: Optional[str] = None, check_examples: int = 100, check_samples: int = 128,
+            **provenance_fields) -> Dict:
+  """Packages a checkpoint of the run in `model_dir` as pretrained model `name`.
+
+  Args:
+    model_dir: a bin/train run directory.
+    name: the model's name (--pretrained=name); replaces a packaged model of that name.
+    checkpoint: a step or prefix (default: the newest intact checkpoint).
+    root: where packaged models live (default: vlae_tf/pretrained/).
+    data_dir: where the check set's data are (as bin/eval's --data_dir).
+    check_examples, check_samples: the check evaluation (evenly spread test images, K).
+    **provenance_fields: recorded as given (commit, command, steps, wall time, evaluations).
+
+  Returns:
+    The provenance record written.
+  """
+  root = root or catalogue.PACKAGE_ROOT
+  staging = tempfile.mkdtemp(dir=root, prefix=f'.{name}-')
+  files.apply_umask(staging, directory=True)  # mkdtemp's 0700 would hide it from other users.
+  scratch = tempfile.mkdtemp(prefix=f'vlae_tf_check_{name}_')
+  try:
+    step = write_slim_run(model_dir, staging, checkpoint)
+    listed = sorted(os.listdir(staging))
+    shutil.copytree(staging, scratch, dirs_exist_ok=True)  # Evaluation writes into its run.
+    check = evaluator.evaluate(scratch, split='test', num_samples=check_samples,
+                               max_examples=check_examples, data_dir=data_dir, seed=0,
+                               strategy=check_strategy(), progress=False)
+    record = dict(provenance_fields)
+    source = run_directory.recorded_data_source(model_dir) or {}
+    record.update(
+        name=name, dataset=source.get('dataset'), step=step,
+        source_run=os.path.abspath(model_dir),
+        packaged_unix_time=time.time(),
+        check={'split': 'test', 'num_examples': check['num_examples'],
+               'num_samples': check['num_samples'], 'seed': 0, 'replicas': 1,
+               'nll_nats': check['nll_nats'],
+               'nll_stderr_nats': check['nll_stderr_nats'], 'elbo_nats': check['elbo_nats'],
+               'kl_nats': check['kl_nats'],
+               'how': 'evaluator.evaluate(run_directory(NAME), split="test", '
+                      f'num_samples={check_samples}, max_examples={check_examples}, seed=0, '
+                      'strategy=packaging.check_strategy())'},
+        files={file_name: catalogue.sha256(os.path.join(staging, file_name))
+               for file_name in listed})
+    files.atomic_write_json(os.path.join(staging, catalogue.PROVENANCE_FILE), record)
+    target = os.path.join(root, name)
+    if os.path.isdir(target):
+      shutil.rmtree(target)
+    os.rename(staging, target)
+    return record
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
