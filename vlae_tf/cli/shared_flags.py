@@ -26,6 +26,11 @@ def define_pretrained():
   flags.DEFINE_string('pretrained', None, 'A model that ships with vlae_tf, instead of '
                       f'--model_dir: {", ".join(catalogue.names()) or "none in this install"} '
                       '(its provenance: vlae_tf/pretrained/NAME/provenance.json).')
+  # Checked by absl with the other required flags, so that one message names every missing one.
+  flags.register_multi_flags_validator(
+      ['model_dir', 'pretrained'], lambda values: bool(values['model_dir'] or values['pretrained']),
+      message='give --model_dir=DIR (a bin/train run) or --pretrained=NAME (a model that ships '
+              f'with vlae_tf: {", ".join(catalogue.names()) or "none in this install"})')
 
 
 def define_checkpoint():
