@@ -79,18 +79,13 @@ def _started(name, main):
 def _use_pretrained(flag_values=flags.FLAGS):
   """--pretrained=NAME becomes --model_dir=<its verified copy> (vlae_tf/pretrained/catalogue.py).
 
-  A binary that reads a run needs one of --model_dir and --pretrained (bin/inspect: --pretrained
-  adds one run to its --model_dir list). Returns the one-line error, or None.
+  bin/inspect: --pretrained adds one run to its --model_dir list. (That one of the two is given,
+  absl checks: shared_flags.define_pretrained.) Returns the one-line error, or None.
   """
-  if 'pretrained' not in flag_values:
+  if 'pretrained' not in flag_values or flag_values.pretrained is None:
     return None
   name, model_dir = flag_values.pretrained, flag_values.model_dir
   several = isinstance(flag_values['model_dir'], flags.MultiFlag)  # bin/inspect's list.
-  if name is None:
-    if model_dir:
-      return None
-    return ('error: give --model_dir=DIR (a bin/train run) or --pretrained=NAME (a model that '
-            f'ships with vlae_tf: {", ".join(catalogue.names()) or "none in this install"}).')
   if model_dir and not several:
     return (f'error: --model_dir={model_dir} and --pretrained={name} both name the model to '
             'read: pass one of them.')

@@ -35,8 +35,7 @@ DESCRIPTIONS = {
         '(K=128 on 500 evenly spread images); --protocol=paper is the paper\'s (K=4096 for '
         'binary data, 512 for 8-bit data, every image of the split).',
         'bin/eval (--model_dir=DIR | --pretrained=NAME) [--protocol=quick|paper] [--split=test] '
-        '[--num_samples=K] '
-        '[--max_examples=N] [--checkpoint=DIR/ckpt-N or N] [--json]',
+        '[--num_samples=K] [--max_examples=N] [--checkpoint=DIR/ckpt-N or N] [--json]',
         'bin/eval --model_dir=runs/mnist'),
     'sample': (
         'Writes PNG grids of samples and lossy reconstructions of a run.',

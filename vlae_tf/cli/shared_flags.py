@@ -24,13 +24,13 @@ def define_model_dir(reading=False):
 def define_pretrained():
   """--pretrained=NAME: a model that ships with vlae_tf, read like a run (binaries.py)."""
   flags.DEFINE_string('pretrained', None, 'A model that ships with vlae_tf, instead of '
-                      f'--model_dir: {", ".join(catalogue.names()) or "none in this install"} '
+                      f'--model_dir: {catalogue.names_text()} '
                       '(its provenance: vlae_tf/pretrained/NAME/provenance.json).')
   # Checked by absl with the other required flags, so that one message names every missing one.
   flags.register_multi_flags_validator(
       ['model_dir', 'pretrained'], lambda values: bool(values['model_dir'] or values['pretrained']),
       message='give --model_dir=DIR (a bin/train run) or --pretrained=NAME (a model that ships '
-              f'with vlae_tf: {", ".join(catalogue.names()) or "none in this install"})')
+              f'with vlae_tf: {catalogue.names_text()})')
 
 
 def define_checkpoint():

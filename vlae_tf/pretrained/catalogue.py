@@ -52,12 +52,16 @@ def names(root: Optional[str] = None) -> List[str]:
                 and os.path.isfile(os.path.join(root, entry, PROVENANCE_FILE)))
 
 
+def names_text(root: Optional[str] = None) -> str:
+  """The packaged models' names for a message: 'static_mnist', or 'none in this install'."""
+  return ', '.join(names(root)) or 'none in this install'
+
+
 def _folder(name: str, root: Optional[str]) -> str:
   """The packaged folder of `name`; PretrainedError listing the names for an unknown one."""
-  known = names(root)
-  if name not in known:
-    listed = ', '.join(known) if known else 'none are packaged with this install'
-    raise PretrainedError(f'Unknown pretrained model {name!r}; the pretrained models: {listed}.')
+  if name not in names(root):
+    raise PretrainedError(f'Unknown pretrained model {name!r}; the pretrained models: '
+                          f'{names_text(root)}.')
   return os.path.join(root or PACKAGE_ROOT, name)
 
 
