@@ -11,6 +11,7 @@ from vlae_tf import errors
 from vlae_tf import gin_parsing
 
 TINY = ['mnist_vlae.gin', 'testing/tiny.gin']
+DEPTH_LIMITED = ['mnist_vlae.gin', 'models/depth_limited_decoder.gin', 'testing/tiny.gin']
 
 REQUIRED_KEYS = {
     'train': ('images_per_s', 'flops_per_image', 'peak_flops', 'fraction_of_peak', 'batch_size',
@@ -61,7 +62,8 @@ def _check_line(result):
 @pytest.mark.slow
 def test_train_and_eval_lines_and_counted_flops(shared_data):
   data_dir = str(shared_data)
-  gin_parsing.parse_gin(TINY, ['pixelcnn.DepthLimitedPixelCNN.filters = 3'])
+  # The depth-limited decoder, whose masked convolution's FLOPs have the closed form below.
+  gin_parsing.parse_gin(DEPTH_LIMITED, ['pixelcnn.DepthLimitedPixelCNN.filters = 3'])
   lines = benchmark.run(
       what=('train', 'eval'), batch_size=4, data_dir=data_dir, repeats=1, warmup=1,
       steps_per_chunk=1, eval_batch_size=2, num_samples=3, chunk_size=2, peak_repeats=1,
@@ -93,7 +95,7 @@ def test_train_and_eval_lines_and_counted_flops(shared_data):
 
   # Wider decoder: the forward count grows by at least the formula of the tied masked 3x3 conv
   # (num_masked_layers - 1 = 1 application) going from 3 to 5 filters.
-  gin_parsing.parse_gin(TINY, ['pixelcnn.DepthLimitedPixelCNN.filters = 5'])
+  gin_parsing.parse_gin(DEPTH_LIMITED, ['pixelcnn.DepthLimitedPixelCNN.filters = 5'])
   model = benchmark.initialized_model(benchmark.real_batch(4, data_dir))
   wider = benchmark.train_step_flops(model, 4, 0.01, backward=False)['matmul_conv']
   masked_growth = 2 * 28 * 28 * 9 * (5 * 5 - 3 * 3)

@@ -111,8 +111,15 @@ def _soft_free_bits():
 
 
 def checkpoint_keys(experiment):
-  """'name shape dtype' of every tensor of a training checkpoint of `experiment` under tiny.gin."""
+  """'name shape dtype' of every tensor of a training checkpoint of `experiment` under tiny.gin.
+
+  The binary experiments whose decoder became the first author's after e06a543 (issue 23) are
+  built with the decoder they had then, models/depth_limited_decoder.gin: that config must still
+  write what their checkpoints held.
+  """
   gin_parsing.parse_gin([experiment, 'testing/tiny.gin'])
+  if gin.query_parameter('VLAE.decoder').selector == 'pixelcnn.GatedResNetPixelCNN':
+    gin_parsing.parse_gin([experiment, 'models/depth_limited_decoder.gin', 'testing/tiny.gin'])
   strategy = distribution.make_strategy(['/cpu:0'])
   with strategy.scope():
     model = model_lib.make_model()

@@ -136,12 +136,15 @@ def test_an_export_keeps_the_previous_one(tmp_path):
 
 
 def _train(model_dir, limit=None):
-  """bin/train resuming the fixture run to step 4, as a user runs it (C++ logging as is)."""
+  """bin/train resuming the fixture run to step 4, as a user runs it (C++ logging as is).
+
+  With the run's own config.gin: the fixture (commit e06a543) was trained with the decoder and
+  the tiny settings of that time.
+  """
   env = {key: value for key, value in os.environ.items() if key != 'TF_CPP_MIN_LOG_LEVEL'}
   env['PYTHONPATH'] = REPO
   command = [sys.executable, os.path.join(REPO, 'bin', 'train'), f'--model_dir={model_dir}',
-             '--gin_file=mnist_vlae.gin', '--gin_file=testing/tiny.gin',
-             '--gin_param=TRAIN_STEPS=4', "--gin_param=train.train_split = 'train'",
+             f'--gin_file={model_dir}/config.gin', '--gin_param=TRAIN_STEPS=4', "--gin_param=train.train_split = 'train'",
              '--gin_param=train.eval_examples = 0', '--gin_param=train.num_summary_images = 0',
              f'--data_dir={os.environ.get("VLAE_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))}']
 

@@ -24,8 +24,8 @@ from vlae_tf.training import settings
 from vlae_tf.training import trainer as trainer_lib
 
 DECODERS = {
-    'depth_limited': ['mnist_vlae.gin'],
-    'authors': ['mnist_vlae.gin', 'models/vlae_binary_authors.gin'],
+    'depth_limited': ['mnist_vlae.gin', 'models/depth_limited_decoder.gin'],
+    'authors': ['mnist_vlae.gin'],
 }
 FIXTURE_RUN = pathlib.Path(__file__).resolve().parent / 'testdata' / 'run_e06a543'
 # |log p(x) in bfloat16 - log p(x) in float32| for the same weights and samples, relative.

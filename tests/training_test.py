@@ -215,7 +215,7 @@ def test_resume_reaches_the_uninterrupted_state(shared_data, tmp_path):
   # The hparams dashboard's row of the run.
   hparams = run_hparams(uninterrupted)
   assert hparams['dataset'] == 'static_mnist' and hparams['model'] == 'VLAE'
-  assert hparams['decoder'] == 'DepthLimitedPixelCNN' and hparams['latent_size'] == 3
+  assert hparams['decoder'] == 'GatedResNetPixelCNN' and hparams['latent_size'] == 3
   assert hparams['batch_size'] == 4 and hparams['train_steps'] == 4
 
 

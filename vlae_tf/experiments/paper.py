@@ -22,7 +22,8 @@ TABLES = {
     # Receptive field against rate on static MNIST: the depth-limited decoder with 1, 2, 3, 6
     # and 12 masked layers (the binary counterpart of Section 5.2's window sizes).
     'mnist_windows': ('mnist_vlae_depth_1.gin', 'mnist_vlae_depth_2.gin',
-                      'mnist_vlae_depth_3.gin', 'mnist_vlae.gin', 'mnist_vlae_depth_12.gin'),
+                      'mnist_vlae_depth_3.gin', 'mnist_vlae_depth_6.gin',
+                      'mnist_vlae_depth_12.gin'),
     'caltech101': ('caltech101_vlae.gin',),  # Table 5
     'omniglot': ('omniglot_vlae.gin',),  # Table 4
     'cifar10': ('cifar10_resnet_vlae.gin', 'cifar10_densenet_vlae.gin'),  # Table 6
