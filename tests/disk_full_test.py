@@ -144,7 +144,8 @@ def _train(model_dir, limit=None):
   env = {key: value for key, value in os.environ.items() if key != 'TF_CPP_MIN_LOG_LEVEL'}
   env['PYTHONPATH'] = REPO
   command = [sys.executable, os.path.join(REPO, 'bin', 'train'), f'--model_dir={model_dir}',
-             f'--gin_file={model_dir}/config.gin', '--gin_param=TRAIN_STEPS=4', "--gin_param=train.train_split = 'train'",
+             f'--gin_file={model_dir}/config.gin', '--gin_param=TRAIN_STEPS=4',
+             "--gin_param=train.train_split = 'train'",
              '--gin_param=train.eval_examples = 0', '--gin_param=train.num_summary_images = 0',
              f'--data_dir={os.environ.get("VLAE_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))}']
 
