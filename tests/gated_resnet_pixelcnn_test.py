@@ -191,6 +191,36 @@ class ParametersTest(tf.test.TestCase, parameterized.TestCase):
     for a, b in zip(eager.weights, traced.weights):
       self.assertAllClose(a, b, atol=1e-5)
 
+  def test_a_use_split_into_parts_equals_its_output_split_in_every_path(self):
+    inputs, _ = inputs_and_context(4, seed=8)
+    inputs = tf.tile(inputs, [1, 1, 1, 2])
+
+    def make_use():
+      keras.utils.set_random_seed(2)
+      return tied_conv.TiedConv2D(tied_conv.SharedKernel(6, 3, 'B'), name='gated')
+
+    whole_use = make_use()
+    whole = whole_use(inputs)  # Eager data init.
+    # Before the init, eagerly and in a graph traced then: the split of the data-init output.
+    for traced in (False, True):
+      use = make_use()  # Seeded just before it is built, as whole_use was.
+      parts = (tf.function(use) if traced else use)(inputs, num_parts=3)
+      self.assertLen(parts, 3)
+      self.assertAllClose(tf.concat(parts, -1), whole, atol=1e-6)
+    # After it: one convolution per part, the same values and the same gradients.
+    weights = [0.5, -1., 2.]
+    with tf.GradientTape(persistent=True) as tape:
+      parts = whole_use(inputs, num_parts=3)
+      loss_parts = sum(w * tf.reduce_sum(tf.tanh(p)) for w, p in zip(weights, parts))
+      loss_whole = sum(w * tf.reduce_sum(tf.tanh(p))
+                       for w, p in zip(weights, tf.split(whole_use(inputs), 3, -1)))
+    self.assertEqual([p.shape for p in parts], [[4, HEIGHT, WIDTH, 2]] * 3)
+    self.assertAllClose(tf.concat(parts, -1), whole, atol=1e-6)
+    variables = whole_use.trainable_variables
+    self.assertLen(variables, 3)  # Kernel, scale, per-pixel bias.
+    for a, b in zip(tape.gradient(loss_parts, variables), tape.gradient(loss_whole, variables)):
+      self.assertAllClose(a, b, rtol=1e-5, atol=1e-5)
+
 
 class DistributionTest(tf.test.TestCase, parameterized.TestCase):
 

@@ -10,11 +10,13 @@ sections 1.1-1.8), written again as a Keras layer. With F = filters, `num_stages
     repeat extra_nins times: h = h + 0.1 * elu(Conv1x1(h))  # "NIN" residual layers
     for stages 1 .. num_stages - 1:
       a = MaskedConvB_3x3(h)                                # [B, H, W, 2F]
-      g = sigmoid(a[..., :F]) * tanh(a[..., F:])            # gated activation
+      g = sigmoid(a[..., :F]) * tanh(a[..., F:])            # gated activation (*)
       r = MaskedConvB_3x3(g)                                # [B, H, W, F]
       h = elu(h + 0.1 * r)                                  # post-activation residual
       repeat extra_nins times: h = h + 0.1 * elu(Conv1x1(h))
     params = MaskedConvB_3x3(h)                             # [B, H, W, num_outputs]: logits
+
+(*) computed as two convolutions with the kernel's two halves (the same values; no slices).
 
 Every convolution is a `tied_conv.TiedConv2D`: weight-normalised with data init to output std 0.1,
 with a bias per pixel and channel ([1, H, W, C_out], `pixel_bias`), and with `tie_weights` the
@@ -178,7 +180,10 @@ class GatedResNetPixelCNN(keras.layers.Layer):
     hidden = tf.nn.elu(self.stem(self._first_input(inputs, context)))  # [B, H, W, F]
     hidden = self._nins(0, hidden)
     for stage in range(1, self.num_stages):
-      gated = self._gate(self.gated_convs[stage - 1](hidden))  # [B, H, W, F]
+      # The gate's two halves as two convolutions (`TiedConv2D(num_parts=2)`): the same values
+      # as slicing one [B, H, W, 2F] output, without the slices' copies.
+      sigmoid_input, tanh_input = self.gated_convs[stage - 1](hidden, num_parts=2)
+      gated = tf.sigmoid(sigmoid_input) * tf.tanh(tanh_input)  # [B, H, W, F]
       residual = self.post_convs[stage - 1](gated)  # [B, H, W, F]
       hidden = tf.nn.elu(hidden + self.residual_scale * residual)
       hidden = self._nins(stage, hidden)
