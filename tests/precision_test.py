@@ -78,16 +78,29 @@ def test_networks_compute_in_bfloat16_with_float32_variables(decoder, images):
       v.shape for v in reference.trainable_variables]
   for flow in (mixed.prior,):
     assert flow.trainable_variables, 'the AF prior must keep trainable variables'
-  # Intermediate tensors: the context map and the decoder's raw output are bfloat16, the
-  # likelihood parameters and the encoder's posterior parameters float32.
+  # Intermediate tensors: the context map is bfloat16, the likelihood parameters and the
+  # encoder's posterior parameters float32. The depth-limited decoder computes every op in
+  # bfloat16; the first author's decoder only its convolutions: the bias adds, ELUs, gates and
+  # residual sums after them are float32 (`TiedConv2D.call`), and so is its output.
   x = tf.constant(images[:2])
   encoded = mixed.encoder(mixed.likelihood.network_input(x))
   assert {encoded.loc.dtype, encoded.scale.dtype, encoded.context.dtype} == {tf.float32}
   z = mixed.posterior(encoded.loc, encoded.scale, encoded.context).sample(seed=[1, 2])
   context = mixed.context_network(z)
   assert context.dtype == tf.bfloat16
-  assert mixed.decoder(mixed.likelihood.network_input(x), context).dtype == tf.bfloat16
+  network_input = mixed.likelihood.network_input(x)
+  raw = mixed.decoder(network_input, context)
+  assert raw.dtype == (tf.float32 if decoder == 'authors' else tf.bfloat16)
   assert mixed.decoder_params(x, z).dtype == tf.float32
+  graph = tf.function(mixed.decoder).get_concrete_function(network_input, context).graph
+  dtypes = {}
+  for op in graph.get_operations():
+    if op.type in ('Conv2D', 'Elu', 'Sigmoid', 'Tanh'):
+      dtypes.setdefault(op.type, set()).add(op.outputs[0].dtype)
+  assert dtypes['Conv2D'] == {tf.bfloat16}
+  elementwise = {dtype for op_type, found in dtypes.items() if op_type != 'Conv2D'
+                 for dtype in found}
+  assert elementwise == ({tf.float32} if decoder == 'authors' else {tf.bfloat16}), dtypes
 
 
 @pytest.mark.parametrize('decoder', sorted(DECODERS))

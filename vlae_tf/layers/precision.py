@@ -16,6 +16,10 @@ Where values are float32 again (the casts):
   `VLAE.decode`);
 * weight norm computes g * v / ||v|| and its data-dependent init from the float32 variables and
   casts only the resulting kernel to the layer's compute dtype (weight_norm.py).
+* the first author's decoder (`GatedResNetPixelCNN`) computes only its convolutions in bfloat16:
+  every `TiedConv2D` casts its convolution's output to float32 before its float32 scale and bias,
+  so its ELUs, gates and residual sums are float32 (bfloat16 elementwise ops are several times
+  slower than float32 ones on CPU; docs/RESULTS.md, session 12).
 The prior and posterior flows (TFP's MADE), their densities and log-dets, the KL, the loss, the
 optimizer and the Polyak averages are never given the policy: they stay float32.
 

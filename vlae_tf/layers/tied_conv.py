@@ -81,7 +81,7 @@ class SharedKernel(keras.layers.Layer):
 
   def direction(self) -> tf.Tensor:
     """(v * mask) / ||v * mask|| per output channel: [k, k, c_in, filters]."""
-    kernel = tf.convert_to_tensor(self.kernel)  # bfloat16 inside a call under a mixed policy.
+    kernel = tf.convert_to_tensor(self.kernel)  # Float32 (TiedConv2D reads it uncast).
     return tf.nn.l2_normalize(kernel * tf.cast(self.mask, kernel.dtype), axis=[0, 1, 2])
 
   def window(self) -> masked.Window:
@@ -164,28 +164,40 @@ class TiedConv2D(keras.layers.Layer):
         30% of its training step on CPU (docs/RESULTS.md, session 11).
 
     Returns:
-      The output, or a list of `num_parts` outputs [B, H, W, filters / num_parts].
+      The output, or a list of `num_parts` outputs [B, H, W, filters / num_parts], in float32 also
+      under 'mixed_bfloat16', where only the convolution computes in bfloat16: the bias adds,
+      ELUs, gates and residual sums that follow are several times slower in bfloat16 on CPU and
+      the decoder's training step 1.3x faster with them in float32 (docs/RESULTS.md, session 12).
     """
     self.check_size(inputs.shape[1], inputs.shape[2])
-    if self._initialized_at_trace_time():
-      # conv(x, direction) * scale == conv(x, direction * scale): one multiply per kernel entry
-      # instead of one per output value.
-      kernel = self.effective_kernel()
-      if num_parts == 1:
-        return tf.nn.conv2d(inputs, kernel, strides=1, padding='SAME') + self.bias
-      return [tf.nn.conv2d(inputs, part, strides=1, padding='SAME') + bias
-              for part, bias in zip(tf.split(kernel, num_parts, axis=-1),
-                                    tf.split(self.bias, num_parts, axis=-1))]
-    # [B, H, W, filters]: the convolution with the unit-norm kernel, whose moments set the init.
-    normalized = tf.nn.conv2d(inputs, self.shared.direction(), strides=1, padding='SAME')
-    if tf.executing_eagerly():
-      self._data_init(normalized)
-      outputs = normalized * self.scale + self.bias
-    else:
-      done = tf.cond(self.initialized, lambda: tf.constant(True),
-                     lambda: self._data_init(normalized))
-      with tf.control_dependencies([done]):
-        outputs = normalized * self.scale.read_value() + self._read_bias()
+    output_dtype = precision.variable_dtype(self.scale)  # float32
+
+    def convolve(kernel):
+      # In the compute dtype (bfloat16 under 'mixed_bfloat16'), the output back in float32: the
+      # bias, scale and all the elementwise work after this layer stay float32 (precision.py).
+      return tf.cast(tf.nn.conv2d(inputs, tf.cast(kernel, inputs.dtype), strides=1,
+                                  padding='SAME'), output_dtype)
+
+    with precision.uncast_variables():  # Kernel, scale and bias read as float32.
+      if self._initialized_at_trace_time():
+        # conv(x, direction) * scale == conv(x, direction * scale): one multiply per kernel entry
+        # instead of one per output value.
+        kernel = self.effective_kernel()
+        if num_parts == 1:
+          return convolve(kernel) + self.bias
+        return [convolve(part) + bias
+                for part, bias in zip(tf.split(kernel, num_parts, axis=-1),
+                                      tf.split(self.bias, num_parts, axis=-1))]
+      # [B, H, W, filters]: the convolution with the unit-norm kernel, whose moments set the init.
+      normalized = convolve(self.shared.direction())
+      if tf.executing_eagerly():
+        self._data_init(normalized)
+        outputs = normalized * self.scale + self.bias
+      else:
+        done = tf.cond(self.initialized, lambda: tf.constant(True),
+                       lambda: self._data_init(normalized))
+        with tf.control_dependencies([done]):
+          outputs = normalized * self.scale.read_value() + self._read_bias()
     return outputs if num_parts == 1 else tf.split(outputs, num_parts, axis=-1)
 
   def _read_bias(self) -> tf.Tensor:
@@ -194,8 +206,7 @@ class TiedConv2D(keras.layers.Layer):
   def _data_init(self, normalized: tf.Tensor) -> tf.Tensor:
     """scale = init_scale / sqrt(var + 1e-9), bias = -mean * scale, per output channel."""
     # 2 x [filters], in the variables' dtype (float32) also when the layer computes in bfloat16.
-    mean, variance = tf.nn.moments(tf.cast(normalized, precision.variable_dtype(self.scale)),
-                                   axes=[0, 1, 2])
+    mean, variance = tf.nn.moments(normalized, axes=[0, 1, 2])  # Float32 (`call`).
     scale = self.init_scale / tf.sqrt(variance + 1e-9)
     self.scale.assign(scale)
     self.bias.assign(tf.broadcast_to(-mean * scale, self.bias.shape))
