@@ -160,8 +160,8 @@ class TiedConv2D(keras.layers.Layer):
       num_parts: > 1 returns the output split along channels into this many equal parts, as
         `tf.split(self(inputs), num_parts, -1)` would, but computed as one convolution per part
         with the kernel and bias split instead: slicing a convolution's output copies it
-        forward and pads it back to full size in the gradient, which cost the gated decoder
-        30% of its training step on CPU (docs/RESULTS.md, session 11).
+        forward and pads it back to full size in the gradient: on CPU the gated decoder's
+        training step is 1.07-1.31x faster without them (docs/RESULTS.md, session 12).
 
     Returns:
       The output, or a list of `num_parts` outputs [B, H, W, filters / num_parts], in float32 also
