@@ -95,11 +95,11 @@ def variants(group):
     return {**layer, **{name: (dec, rewritten(**options)) for name, options in {
         'slice one conv': dict(gate='slice'),
         'two-conv gate': dict(),
-        '+nin matmul': dict(nin_matmul=True),
+        'nin as matmul': dict(nin_matmul=True),
         'tanh gate': dict(gate='tanh'),
-        '+split stem': dict(split_stem=True),
-        '+fold scale': dict(fold_scale=True),
-        '+cache directions': dict(cache_dirs=True)}.items()}}
+        'split stem': dict(split_stem=True),
+        'fold scale': dict(fold_scale=True),
+        'cache directions': dict(cache_dirs=True)}.items()}}
   dec16 = precision.apply(g.GatedResNetPixelCNN(num_outputs=1), 'mixed_bfloat16')
   dec16(x, c)
   dec16.set_weights(dec.get_weights())

@@ -7,7 +7,6 @@ import numpy as np
 import tensorflow as tf
 r = np.random.default_rng(0)
 h0 = tf.Variable(r.normal(size=[128, 28, 28, 12]).astype(np.float32) * 0.1)
-a0 = tf.Variable(r.normal(size=[128, 28, 28, 24]).astype(np.float32) * 0.1)
 pb = tf.Variable(r.normal(size=[1, 28, 28, 12]).astype(np.float32) * 0.01)
 cb = tf.Variable(r.normal(size=[12]).astype(np.float32) * 0.01)
 k1 = tf.Variable(r.normal(size=[1, 1, 12, 12]).astype(np.float32) * 0.1)

@@ -166,8 +166,9 @@ class TiedConv2D(keras.layers.Layer):
     Returns:
       The output, or a list of `num_parts` outputs [B, H, W, filters / num_parts], in float32 also
       under 'mixed_bfloat16', where only the convolution computes in bfloat16: the bias adds,
-      ELUs, gates and residual sums that follow are several times slower in bfloat16 on CPU and
-      the decoder's training step 1.3x faster with them in float32 (docs/RESULTS.md, session 12).
+      ELUs, gates and residual sums that follow are several times slower in bfloat16 on CPU, and
+      the decoder's forward+backward is 1.3x faster with them in float32 (docs/RESULTS.md,
+      session 12).
     """
     self.check_size(inputs.shape[1], inputs.shape[2])
     output_dtype = precision.variable_dtype(self.scale)  # float32
