@@ -239,6 +239,56 @@ def test_export_again_replaces_the_export(run, exported):
   assert set(tf.saved_model.load(path).signatures) == SIGNATURES
 
 
+class _CountedTraces(doubles.ConstantWeights):
+  """Counts the Python calls of each model function: one per trace of the function calling it."""
+
+  def __init__(self):
+    self.traces = {}
+
+  def _count(self, name):
+    self.traces[name] = self.traces.get(name, 0) + 1
+
+  def encode(self, images, seed):
+    del seed
+    self._count('encode')
+    mean = tf.zeros([tf.shape(images)[0], *self.latent_shape])
+    return mean, mean
+
+  def decode(self, z, seed):
+    del seed
+    self._count('decode')
+    return tf.zeros([tf.shape(z)[0], *self.image_shape])
+
+  def sample(self, num_images, seed):
+    del seed
+    self._count('sample')
+    return tf.zeros([num_images, *self.image_shape])
+
+  def log_likelihood(self, images, num_samples, seed, chunk_size=64):
+    self._count('log_likelihood')
+    return super().log_likelihood(images, num_samples, seed, chunk_size)
+
+  def pixel_log_prob(self, images, z):
+    del z
+    self._count('pixel_log_prob')
+    return tf.zeros_like(images)
+
+
+def test_an_export_traces_each_model_function_once(tmp_path):
+  """tf.saved_model.save traces again what was traced outside a save context with its options
+  (export._traced_for_saving): the model's functions, the samplers above all, are traced once."""
+  model = _CountedTraces()
+  path = export.save_atomically(export.ServingModule(model, log_prob_chunk_size=4),
+                                str(tmp_path / '3'))
+  # log_prob's graph calls log_likelihood twice: the K // chunk chunks and the remainder.
+  assert model.traces == {'encode': 1, 'decode': 1, 'sample': 1, 'log_likelihood': 2,
+                          'pixel_log_prob': 1}
+  loaded = tf.saved_model.load(path)
+  assert loaded.sample(3)['images'].shape == [3, 2, 3, 1]
+  np.testing.assert_allclose(loaded.log_prob(np.zeros([2, 2, 3, 1], np.uint8), 9)['log_prob'],
+                             [-5.0, -5.0], rtol=1e-6)
+
+
 @pytest.mark.parametrize('num_samples', [1, 3, 4, 9])
 def test_log_prob_chunk_arithmetic(num_samples):
   module = export.ServingModule(doubles.ConstantWeights(), log_prob_chunk_size=4)
@@ -303,7 +353,7 @@ def test_model_without_latent_serves_p_of_x(shared_data, tmp_path):
   np.testing.assert_allclose(log_prob, tf.reduce_sum(pixel, [1, 2, 3]), rtol=1e-5)
   # Saved, with its checks.
   path = str(tmp_path / 'pixelcnn')
-  tf.saved_model.save(module, path, signatures=module.signatures())
+  export.save_atomically(module, path)
   loaded = tf.saved_model.load(path)
   np.testing.assert_allclose(loaded.pixel_log_prob(tf.cast(images, tf.uint8))['pixel_log_prob'],
                              pixel, rtol=1e-5)

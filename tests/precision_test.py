@@ -192,7 +192,7 @@ def test_export_computes_as_trained(images, tmp_path):
   x = tf.constant(images[:2])
   want = module.log_prob(x, 2, seed=3)['log_prob']
   path = str(tmp_path / 'mixed')
-  tf.saved_model.save(module, path, signatures=module.signatures())
+  saved_model.save_atomically(module, path)
   loaded = tf.saved_model.load(path)
   got = loaded.log_prob(x, 2, seed=3)['log_prob']
   assert got.dtype == tf.float32 and np.all(np.isfinite(got.numpy()))

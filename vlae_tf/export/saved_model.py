@@ -64,6 +64,7 @@ replaced. What a SIGKILL mid-export leaves (hidden `.<step>.tmp-*` / `.<step>.ol
 deleted by the next export (`remove_leftovers`).
 """
 
+import contextlib
 import math
 import os
 import re
@@ -73,6 +74,10 @@ import tempfile
 
 from absl import logging
 import tensorflow as tf
+try:  # Not public API: see _traced_for_saving.
+  from tensorflow.python.saved_model import save_context  # pylint: disable=g-direct-tensorflow-import
+except ImportError:  # pragma: no cover (a TensorFlow that moved it: exports trace twice).
+  save_context = None
 
 from vlae_tf.training import checkpoints
 from vlae_tf import errors
@@ -347,6 +352,22 @@ def remove_leftovers(parent):
   return removed
 
 
+def _traced_for_saving(module, options):
+  """`module.signatures()`, traced as `tf.saved_model.save(..., options=options)` will look them up.
+
+  tf.saved_model.save traces every tf.function of the module again unless it was traced inside a
+  save context with the same options: the options' variable policy is part of tf.function's cache
+  key (tensorflow/python/eager/polymorphic_function/function_context.py, make_function_context),
+  and outside a save context that policy is None. Tracing the signatures inside one makes the save
+  reuse them: each function is traced once, which halves the export of the first author's decoder,
+  whose samplers take most of the tracing (tests/export_test.py counts the traces).
+  """
+  context = (save_context.save_context(options) if save_context is not None
+             else contextlib.nullcontext())
+  with context:
+    return module.signatures()
+
+
 def save_atomically(module, path):
   """tf.saved_model.save to a temporary directory beside `path`, then rename it into place.
 
@@ -372,7 +393,9 @@ def save_atomically(module, path):
   try:
     with signals.when_signalled(stop):
       files.apply_umask(temporary, directory=True)
-      tf.saved_model.save(module, temporary, signatures=module.signatures())
+      options = tf.saved_model.SaveOptions()
+      tf.saved_model.save(module, temporary, signatures=_traced_for_saving(module, options),
+                          options=options)
       with files.WRITING:  # The renames are never cut in half by a signal's exit.
         if os.path.exists(path):
           old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{_owner_tag()}-')
