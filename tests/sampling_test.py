@@ -5,26 +5,35 @@ import os
 import numpy as np
 from PIL import Image
 import tensorflow as tf
+import tensorflow_probability as tfp
 
+from vlae_tf.data import datasets
+from vlae_tf import gin_parsing
 from vlae_tf.models import sampling
+from vlae_tf.models import vlae as model_lib
 from vlae_tf import seeds
 
 
 class SeedEcho:
-  """A model stand-in whose samples and decodings show the seed they were drawn with."""
+  """A model stand-in whose decodings show the seed they were drawn with."""
 
   data_kind = '8bit'
   has_latent = True
+  latent_shape = (1,)
 
-  def sample(self, num_images, seed):
-    return tf.fill([num_images, 2, 3, 1], tf.cast(seed[1], tf.float32))
+  def prior_distribution(self):
+    return tfp.distributions.Sample(tfp.distributions.Normal(0.0, 1.0), [1])
 
   def encode(self, x, seed):
-    return None, x[:, :1, :1, 0] * 0.0 + tf.cast(seed[1], tf.float32)
+    return None, x[:, 0, 0, :1] * 0.0 + tf.cast(seed[1], tf.float32)
 
-  def decode(self, z, seed):
-    del z
-    return tf.fill([2, 2, 3, 1], tf.cast(seed[1], tf.float32))
+  def decode(self, z, seed):  # seed[1] mod 251: a value a uint8 grid shows as it is.
+    return tf.fill([tf.shape(z)[0], 2, 3, 1], tf.cast(tf.math.floormod(seed[1], 251), tf.float32))
+
+
+def decode_seed(seed, salt):
+  """The decode seed of a sample drawn as VLAE.sample draws it with stateless_seed(seed, salt)."""
+  return seeds.split_seed(seeds.stateless_seed(seed, salt), 2)[1]
 
 
 class SamplingTest(tf.test.TestCase):
@@ -57,9 +66,9 @@ class SamplingTest(tf.test.TestCase):
   def test_draws_use_the_seeds_of_the_grid(self):
     renderer = sampling.GridRenderer(SeedEcho())
     grid = renderer.sample_grid(3, seed=7, batch_size=2)  # Two batches: salts 0 and 2.
-    # Tile i shows seed[1] of its batch's seed: the salt 2 * batch index.
-    self.assertEqual(grid[1, 1, 0], seeds.stateless_seed(7, 0)[1].numpy())  # Batch 0, tile 0.
-    self.assertEqual(grid[4, 1, 0], seeds.stateless_seed(7, 2)[1].numpy())  # Batch 1, tile 2.
+    # Tile i shows seed[1] of its batch's decode seed: the salt 2 * batch index.
+    self.assertEqual(grid[1, 1, 0], decode_seed(7, 0)[1].numpy() % 251)  # Batch 0, tile 0.
+    self.assertEqual(grid[4, 1, 0], decode_seed(7, 2)[1].numpy() % 251)  # Batch 1, tile 2.
     rows = renderer.reconstruction_grid(np.zeros([2, 2, 3, 1], np.float32), num_decodings=2,
                                         seed=7)
     self.assertEqual(rows.shape, (2 * 3 + 1, 3 * 4 + 1, 1))  # 2 rows of 1 + 2 images.
@@ -73,3 +82,27 @@ class SamplingTest(tf.test.TestCase):
     self.assertEqual(os.path.basename(paths['samples']), 'samples_5.png')
     with Image.open(paths['samples']) as image:
       self.assertEqual(image.size, (2 * 4 + 1, 2 * 3 + 1))
+
+
+def test_grids_of_a_tiny_vlae_draw_what_its_sampler_draws_through_one_decode_trace(shared_data):
+  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  model = model_lib.make_model()
+  test = datasets.load('static_mnist', 'test', data_dir=str(shared_data))
+  images = np.stack([x.numpy() for x in test.take(4)])
+  model.initialize(images)
+  seed = seeds.stateless_seed(5, 0)
+  want = tf.function(model.sample)(3, seed)
+  traces = []
+  decode = model.decode
+
+  def counted_decode(*args, **kwargs):  # Called once per trace of a function calling it.
+    traces.append(args[0].shape)
+    return decode(*args, **kwargs)
+
+  model.decode = counted_decode
+  renderer = sampling.GridRenderer(model)
+  np.testing.assert_array_equal(renderer._sample(3, seed), want)
+  renderer.sample_grid(5, seed=5, batch_size=3)
+  renderer.reconstruction_grid(images[:2], num_decodings=2, seed=5)
+  # Samples in batches of three and two, decodings of two images: one trace of the sampler.
+  assert traces == [tf.TensorShape([None, *model.latent_shape])]

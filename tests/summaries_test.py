@@ -13,6 +13,7 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import hparams_plugin
 from tensorboard.plugins.scalar import scalars_plugin
 import tensorflow as tf
+import tensorflow_probability as tfp
 from werkzeug import test as werkzeug_test
 from werkzeug import wrappers
 
@@ -31,6 +32,9 @@ class NoiseModel:
 
   def sample(self, num_images, seed):
     return tf.cast(tf.random.stateless_uniform([num_images, 5, 7, 1], seed) < 0.5, tf.float32)
+
+  def prior_distribution(self):
+    return tfp.distributions.Sample(tfp.distributions.Normal(0.0, 1.0), [4])
 
   def encode(self, images, seed):
     z = tf.random.stateless_normal([tf.shape(images)[0], 4], seed)
