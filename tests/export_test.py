@@ -15,6 +15,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import doubles
 
@@ -89,6 +90,15 @@ def test_exported_functions_match_the_model(run, exported):
   assert set(np.unique(decoded)) <= {0.0, 1.0}
   np.testing.assert_array_equal(loaded.decode(encoded['z'])['images'], decoded)
   assert loaded.sample(tf.constant(5))['images'].shape == (5, 28, 28, 1)
+  # The first chunk of each is what the model draws with that chunk's seed (decode and sample
+  # share one trace of the sampler in the export).
+  def chunk_seed(name):
+    return tf.random.experimental.stateless_fold_in(export._seed(0, export._SALTS[name]), 0)
+
+  np.testing.assert_array_equal(
+      decoded[:3], tf.function(model.decode)(encoded['z'][:3], chunk_seed('decode')))
+  np.testing.assert_array_equal(loaded.sample(tf.constant(3))['images'],
+                                tf.function(model.sample)(3, chunk_seed('sample')))
 
   metadata = {key: value.numpy() for key, value in loaded.metadata().items()}
   assert metadata['image_shape'].tolist() == [28, 28, 1]
@@ -259,10 +269,9 @@ class _CountedTraces(doubles.ConstantWeights):
     self._count('decode')
     return tf.zeros([tf.shape(z)[0], *self.image_shape])
 
-  def sample(self, num_images, seed):
-    del seed
-    self._count('sample')
-    return tf.zeros([num_images, *self.image_shape])
+  def prior_distribution(self):
+    self._count('prior_distribution')
+    return tfp.distributions.Sample(tfp.distributions.Normal(0.0, 1.0), self.latent_shape)
 
   def log_likelihood(self, images, num_samples, seed, chunk_size=64):
     self._count('log_likelihood')
@@ -276,12 +285,14 @@ class _CountedTraces(doubles.ConstantWeights):
 
 def test_an_export_traces_each_model_function_once(tmp_path):
   """tf.saved_model.save traces again what was traced outside a save context with its options
-  (export._traced_for_saving): the model's functions, the samplers above all, are traced once."""
+  (export._traced_for_saving), and decode and sample share one trace of the model's sampler:
+  each model function is traced once."""
   model = _CountedTraces()
   path = export.save_atomically(export.ServingModule(model, log_prob_chunk_size=4),
                                 str(tmp_path / '3'))
-  # log_prob's graph calls log_likelihood twice: the K // chunk chunks and the remainder.
-  assert model.traces == {'encode': 1, 'decode': 1, 'sample': 1, 'log_likelihood': 2,
+  # log_prob's graph calls log_likelihood twice: the K // chunk chunks and the remainder. sample
+  # draws z from the prior and decodes it with decode's trace.
+  assert model.traces == {'encode': 1, 'decode': 1, 'prior_distribution': 1, 'log_likelihood': 2,
                           'pixel_log_prob': 1}
   loaded = tf.saved_model.load(path)
   assert loaded.sample(3)['images'].shape == [3, 2, 3, 1]

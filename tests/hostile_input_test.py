@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import scipy.io
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import doubles
 
@@ -219,10 +220,14 @@ def test_fuzzed_mat_files_are_refused_in_one_line(tmp_path):
 
 
 class _Sampling(doubles.ConstantWeights):
+  """Samples as the export draws them: z from the prior, then decoded."""
 
-  def sample(self, num_images, seed):
+  def prior_distribution(self):
+    return tfp.distributions.Sample(tfp.distributions.Normal(0.0, 1.0), self.latent_shape)
+
+  def decode(self, z, seed):
     del seed
-    return tf.zeros([num_images, *self.image_shape])
+    return tf.zeros([tf.shape(z)[0], *self.image_shape])
 
 
 def test_fuzzed_serving_inputs_are_refused_with_our_line():

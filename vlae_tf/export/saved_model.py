@@ -49,7 +49,10 @@ share noise.
 Batching. `decode` and `sample` run the autoregressive sampler on fixed-size chunks of
 `decode_chunk_size` images (the last one padded), with the seed of chunk c = fold_in(seed, c): the
 model's sampler needs a static batch size, and the chunks bound the memory of a request. Image i of
-a request therefore depends on (seed, i // decode_chunk_size, its position in the chunk).
+a request therefore depends on (seed, i // decode_chunk_size, its position in the chunk). A chunk of
+`sample` is what the model's `sample` draws with the chunk's seed (z from the prior, then decoded),
+computed through the one trace of the sampler that `decode` uses (tracing the sampler is most of an
+export's time).
 `log_prob` folds the K importance samples in chunks of `log_prob_chunk_size` (plus single samples
 for the remainder) into one logsumexp, exactly the K-sample estimator
 
@@ -152,6 +155,12 @@ class ServingModule(tf.Module):
     num_samples = tf.TensorSpec([], tf.int32, name='num_samples')
     core = self._holder.core
     if latent_shape:
+      # The autoregressive sampler, traced once for decode and sample: a chunk of
+      # decode_chunk_size codes and its int32 [2] seed.
+      core['decode_chunk'] = tf.function(
+          lambda z, chunk_seed: self.model.decode(z, chunk_seed),
+          input_signature=[tf.TensorSpec([self._decode_chunk_size, *latent_shape], tf.float32),
+                           tf.TensorSpec([2], tf.int32)])
       core['encode'] = tf.function(self._encode, input_signature=[images32, seed])
       core['decode'] = tf.function(self._decode, input_signature=[latents32, seed])
       core['pixel_log_prob'] = tf.function(self._pixel_log_prob,
@@ -230,8 +239,8 @@ class ServingModule(tf.Module):
 
     def decode_chunk(index):
       chunk_seed = tf.random.experimental.stateless_fold_in(base, index)
-      return self.model.decode(tf.ensure_shape(chunks[index], [size, *self._latent_shape]),
-                               chunk_seed)
+      return self._holder.core['decode_chunk'](
+          tf.ensure_shape(chunks[index], [size, *self._latent_shape]), chunk_seed)
 
     return {'images': self._in_chunks(count, decode_chunk)}
 
@@ -245,8 +254,14 @@ class ServingModule(tf.Module):
     base = _seed(seed, _SALTS['sample'])
 
     def sample_chunk(index):
-      return self.model.sample(self._decode_chunk_size,
-                               tf.random.experimental.stateless_fold_in(base, index))
+      chunk_seed = tf.random.experimental.stateless_fold_in(base, index)
+      if 'decode_chunk' not in self._holder.core:  # No latent variable: the model's sampler.
+        return self.model.sample(self._decode_chunk_size, chunk_seed)
+      # What model.sample draws (z from the prior, then decoded, with its seeds), through the
+      # sampler traced for decode.
+      prior_seed, decode_seed = seeds.split_seed(chunk_seed, 2)
+      z = self.model.prior_distribution().sample(self._decode_chunk_size, seed=prior_seed)
+      return self._holder.core['decode_chunk'](z, decode_seed)
 
     return {'images': self._in_chunks(num_images, sample_chunk)}
 
