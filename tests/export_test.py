@@ -112,11 +112,17 @@ def test_exported_functions_match_the_model(run, exported):
   assert out['log_prob'].shape == (4,)
 
 
-_LOAD_WITHOUT_VLAE = r'''
+# What a process without vlae_tf does with the export: one process, one load, for the two tests
+# below. It prints one JSON line {'load': ..., 'bad_inputs': ...}.
+_WITHOUT_VLAE_HEADER = r'''
 import json, sys
 import numpy as np
 import tensorflow as tf
 loaded = tf.saved_model.load(sys.argv[1])
+'''
+
+# Calls that work: result['load'].
+_LOAD_WITHOUT_VLAE = r'''
 images = np.zeros([2, 28, 28, 1], np.float32)
 images[:, 10:18, 12:16] = 1.0
 encoded = loaded.encode(images)
@@ -130,14 +136,17 @@ result = {
     'pixel_log_prob': loaded.pixel_log_prob(images, encoded['z'])['pixel_log_prob'].shape.as_list(),
     'modules': sorted(m for m in ('vlae_tf', 'tf_keras', 'gin') if m in sys.modules),
 }
-print(json.dumps(result))
+results = {'load': result}
 '''
 
 
-def _run_without_vlae_tf(script, exported):
-  """Runs `script` on the export in a fresh process that cannot import vlae_tf: its JSON line."""
+@pytest.fixture(scope='module')
+def without_vlae_tf(exported):
+  """Both scripts on the export in one fresh process that cannot import vlae_tf: their results."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   env.pop('PYTHONPATH', None)
+  script = (_WITHOUT_VLAE_HEADER + _LOAD_WITHOUT_VLAE + _BAD_INPUTS_WITHOUT_VLAE
+            + 'print(json.dumps(results))\n')
   completed = subprocess.run([sys.executable, '-c', script, exported], env=env, cwd='/',
                              capture_output=True, text=True, timeout=900, check=False)
   assert completed.returncode == 0, completed.stderr[-3000:]
@@ -145,8 +154,8 @@ def _run_without_vlae_tf(script, exported):
 
 
 @pytest.mark.slow
-def test_loads_in_a_process_without_vlae_tf(exported):
-  result = _run_without_vlae_tf(_LOAD_WITHOUT_VLAE, exported)
+def test_loads_in_a_process_without_vlae_tf(without_vlae_tf):
+  result = without_vlae_tf['load']
   assert 'vlae_tf' not in result['modules']
   assert result['decode'] == [2, 28, 28, 1]
   assert result['sample'] == [2, 28, 28, 1]
@@ -154,12 +163,8 @@ def test_loads_in_a_process_without_vlae_tf(exported):
   assert np.all(np.isfinite(result['log_prob']))
 
 
-# Bad inputs in a process without vlae_tf: {case: [exception type, its text]}.
+# Bad inputs: result['bad_inputs'] = {case: [exception type, its text], 'ok': ..., ...}.
 _BAD_INPUTS_WITHOUT_VLAE = r"""
-import json, sys
-import numpy as np
-import tensorflow as tf
-loaded = tf.saved_model.load(sys.argv[1])
 good = np.zeros([2, 28, 28, 1], np.float32)
 z = loaded.encode(good)['z']
 seed = tf.constant(0, tf.int64)
@@ -191,7 +196,7 @@ ok = {
 result['ok'] = {name: value.numpy().tolist() for name, value in ok.items()}
 result['pixel_float64_z'] = loaded.pixel_log_prob(good, z.numpy().astype(np.float64))[
     'pixel_log_prob'].shape.as_list()
-print(json.dumps(result))
+results['bad_inputs'] = result
 """
 
 _MODEL = '(model: static_mnist, step 7)'
@@ -200,8 +205,8 @@ _Z = f'z must be float32 [N, {LATENT_SIZE}] with finite values {_MODEL}; got '
 
 
 @pytest.mark.slow
-def test_bad_inputs_fail_with_one_line_in_a_process_without_vlae_tf(exported):
-  result = _run_without_vlae_tf(_BAD_INPUTS_WITHOUT_VLAE, exported)
+def test_bad_inputs_fail_with_one_line_in_a_process_without_vlae_tf(without_vlae_tf):
+  result = without_vlae_tf['bad_inputs']
   expected = {
       'size': f'log_prob: {_IMAGES}float32 [2, 32x32x1]',
       'rank': f'encode: {_IMAGES}float32 [2, 28x28]',
