@@ -601,8 +601,8 @@ def test_failed_export_leaves_no_partial_directory(tmp_path, monkeypatch):
   assert (path / 'saved_model.pb').is_file()
   original = tf.saved_model.save
 
-  def fail_midway(module, directory, signatures=None):
-    original(module, directory, signatures=signatures)
+  def fail_midway(module, directory, signatures=None, options=None):
+    original(module, directory, signatures=signatures, options=options)
     os.remove(os.path.join(directory, 'saved_model.pb'))  # Half written...
     raise OSError('disk full')  # ...then the failure.
 

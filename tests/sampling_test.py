@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 from PIL import Image
+import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -84,10 +85,16 @@ class SamplingTest(tf.test.TestCase):
       self.assertEqual(image.size, (2 * 4 + 1, 2 * 3 + 1))
 
 
-def test_grids_of_a_tiny_vlae_draw_what_its_sampler_draws_through_one_decode_trace(shared_data):
-  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+@pytest.mark.parametrize('experiment, dataset', [('mnist_vlae.gin', 'static_mnist'),
+                                                 ('cifar10_resnet_vlae.gin', 'cifar10')])
+def test_grids_of_a_tiny_vlae_draw_what_its_sampler_draws_through_one_decode_trace(
+    shared_data, experiment, dataset):
+  """Both grids decode any number of images with one trace (a batch of unknown size): the
+  binary-image model's gated residual decoder, and CIFAR-10's spatial latents, gated PixelCNN
+  and logistic mixture."""
+  gin_parsing.parse_gin([experiment, 'testing/tiny.gin'])
   model = model_lib.make_model()
-  test = datasets.load('static_mnist', 'test', data_dir=str(shared_data))
+  test = datasets.load(dataset, 'test', data_dir=str(shared_data))
   images = np.stack([x.numpy() for x in test.take(4)])
   model.initialize(images)
   seed = seeds.stateless_seed(5, 0)

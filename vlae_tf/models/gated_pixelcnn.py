@@ -231,7 +231,7 @@ class GatedPixelCNN(keras.layers.Layer):
       context: [B, H, W, K] context map, or None.
       likelihood: the pixel likelihood whose parameters this decoder outputs.
       noise: `likelihood.noise(shape, seed)` (a tensor or a structure of tensors [B, H, W, ...]).
-      shape: [B, H, W, C], static.
+      shape: [B, H, W, C]; H, W, C static, B may be a scalar tensor.
       vector: [B, V] global conditioning, or None (as given to `call`).
 
     Returns:

@@ -198,7 +198,7 @@ class GatedResNetPixelCNN(keras.layers.Layer):
       context: [B, H, W, K] context map, or None.
       likelihood: the pixel likelihood whose parameters this decoder outputs.
       noise: `likelihood.noise(shape, seed)`.
-      shape: [B, H, W, C], static.
+      shape: [B, H, W, C]; H, W, C static, B may be a scalar tensor.
 
     Returns:
       [B, H, W, C] images, the same as `pixelcnn.sample_sequential` draws with this noise.

@@ -77,7 +77,7 @@ def sample_by_autoregress(decoder, context: Optional[tf.Tensor], likelihood, noi
     context: [B, H, W, K] context map, or None.
     likelihood: the pixel likelihood whose parameters the decoder outputs.
     noise: `likelihood.noise(shape, seed)` (a nest of [B, H, W, ...] tensors).
-    shape: [B, H, W, C], static.
+    shape: [B, H, W, C]; H, W, C static, B may be a scalar tensor.
 
   Returns:
     [B, H, W, C] images, the ones `sample_sequential` draws with the same noise.
@@ -164,7 +164,7 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
       context: [B, H, W, K] context map, or None.
       likelihood: the pixel likelihood whose parameters this decoder outputs.
       noise: `likelihood.noise(shape, seed)`.
-      shape: [B, H, W, C], static.
+      shape: [B, H, W, C]; H, W, C static, B may be a scalar tensor.
 
     Returns:
       [B, H, W, C] images.
