@@ -26,6 +26,14 @@ class ConstantWeights:
     return tf.fill([tf.shape(images)[0]], -5.0)
 
 
+class SamplesAsTheVLAE:
+  """`sample` is `VLAE.sample` itself, drawing z from the double's `prior_distribution()` and
+  decoding it with the double's `decode` (or the caller's traced one)."""
+
+  has_latent = True
+  sample = model_lib.VLAE.sample
+
+
 def one_line_error(run):
   """Runs `run` as a binary's main does (cli/user_errors.py); returns its one-line error message."""
   with pytest.raises(SystemExit) as raised:

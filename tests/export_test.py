@@ -254,7 +254,7 @@ def test_export_again_replaces_the_export(run, exported):
   assert set(tf.saved_model.load(path).signatures) == SIGNATURES
 
 
-class _CountedTraces(doubles.ConstantWeights):
+class _CountedTraces(doubles.SamplesAsTheVLAE, doubles.ConstantWeights):
   """Counts the Python calls of each model function: one per trace of the function calling it."""
 
   def __init__(self):

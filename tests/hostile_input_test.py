@@ -219,7 +219,7 @@ def test_fuzzed_mat_files_are_refused_in_one_line(tmp_path):
   assert refused >= 50, refused
 
 
-class _Sampling(doubles.ConstantWeights):
+class _Sampling(doubles.SamplesAsTheVLAE, doubles.ConstantWeights):
   """Samples as the export draws them: z from the prior, then decoded."""
 
   def prior_distribution(self):

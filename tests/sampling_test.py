@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+import doubles
 from vlae_tf.data import datasets
 from vlae_tf import gin_parsing
 from vlae_tf.models import sampling
@@ -15,11 +16,10 @@ from vlae_tf.models import vlae as model_lib
 from vlae_tf import seeds
 
 
-class SeedEcho:
+class SeedEcho(doubles.SamplesAsTheVLAE):
   """A model stand-in whose decodings show the seed they were drawn with."""
 
   data_kind = '8bit'
-  has_latent = True
   latent_shape = (1,)
 
   def prior_distribution(self):

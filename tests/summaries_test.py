@@ -17,21 +17,18 @@ import tensorflow_probability as tfp
 from werkzeug import test as werkzeug_test
 from werkzeug import wrappers
 
+import doubles
 from vlae_tf.models import sampling
 from vlae_tf.training import summaries
 
 
-class NoiseModel:
+class NoiseModel(doubles.SamplesAsTheVLAE):
   """A model double with the VLAE's sampling contract: binary noise images of 5x7x1, 4 latents."""
 
   image_shape = (5, 7, 1)
   latent_shape = (4,)
   data_kind = 'binary'
-  has_latent = True
   encoder = posterior = prior = context_network = decoder = likelihood = None
-
-  def sample(self, num_images, seed):
-    return tf.cast(tf.random.stateless_uniform([num_images, 5, 7, 1], seed) < 0.5, tf.float32)
 
   def prior_distribution(self):
     return tfp.distributions.Sample(tfp.distributions.Normal(0.0, 1.0), [4])
@@ -40,8 +37,10 @@ class NoiseModel:
     z = tf.random.stateless_normal([tf.shape(images)[0], 4], seed)
     return z, z
 
-  def decode(self, z, seed):
-    return self.sample(tf.shape(z)[0], seed)
+  def decode(self, z, seed, method='fast', num_images=None):  # Without z: num_images of them.
+    del method
+    count = num_images if z is None else tf.shape(z)[0]
+    return tf.cast(tf.random.stateless_uniform([count, 5, 7, 1], seed) < 0.5, tf.float32)
 
 
 def images_in(directory):

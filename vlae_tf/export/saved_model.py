@@ -245,14 +245,10 @@ class ServingModule(tf.Module):
     base = _seed(seed, _SALTS['sample'])
 
     def sample_chunk(index):
-      chunk_seed = tf.random.experimental.stateless_fold_in(base, index)
-      if 'decode_chunk' not in self._holder.core:  # No latent variable: the model's sampler.
-        return self.model.sample(self._decode_chunk_size, chunk_seed)
-      # What model.sample draws (z from the prior, then decoded, with its seeds), through the
-      # sampler traced for decode.
-      prior_seed, decode_seed = seeds.split_seed(chunk_seed, 2)
-      z = self.model.prior_distribution().sample(self._decode_chunk_size, seed=prior_seed)
-      return self._holder.core['decode_chunk'](z, decode_seed)
+      # What model.sample draws, through the sampler traced for decode (when there is a z).
+      return self.model.sample(self._decode_chunk_size,
+                               tf.random.experimental.stateless_fold_in(base, index),
+                               decode=self._holder.core.get('decode_chunk'))
 
     return {'images': self._in_chunks(num_images, sample_chunk)}
 

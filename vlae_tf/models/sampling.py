@@ -95,30 +95,23 @@ class GridRenderer:
   The `tf.function`s are made in the constructor, so that a renderer called again and again (the
   image summaries of a training run) traces them once; `sample_grid` and `reconstruction_grid`
   below build a renderer per call. With a latent variable both grids go through one trace of
-  `model.decode` (any number of images): samples are drawn as `model.sample` draws them (z from
-  the prior, then decoded, with the same seeds, so the same images), and the autoregressive
-  sampler, most of the tracing, is traced once rather than twice.
+  `model.decode` (any number of images): samples are `model.sample` given that traced decode (the
+  same images as without it), so the autoregressive sampler, most of the tracing, is traced once
+  rather than twice.
   """
 
   def __init__(self, model):
     self.model = model
+    self._encode = self._decode = None  # A PixelCNN without latent variable: nothing to decode.
+    signature = None
     if getattr(model, 'has_latent', True):
       latents = tf.TensorSpec([None, *model.latent_shape], tf.float32)
       seed = tf.TensorSpec([2], tf.int32)
       self._encode = tf.function(lambda x, s: model.encode(x, s)[1])
       self._decode = tf.function(model.decode, input_signature=[latents, seed])
-      self._prior_sample = tf.function(
-          lambda count, s: model.prior_distribution().sample(count, seed=s),
-          input_signature=[tf.TensorSpec([], tf.int32), seed])
-      self._sample = self._sample_through_decode
-    else:  # A PixelCNN without latent variable has nothing to reconstruct from.
-      self._encode = self._decode = None
-      self._sample = tf.function(model.sample)
-
-  def _sample_through_decode(self, count, seed):
-    """`model.sample(count, seed)`: the same draws, through the renderer's one decode trace."""
-    prior_seed, decode_seed = seeds.split_seed(seed, 2)
-    return self._decode(self._prior_sample(count, prior_seed), decode_seed)
+      signature = [tf.TensorSpec([], tf.int32), seed]  # One trace for any number of images.
+    self._sample = tf.function(lambda count, s: model.sample(count, s, decode=self._decode),
+                               input_signature=signature)
 
   @property
   def can_reconstruct(self):

@@ -229,13 +229,25 @@ class VLAE(keras.Model):
       return pixelcnn.sample_fixed_point(params_fn, self.likelihood, noise, shape)[0]
     raise ValueError(f"method must be 'fast', 'fixed_point' or 'sequential', got {method!r}.")
 
-  def sample(self, num_images: int, seed, method: str = 'fast') -> tf.Tensor:
-    """Images from the model: z ~ p(z), x ~ p(x|z). [num_images, H, W, C]."""
+  def sample(self, num_images: int, seed, method: str = 'fast',
+             decode: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None) -> tf.Tensor:
+    """Images from the model: z ~ p(z), x ~ p(x|z). [num_images, H, W, C].
+
+    Args:
+      num_images: how many (a Python int, or a scalar int32 tensor with a latent variable).
+      seed: int [2].
+      method: the sampler, as in `decode`.
+      decode: `(z, seed) -> images` in place of `self.decode(z, seed, method)`: a caller's traced
+        `decode` (the image grids, the export), so that sampling and decoding share one trace of
+        the autoregressive sampler. The same images for the same seed either way.
+    """
     prior_seed, decode_seed = seeds.split_seed(seed, 2)
-    z = None
-    if self.has_latent:
-      z = self.prior_distribution().sample(num_images, seed=prior_seed)
-    return self.decode(z, decode_seed, method=method, num_images=num_images)
+    if not self.has_latent:
+      return self.decode(None, decode_seed, method=method, num_images=num_images)
+    z = self.prior_distribution().sample(num_images, seed=prior_seed)
+    if decode is None:
+      return self.decode(z, decode_seed, method=method)
+    return decode(z, decode_seed)
 
   # -- Set-up -----------------------------------------------------------------------------------
 
