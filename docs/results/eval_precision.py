@@ -17,6 +17,7 @@ import gin
 import numpy as np
 
 from vlae_tf.evaluation import evaluator
+from vlae_tf.experiments import results_tables
 from vlae_tf.training import run_directory
 
 PRECISIONS = ('float32', 'mixed_bfloat16')
@@ -51,11 +52,11 @@ def evaluate(model_dir, data_dir, precision, num_samples, max_examples, trained)
   return report, values, time.time() - began
 
 
-def paired(first, second):
-  difference = np.asarray(first) - np.asarray(second)
-  return {'mean': float(difference.mean()),
-          'stderr': float(difference.std(ddof=1) / np.sqrt(len(difference))),
-          'max_abs': float(np.abs(difference).max())}
+def paired(first, second, key):
+  """results_tables.paired_difference (mean, paired s.e.) and the largest per-image difference."""
+  difference = results_tables.paired_difference({'per_image': first}, {'per_image': second}, key)
+  difference['max_abs'] = float(np.abs(np.asarray(first[key]) - np.asarray(second[key])).max())
+  return difference
 
 
 def main(model_dir, data_dir, output, num_samples=128, max_examples=1000):
@@ -70,7 +71,7 @@ def main(model_dir, data_dir, output, num_samples=128, max_examples=1000):
                          'step': report['step']}
   bf16, f32 = values['mixed_bfloat16'], values['float32']
   result['mixed_bfloat16_minus_float32'] = {
-      key: paired(bf16[key], f32[key]) for key in ('nll', 'elbo', 'kl')}
+      key: paired(bf16, f32, key) for key in ('nll', 'elbo', 'kl')}
   result['trained_precision'] = trained[0]
   result['elbo_within_0.05_nats'] = abs(result['mixed_bfloat16_minus_float32']['elbo']['mean']) <= 0.05
   with open(output, 'w') as f:
