@@ -239,7 +239,8 @@ class VLAE(keras.Model):
       method: the sampler, as in `decode`.
       decode: `(z, seed) -> images` in place of `self.decode(z, seed, method)`: a caller's traced
         `decode` (the image grids, the export), so that sampling and decoding share one trace of
-        the autoregressive sampler. The same images for the same seed either way.
+        the autoregressive sampler. The same images for the same seed either way. Unused
+        without a latent variable.
     """
     prior_seed, decode_seed = seeds.split_seed(seed, 2)
     if not self.has_latent:
