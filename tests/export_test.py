@@ -290,8 +290,8 @@ class _CountedTraces(doubles.SamplesAsTheVLAE, doubles.ConstantWeights):
 
 def test_an_export_traces_each_model_function_once(tmp_path):
   """tf.saved_model.save traces again what was traced outside a save context with its options
-  (vlae_tf/export/writing.py, _traced_for_saving), and decode and sample share one trace of the model's sampler:
-  each model function is traced once."""
+  (vlae_tf/export/writing.py, _traced_for_saving), and decode and sample share one trace of the
+  model's sampler: each model function is traced once."""
   model = _CountedTraces()
   path = export.save_atomically(export.ServingModule(model, log_prob_chunk_size=4),
                                 str(tmp_path / '3'))

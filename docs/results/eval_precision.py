@@ -73,7 +73,8 @@ def main(model_dir, data_dir, output, num_samples=128, max_examples=1000):
   result['mixed_bfloat16_minus_float32'] = {
       key: paired(bf16, f32, key) for key in ('nll', 'elbo', 'kl')}
   result['trained_precision'] = trained[0]
-  result['elbo_within_0.05_nats'] = abs(result['mixed_bfloat16_minus_float32']['elbo']['mean']) <= 0.05
+  elbo_difference = result['mixed_bfloat16_minus_float32']['elbo']['mean']
+  result['elbo_within_0.05_nats'] = abs(elbo_difference) <= 0.05
   with open(output, 'w') as f:
     json.dump(result, f, indent=1)
   print(json.dumps(result, indent=1))

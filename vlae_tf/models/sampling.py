@@ -4,9 +4,9 @@ A lossy reconstruction grid has one row per test image: the image, then several 
 drawn from its own posterior q(z|x). What stays the same along a row is what z encodes (for a VLAE,
 global structure); what changes is what the local-window decoder makes up (texture, stroke details).
 
-This module only needs a model that follows the `VLAE` contract (`latent_shape`,
-`prior_distribution`, `encode`, `decode` and `data_kind`; `sample` for a model without latent
-variable); restoring a run directory is `run_directory.restore_averaged_model`.
+This module only needs a model that follows the `VLAE` contract (`sample` with its `decode`
+argument, `encode`, `decode`, `latent_shape` and `data_kind`); restoring a run directory is
+`run_directory.restore_averaged_model`.
 """
 
 import io

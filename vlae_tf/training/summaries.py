@@ -110,8 +110,8 @@ class ImageSummaries:
     """Prepares the renderer.
 
     Args:
-      model: the (averaged) model: `latent_shape`, `prior_distribution`, `encode` and `decode`
-        (`sample` when it has no latent variable), as `sampling.GridRenderer` reads it.
+      model: the (averaged) model: `sample`, and `latent_shape`, `encode` and `decode` when it
+        has a latent variable, as `sampling.GridRenderer` reads it.
       images: a dataset of [H, W, C] images to reconstruct (its first count // 4), or None.
       count: samples per grid.
       seed: the integer seed of every write.
