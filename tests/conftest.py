@@ -16,6 +16,27 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from vlae_tf import allocator  # pylint: disable=g-import-not-at-top
+
+
+def _preload_the_binaries_allocator():
+  """The test workers run on the allocator the binaries choose (vlae_tf/allocator.py).
+
+  pytest-xdist starts its workers with this process's environment after this file is imported,
+  so they, and every binary a test starts, have TCMalloc preloaded when the machine has it (the
+  binaries then run without re-executing themselves). In-process training, evaluation and export
+  then allocate as the binaries do: with glibc's malloc, a worker spent its time faulting fresh
+  activation pages in. VLAE_TF_ALLOCATOR=system keeps glibc's malloc.
+  """
+  if 'PYTEST_XDIST_WORKER' in os.environ:  # A worker: the controller chose already.
+    return
+  library = allocator.library_to_preload()
+  if library:
+    os.environ['LD_PRELOAD'] = ' '.join([library, *os.environ.get('LD_PRELOAD', '').split()])
+
+
+_preload_the_binaries_allocator()
+
 _cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -100,3 +121,4 @@ def _fresh_gin_config():
   gin.clear_config()
   yield
   gin.clear_config()
+
