@@ -32,6 +32,9 @@ TINY = ['--gin_file=mnist_vlae.gin', '--gin_file=testing/tiny.gin']
 def run_binary(name, *args, timeout=900, quiet_cpp=True, python_path=()):
   """Runs bin/<name> with this python; vlae_tf comes from the checkout (after `python_path`)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  # As a user starts it: no allocator inherited from the test workers (conftest.py), so the binary
+  # chooses one and re-executes itself with it (allocator.py).
+  env.pop('LD_PRELOAD', None)
   if not quiet_cpp:  # As a user runs it.
     del env['TF_CPP_MIN_LOG_LEVEL']
   env['PYTHONPATH'] = os.pathsep.join(list(python_path) + [REPO] + (

@@ -19,24 +19,6 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 from vlae_tf import allocator  # pylint: disable=g-import-not-at-top
 
 
-def _preload_the_binaries_allocator():
-  """The test workers run on the allocator the binaries choose (vlae_tf/allocator.py).
-
-  pytest-xdist starts its workers with this process's environment after this file is imported,
-  so they, and every binary a test starts, have TCMalloc preloaded when the machine has it (the
-  binaries then run without re-executing themselves). In-process training, evaluation and export
-  then allocate as the binaries do: with glibc's malloc, a worker spent its time faulting fresh
-  activation pages in. VLAE_TF_ALLOCATOR=system keeps glibc's malloc.
-  """
-  if 'PYTEST_XDIST_WORKER' in os.environ:  # A worker: the controller chose already.
-    return
-  library = allocator.library_to_preload()
-  if library:
-    os.environ['LD_PRELOAD'] = ' '.join([library, *os.environ.get('LD_PRELOAD', '').split()])
-
-
-_preload_the_binaries_allocator()
-
 _cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -91,9 +73,30 @@ SLOWEST_FILES = (  # By their sums of --durations on the full suite (December 20
 )
 
 
+def _preload_the_binaries_allocator(config):
+  """Under xdist, the workers run on the allocator the binaries choose (vlae_tf/allocator.py).
+
+  pytest-xdist starts its workers after pytest_configure, with this process's environment: with
+  the chosen library in LD_PRELOAD, their in-process training, evaluation and export allocate as
+  the binaries do (on glibc's malloc a worker spent its time faulting fresh activation pages in),
+  and the binaries they start inherit it instead of re-executing themselves (cli_test.py starts
+  its binaries without it, as a user does). Without workers nothing changes: an allocator can only
+  be chosen before a process starts. VLAE_TF_ALLOCATOR=system keeps glibc's malloc.
+  """
+  if not getattr(config.option, 'numprocesses', None) or 'PYTEST_XDIST_WORKER' in os.environ:
+    return
+  try:
+    library = allocator.library_to_preload()
+  except allocator.AllocatorError as error:
+    raise pytest.UsageError(f'error: {error}') from None
+  if library:
+    os.environ['LD_PRELOAD'] = ' '.join([library, *os.environ.get('LD_PRELOAD', '').split()])
+
+
 def pytest_configure(config):
   """Under `-n 2 --dist loadfile` (the README's command), files go to the workers in collection
-  order, not xdist's default order by number of tests.
+  order, not xdist's default order by number of tests; and they run on TCMalloc
+  (_preload_the_binaries_allocator).
 
   A file runs on one worker, so the suite ends when the worker that started the last long file
   finishes it. Ordered by number of tests, the files with a few slow tests (SLOWEST_FILES) came
@@ -102,6 +105,7 @@ def pytest_configure(config):
   """
   if hasattr(config.option, 'loadscopereorder'):  # pytest-xdist's --[no-]loadscope-reorder.
     config.option.loadscopereorder = False
+  _preload_the_binaries_allocator(config)
 
 
 def pytest_collection_modifyitems(items):
@@ -121,4 +125,3 @@ def _fresh_gin_config():
   gin.clear_config()
   yield
   gin.clear_config()
-

@@ -1,7 +1,7 @@
 """Tests of loop.py: the controller with a fake trainer, and the outer loop end to end.
 
 The controller alone: chunk lengths, the order of the actions' hooks, stopping. End to end: a
-checkpoint resume of the real VLAE (tiny settings, real static MNIST, 2 replicas) that reaches the
+checkpoint resume of the real VLAE (tiny settings, real static MNIST, one replica) that reaches the
 state of an uninterrupted run, runs without validation and without z. The inner step is
 trainer_test.py's; each action is actions_test.py's or validation_test.py's; signals, damaged runs
 and bad steps in whole runs are reliability_test.py's and checkpoints_test.py's.
@@ -168,8 +168,9 @@ def test_resume_reaches_the_uninterrupted_state(shared_data, tmp_path):
   """Run A trains 4 steps (checkpoints at 2 and 4); run B starts from A's step-2 checkpoint alone,
   as if A had been killed after it, and must reach A's step-4 state: weights, averages, optimizer.
 
-  One replica, as bin/train runs on a CPU (two replicas cost twice the tracing): resuming two
-  replicas is multiworker_test.py's, their steps trainer_test.py's.
+  One replica, as bin/train runs on a CPU (two replicas cost twice the tracing). Two replicas
+  resume over two workers in multiworker_test.py (slow); two-replica steps of a stand-in model
+  are trainer_test.py's.
   """
   data_dir = str(shared_data)
   uninterrupted = tmp_path / 'uninterrupted'
