@@ -98,8 +98,8 @@ def test_grids_of_a_tiny_vlae_draw_what_its_sampler_draws_through_one_decode_tra
   images = np.stack([x.numpy() for x in test.take(4)])
   model.initialize(images)
   seed = seeds.stateless_seed(5, 0)
-  # Traced, like the renderer's, for a count unknown until it runs: a graph built for a batch of
-  # exactly 3 may pick other kernels, whose round-off can flip a draw on another CPU.
+  # Traced, like the renderer's, for a count unknown until it runs (traced for exactly 3, it gave
+  # CI other draws; the cause was not reproduced here).
   want = tf.function(model.sample, input_signature=[tf.TensorSpec([], tf.int32),
                                                     tf.TensorSpec([2], tf.int32)])(3, seed)
   traces = []
@@ -114,7 +114,7 @@ def test_grids_of_a_tiny_vlae_draw_what_its_sampler_draws_through_one_decode_tra
   got = renderer._sample(3, seed).numpy()
   # The same draws. Round-off may still move the few that sit on a decision boundary: on CI's
   # machine 4 of CIFAR-10's 9,216 values came out 1-12 levels apart. Another seed changes 49% of
-  # the binary values and 77% of the 8-bit ones of these tiny models.
+  # the binary values and 77% of the 8-bit ones (docs/results/sample_seed_mismatch.py).
   assert got.shape == want.shape, (got.shape, want.shape)
   differing = np.mean(got != want.numpy())
   assert differing <= 0.01, differing
