@@ -46,9 +46,9 @@ run after `max_consecutive_bad_steps` of them in a row.
 from absl import logging
 import gin
 import tensorflow as tf
-import tf_keras as keras
 
 from vlae_tf.training import distribution
+from vlae_tf.training import optimizers
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.models import objectives
 from vlae_tf import seeds
@@ -394,7 +394,7 @@ class Trainer:
 @gin.configurable(allowlist=['optimizer_cls'])
 def make_trainer(strategy, *, global_batch_size, seed, learning_rate=2e-3, ema_decay=0.998,
                  ema_warmup=True, free_bits_lambda=0.01, soft_free_bits=False,
-                 model_fn=model_lib.make_model, optimizer_cls=keras.optimizers.Adamax):
+                 model_fn=model_lib.make_model, optimizer_cls=optimizers.FusedAdamax):
   """Builds the trainer of a run: models, optimizer, averaging, free bits or soft free bits.
 
   `loop.train` and bin/benchmark both call it, with the hyperparameters bound to `train` in
@@ -414,7 +414,8 @@ def make_trainer(strategy, *, global_batch_size, seed, learning_rate=2e-3, ema_d
     free_bits_lambda: lambda, nats per data dimension (the target of soft free bits too).
     soft_free_bits: use `objectives.SoftFreeBits` (gamma * KL) instead of free bits.
     model_fn: makes the model (called twice: the trained model and its averaged copy).
-    optimizer_cls: a tf_keras optimizer class, called with `learning_rate`.
+    optimizer_cls: a tf_keras optimizer class, called with `learning_rate` (default: Adamax with
+      a fused update, `optimizers.FusedAdamax`).
 
   Returns:
     A `Trainer` without variables yet: call `initialize(first_batch)` or `restore(path)`.
