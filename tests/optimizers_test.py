@@ -24,18 +24,20 @@ def _gradients(step):
           for shape in SHAPES]
 
 
-def _train(optimizer_cls, strategy, steps=5):
+def _train(optimizer_cls, strategy, steps=6):
+  """`steps` updates with fixed gradients, two per tf.function call (unrolled in its graph)."""
   variables = _variables(strategy, seed=0)
   with strategy.scope():
     optimizer = optimizer_cls(learning_rate=0.01)
     optimizer.build(variables)
 
   @tf.function
-  def step(gradients):
-    strategy.run(lambda g: optimizer.apply_gradients(zip(g, variables)), args=(gradients,))
+  def two_steps(first, second):
+    for gradients in (first, second):
+      strategy.run(lambda g: optimizer.apply_gradients(zip(g, variables)), args=(gradients,))
 
-  for i in range(steps):
-    step([tf.constant(g) for g in _gradients(i)])
+  for i in range(0, steps, 2):
+    two_steps([tf.constant(g) for g in _gradients(i)], [tf.constant(g) for g in _gradients(i + 1)])
   return optimizer, variables
 
 
@@ -59,7 +61,7 @@ class FusedAdamaxTest(tf.test.TestCase):
     strategy = doubles.two_replicas()
     want_optimizer, want = _train(keras.optimizers.Adamax, strategy)
     got_optimizer, got = _train(optimizers.FusedAdamax, strategy)
-    self.assertEqual(int(got_optimizer.iterations.numpy()), 5)
+    self.assertEqual(int(got_optimizer.iterations.numpy()), 6)
     moved = max(np.abs(v.numpy() - w.numpy()).max()
                 for v, w in zip(_variables(strategy, seed=0), want))
     self.assertGreater(moved, 1e-3)  # The optimizer moved the weights: not a vacuous comparison.
@@ -74,7 +76,7 @@ class FusedAdamaxTest(tf.test.TestCase):
     self.assertIsInstance(optimizers.FusedAdamax(), keras.optimizers.Adamax)
     fused = _ops_per_variable(optimizers.FusedAdamax)
     unfused = _ops_per_variable(keras.optimizers.Adamax)
-    self.assertLessEqual(fused * 2, unfused, (fused, unfused))  # 13 against 30 (tf_keras 2.21).
+    self.assertLessEqual(fused * 4, unfused, (fused, unfused))  # 6 against 30 (tf_keras 2.21).
 
   def test_checkpoints_restore_across_the_two_classes(self):
     strategy = tf.distribute.get_strategy()

@@ -14,6 +14,10 @@ Keras's legacy (optimizer_v2) Adamax used:
 It keeps tf_keras's slot variables (`m`, `u`), iteration counter and checkpoint layout, so runs
 and checkpoints of either class restore into the other; results agree to rounding (the kernel
 groups the products differently). Sparse gradients (`tf.IndexedSlices`) take tf_keras's own path.
+
+The scalars of a step (beta_1^t, the learning rate and the betas in the variable's dtype) are
+computed once per device and dtype in each `apply_gradients`, as the legacy optimizer's
+`_prepare` did, instead of once per variable: 6 ops per variable instead of 30.
 """
 
 import tensorflow as tf
@@ -23,15 +27,34 @@ import tf_keras as keras
 class FusedAdamax(keras.optimizers.Adamax):
   """`keras.optimizers.Adamax` with one `ResourceApplyAdaMax` op per dense update."""
 
+  _step_scalars = None  # {(device, dtype): the step's scalars}, during one apply_gradients.
+
+  def _distributed_apply_gradients_fn(self, distribution, grads_and_vars, **kwargs):
+    # tf_keras's cross-replica part of apply_gradients: once per step, whatever the replicas.
+    self._step_scalars = {}
+    try:
+      return super()._distributed_apply_gradients_fn(distribution, grads_and_vars, **kwargs)
+    finally:
+      self._step_scalars = None
+
+  def _scalars(self, variable):
+    """beta_1^t, lr, beta_1, beta_2 and epsilon in the variable's dtype, on its device."""
+    key = (variable.device, variable.dtype)
+    if self._step_scalars is not None and key in self._step_scalars:
+      return self._step_scalars[key]
+    dtype = variable.dtype
+    local_step = tf.cast(self.iterations + 1, dtype)
+    scalars = dict(beta1_power=tf.pow(tf.cast(self.beta_1, dtype), local_step),
+                   lr=tf.cast(self.learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
+                   beta2=tf.cast(self.beta_2, dtype), epsilon=tf.cast(self.epsilon, dtype))
+    if self._step_scalars is not None:
+      self._step_scalars[key] = scalars
+    return scalars
+
   def update_step(self, gradient, variable):
     if isinstance(gradient, tf.IndexedSlices):
       return super().update_step(gradient, variable)
-    dtype = variable.dtype
-    local_step = tf.cast(self.iterations + 1, dtype)
-    beta_1_power = tf.pow(tf.cast(self.beta_1, dtype), local_step)
     index = self._index_dict[self._var_key(variable)]
     return tf.raw_ops.ResourceApplyAdaMax(
-        var=variable.handle, m=self._m[index].handle, v=self._u[index].handle,
-        beta1_power=beta_1_power, lr=tf.cast(self.learning_rate, dtype),
-        beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
-        epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
+        var=variable.handle, m=self._m[index].handle, v=self._u[index].handle, grad=gradient,
+        **self._scalars(variable))
