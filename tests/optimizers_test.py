@@ -80,16 +80,20 @@ class FusedAdamaxTest(tf.test.TestCase):
 
   def test_checkpoints_restore_across_the_two_classes(self):
     strategy = tf.distribute.get_strategy()
-    saved_optimizer, saved = _train(keras.optimizers.Adamax, strategy, steps=2)
-    path = tf.train.Checkpoint(optimizer=saved_optimizer, variables=saved).write(
-        self.get_temp_dir() + '/ckpt')
-    variables = _variables(strategy, seed=1)
-    optimizer = optimizers.FusedAdamax(learning_rate=0.01)
-    optimizer.build(variables)
-    tf.train.Checkpoint(optimizer=optimizer, variables=variables).read(
-        path).assert_existing_objects_matched().assert_consumed()
-    self.assertEqual(int(optimizer.iterations.numpy()), 2)
-    self.assertAllEqual(optimizer._u[0], saved_optimizer._u[0])  # pylint: disable=protected-access
+    for saved_cls, restored_cls in ((keras.optimizers.Adamax, optimizers.FusedAdamax),
+                                    (optimizers.FusedAdamax, keras.optimizers.Adamax)):
+      saved_optimizer, saved = _train(saved_cls, strategy, steps=2)
+      path = tf.train.Checkpoint(optimizer=saved_optimizer, variables=saved).write(
+          f'{self.get_temp_dir()}/{saved_cls.__name__}')
+      variables = _variables(strategy, seed=1)
+      optimizer = restored_cls(learning_rate=0.01)
+      optimizer.build(variables)
+      tf.train.Checkpoint(optimizer=optimizer, variables=variables).read(
+          path).assert_existing_objects_matched().assert_consumed()
+      self.assertEqual(int(optimizer.iterations.numpy()), 2)
+      for name in ('_m', '_u'):
+        for restored, want in zip(getattr(optimizer, name), getattr(saved_optimizer, name)):
+          self.assertAllEqual(restored, want)
 
   def test_sparse_gradients_take_the_keras_path(self):
     variable = tf.Variable(tf.ones([4, 2]))

@@ -27,28 +27,30 @@ import tf_keras as keras
 class FusedAdamax(keras.optimizers.Adamax):
   """`keras.optimizers.Adamax` with one `ResourceApplyAdaMax` op per dense update."""
 
-  _step_scalars = None  # {(device, dtype): the step's scalars}, during one apply_gradients.
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._step = _StepScalars()  # Not an attribute Keras tracks (nor checkpoints).
 
   def _distributed_apply_gradients_fn(self, distribution, grads_and_vars, **kwargs):
     # tf_keras's cross-replica part of apply_gradients: once per step, whatever the replicas.
-    self._step_scalars = {}
+    self._step.scalars = {}
     try:
       return super()._distributed_apply_gradients_fn(distribution, grads_and_vars, **kwargs)
     finally:
-      self._step_scalars = None
+      self._step.scalars = None
 
   def _scalars(self, variable):
     """beta_1^t, lr, beta_1, beta_2 and epsilon in the variable's dtype, on its device."""
-    key = (variable.device, variable.dtype)
-    if self._step_scalars is not None and key in self._step_scalars:
-      return self._step_scalars[key]
+    cache, key = self._step.scalars, (variable.device, variable.dtype)
+    if cache is not None and key in cache:
+      return cache[key]
     dtype = variable.dtype
     local_step = tf.cast(self.iterations + 1, dtype)
     scalars = dict(beta1_power=tf.pow(tf.cast(self.beta_1, dtype), local_step),
                    lr=tf.cast(self.learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
                    beta2=tf.cast(self.beta_2, dtype), epsilon=tf.cast(self.epsilon, dtype))
-    if self._step_scalars is not None:
-      self._step_scalars[key] = scalars
+    if cache is not None:
+      cache[key] = scalars
     return scalars
 
   def update_step(self, gradient, variable):
@@ -58,3 +60,10 @@ class FusedAdamax(keras.optimizers.Adamax):
     return tf.raw_ops.ResourceApplyAdaMax(
         var=variable.handle, m=self._m[index].handle, v=self._u[index].handle, grad=gradient,
         **self._scalars(variable))
+
+
+class _StepScalars:
+  """{(device, dtype): the step's scalars} during one apply_gradients, else None."""
+
+  def __init__(self):
+    self.scalars = None
