@@ -170,19 +170,24 @@ class VLAE(keras.Model):
     posterior = self.posterior(encoded.loc, encoded.scale, encoded.context)
     prior = self.prior_distribution()
     batch = tf.shape(x)[0]
-    # Chunk c draws min(chunk_size, k - c * chunk_size) samples; extra ones get weight -inf.
-    total = tf.fill([batch], tf.constant(-float('inf')))
-    for chunk in tf.range(num_chunks):
+    tiled_x = tf.tile(x, [chunk_size, 1, 1, 1])  # Matches the [chunk, B] order of flat_z.
+
+    def add_chunk(chunk, total):
+      """Chunk c draws min(chunk_size, k - c * chunk_size) samples; extra ones get weight -inf."""
       z, log_qz = posterior.experimental_sample_and_log_prob(
           chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, chunk))
       # z: [chunk, B, ...latent] -> [chunk * B, ...latent]
       flat_z = tf.reshape(z, tf.concat([[-1], self.latent_shape], 0))
-      tiled_x = tf.tile(x, [chunk_size, 1, 1, 1])  # Matches the [chunk, B] order of flat_z.
       log_px_z = self.likelihood(self.decoder_params(tiled_x, flat_z)).log_prob(tiled_x)
       log_weights = tf.reshape(log_px_z, [chunk_size, batch]) + prior.log_prob(z) - log_qz
       used = tf.range(chunk_size) + chunk * chunk_size < num_samples  # [chunk]
       log_weights = tf.where(used[:, None], log_weights, -float('inf'))
-      total = tf.reduce_logsumexp(tf.stack([total, tf.reduce_logsumexp(log_weights, 0)]), 0)
+      return chunk + 1, tf.reduce_logsumexp(
+          tf.stack([total, tf.reduce_logsumexp(log_weights, 0)]), 0)
+
+    # An explicit loop (not autograph's): the callers' tf.functions are traced without autograph.
+    _, total = tf.while_loop(lambda chunk, _: chunk < num_chunks, add_chunk,
+                             (tf.constant(0), tf.fill([batch], tf.constant(-float('inf')))))
     return total - tf.math.log(tf.cast(num_samples, tf.float32))
 
   # -- Encoding, decoding, sampling -------------------------------------------------------------

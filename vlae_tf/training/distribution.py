@@ -158,7 +158,9 @@ class DistributedEvaluator:
     self._seed = int(seed)
     self._salt = salt
     self._per_example = per_example
-    self._step = tf.function(self._step_fn)
+    # Without autograph (as the trainer's step): `statistics_fn` must use tf.while_loop or
+    # tf.cond for control flow on tensors, as the VLAE's elbo and log_likelihood do.
+    self._step = tf.function(self._step_fn, autograph=False)
 
   def _replica_fn(self, images, weights, batch_index):
     context = tf.distribute.get_replica_context()
