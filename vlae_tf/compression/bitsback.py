@@ -86,11 +86,11 @@ def _traced_bijector(make_bijector, size, context_size):
   def bijector(context):
     return make_bijector(context if context_size else None)
 
-  @tf.function(input_signature=[spec, context_spec])
+  @tf.function(input_signature=[spec, context_spec], autograph=False)
   def forward(eps, context):
     return bijector(context).forward(eps)
 
-  @tf.function(input_signature=[spec, context_spec])
+  @tf.function(input_signature=[spec, context_spec], autograph=False)
   def inverse_and_jacobian(z, context):
     with tf.GradientTape() as tape:
       tape.watch(z)
@@ -158,7 +158,7 @@ class BitsBackCoder:
     if model.has_latent:
       prior_bijector, posterior_bijector, context_size = _bijectors(model)
 
-      @tf.function(input_signature=[image_spec])
+      @tf.function(input_signature=[image_spec], autograph=False)
       def posterior(images):
         encoded = model.encoder(model.likelihood.network_input(images))
         context = encoded.context if context_size else tf.zeros([tf.shape(images)[0], 0])
@@ -182,7 +182,7 @@ class BitsBackCoder:
       return tf.numpy_function(lambda logits, r: self._pixel(logits, int(r), col),
                                [params, row], tf.float32, stateful=True)
 
-    @tf.function(input_signature=[latent_spec])
+    @tf.function(input_signature=[latent_spec], autograph=False)
     def pixel_pass(z):
       """Runs the decoder in raster order; the callback keeps or decodes every pixel."""
       batch = tf.shape(z)[0]

@@ -180,7 +180,8 @@ def benchmark_eval(model, images: tf.Tensor, num_samples: int = 4096, chunk_size
                    repeats: int = 3, warmup: int = 1) -> Dict:
   """Importance samples per second of `model.log_likelihood` on `images` in a tf.function."""
   log_likelihood = tf.function(
-      lambda x, seed: model.log_likelihood(x, num_samples, seed, chunk_size=chunk_size))
+      lambda x, seed: model.log_likelihood(x, num_samples, seed, chunk_size=chunk_size),
+      autograph=False)
   seed = tf.constant([0, 1], tf.int32)
   for _ in range(max(1, warmup)):
     log_likelihood(images, seed).numpy()
@@ -210,7 +211,8 @@ def benchmark_sample(model, methods: Sequence[str] = ('sequential', 'fast'), rep
   for method in methods:
     key = SAMPLE_METHODS[method]
     sampler = tf.function(lambda seed, method=method: model.sample(NUM_SAMPLE_IMAGES, seed,
-                                                                   method=method))
+                                                                   method=method),
+                          autograph=False)
     seed = tf.constant([2, 3], tf.int32)
     if method == 'sequential':
       sampler.get_concrete_function(seed)
@@ -248,7 +250,8 @@ def benchmark_profile(model, batch: tf.Tensor, repeats: int = 5, warmup: int = 1
   variants = [('', False)] + ([('xla_', True)] if jit else [])
   for prefix, jit_compile in variants:
     for name, backward in (('forward', False), ('forward_backward', True)):
-      fn = tf.function(loss_function(model, batch_size, 0.01, backward), jit_compile=jit_compile)
+      fn = tf.function(loss_function(model, batch_size, 0.01, backward), jit_compile=jit_compile,
+                       autograph=False)
       try:
         result[f'{prefix}{name}_seconds'] = timed(fn, batch, seed)
       except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
@@ -275,7 +278,7 @@ def benchmark_profile(model, batch: tf.Tensor, repeats: int = 5, warmup: int = 1
         'likelihood': (lambda p, x: model.likelihood(p).log_prob(x), params, batch),
     }
     for name, (fn, *args) in parts.items():
-      function = tf.function(fn)
+      function = tf.function(fn, autograph=False)
       result[f'{name}_seconds'] = timed(function, *args)
       graph = function.get_concrete_function(*args).graph
       result[f'{name}_forward_flops_per_image'] = count_flops(graph)['matmul_conv'] / batch_size
@@ -286,7 +289,8 @@ def benchmark_profile(model, batch: tf.Tensor, repeats: int = 5, warmup: int = 1
         return tape.gradient(value, model.trainable_variables,
                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
-      result[f'{name}_forward_backward_seconds'] = timed(tf.function(with_gradient), *args)
+      result[f'{name}_forward_backward_seconds'] = timed(
+          tf.function(with_gradient, autograph=False), *args)
   return result
 
 

@@ -144,7 +144,8 @@ def loss_function(model, global_batch_size: int, free_bits_lambda: float, backwa
 def train_step_flops(model, batch_size: int, free_bits_lambda: float,
                      backward: bool = True) -> Dict[str, float]:
   """`count_flops` of one forward(+backward) pass of the training loss on a batch, per image."""
-  step = tf.function(loss_function(model, batch_size, free_bits_lambda, backward))
+  step = tf.function(loss_function(model, batch_size, free_bits_lambda, backward),
+                     autograph=False)
   graph = step.get_concrete_function(
       tf.TensorSpec([batch_size, *model.image_shape], tf.float32),
       tf.TensorSpec([2], tf.int32)).graph

@@ -90,7 +90,7 @@ def rate_distortion(model, images: np.ndarray, batch_size: int = 100, seed: int 
     {'rate_bits', 'distortion_bits', 'nll_bound_bits'}: each {'mean', 'stderr'}, and
     'per_image': {'rate_bits': [N], 'distortion_bits': [N]}.
   """
-  elbo = tf.function(lambda x, s: model.elbo(x, s, training=False))
+  elbo = tf.function(lambda x, s: model.elbo(x, s, training=False), autograph=False)
   rates, distortions = [], []
   for index, start in enumerate(range(0, len(images), batch_size)):
     terms = elbo(tf.constant(images[start:start + batch_size]), _seed(seed, 1, index))
@@ -106,7 +106,7 @@ def rate_distortion(model, images: np.ndarray, batch_size: int = 100, seed: int 
 def posterior_means(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
   """[N, prod(latent_shape)]: the means of q(z|x)'s base Gaussian."""
   encode = tf.function(
-      lambda x: model.encoder(model.likelihood.network_input(x)).loc)
+      lambda x: model.encoder(model.likelihood.network_input(x)).loc, autograph=False)
   means = [encode(tf.constant(images[start:start + batch_size])).numpy()
            for start in range(0, len(images), batch_size)]
   return np.concatenate(means).reshape(len(images), -1)

@@ -87,6 +87,14 @@ EXPORT_SUBDIR = 'export'
 MAX_NUM_SAMPLES = 2**20
 MAX_NUM_IMAGES = 2**16
 _SALTS = {'encode': 1, 'decode': 2, 'sample': 3, 'log_prob': 4}
+
+
+def _function(python_function, **kwargs):
+  """tf.function without autograph: the model's code and the loops here are explicit TensorFlow
+  control flow, and autograph's conversion of every layer's call took half of the tracing."""
+  return tf.function(python_function, autograph=False, **kwargs)
+
+
 def _seed(seed, salt):
   """int64 scalar -> int32 [2] stateless seed for one function (the salt first, then the seed)."""
   return seeds.stateless_seed(salt, seed)
@@ -148,18 +156,18 @@ class ServingModule(tf.Module):
     if latent_shape:
       # The autoregressive sampler, traced once for decode and sample: a chunk of
       # decode_chunk_size codes and its int32 [2] seed.
-      core['decode_chunk'] = tf.function(
+      core['decode_chunk'] = _function(
           lambda z, chunk_seed: self.model.decode(z, chunk_seed),
           input_signature=[tf.TensorSpec([self._decode_chunk_size, *latent_shape], tf.float32),
                            tf.TensorSpec([2], tf.int32)])
-      core['encode'] = tf.function(self._encode, input_signature=[images32, seed])
-      core['decode'] = tf.function(self._decode, input_signature=[latents32, seed])
-      core['pixel_log_prob'] = tf.function(self._pixel_log_prob,
-                                           input_signature=[images32, latents32])
+      core['encode'] = _function(self._encode, input_signature=[images32, seed])
+      core['decode'] = _function(self._decode, input_signature=[latents32, seed])
+      core['pixel_log_prob'] = _function(self._pixel_log_prob,
+                                        input_signature=[images32, latents32])
     else:  # A PixelCNN without latent variable (a baseline): p(x) only.
-      core['pixel_log_prob'] = tf.function(lambda images: self._pixel_log_prob(images, None),
-                                           input_signature=[images32])
-    core['log_prob'] = tf.function(self._log_prob, input_signature=[images32, num_samples, seed])
+      core['pixel_log_prob'] = _function(lambda images: self._pixel_log_prob(images, None),
+                                        input_signature=[images32])
+    core['log_prob'] = _function(self._log_prob, input_signature=[images32, num_samples, seed])
 
     # The saved functions: inputs of any shape (and images of any dtype in
     # serving_checks.IMAGE_DTYPES, z in LATENT_DTYPES), checked in-graph so that a bad input fails
@@ -179,15 +187,15 @@ class ServingModule(tf.Module):
         images, z = self._checks.checked('pixel_log_prob', images=images, z=z)
         return core['pixel_log_prob'](images, z)
 
-      self.encode = tf.function(encode, autograph=False)
-      self.decode = tf.function(decode, autograph=False)
-      self.pixel_log_prob = tf.function(pixel_log_prob, autograph=False)
+      self.encode = _function(encode)
+      self.decode = _function(decode)
+      self.pixel_log_prob = _function(pixel_log_prob)
     else:
       def pixel_log_prob_of_x(images):
         images, = self._checks.checked('pixel_log_prob', images=images)
         return core['pixel_log_prob'](images)
 
-      self.pixel_log_prob = tf.function(pixel_log_prob_of_x, autograph=False)
+      self.pixel_log_prob = _function(pixel_log_prob_of_x)
 
     def log_prob(images, num_samples, seed=0):
       images, = self._checks.checked('log_prob', images=images)
@@ -199,10 +207,10 @@ class ServingModule(tf.Module):
       with tf.control_dependencies([check]):
         return core['log_prob'](images, tf.identity(num_samples), seed)
 
-    self.log_prob = tf.function(log_prob, autograph=False)
-    self.sample = tf.function(
+    self.log_prob = _function(log_prob)
+    self.sample = _function(
         self._sample, input_signature=[tf.TensorSpec([], tf.int32, name='num_images'), seed])
-    self.metadata = tf.function(self._metadata, input_signature=[])
+    self.metadata = _function(self._metadata, input_signature=[])
 
   @property
   def model(self):
@@ -258,14 +266,21 @@ class ServingModule(tf.Module):
     num_chunks = num_samples // chunk
     # log sum_k w_k, accumulated from chunk estimates: log_likelihood(x, n) = log sum_n w - log n.
     total = tf.fill([tf.shape(images)[0]], tf.constant(-float('inf')))
-    for index in tf.range(num_chunks):
+
+    def add_chunk(index, total):
       estimate = self.model.log_likelihood(
           images, chunk, tf.random.experimental.stateless_fold_in(base, index), chunk_size=chunk)
-      total = tf.reduce_logsumexp(tf.stack([total, estimate + math.log(chunk)]), 0)
-    for index in tf.range(num_chunks * chunk, num_samples):  # The remainder, one at a time.
+      return index + 1, tf.reduce_logsumexp(tf.stack([total, estimate + math.log(chunk)]), 0)
+
+    def add_one(index, total):  # The remainder, one sample at a time.
       estimate = self.model.log_likelihood(
           images, 1, tf.random.experimental.stateless_fold_in(base, index), chunk_size=1)
-      total = tf.reduce_logsumexp(tf.stack([total, estimate]), 0)
+      return index + 1, tf.reduce_logsumexp(tf.stack([total, estimate]), 0)
+
+    _, total = tf.while_loop(lambda index, _: index < num_chunks, add_chunk,
+                             (tf.constant(0), total))
+    _, total = tf.while_loop(lambda index, _: index < num_samples, add_one,
+                             (num_chunks * chunk, total))
     return {'log_prob': total - tf.math.log(tf.cast(num_samples, tf.float32))}
 
   def _pixel_log_prob(self, images, z):

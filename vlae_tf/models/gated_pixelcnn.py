@@ -341,13 +341,18 @@ class GatedPixelCNN(keras.layers.Layer):
     # Network inputs of the drawn rows below window_height rows of zeros (the padding above the
     # image): rows r - window_height .. r - 1 of the image are rows r .. r + window_height - 1.
     buffer = tf.zeros([batch, window_height + height, width, 1 if self.grayscale else channels])
-    images = tf.TensorArray(tf.float32, size=height)
-    for row in tf.range(height):
+
+    def next_row(row, images, buffer):
       new_row = draw_row(row, buffer)  # [B, W, C]
-      images = images.write(row, new_row)
       drawn = tf.range(window_height + height) == row + window_height
       buffer = tf.where(drawn[None, :, None, None],
                         self._network_input(likelihood, new_row)[:, None], buffer)
+      return row + 1, images.write(row, new_row), buffer
+
+    # Explicit loops (callers may trace without autograph).
+    _, images, _ = tf.while_loop(
+        lambda row, *_: row < height, next_row,
+        (tf.constant(0), tf.TensorArray(tf.float32, size=height), buffer))
     return tf.transpose(images.stack(), [1, 0, 2, 3])
 
   def window(self) -> masked.Window:

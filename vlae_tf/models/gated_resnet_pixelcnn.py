@@ -301,15 +301,17 @@ class GatedResNetPixelCNN(keras.layers.Layer):
         left_x = likelihood.network_input(pixel)
       return tf.stack(pixels, 1), [tf.stack(values, 1) for values in inputs]
 
-    rows = tf.TensorArray(tf.float32, size=height)
-    previous_x = tf.zeros([batch, width, channels])
-    previous_inputs = [tf.zeros([batch, width, kernel.shape[2]]) for kernel in masked_kernels]
-    for row in tf.range(height):
+    def next_row(row, rows, previous_x, previous_inputs):
       previous_x_network = tf.where(
           row > 0, likelihood.network_input(previous_x), tf.zeros_like(previous_x))
-      new_x, previous_inputs = step_row(row, previous_x_network, previous_inputs)
-      rows = rows.write(row, new_x)
-      previous_x = new_x
+      new_x, new_inputs = step_row(row, previous_x_network, previous_inputs)
+      return row + 1, rows.write(row, new_x), new_x, new_inputs
+
+    # An explicit loop over rows (callers may trace without autograph); columns are unrolled.
+    start = (tf.constant(0), tf.TensorArray(tf.float32, size=height),
+             tf.zeros([batch, width, channels]),
+             [tf.zeros([batch, width, kernel.shape[2]]) for kernel in masked_kernels])
+    _, rows, _, _ = tf.while_loop(lambda row, *_: row < height, next_row, start)
     return tf.transpose(rows.stack(), [1, 0, 2, 3])
 
   # -- Description ------------------------------------------------------------------------------

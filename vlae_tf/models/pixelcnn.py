@@ -234,16 +234,18 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
         left_x = likelihood.network_input(pixel)
       return tf.stack(pixels, 1), [tf.stack(f, 1) for f in features]
 
-    rows = tf.TensorArray(tf.float32, size=height)
-    previous_x = tf.zeros([batch, width, channels])
-    previous_features = [tf.zeros([batch, width, self.filters]) for _ in block_kernels]
-    for row in tf.range(height):
+    def next_row(row, rows, previous_x, previous_features):
       previous_x_network = tf.where(
           row > 0, likelihood.network_input(previous_x), tf.zeros_like(previous_x))
-      new_x, previous_features = step_row(
+      new_x, new_features = step_row(
           row, previous_x_network, previous_features, first_term[:, row])
-      rows = rows.write(row, new_x)
-      previous_x = new_x
+      return row + 1, rows.write(row, new_x), new_x, new_features
+
+    # An explicit loop over rows (callers may trace without autograph); columns are unrolled.
+    start = (tf.constant(0), tf.TensorArray(tf.float32, size=height),
+             tf.zeros([batch, width, channels]),
+             [tf.zeros([batch, width, self.filters]) for _ in block_kernels])
+    _, rows, _, _ = tf.while_loop(lambda row, *_: row < height, next_row, start)
     return tf.transpose(rows.stack(), [1, 0, 2, 3])
 
   def window(self) -> masked.Window:
@@ -306,13 +308,17 @@ def sample_sequential(params_fn, likelihood, noise, shape) -> tf.Tensor:
     [B, H, W, C] images.
   """
   batch, height, width, channels = shape
-  images = tf.zeros(shape, tf.float32)
-  for index in tf.range(height * width):
+  del batch, channels
+
+  def next_pixel(index, images):
     # One-hot [1, H, W, 1] selector of pixel `index`.
     selector = tf.reshape(tf.one_hot(index, height * width), [1, height, width, 1])
     drawn = likelihood.sample_from_noise(params_fn(images), noise)
-    images = images + selector * (drawn - images)
-  del batch, channels
+    return index + 1, images + selector * (drawn - images)
+
+  # An explicit loop (callers may trace without autograph).
+  _, images = tf.while_loop(lambda index, _: index < height * width, next_pixel,
+                            (tf.constant(0), tf.zeros(shape, tf.float32)))
   return images
 
 
@@ -339,11 +345,13 @@ def sample_fixed_point(params_fn, likelihood, noise, shape, max_iterations=None)
   if max_iterations is None:
     max_iterations = height * width + 1
   images = likelihood.sample_from_noise(params_fn(tf.zeros(shape, tf.float32)), noise)
-  passes = tf.constant(1)
-  changed = tf.constant(True)
-  while changed and passes < max_iterations:
+
+  def next_pass(images, passes, changed):  # pylint: disable=unused-argument
     updated = likelihood.sample_from_noise(params_fn(images), noise)
-    changed = tf.reduce_any(tf.not_equal(updated, images))
-    images = updated
-    passes += 1
+    return updated, passes + 1, tf.reduce_any(tf.not_equal(updated, images))
+
+  # An explicit loop (callers may trace without autograph).
+  images, passes, _ = tf.while_loop(
+      lambda images, passes, changed: changed & (passes < max_iterations), next_pass,
+      (images, tf.constant(1), tf.constant(True)))
   return images, passes

@@ -97,7 +97,8 @@ class GridRenderer:
   below build a renderer per call. With a latent variable both grids go through one trace of
   `model.decode` (any number of images): samples are `model.sample` given that traced decode (the
   same images as without it), so the autoregressive sampler, most of the tracing, is traced once
-  rather than twice.
+  rather than twice. Autograph is off: the samplers' loops are explicit `tf.while_loop`s, and
+  autograph's conversion of every layer's call doubled their tracing.
   """
 
   def __init__(self, model):
@@ -107,11 +108,11 @@ class GridRenderer:
     if getattr(model, 'has_latent', True):
       latents = tf.TensorSpec([None, *model.latent_shape], tf.float32)
       seed = tf.TensorSpec([2], tf.int32)
-      self._encode = tf.function(lambda x, s: model.encode(x, s)[1])
-      self._decode = tf.function(model.decode, input_signature=[latents, seed])
+      self._encode = tf.function(lambda x, s: model.encode(x, s)[1], autograph=False)
+      self._decode = tf.function(model.decode, input_signature=[latents, seed], autograph=False)
       signature = [tf.TensorSpec([], tf.int32), seed]  # One trace for any number of images.
     self._sample = tf.function(lambda count, s: model.sample(count, s, decode=self._decode),
-                               input_signature=signature)
+                               input_signature=signature, autograph=False)
 
   @property
   def can_reconstruct(self):
