@@ -69,7 +69,7 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 5, dtype=tf.float32) -> f
   """
   a = tf.cast(tf.random.stateless_normal([size, size], seed=[1, 2]), dtype)
   b = tf.cast(tf.random.stateless_normal([size, size], seed=[3, 4]), dtype)
-  product = tf.function(lambda a, b: tf.reduce_sum(tf.linalg.matmul(a, b)))
+  product = tf.function(lambda a, b: tf.reduce_sum(tf.linalg.matmul(a, b)), autograph=False)
   product(a, b).numpy()  # Warm-up: trace and first run.
   seconds = _median_seconds(lambda: product(a, b).numpy(), repeats)
   return 2.0 * size**3 / seconds
