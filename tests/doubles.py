@@ -27,11 +27,12 @@ class ConstantWeights:
 
 
 class SamplesAsTheVLAE:
-  """`sample` is `VLAE.sample` itself, drawing z from the double's `prior_distribution()` and
-  decoding it with the double's `decode` (or the caller's traced one)."""
+  """`sample` and `sample_prior` are `VLAE`'s own, drawing z from the double's
+  `prior_distribution()` and decoding it with the double's `decode` (or the caller's traced one)."""
 
   has_latent = True
   sample = model_lib.VLAE.sample
+  sample_prior = model_lib.VLAE.sample_prior
 
 
 def one_line_error(run):

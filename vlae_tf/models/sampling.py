@@ -4,8 +4,8 @@ A lossy reconstruction grid has one row per test image: the image, then several 
 drawn from its own posterior q(z|x). What stays the same along a row is what z encodes (for a VLAE,
 global structure); what changes is what the local-window decoder makes up (texture, stroke details).
 
-This module only needs a model that follows the `VLAE` contract (`sample` with its `decode`
-argument, `encode`, `decode`, `latent_shape` and `data_kind`); restoring a run directory is
+This module only needs a model that follows the `VLAE` contract (`sample_prior`, `sample`,
+`encode`, `decode`, `latent_shape` and `data_kind`); restoring a run directory is
 `run_directory.restore_averaged_model`.
 """
 
@@ -95,24 +95,27 @@ class GridRenderer:
   The `tf.function`s are made in the constructor, so that a renderer called again and again (the
   image summaries of a training run) traces them once; `sample_grid` and `reconstruction_grid`
   below build a renderer per call. With a latent variable both grids go through one trace of
-  `model.decode` (any number of images): samples are `model.sample` given that traced decode (the
-  same images as without it), so the autoregressive sampler, most of the tracing, is traced once
-  rather than twice. Autograph is off: the samplers' loops are explicit `tf.while_loop`s, and
-  autograph's conversion of every layer's call doubled their tracing.
+  `model.decode` (any number of images): samples are `decode(*model.sample_prior(n, seed))`, what
+  `model.sample` draws, so the autoregressive sampler, most of the work of a first grid, is traced
+  and optimized once rather than twice. Autograph is off: the samplers' loops are explicit
+  `tf.while_loop`s, and autograph's conversion of every layer's call doubled their tracing.
   """
 
   def __init__(self, model):
     self.model = model
     self._encode = self._decode = None  # A PixelCNN without latent variable: nothing to decode.
-    signature = None
     if getattr(model, 'has_latent', True):
       latents = tf.TensorSpec([None, *model.latent_shape], tf.float32)
       seed = tf.TensorSpec([2], tf.int32)
       self._encode = tf.function(lambda x, s: model.encode(x, s)[1], autograph=False)
       self._decode = tf.function(model.decode, input_signature=[latents, seed], autograph=False)
-      signature = [tf.TensorSpec([], tf.int32), seed]  # One trace for any number of images.
-    self._sample = tf.function(lambda count, s: model.sample(count, s, decode=self._decode),
-                               input_signature=signature, autograph=False)
+      sample_prior = tf.function(model.sample_prior, autograph=False,
+                                 input_signature=[tf.TensorSpec([], tf.int32), seed])
+      # `model.sample` in two calls, so that samples and reconstructions run the one decode
+      # graph (as a nested function, the sampler was optimized again inside the sample graph).
+      self._sample = lambda count, s: self._decode(*sample_prior(count, s))
+    else:
+      self._sample = tf.function(model.sample, autograph=False)
 
   @property
   def can_reconstruct(self):

@@ -247,13 +247,19 @@ class VLAE(keras.Model):
         the autoregressive sampler. The same images for the same seed either way. Unused
         without a latent variable.
     """
-    prior_seed, decode_seed = seeds.split_seed(seed, 2)
     if not self.has_latent:
+      _, decode_seed = seeds.split_seed(seed, 2)
       return self.decode(None, decode_seed, method=method, num_images=num_images)
-    z = self.prior_distribution().sample(num_images, seed=prior_seed)
+    z, decode_seed = self.sample_prior(num_images, seed)
     if decode is None:
       return self.decode(z, decode_seed, method=method)
     return decode(z, decode_seed)
+
+  def sample_prior(self, num_images: int, seed):
+    """The first half of `sample`: (z ~ p(z) [num_images, ...latent], the int32 [2] seed with
+    which `sample` decodes it). `decode(z, that seed)` gives `sample(num_images, seed)`."""
+    prior_seed, decode_seed = seeds.split_seed(seed, 2)
+    return self.prior_distribution().sample(num_images, seed=prior_seed), decode_seed
 
   # -- Set-up -----------------------------------------------------------------------------------
 
