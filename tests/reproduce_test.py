@@ -50,9 +50,11 @@ class ResolveTest(absltest.TestCase):
 
 @pytest.mark.slow
 def test_reproduce_two_tiny_experiments_then_resume_without_retraining(tmp_path, shared_data):
+  # No image summaries: the tables never read them, and each bin/train would trace a sampler.
   settings = reproduce.Settings(
       train_steps=4, num_samples=3, max_examples=7, curve_num_samples=2, curve_max_examples=4,
-      batch_size=4, data_dir=str(shared_data), gin_files=(TINY,))
+      batch_size=4, data_dir=str(shared_data), gin_files=(TINY,),
+      gin_params=('train.num_summary_images = 0',))
   files = ['mnist_vlae.gin', 'mnist_factorized_vae.gin']
   results = reproduce.reproduce(str(tmp_path), files, settings)
 
