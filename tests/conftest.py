@@ -51,26 +51,24 @@ def run_dir(tmp_path):
 
 
 # The files that take longest, longest first: xdist starts them first (pytest_configure).
-SLOWEST_FILES = (  # By their sums of --durations on the full suite (December 2026, session 16).
+SLOWEST_FILES = (  # By their sums of --durations on the full suite (December 2026).
     'reliability_test.py',
-    'cli_test.py',
     'checkpoints_test.py',
     'export_test.py',
+    'cli_test.py',
+    'multiworker_test.py',
+    'user_images_run_test.py',
     'reproduce_test.py',
     'precision_test.py',
-    'checkpoint_compat_test.py',
-    'user_images_run_test.py',
-    'pretrained_test.py',
-    'benchmark_test.py',
-    'model_test.py',
-    'multiworker_test.py',
-    'gated_resnet_pixelcnn_test.py',
     'training_test.py',
-    'experiments_test.py',
-    'bitsback_test.py',
-    'disk_full_test.py',
-    'evaluation_test.py',
+    'benchmark_test.py',
     'signals_anytime_test.py',
+    'disk_full_test.py',
+    'first_hour_test.py',
+    'gated_resnet_pixelcnn_test.py',
+    'bitsback_test.py',
+    'evaluation_test.py',
+    'checkpoint_compat_test.py',
     'inspection_test.py',
 )
 
