@@ -1,4 +1,4 @@
-"""Tests of optimizers.py: FusedAdamax computes tf_keras's Adamax, in fewer ops, same checkpoints."""
+"""Tests of optimizers.py: FusedAdamax computes tf_keras's Adamax in fewer ops, same checkpoints."""
 
 import numpy as np
 import tensorflow as tf
