@@ -202,7 +202,8 @@ class Trainer:
     self.ema = None
     # Without autograph: the step has no Python control flow on tensors (the loop and the skip
     # of non-finite steps are tf.while_loop and tf.cond), and autograph's conversion of every
-    # layer's call doubled the tracing of the first step (4.3 s against 8.1 s, tiny VLAE).
+    # layer's call doubled the tracing of the first step (tiny VLAE, means of two runs: 4.3 s
+    # against 8.1 s).
     self._train_loop = tf.function(self._train_loop_fn, autograph=False)
     self._gradients = tf.function(self._gradients_fn, autograph=False)
 
