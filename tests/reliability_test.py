@@ -2,6 +2,7 @@
 for bad input, and seeded reproducibility. docs/reliability.md lists what each test guarantees.
 """
 
+import gc
 import logging as std_logging
 import os
 import random
@@ -334,19 +335,37 @@ def log_lines():
   logging.set_verbosity(verbosity)
 
 
-def slowed(function, seconds):
-  """A dataset factory like `function` whose every element takes `seconds` more to read."""
+@pytest.fixture
+def slowed():
+  """`slowed(function, seconds)`: a dataset factory like `function` whose every element takes
+  `seconds` more to read, until the test ends.
 
-  def pause(element):
-    waited = tf.ensure_shape(tf.numpy_function(
-        lambda: np.float32(time.sleep(seconds) or 0.0), [], tf.float32, stateful=True), [])
-    return tf.nest.map_structure(lambda tensor: tensor + tf.cast(waited, tensor.dtype), element)
+  An interrupted run's iterators are freed only by the garbage collector (a reference cycle holds
+  them), and deleting one waits for its reads in flight: with 1 s sleeps, whichever later test
+  set off the collection waited for them, up to 95 s (the in-process export of
+  test_sigkill_during_bin_export_leaves_nothing_to_trip_on took 45 to 103 s instead of 9 to 15
+  in about half the runs). So the pauses end with the test, and its
+  garbage is collected here.
+  """
+  ended = threading.Event()
 
-  def slow(*args, **kwargs):
-    return function(*args, **kwargs).map(
-        lambda *element: pause(element if len(element) > 1 else element[0]))
+  def slowed_factory(function, seconds):
 
-  return slow
+    def pause(element):
+      waited = tf.ensure_shape(tf.numpy_function(
+          lambda: np.float32(0.0 * ended.wait(seconds)), [], tf.float32, stateful=True), [])
+      return tf.nest.map_structure(lambda tensor: tensor + tf.cast(waited, tensor.dtype),
+                                   element)
+
+    def slow(*args, **kwargs):
+      return function(*args, **kwargs).map(
+          lambda *element: pause(element if len(element) > 1 else element[0]))
+
+    return slow
+
+  yield slowed_factory
+  ended.set()
+  gc.collect()
 
 
 def train_linear(model_dir, data_dir, *bindings):
@@ -371,7 +390,7 @@ def send_signal_after(signum, delay, sent):
 
 
 def test_progress_lines_come_on_time_whatever_the_summary_interval(shared_data, tmp_path,
-                                                                   monkeypatch, log_lines):
+                                                                   monkeypatch, log_lines, slowed):
   """Steps slowed to 20 ms, no summary before the last step: lines still come every second (the
   interval is shortened from 10 s), and the ETA is measured after compilation."""
   monkeypatch.setattr(progress, 'PROGRESS_SECONDS', 1.0)
@@ -391,7 +410,7 @@ def test_progress_lines_come_on_time_whatever_the_summary_interval(shared_data, 
 
 
 def test_sigterm_during_a_long_chunk_is_answered_with_a_checkpoint_in_seconds(
-    shared_data, tmp_path, monkeypatch, log_lines):
+    shared_data, tmp_path, monkeypatch, log_lines, slowed):
   """3000 steps of 20 ms without a boundary (a minute in one chunk before): SIGTERM 1 s after the
   first step is answered within a chunk (2 s) and a save."""
   monkeypatch.setattr(batching, 'training_batches', slowed(batching.training_batches, 0.02))
@@ -412,7 +431,7 @@ def test_sigterm_during_a_long_chunk_is_answered_with_a_checkpoint_in_seconds(
 
 @pytest.mark.slow
 def test_validation_passes_are_announced_with_progress_and_abandoned_on_sigint(
-    shared_data, tmp_path, monkeypatch, log_lines):
+    shared_data, tmp_path, monkeypatch, log_lines, slowed):
   """The final validation pass is announced and reports its progress (batches slowed to 0.2 s);
   then a restart gets SIGINT as its final pass begins (batches slowed to 1 s, 20 s in all): the
   pass is abandoned after a batch, the checkpoint saved, and the run stops in seconds."""
