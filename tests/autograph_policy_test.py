@@ -2,8 +2,8 @@
 
 Autograph converts every Python function a traced function calls, each Keras layer's `call`
 included; for the tiny VLAE that was half of the tracing of the first training step (8.1 s against
-4.3 s, means of two runs) and of the sampler (5.7 s against 2.4 s). The package's control flow on tensors is explicit
-(`tf.while_loop`, `tf.cond`), so `autograph=False` loses nothing; a `for x in tf.range(...)` or an
+4.3 s, means of two runs) and of the sampler (5.7 s against 2.4 s). The package's control flow on
+tensors is explicit (`tf.while_loop`, `tf.cond`), so `autograph=False` loses nothing; a `for x in tf.range(...)` or an
 `if tensor:` left in model code fails at trace time under it, which the model and sampler tests
 then show.
 """

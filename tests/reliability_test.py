@@ -343,9 +343,9 @@ def slowed():
   An interrupted run's iterators are freed only by the garbage collector (a reference cycle holds
   them), and deleting one waits for its reads in flight: with 1 s sleeps, whichever later test
   set off the collection waited for them, up to 95 s (the in-process export of
-  test_sigkill_during_bin_export_leaves_nothing_to_trip_on took 45 to 103 s instead of 9 to 15
-  in about half the runs). So the pauses end with the test, and its
-  garbage is collected here.
+  test_sigkill_during_bin_export_leaves_nothing_to_trip_on took 45 to 103 s instead of 8.5 to 15
+  in 6 of 12 runs of this file). So the pauses end with the test, and its garbage is collected
+  here.
   """
   ended = threading.Event()
 
