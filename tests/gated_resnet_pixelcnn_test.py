@@ -255,8 +255,8 @@ class DistributionTest(tf.test.TestCase, parameterized.TestCase):
     cached = np.full(parallel.shape, np.nan, np.float32)
 
     def keep(params, row, col):
-      cached[:, int(row), col] = params.numpy()
-      return images[:, int(row), col]
+      cached[:, int(row), int(col)] = params.numpy()
+      return images[:, int(row), int(col)]
 
     chosen = decoder.autoregress(context, likelihood, keep, images.shape.as_list())
     self.assertAllEqual(chosen, images)

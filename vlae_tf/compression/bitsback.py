@@ -179,8 +179,8 @@ class BitsBackCoder:
                                   f'{type(decoder).__name__}.')
 
     def choose_pixel(params, row, col):
-      return tf.numpy_function(lambda logits, r: self._pixel(logits, int(r), col),
-                               [params, row], tf.float32, stateful=True)
+      return tf.numpy_function(lambda logits, r, c: self._pixel(logits, int(r), int(c)),
+                               [params, row, col], tf.float32, stateful=True)
 
     @tf.function(input_signature=[latent_spec], autograph=False)
     def pixel_pass(z):

@@ -302,19 +302,17 @@ class GatedPixelCNN(keras.layers.Layer):
         merged += dense(pixelcnn.gate(pre_activation), out_kernel, out_bias)
       return dense(tf.nn.elu(merged), output_kernel, output_bias), values
 
-    def columns(tensor):  # [B, W, ...] -> [W, B, ...]
-      return tf.transpose(tensor, [1, 0] + list(range(2, tensor.shape.rank)))
-
     # Not converted by autograph: the loops below are over Python lists or explicit.
     @tf.autograph.experimental.do_not_convert
     def draw_row(row, buffer):
       """Draws row `row` given the network inputs of the rows above; returns [B, W, C]."""
       strip = tf.slice(buffer, [0, row, 0, 0], [-1, window_height, -1, -1])
       vertical_row = self._vertical_row(strip, row, vertical_terms)  # [B, W, F]
-      vertical = columns(tf.nn.bias_add(tf.nn.convolution(
+      vertical = pixelcnn.columns(tf.nn.bias_add(tf.nn.convolution(
           vertical_row[:, None], to_horizontal_kernel, padding='VALID'),
           to_horizontal_bias)[:, 0])  # [W, B, F]
-      at_row = lambda term: None if term is None else columns(tf.gather(term, row, axis=1))
+      at_row = lambda term: (None if term is None
+                             else pixelcnn.columns(tf.gather(term, row, axis=1)))
       horizontal_row = [at_row(term) for term in horizontal_terms]  # [W, B, 2F]
       block_row = [at_row(term) for term in block_terms]
       noise_row = tf.nest.map_structure(at_row, noise)  # [W, B, ...]
@@ -336,7 +334,7 @@ class GatedPixelCNN(keras.layers.Layer):
       _, _, pixels = tf.while_loop(
           lambda col, *_: col < width, body,
           (tf.constant(0), lefts, tf.TensorArray(tf.float32, size=width)))
-      return columns(pixels.stack())
+      return pixelcnn.rows_of(pixels)
 
     # Network inputs of the drawn rows below window_height rows of zeros (the padding above the
     # image): rows r - window_height .. r - 1 of the image are rows r .. r + window_height - 1.

@@ -221,8 +221,8 @@ class GatedResNetPixelCNN(keras.layers.Layer):
     Args:
       context: [B, H, W, K] context map, or None.
       likelihood: the pixel likelihood whose parameters this decoder outputs.
-      choose_pixel: `(params [B, P], row, col) -> [B, C]` pixels; `row` is a scalar int32 tensor,
-        `col` a Python int. Called in raster order.
+      choose_pixel: `(params [B, P], row, col) -> [B, C]` pixels; `row` and `col` are scalar int32
+        tensors. Called in raster order.
       shape: [B, H, W, C]; H, W, C static, B may be a scalar tensor.
 
     Returns:
@@ -262,44 +262,52 @@ class GatedResNetPixelCNN(keras.layers.Layer):
       """The kernel's top row applied to a whole previous row: [B, W, C_in] -> [B, W, C_out]."""
       return tf.nn.conv2d(row_values[:, None], kernel[:1], strides=1, padding='SAME')[:, 0]
 
-    def nins(stage, hidden, row, col):
-      for kernel, bias in zip(nin_kernels[stage], nin_biases[stage]):
-        hidden = hidden + self.residual_scale * tf.nn.elu(
-            tf.matmul(hidden, kernel) + bias[row, col])
-      return hidden
-
     def step_row(row, previous_x, previous_inputs):
       """Chooses one row given the previous row of pixels and of every masked layer's input."""
-      stem_above = above(previous_x, image_kernel) + stem_term[:, row]  # [B, W, F]
-      layer_above = [above(values, kernel) + bias[row]
+      # Column-major [W, ...]: a column is then a slice of the first axis.
+      stem_above = pixelcnn.columns(above(previous_x, image_kernel) + stem_term[:, row])
+      layer_above = [pixelcnn.columns(above(values, kernel) + bias[row])  # [W, B, C_out]
                      for values, kernel, bias in zip(previous_inputs, masked_kernels,
                                                      masked_biases)]
-      pixels, inputs = [], [[] for _ in masked_kernels]
-      left_x = tf.zeros([batch, channels])
-      lefts = [tf.zeros([batch, kernel.shape[2]]) for kernel in masked_kernels]
+      row_nin_biases = [[bias[row] for bias in stage] for stage in nin_biases]  # [W, C] each
 
-      def masked_at(index, col, value):
-        """Layer `index` at (row, col) given its input there; caches the input."""
-        kernel = masked_kernels[index]
-        inputs[index].append(value)
-        out = (layer_above[index][:, col] + tf.matmul(lefts[index], kernel[1, 0])
-               + tf.matmul(value, kernel[1, 1]))
-        lefts[index] = value
-        return out
+      def nins(stage, hidden, col):
+        for kernel, bias in zip(nin_kernels[stage], row_nin_biases[stage]):
+          hidden = hidden + self.residual_scale * tf.nn.elu(tf.matmul(hidden, kernel) + bias[col])
+        return hidden
 
-      for col in range(width):
-        hidden = tf.nn.elu(stem_above[:, col] + tf.matmul(left_x, image_kernel[1, 0]))
-        hidden = nins(0, hidden, row, col)
+      def step_column(col, left_x, lefts, pixels, inputs):
+        """Chooses the pixel at (row, col); caches every masked layer's input there."""
+        lefts, inputs = list(lefts), list(inputs)
+
+        def masked_at(index, value):
+          """Layer `index` at (row, col) given its input there."""
+          kernel = masked_kernels[index]
+          inputs[index] = inputs[index].write(col, value)
+          out = (layer_above[index][col] + tf.matmul(lefts[index], kernel[1, 0])
+                 + tf.matmul(value, kernel[1, 1]))
+          lefts[index] = value
+          return out
+
+        hidden = tf.nn.elu(stem_above[col] + tf.matmul(left_x, image_kernel[1, 0]))
+        hidden = nins(0, hidden, col)
         for stage in range(1, self.num_stages):
-          gated = self._gate(masked_at(2 * stage - 2, col, hidden))
-          residual = masked_at(2 * stage - 1, col, gated)
+          gated = self._gate(masked_at(2 * stage - 2, hidden))
+          residual = masked_at(2 * stage - 1, gated)
           hidden = tf.nn.elu(hidden + self.residual_scale * residual)
-          hidden = nins(stage, hidden, row, col)
-        params = masked_at(len(masked_kernels) - 1, col, hidden)  # [B, P]
+          hidden = nins(stage, hidden, col)
+        params = masked_at(len(masked_kernels) - 1, hidden)  # [B, P]
         pixel = tf.ensure_shape(choose_pixel(params, row, col), [None, channels])
-        pixels.append(pixel)
-        left_x = likelihood.network_input(pixel)
-      return tf.stack(pixels, 1), [tf.stack(values, 1) for values in inputs]
+        return (col + 1, likelihood.network_input(pixel), lefts, pixels.write(col, pixel),
+                inputs)
+
+      # The left neighbour of column 0 is every layer's zero padding.
+      start = (tf.constant(0), tf.zeros([batch, channels]),
+               [tf.zeros([batch, kernel.shape[2]]) for kernel in masked_kernels],
+               tf.TensorArray(tf.float32, size=width),
+               [tf.TensorArray(tf.float32, size=width) for _ in masked_kernels])
+      _, _, _, pixels, inputs = pixelcnn.column_loop(step_column, start, width)
+      return pixelcnn.rows_of(pixels), [pixelcnn.rows_of(values) for values in inputs]
 
     def next_row(row, rows, previous_x, previous_inputs):
       previous_x_network = tf.where(
@@ -307,7 +315,7 @@ class GatedResNetPixelCNN(keras.layers.Layer):
       new_x, new_inputs = step_row(row, previous_x_network, previous_inputs)
       return row + 1, rows.write(row, new_x), new_x, new_inputs
 
-    # An explicit loop over rows (callers may trace without autograph); columns are unrolled.
+    # Explicit loops over rows and columns (callers may trace without autograph; `column_loop`).
     start = (tf.constant(0), tf.TensorArray(tf.float32, size=height),
              tf.zeros([batch, width, channels]),
              [tf.zeros([batch, width, kernel.shape[2]]) for kernel in masked_kernels])
