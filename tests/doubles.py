@@ -1,7 +1,11 @@
 """Test doubles shared by several test modules."""
 
+import os
+import pathlib
+
 import numpy as np
 import pytest
+from tensorboard.compat.proto import event_pb2
 import tensorflow as tf
 import tf_keras as keras
 
@@ -9,6 +13,18 @@ from vlae_tf.cli import user_errors
 from vlae_tf.training import distribution
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import trainer as trainer_lib
+
+
+def scalars(directory, tag):
+  """{step: value} of a scalar summary over the event files in `directory` (later files win)."""
+  values = {}
+  for path in sorted(pathlib.Path(directory).glob('events.out.tfevents.*'), key=os.path.getmtime):
+    for record in tf.data.TFRecordDataset(str(path)):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        if value.tag == tag:
+          values[event.step] = float(tf.make_ndarray(value.tensor))
+  return values
 
 
 class ConstantWeights:

@@ -19,7 +19,6 @@ from absl import logging
 import gin
 import numpy as np
 import pytest
-from tensorboard.compat.proto import event_pb2
 import tensorflow as tf
 
 import doubles
@@ -76,18 +75,6 @@ def read_checkpoint(path):
           if name.endswith('.ATTRIBUTES/VARIABLE_VALUE')}
 
 
-def scalars(directory, tag):
-  """{step: value} of a scalar summary over every event file (later files win)."""
-  values = {}
-  for path in sorted(directory.glob('events.out.tfevents.*'), key=os.path.getmtime):
-    for record in tf.data.TFRecordDataset(str(path)):
-      event = event_pb2.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        if value.tag == tag:
-          values[event.step] = float(tf.make_ndarray(value.tensor))
-  return values
-
-
 @pytest.mark.slow
 def test_kill_and_sigterm_then_resume_reproduce_the_uninterrupted_run(shared_data, tmp_path):
   """SIGKILL at a random moment after the first checkpoint, then a restart of the same command,
@@ -136,8 +123,8 @@ def test_kill_and_sigterm_then_resume_reproduce_the_uninterrupted_run(shared_dat
   for name in want:
     np.testing.assert_array_equal(got[name], want[name], err_msg=name)
   # Reproducibility: identical losses step for step (the killed run's too).
-  want_losses = scalars(reference_dir / 'train', 'loss')
-  got_losses = scalars(run_dir / 'train', 'loss')
+  want_losses = doubles.scalars(reference_dir / 'train', 'loss')
+  got_losses = doubles.scalars(run_dir / 'train', 'loss')
   assert set(range(1, after_term + 1)) <= set(got_losses)
   assert got_losses == {step: want_losses[step] for step in got_losses}
   assert not list(run_dir.glob('ckpt-*_temp*'))
@@ -279,7 +266,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(shared_data, tmp_path, m
   for name in before:
     if not name.startswith(('step/', 'save_counter/')):  # Weights, averages, slots, iterations.
       np.testing.assert_array_equal(after[name], before[name], err_msg=name)
-  assert scalars(tmp_path / 'run' / 'train', 'bad_steps') == {1: 0.0, 2: 1.0}
+  assert doubles.scalars(tmp_path / 'run' / 'train', 'bad_steps') == {1: 0.0, 2: 1.0}
 
   # From step 3 on every batch is NaN: two in a row stop the run, the latest checkpoint intact.
   monkeypatch.setattr(batching, 'training_batches', nan_batches_at(set(range(2, 50)), False))
@@ -459,7 +446,7 @@ def test_validation_passes_are_announced_with_progress_and_abandoned_on_sigint(
   assert tf.train.latest_checkpoint(str(tmp_path / 'run')).endswith('ckpt-4')
   assert log_lines.matching(r'^Final validation at step 4 abandoned after')
   assert answered - sent[0] <= 6.0, answered - sent[0]  # A batch and a save, not 20 batches.
-  assert 4 not in scalars(tmp_path / 'run' / 'validation', 'elbo_nats')
+  assert 4 not in doubles.scalars(tmp_path / 'run' / 'validation', 'elbo_nats')
 
 
 class TimedLines:

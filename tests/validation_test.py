@@ -4,11 +4,11 @@ The evaluator double sums fixed per-image ELBO terms over the real (weight 1) im
 batches, as `distribution.DistributedEvaluator` does, and calls `report` after every batch.
 """
 
-import os
 import types
 
-from tensorboard.compat.proto import event_pb2
 import tensorflow as tf
+
+import doubles
 
 from vlae_tf.training import actions
 from vlae_tf.training import validation
@@ -52,17 +52,6 @@ def chunk(step, first=False, final=False):
   return actions.Chunk(step=step, num_steps=1, seconds=0.1, metrics={}, first=first, final=final)
 
 
-def scalars(directory, tag):
-  values = {}
-  for name in tf.io.gfile.listdir(directory):
-    for record in tf.data.TFRecordDataset(os.path.join(directory, name)):
-      event = event_pb2.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        if value.tag == tag:
-          values[event.step] = float(tf.make_ndarray(value.tensor))
-  return values
-
-
 class ValidationPassesTest(tf.test.TestCase):
 
   def passes(self, evaluator, stop=None, multi_worker=False, eval_every=2):
@@ -86,7 +75,8 @@ class ValidationPassesTest(tf.test.TestCase):
     # Mean ELBO of images 0..4: -(1 + 2 + 3 + 4 + 5) / 5; 3 nats / (105 ln 2) = 0.0412 bits/dim.
     self.assertAllClose(passes.metrics, {'elbo': -3.0, 'kl': 0.5, 'log_px_z': -3.5,
                                          'nll_bound': 3.0})
-    self.assertAllClose(scalars(self.directory, 'nll_bound_nats'), {2: 3.0, 4: 3.0, 5: 3.0})
+    self.assertAllClose(doubles.scalars(self.directory, 'nll_bound_nats'),
+                        {2: 3.0, 4: 3.0, 5: 3.0})
     messages = [record.getMessage() for record in logs.records]
     self.assertStartsWith(messages[0], 'Compiled the validation step in ')
     self.assertIn('Validation at step 2: 5 images of valid.', messages)
@@ -119,7 +109,7 @@ class ValidationPassesTest(tf.test.TestCase):
     self.assertEqual(passes.metrics, {})
     self.assertStartsWith(logs.records[0].getMessage(), 'Validation at step 2 abandoned after ')
     self.assertFalse(passes.final_pass(2))  # Stopping: no metrics.
-    self.assertEqual(scalars(self.directory, 'elbo_nats'), {})
+    self.assertEqual(doubles.scalars(self.directory, 'elbo_nats'), {})
     passes(chunk(4))  # Once stopping, no pass begins.
     passes.start(chunk(1, first=True))  # Nor is anything traced.
     self.assertEqual(evaluator.calls, [])

@@ -249,8 +249,6 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   except errors.TrainingInterrupted:
     if chief:
       summaries.end_hparams_session(model_dir, 'stopped')
-    for writer in writers.values():  # The binary may end at once now (cli.binaries.run_binary).
-      writer.flush()
     raise
   except errors.NonFiniteError:
     if chief:
@@ -260,6 +258,9 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
     if not multi_worker:
       raise
     raise distribution.lost_worker_error(error, strategy, model_dir) from None
+  finally:
+    for writer in writers.values():  # The binary ends at once now (cli.binaries.run_binary).
+      writer.flush()
   if chief:
     summaries.end_hparams_session(model_dir, 'success')
   return metrics
