@@ -244,6 +244,10 @@ class GatedResNetPixelCNN(keras.layers.Layer):
     masked_uses.append(self.output_conv)  # In order: gated_1, post_1, ..., output.
     masked_kernels = [conv.effective_kernel() for conv in masked_uses]
     nin_kernels = [[conv.effective_kernel()[0, 0] for conv in stage] for stage in self.nin_convs]
+    # The centre row's left and centre taps, taken once rather than at every pixel.
+    image_left = image_kernel[1, 0]  # [C, F]
+    masked_lefts = [kernel[1, 0] for kernel in masked_kernels]  # [C_in, C_out] each
+    masked_centres = [kernel[1, 1] for kernel in masked_kernels]
 
     def bias_map(conv):
       """[1 or B, H, W, C_out] bias of a use at every pixel."""
@@ -282,14 +286,13 @@ class GatedResNetPixelCNN(keras.layers.Layer):
 
         def masked_at(index, value):
           """Layer `index` at (row, col) given its input there."""
-          kernel = masked_kernels[index]
           inputs[index] = inputs[index].write(col, value)
-          out = (layer_above[index][col] + tf.matmul(lefts[index], kernel[1, 0])
-                 + tf.matmul(value, kernel[1, 1]))
+          out = (layer_above[index][col] + tf.matmul(lefts[index], masked_lefts[index])
+                 + tf.matmul(value, masked_centres[index]))
           lefts[index] = value
           return out
 
-        hidden = tf.nn.elu(stem_above[col] + tf.matmul(left_x, image_kernel[1, 0]))
+        hidden = tf.nn.elu(stem_above[col] + tf.matmul(left_x, image_left))
         hidden = nins(0, hidden, col)
         for stage in range(1, self.num_stages):
           gated = self._gate(masked_at(2 * stage - 2, hidden))

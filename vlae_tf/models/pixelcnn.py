@@ -242,6 +242,12 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     if context is not None:
       first_term += tf.cast(self.context_conv(context), tf.float32)
 
+    # The centre row's left and centre taps and the 1x1 matrices, taken once rather than per pixel.
+    input_left = input_kernel[1, 0]  # [C, F]
+    block_taps = [(kernel[1, 0], kernel[1, 1]) for kernel, _ in block_kernels]  # [F, F] each
+    pointwise_matrices = [(kernel[0, 0], bias) for kernel, bias in pointwise]
+    output_matrix = output_kernel[0, 0]  # [F, P]
+
     def above(row, kernel):
       """Contribution of the kernel's top row to every pixel of the next row: [B, W, F]."""
       # row: [B, W, Cin] -> [B, 1, W, Cin]; kernel[0]: [3, Cin, F] -> [1, 3, Cin, F]
@@ -256,16 +262,16 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
       def step_column(col, left_x, lefts, pixels, features):
         """Chooses the pixel at (row, col); caches every layer's input there."""
         lefts, features = list(lefts), list(features)
-        hidden = first_above[col] + tf.matmul(left_x, input_kernel[1, 0])
-        for index, ((kernel, _), (pw_kernel, pw_bias)) in enumerate(
-            zip(block_kernels, pointwise)):
+        hidden = first_above[col] + tf.matmul(left_x, input_left)
+        for index, ((left, centre), (pw_matrix, pw_bias)) in enumerate(
+            zip(block_taps, pointwise_matrices)):
           activation = tf.nn.elu(hidden)
           features[index] = features[index].write(col, activation)
-          hidden += (block_above[index][col] + tf.matmul(lefts[index], kernel[1, 0])
-                     + tf.matmul(activation, kernel[1, 1]))
+          hidden += (block_above[index][col] + tf.matmul(lefts[index], left)
+                     + tf.matmul(activation, centre))
           lefts[index] = activation
-          hidden += tf.matmul(tf.nn.elu(hidden), pw_kernel[0, 0]) + pw_bias
-        params = tf.matmul(tf.nn.elu(hidden), output_kernel[0, 0]) + output_bias  # [B, P]
+          hidden += tf.matmul(tf.nn.elu(hidden), pw_matrix) + pw_bias
+        params = tf.matmul(tf.nn.elu(hidden), output_matrix) + output_bias  # [B, P]
         pixel = tf.ensure_shape(choose_pixel(params, row, col), [None, channels])
         return (col + 1, likelihood.network_input(pixel), lefts, pixels.write(col, pixel),
                 features)
