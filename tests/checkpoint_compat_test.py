@@ -1,4 +1,5 @@
-"""Checkpoints written before the training loop was split into modules (issue 13) still restore.
+"""Checkpoints written by commit e06a543, before the training loop was split into modules, still
+restore.
 
 tests/testdata/run_e06a543/ is a two-step run of a tiny static-MNIST VLAE written by commit
 e06a543, with what that code computed from it (expected.json, made by
@@ -93,14 +94,16 @@ def test_training_state_resumes_with_the_same_next_step(run_dir):
 
 
 def test_evaluation_of_the_old_run_is_unchanged(run_dir, shared_data):
-  evaluator = evaluation.CheckpointEvaluator(
-      run_dir, 'test', 4, 4, 4, str(shared_data), None, 0,
-      distribution.make_strategy(['/cpu:0', '/cpu:1']))
-  report = evaluator(evaluator.checkpoint, progress=False)
+  """The numbers of the old run's evaluation (recorded since importance samples are drawn per
+  image: expected.json's eval_test_k4_n4_made_by), on two replicas and on one alike."""
   expected = EXPECTED['eval_test_k4_n4']
-  assert report['num_examples'] == expected['num_examples']
-  for key in ('nll_nats', 'elbo_nats', 'kl_nats'):
-    assert_close(report[key], expected[key])
+  for devices in (['/cpu:0', '/cpu:1'], ['/cpu:0']):
+    evaluator = evaluation.CheckpointEvaluator(
+        run_dir, 'test', 4, 4, 4, str(shared_data), None, 0, distribution.make_strategy(devices))
+    report = evaluator(evaluator.checkpoint, progress=False)
+    assert report['num_examples'] == expected['num_examples']
+    for key in ('nll_nats', 'elbo_nats', 'kl_nats'):
+      assert_close(report[key], expected[key])
 
 
 def _soft_free_bits():
@@ -113,9 +116,9 @@ def _soft_free_bits():
 def checkpoint_keys(experiment):
   """'name shape dtype' of every tensor of a training checkpoint of `experiment` under tiny.gin.
 
-  The binary experiments whose decoder became the first author's after e06a543 (issue 23) are
-  built with the decoder they had then, models/depth_limited_decoder.gin: that config must still
-  write what their checkpoints held.
+  The binary experiments whose decoder became the first author's after e06a543
+  (gin/models/vlae_binary.gin) are built with the decoder they had then,
+  models/depth_limited_decoder.gin: that config must still write what their checkpoints held.
   """
   gin_parsing.parse_gin([experiment, 'testing/tiny.gin'])
   if gin.query_parameter('VLAE.decoder').selector == 'pixelcnn.GatedResNetPixelCNN':

@@ -179,6 +179,7 @@ def test_eval_report(trained, shared_data):
                                  data_dir=str(shared_data), batch_size=4)
   with open(trained / 'eval_test.json') as f:
     saved = json.load(f)
+  assert saved.pop('pieces') == report.pop('pieces')  # one piece: this process's
   assert saved == pytest.approx(report)
   for key in ('nll_nats', 'bits_per_dim', 'elbo_nats', 'kl_nats', 'num_examples', 'num_samples',
               'nll_stderr_nats', 'reconstruction_nats', 'step', 'checkpoint', 'split', 'dataset'):
@@ -244,8 +245,8 @@ def test_export_binary(trained, exported_by_binary):
   assert os.path.isfile(os.path.join(path, 'saved_model.pb'))
 
 
-# Issue 27 (first_hour_test.py), 2 and 5: a quiet console, results once on stdout (a line, or
-# --json); 6: eval in TensorBoard.
+# A new user's first hour (the rest is in first_hour_test.py): a quiet console, results once on
+# stdout (a line, or --json), eval in TensorBoard.
 
 _ABSL_PREFIX = re.compile(r'^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]')
 

@@ -85,11 +85,18 @@ def test_config_differences_ignore_bookkeeping():
 
 
 def test_config_differences_ignore_a_new_parameter_at_its_default():
-  """A run started before VLAE.precision existed resumes under today's code, which writes it."""
-  old = "VLAE.beta = 1.0\n"
-  assert run_directory.config_differences(old, old + "VLAE.precision = 'float32'\n") == []
-  assert run_directory.config_differences(old + "VLAE.precision = 'float32'\n", old) == []
-  assert run_directory.config_differences(old, old + "VLAE.precision = 'mixed_bfloat16'\n") == [
-      "VLAE.precision: <unset> -> 'mixed_bfloat16'"]
+  """A run started before a parameter existed resumes under today's code, which writes it."""
+  old = "VLAE.image_shape = (28, 28, 1)\n"
+  assert run_directory.config_differences(old, old + "VLAE.latent_shape = ()\n") == []
+  assert run_directory.config_differences(old + "VLAE.latent_shape = ()\n", old) == []
+  assert run_directory.config_differences(old, old + "VLAE.latent_shape = (4,)\n") == [
+      'VLAE.latent_shape: <unset> -> (4,)']
   assert run_directory.config_differences(old, old + "NotAConfigurable.x = 1\n") == [
       'NotAConfigurable.x: <unset> -> 1']
+
+
+def test_a_run_may_change_its_precision_between_pieces():
+  """The arithmetic of a piece, not the model: float32 variables under every precision."""
+  old = "VLAE.precision = 'float32'\nVLAE.latent_shape = (4,)\n"
+  new = "VLAE.precision = 'mixed_bfloat16'\nVLAE.latent_shape = (4,)\n"
+  assert run_directory.config_differences(old, new) == []

@@ -1,11 +1,11 @@
-"""Signals at any moment (issue 26): SIGTERM or Ctrl-C (SIGINT) during bin/train's start-up and
-tracing, during an evaluation batch of K = 4096 importance samples, during bin/export and during
-bin/compress. Each binary runs as a user runs it (a subprocess of the checkout, TensorFlow's C++
-logging as is), is signalled when a chosen line appears, and must end with exit status 128 +
-signal, one `stopped:` line, no traceback, and the files the issue asks for: nothing half-written,
-the partial result of an evaluation kept. The five processes run at once (module fixture), so
-the module costs about the slowest of them. Bounds are generous (a loaded machine); the measured
-times go to docs/reliability.md, not to asserts.
+"""Signals at any moment: SIGTERM or Ctrl-C (SIGINT) during bin/train's start-up and tracing, during
+an evaluation batch of K = 4096 importance samples, during bin/export and during bin/compress. Each
+binary runs as a user runs it (a subprocess of the checkout, TensorFlow's C++ logging as is), is
+signalled when a chosen line appears, and must end with exit status 128 + signal, one `stopped:`
+line, no traceback, and the files docs/reliability.md promises: nothing half-written, the partial
+result of an evaluation kept. The five processes run at once (module fixture), so the module costs
+about the slowest of them. Bounds are generous (a loaded machine); the measured times go to
+docs/reliability.md, not to asserts.
 """
 
 import json
@@ -145,20 +145,22 @@ def test_sigterm_during_tracing_exits_at_once_with_nothing_to_save(runs):
   assert not _checkpoints(root / 'train_tracing')
 
 
-def test_ctrl_c_during_an_evaluation_batch_keeps_the_partial_result(runs):
+def test_ctrl_c_during_an_evaluation_batch_keeps_the_images_done(runs):
   root, results = runs
   line = results['eval'].stopped_line()
   model_dir = root / 'eval'
-  partial_path = model_dir / 'eval_test_partial.json'
-  match = re.fullmatch(r'stopped: interrupted by SIGINT during the evaluation: the partial result '
-                       r'of (\d+) of 40 images \(NLL [\d.]+ \+- [\d.]+ nats, K=4096, step 2\) is '
-                       rf'in {re.escape(str(partial_path))}', line)
+  progress_path = model_dir / 'eval_test_k4096_n40_seed0.partial.json'
+  match = re.fullmatch(r'stopped: interrupted by SIGINT during the evaluation: (\d+) of 40 images '
+                       r'done \(NLL so far [\d.]+ nats, K=4096, step 2\), kept in '
+                       rf'{re.escape(str(progress_path))}', line)
   assert match, line
-  with open(partial_path) as f:
-    partial = json.load(f)
-  assert partial['partial'] is True and partial['num_examples'] == int(match[1])
-  assert 4 <= partial['num_examples'] < 40 and partial['num_examples'] % 4 == 0
-  assert partial['num_examples_planned'] == 40 and np.isfinite(partial['nll_nats'])
+  with open(progress_path) as f:
+    kept = json.load(f)
+  report = kept['report']
+  assert report['partial'] is True and report['num_examples'] == int(match[1])
+  assert 4 <= report['num_examples'] < 40 and report['num_examples'] % 4 == 0
+  assert report['num_examples_planned'] == 40 and np.isfinite(report['nll_nats'])
+  assert len(kept['values']['nll']) == report['num_examples']  # what the same command continues
   # The split's result and the history hold complete evaluations only.
   assert not (model_dir / 'eval_test.json').exists()
   assert not (model_dir / 'eval_history.jsonl').exists()

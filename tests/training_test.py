@@ -24,7 +24,9 @@ import doubles
 from vlae_tf import gin_parsing
 from vlae_tf.training import actions
 from vlae_tf.training import distribution
+from vlae_tf.training import controller as controller_lib
 from vlae_tf.training import loop as training
+from vlae_tf.training import run_directory
 from vlae_tf.training import settings as settings_lib
 
 
@@ -83,7 +85,7 @@ def no_stop():
 def test_controller_runs_one_traced_step_then_chunks_to_each_boundary():
   trainer, calls, chunks = FakeTrainer(), [], []
   recorders = [Recorder('a', calls, chunks.append), Recorder('b', calls)]
-  controller = training.Controller(trainer, None, recorders, no_stop(), train_steps=8,
+  controller = controller_lib.Controller(trainer, None, recorders, no_stop(), train_steps=8,
                                    boundaries=(3, 0, None))
   assert controller.run(0) == (8, None)
   # The traced step, one timed step (progress.ChunkPacer), then to each boundary: never past a
@@ -105,7 +107,7 @@ def test_controller_resumes_from_a_step_and_stops_before_a_chunk_on_a_signal():
     if chunk.step == 6:
       stop.signum, stop.requested = signal.SIGTERM, True
 
-  controller = training.Controller(trainer, None, [Recorder('a', calls, signal_arrives)], stop,
+  controller = controller_lib.Controller(trainer, None, [Recorder('a', calls, signal_arrives)], stop,
                                    train_steps=100, boundaries=(2,))
   assert controller.run(4) == (6, signal.SIGTERM)
   assert trainer.chunks == [1, 1]  # Steps 5 (traced), 6; then the flag stops the loop.
@@ -114,7 +116,7 @@ def test_controller_resumes_from_a_step_and_stops_before_a_chunk_on_a_signal():
 
 def test_controller_marks_the_chunk_that_reaches_too_many_bad_steps():
   trainer, chunks = FakeTrainer(bad={3, 4}), []
-  controller = training.Controller(trainer, None, [Recorder('a', [], chunks.append)], no_stop(),
+  controller = controller_lib.Controller(trainer, None, [Recorder('a', [], chunks.append)], no_stop(),
                                    train_steps=10, boundaries=(10,), max_consecutive_bad_steps=2)
   controller.run(0)  # No action raises NonFiniteError here: the loop goes on.
   assert trainer.chunks == [1, 1, 8, 6]  # The third chunk, of 8 steps, stopped at step 4.
@@ -126,7 +128,7 @@ def test_workers_stop_together_when_any_of_them_got_a_signal():
   trainer = FakeTrainer()
   with mock.patch.object(distribution, 'agree_across_workers',
                          side_effect=[(1, False), (1, True)]) as agree:
-    controller = training.Controller(trainer, None, [], no_stop(), train_steps=5,
+    controller = controller_lib.Controller(trainer, None, [], no_stop(), train_steps=5,
                                      multi_worker=True, strategy='strategy')
     assert controller.run(0) == (1, signal.SIGTERM)  # Another worker's signal: SIGTERM.
   assert agree.call_args_list[0] == mock.call('strategy', 1, False)
@@ -147,13 +149,14 @@ def test_train_takes_settings_instead_of_gin(shared_data, tmp_path):
 # End to end: the real VLAE, tiny, on real static MNIST, 2 replicas.
 
 
-def tiny_run_config(**train_bindings):
+def tiny_run_config(precision='float32', **train_bindings):
   """The static MNIST VLAE shrunk by gin/testing/tiny.gin, plus `train` bindings."""
   bindings = dict(batch_size=4, summary_every=1, checkpoint_every=2, eval_every=0,
                   eval_examples=4, num_summary_images=0, max_checkpoints_to_keep=5)
   bindings.update(train_bindings)
   gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],
-                [f'train.{key} = {value!r}' for key, value in bindings.items()])
+                        [f'train.{key} = {value!r}' for key, value in bindings.items()]
+                        + [f'VLAE.precision = {precision!r}'])
 
 
 def read_checkpoint(path):
@@ -281,3 +284,20 @@ def test_model_without_latent_trains_through_validation_and_image_summaries(shar
   assert np.isfinite(validation['elbo'])
   assert 'samples' in summary_tags(run / 'validation')
   assert tf.train.latest_checkpoint(str(run)).endswith('ckpt-2')
+
+
+@pytest.mark.slow
+def test_a_run_continues_in_another_precision_and_records_each_piece(shared_data, tmp_path):
+  """Two pieces: 2 steps in float32, then 2 in mixed_bfloat16 (the faster one on a CPU with AMX);
+  the checkpoint restores into either, and pieces.jsonl says what each piece did."""
+  run = str(tmp_path / 'run')
+  tiny_run_config(train_steps=2, eval_examples=0)
+  training.train(run, data_dir=str(shared_data), strategy=doubles.one_replica())
+  tiny_run_config(train_steps=4, eval_examples=0, precision='mixed_bfloat16')
+  training.train(run, data_dir=str(shared_data), strategy=doubles.one_replica())
+  assert int(read_checkpoint(tf.train.latest_checkpoint(run))[
+      'step/.ATTRIBUTES/VARIABLE_VALUE']) == 4
+  pieces = run_directory.read_pieces(run)
+  assert [(p['first_step'], p['last_step'], p['precision'], p['ended']) for p in pieces] == [
+      (0, 2, 'float32', 'finished'), (2, 4, 'mixed_bfloat16', 'finished')]
+  assert "VLAE.precision = 'mixed_bfloat16'" in (tmp_path / 'run' / 'config.gin').read_text()

@@ -22,6 +22,8 @@ The binaries report each in one line, without a traceback (vlae_tf/cli/user_erro
       DiskFullError               a write failed: disk full or a file-size limit (also an OSError)
     TrainingInterrupted           SIGTERM / SIGINT stopped training after a checkpoint (not an
                                   error of the run: exit status 128 + the signal number)
+    TimeLimitReached              --time_limit stopped the work, its state written (not an error
+                                  of the run: exit status 75, time_limits.py)
 
 Each keeps the built-in base it had (ValueError, FileNotFoundError, FloatingPointError), so an
 `except ValueError` around a dataset load still works. The modules that raise them re-export their
@@ -135,3 +137,11 @@ class TrainingInterrupted(VlaeError):
     self.checkpoint = checkpoint
     super().__init__(f'interrupted by {signal.Signals(signum).name} at step {step}; saved '
                      f'{checkpoint}; run the same command again to resume')
+
+
+class TimeLimitReached(VlaeError):
+  """--time_limit stopped the work before the limit, its state written (a checkpoint, an
+  evaluation's progress); the same command continues it (not an error of the run).
+
+  The binaries print one `stopped:` line and exit with status 75 (time_limits.EXIT_STATUS).
+  """

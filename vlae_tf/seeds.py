@@ -37,6 +37,20 @@ def stateless_seed(seed, *salts):
   return tf.cast(result, tf.int32)
 
 
+def per_image_seeds(seed, salt, indices):
+  """int32 [N, 2]: `stateless_seed(seed, salt, i)` for every image index i of `indices` [N]."""
+  return tf.map_fn(lambda index: stateless_seed(seed, salt, index),
+                   tf.cast(indices, tf.int64), fn_output_signature=tf.int32)
+
+
+def fold_in_each(seeds, salt):
+  """int32 [N, 2]: `salt` folded into each of `seeds` [N, 2]."""
+  return tf.map_fn(
+      lambda seed: tf.cast(tf.random.experimental.stateless_fold_in(seed, tf.cast(salt, tf.int64)),
+                           tf.int32),
+      tf.cast(seeds, tf.int32), fn_output_signature=tf.int32)
+
+
 def split_seed(seed, num: int):
   """`num` independent int32 [2] stateless seeds from one int32 [2] seed."""
   return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), num))

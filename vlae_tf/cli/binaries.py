@@ -34,6 +34,7 @@ from absl import flags
 from absl import logging
 
 from vlae_tf import allocator
+from vlae_tf import time_limits
 from vlae_tf.cli import benchmark_binary
 from vlae_tf.cli import compress_binaries
 from vlae_tf.cli import dataset_flags
@@ -58,6 +59,7 @@ def _started(name, main):
               ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps',
                'dataset')
               if flag in flags.FLAGS}
+    values['time_limit'] = flags.FLAGS['time_limit'].value if 'time_limit' in flags.FLAGS else None
     problem = preflight.check_paths(name, values)
     if problem:
       raise SystemExit(problem)
@@ -151,7 +153,8 @@ def run_binary(name):
   try:
     app.run(_started(name, main))
   except SystemExit as stopped:
-    if isinstance(stopped.code, int) and stopped.code > 128:
+    if isinstance(stopped.code, int) and (stopped.code > 128 or
+                                          stopped.code == time_limits.EXIT_STATUS):
       _exit_now(stopped.code)
     # Done, and everything written: closed files, flushed summaries, synchronous checkpoints.
     # A worker of a multi-worker run leaves through TensorFlow's shutdown, which tells the cluster.

@@ -1,4 +1,5 @@
-"""--dataset, --image_size and --binarize: one's own images on the command line (issue 25).
+"""--dataset, --image_size and --binarize: one's own images on the command line (docs/usage.md,
+"Your own images").
 
     bin/train --dataset=NAME_OR_PATH [--image_size=HxW] [--binarize=threshold|dynamic]
     bin/eval / bin/inspect --dataset=...   (another dataset of the same image shape)

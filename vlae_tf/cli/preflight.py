@@ -17,6 +17,8 @@ import sys
 import textwrap
 
 from vlae_tf import configs
+from vlae_tf import errors
+from vlae_tf import time_limits
 
 HELP_ARGS = ('--help', '-help', '-h', '-?', '--helpshort', '--helpfull')
 
@@ -156,10 +158,15 @@ def _exists(path):
 def check_paths(name, values):
   """The one-line error for a path given to binary `name` that cannot work, or None.
 
-  `values` maps flag names to their values. Checks what is cheap and certain: the run directory
-  of the readers (and its config.gin), gin files, the data directory, an input file, the header
-  and checksums of bin/decompress's input.
+  `values` maps flag names to their values. Checks what is cheap and certain: --time_limit, the
+  run directory of the readers (and its config.gin), gin files, the data directory, an input
+  file, the header and checksums of bin/decompress's input.
   """
+  if values.get('time_limit') is not None:
+    try:
+      time_limits.parse_duration(values['time_limit'])
+    except errors.CliError as error:
+      return f'error: {error}'
   if name in _READERS:
     model_dirs = values.get('model_dir') or []
     for model_dir in [model_dirs] if isinstance(model_dirs, str) else model_dirs:

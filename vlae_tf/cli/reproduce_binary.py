@@ -49,6 +49,7 @@ def define_reproduce_flags():
                             'testing/tiny.gin.')
   flags.DEFINE_multi_string('gin_param', [], 'Gin bindings added to every run.')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  shared_flags.define_time_limit('the trainings and evaluations (their state is kept)')
   dataset_flags.define_dataset_flags(of_run=False)
 
 
@@ -71,7 +72,8 @@ def reproduce_main(argv):
 
   def run():
     experiment_files = reproduce.resolve_experiments(FLAGS.table, FLAGS.experiment)
-    return reproduce.reproduce(FLAGS.output_dir, experiment_files, settings)
+    return reproduce.reproduce(FLAGS.output_dir, experiment_files, settings,
+                               time_limit=shared_flags.time_limit())
 
   results = user_errors.guard(run)
   print(results_tables.results_markdown(results), end='')

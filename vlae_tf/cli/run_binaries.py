@@ -26,23 +26,25 @@ FLAGS = flags.FLAGS
 
 
 def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None, dataset=None,
-              image_size=None, binarize=None):
+              image_size=None, binarize=None, time_limit=None):
   """Parses gin (base.gin, files, params, then the dataset flags) and trains in `model_dir`.
 
   `dataset` (a name, a folder or array of one's own images, or 'tfds:NAME'), `image_size`
   ('HxW') and `binarize` are bin/train's dataset flags (dataset_flags.py); with a dataset and no
-  model in the gin files, the model family that fits the pixels is chosen.
+  model in the gin files, the model family that fits the pixels is chosen. `time_limit`: a
+  `time_limits.TimeLimit` (--time_limit).
   """
   from vlae_tf.training import loop as training  # pylint: disable=g-import-not-at-top
   if dataset or image_size or binarize:
     dataset_flags.prepare_training_config(gin_files, gin_params, dataset, image_size, binarize)
   else:
     gin_parsing.parse_gin(gin_files, gin_params)
-  return training.train(model_dir, data_dir=data_dir)
+  return training.train(model_dir, data_dir=data_dir, time_limit=time_limit)
 
 
 def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
-             batch_size=32, curve=False, checkpoint=None, protocol=None, dataset=None):
+             batch_size=32, curve=False, checkpoint=None, protocol=None, dataset=None,
+             time_limit=None):
   """Evaluates the run's newest intact checkpoint, or `checkpoint` (a prefix or a step); returns
   the report (also in eval_<split>.json and in TensorBoard under <model_dir>/eval).
 
@@ -53,15 +55,18 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
   eval_<split>_curve.json, plotted against training time in eval_<split>_curve.png).
 
   `dataset` (bin/eval's --dataset): evaluate on another dataset of the run's image shape.
+
+  Stopped by a signal or by `time_limit` (a `time_limits.TimeLimit`), an evaluation keeps the
+  images done (a curve, the checkpoints done) and the same call continues it.
   """
   from vlae_tf.training import run_directory  # pylint: disable=g-import-not-at-top
   with run_directory.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
     return _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size, curve,
-                     checkpoint, protocol)
+                     checkpoint, protocol, time_limit)
 
 
 def _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size, curve,
-              checkpoint, protocol):
+              checkpoint, protocol, time_limit):
   # pylint: disable=g-import-not-at-top
   from vlae_tf.evaluation import evaluator as evaluation
   from vlae_tf.training import run_directory
@@ -80,10 +85,10 @@ def _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size,
                             'every kept checkpoint.')
     return evaluation.evaluate_curve(model_dir, split=split, num_samples=num_samples,
                                      max_examples=max_examples, batch_size=batch_size,
-                                     data_dir=data_dir)
+                                     data_dir=data_dir, time_limit=time_limit)
   return evaluation.evaluate(model_dir, split=split, num_samples=num_samples,
                              max_examples=max_examples, batch_size=batch_size, data_dir=data_dir,
-                             checkpoint=checkpoint)
+                             checkpoint=checkpoint, time_limit=time_limit)
 
 
 def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num_decodings=7,
@@ -132,6 +137,7 @@ def define_train_flags():
   flags.DEFINE_multi_string('gin_param', [], 'Gin bindings, parsed after the files, e.g. '
                             '"train.train_steps = 1000".')
   flags.DEFINE_string('data_dir', None, 'Where the datasets find their raw files.')
+  shared_flags.define_time_limit('training (a checkpoint is saved)')
   dataset_flags.define_dataset_flags(train=True)
 
 
@@ -149,6 +155,7 @@ def define_eval_flags():
                       '(default: the run\'s own, recorded in <model_dir>/data_source.json).')
   flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
                        'and plot the NLL against training time: eval_<split>_curve.json/.png.')
+  shared_flags.define_time_limit('the evaluation (the images done are kept)')
   dataset_flags.define_dataset_flags()
   shared_flags.define_checkpoint()
   shared_flags.define_json()
@@ -181,7 +188,7 @@ def train_main(argv):
   shared_flags.no_positional(argv)
   user_errors.guard(lambda: run_train(FLAGS.model_dir, FLAGS.gin_file, FLAGS.gin_param,
                                       FLAGS.data_dir, FLAGS.dataset, FLAGS.image_size,
-                                      FLAGS.binarize))
+                                      FLAGS.binarize, shared_flags.time_limit()))
 
 
 def eval_main(argv):
@@ -189,7 +196,7 @@ def eval_main(argv):
   result = user_errors.guard(lambda: run_eval(
       FLAGS.model_dir, FLAGS.split, FLAGS.num_samples, FLAGS.max_examples, FLAGS.data_dir,
       FLAGS.batch_size, FLAGS.curve, FLAGS.checkpoint, protocol=FLAGS.protocol,
-      dataset=FLAGS.dataset))
+      dataset=FLAGS.dataset, time_limit=shared_flags.time_limit()))
   for report in result if FLAGS.curve else [result]:
     shared_flags.print_result(eval_line(report), report)
   if not FLAGS.curve and result.get('partial'):
@@ -200,7 +207,9 @@ def eval_line(report):
   """One line of an evaluation report for people."""
   minutes = report.get('train_seconds')
   when = '' if minutes is None else f', {minutes / 60:.1f} min of training'
-  partial = ' (interrupted: a partial result)' if report.get('partial') else ''
+  partial = (f' (interrupted: {report["num_examples"]} of {report["num_examples_planned"]} '
+             f'images, kept in {report["progress_file"]}; the same command continues)'
+             if report.get('partial') else '')
   return (f'{report["split"]}: NLL {report["nll_nats"]:.3f} +- {report["nll_stderr_nats"]:.3f} '
           f'nats ({report["bits_per_dim"]:.4f} bits/dim), ELBO {report["elbo_nats"]:.3f} nats, '
           f'KL {report["kl_nats"]:.3f} nats, {report["num_examples"]} images, '

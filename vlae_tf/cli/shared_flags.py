@@ -9,6 +9,7 @@ import sys
 from absl import app
 from absl import flags
 
+from vlae_tf import time_limits
 from vlae_tf.pretrained import catalogue
 
 
@@ -37,6 +38,18 @@ def define_checkpoint():
   flags.DEFINE_string('checkpoint', None, 'The checkpoint to use: a prefix such as '
                       '<model_dir>/ckpt-2000, or a step such as 2000 (default: the newest intact '
                       'checkpoint).')
+
+
+def define_time_limit(what):
+  """--time_limit: stop cleanly before a wall time (time_limits.py); `what` is what stops."""
+  flags.DEFINE_string('time_limit', None, f'Stop {what} before this wall time from the start of '
+                      'the process (e.g. 2h30m, 90m, SLURM\'s 02:30:00), exit with status 75; the '
+                      'same command continues. Default: no limit.')
+
+
+def time_limit():
+  """The `time_limits.TimeLimit` of --time_limit, or None (checked by preflight already)."""
+  return time_limits.TimeLimit.from_flag(flags.FLAGS.time_limit)
 
 
 def no_positional(argv):

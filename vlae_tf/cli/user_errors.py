@@ -7,7 +7,8 @@ file-size limit (an OSError, or TensorFlow's error saying so in words: a checkpo
 export) is one line too (`files.disk_full_from`). Anything else is a bug and keeps its traceback.
 `errors.TrainingInterrupted` (SIGTERM / SIGINT during bin/train, after a final checkpoint) is not
 an error of the run: one `stopped:` line and exit status 128 + the signal number (143 for
-SIGTERM, 130 for SIGINT).
+SIGTERM, 130 for SIGINT). `errors.TimeLimitReached` (--time_limit, after the work's state was
+written) is one `stopped:` line and exit status 75 (time_limits.EXIT_STATUS).
 """
 
 import re
@@ -15,6 +16,7 @@ import sys
 
 from vlae_tf import errors
 from vlae_tf import files
+from vlae_tf import time_limits
 
 
 def one_line(error):
@@ -28,13 +30,17 @@ def guard(run):
 
   Raises:
     SystemExit: 'error: <one line>' (exit status 1) for an `errors.VlaeError`; 128 + the signal
-      number for an `errors.TrainingInterrupted`, after a `stopped: <one line>` on stderr.
+      number for an `errors.TrainingInterrupted`, 75 for an `errors.TimeLimitReached`, each
+      after a `stopped: <one line>` on stderr.
   """
   try:
     return run()
   except errors.TrainingInterrupted as interrupted:
     print(f'stopped: {one_line(interrupted)}', file=sys.stderr, flush=True)
     raise SystemExit(128 + interrupted.signum) from None
+  except errors.TimeLimitReached as reached:
+    print(f'stopped: {one_line(reached)}', file=sys.stderr, flush=True)
+    raise SystemExit(time_limits.EXIT_STATUS) from None
   except errors.VlaeError as error:
     raise SystemExit(f'error: {one_line(error)}') from None
   except Exception as error:  # pylint: disable=broad-except

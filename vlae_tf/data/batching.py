@@ -164,3 +164,33 @@ def padded_batches(images, global_batch_size):
     return batch, tf.ensure_shape(weights, [global_batch_size])
 
   return images.batch(global_batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
+
+
+def indexed_subset(images, max_examples, size=None, start=0):
+  """(image, index) pairs of `strided_subset(images, max_examples)` from its element `start` on:
+  the index is the image's in `images`, so that an image's random draws can follow it (seeds.py)
+  whatever subset, batch or piece of an evaluation it is in."""
+  size = cardinality(images) if size is None else size
+  indices = subset_indices(size, max_examples)[int(start):]
+  chosen = np.zeros(size, bool)
+  chosen[indices] = True
+  chosen = tf.constant(chosen)
+  subset = images.enumerate().filter(lambda index, _: chosen[index])
+  subset = subset.map(lambda index, image: (image, index))
+  return subset.apply(tf.data.experimental.assert_cardinality(len(indices)))
+
+
+def padded_indexed_batches(pairs, global_batch_size):
+  """`padded_batches` of (image, index) pairs: (images, weights, indices), padding index -1."""
+
+  def pad(batch, indices):
+    count = tf.shape(batch)[0]
+    padding = global_batch_size - count
+    batch = tf.pad(batch, [[0, padding], [0, 0], [0, 0], [0, 0]])
+    weights = tf.pad(tf.ones([count], tf.float32), [[0, padding]])
+    indices = tf.pad(indices, [[0, padding]], constant_values=-1)
+    return (tf.ensure_shape(batch, [global_batch_size] + batch.shape[1:].as_list()),
+            tf.ensure_shape(weights, [global_batch_size]),
+            tf.ensure_shape(indices, [global_batch_size]))
+
+  return pairs.batch(global_batch_size).map(pad).prefetch(tf.data.AUTOTUNE)

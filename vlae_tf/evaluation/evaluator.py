@@ -29,11 +29,13 @@ from vlae_tf.data import datasets
 from vlae_tf.training import distribution
 from vlae_tf import files
 from vlae_tf.models import objectives
+from vlae_tf.evaluation import pieces
 from vlae_tf.evaluation import plots
 from vlae_tf import progress as progress_lib
 from vlae_tf.training import run_directory
 from vlae_tf.training import signals
 from vlae_tf import seeds
+from vlae_tf import time_limits
 
 DEFAULT_NUM_SAMPLES = {'binary': 4096, '8bit': 512}
 # bin/eval's protocols: `quick` (its default) is an estimate in about a minute on a 2-core CPU
@@ -43,40 +45,22 @@ PROTOCOLS = {'quick': {'num_samples': 128, 'max_examples': 500},
              'paper': {'num_samples': None, 'max_examples': None}}
 EVAL_SUMMARY_DIR = 'eval'  # <model_dir>/eval: TensorBoard events of every evaluation's NLL
 REPORT_FILE = 'eval_{split}.json'
-PARTIAL_FILE = 'eval_{split}_partial.json'  # an evaluation stopped by a signal: its images so far
+PER_IMAGE_FILE = 'eval_{split}_per_image.json'  # every image's values of eval_<split>.json
 CURVE_FILE = 'eval_{split}_curve.json'
 HISTORY_FILE = 'eval_history.jsonl'
 CURVE_PLOT = 'eval_{split}_curve.png'
 
 
-class _SumsSoFar(distribution.DistributedEvaluator):
-  """A `DistributedEvaluator` whose sums of the batches done so far (`sums_so_far`, replaced as a
-  whole after every batch) can be read from another thread: the partial result of an evaluation
-  stopped by a signal in the middle of a long batch (signals.py)."""
-
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.sums_so_far = {}
-    step = self._step
-
-    def summed_step(images, weights, batch_index):
-      sums, values = step(images, weights, batch_index)
-      if int(batch_index) == 0:
-        self.sums_so_far = {}
-      totals = dict(self.sums_so_far)
-      for key, value in sums.items():
-        totals[key] = totals.get(key, 0.0) + float(value)
-      self.sums_so_far = totals  # One assignment: a reader sees whole batches.
-      return sums, values
-
-    self._step = summed_step
-
-
 class CheckpointEvaluator:
   """A run's averaged model and a traced evaluation step, reusable across its checkpoints.
 
-  With `per_example`, calls also return every image's values (see `__call__`): two runs evaluated
-  with the same split, subset, K and seed see the same images and the same noise.
+  The importance samples of an image are a function of (seed, the image's index in the split)
+  only (`DistributedEvaluator` with `per_image_seeds`): the same image gets the same noise in
+  every subset, batch size, replica count and piece of an evaluation, so that an evaluation can
+  stop and continue (pieces.py) and two checkpoints or runs evaluated alike can be
+  compared image by image.
+
+  With `per_example`, calls also return every image's values (see `__call__`).
   """
 
   def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
@@ -92,86 +76,101 @@ class CheckpointEvaluator:
       self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     model = self.model
     self.split = split
+    self.seed = int(seed)
     self.num_samples = int(num_samples or DEFAULT_NUM_SAMPLES[model.data_kind])
     num_replicas = self.strategy.num_replicas_in_sync
     self.batch_size = -(-int(batch_size) // num_replicas) * num_replicas
-    images = datasets.load(self.dataset, split, data_dir=data_dir)
-    size = batching.cardinality(images)
-    self.images = batching.strided_subset(images, max_examples, size)
-    self.total = size if max_examples is None else min(size, max_examples)
+    self._images = datasets.load(self.dataset, split, data_dir=data_dir)
+    self._size = batching.cardinality(self._images)
+    self.total = len(batching.subset_indices(self._size, max_examples))
+    self.max_examples = max_examples
     likelihood_kwargs = {} if chunk_size is None else {'chunk_size': int(chunk_size)}
     num_samples = self.num_samples
 
-    def statistics(x, seed_pair):
-      elbo_seed, likelihood_seed = tf.unstack(
-          tf.random.experimental.stateless_split(seed_pair, 2))
-      outputs = model.elbo(x, elbo_seed, training=False)
+    def statistics(x, image_seeds):
+      outputs = model.elbo(x, seeds.fold_in_each(image_seeds, 0), training=False)
       return {
-          'log_likelihood': model.log_likelihood(x, num_samples, likelihood_seed,
+          'log_likelihood': model.log_likelihood(x, num_samples,
+                                                 seeds.fold_in_each(image_seeds, 1),
                                                  **likelihood_kwargs),
           'elbo': outputs['elbo'],
           'kl': outputs['kl'],
           'log_px_z': outputs['log_px_z'],
       }
 
-    # The same seeds for every checkpoint: differences between checkpoints are the weights'.
     self.per_example = per_example
-    self.partial_on_interrupt = False
-    self._evaluator = _SumsSoFar(
-        self.strategy, statistics, seed=seed, salt=seeds.EVALUATION_SALT, per_example=per_example)
-    self._began = self._step_value = None
+    self._evaluator = distribution.DistributedEvaluator(
+        self.strategy, statistics, seed=seed, salt=seeds.EVALUATION_SALT, per_example=True,
+        per_image_seeds=True)
+    self.step = None
+
+  def restore(self, checkpoint):
+    """Restores `checkpoint`'s averaged weights; returns its step."""
+    status = tf.train.Checkpoint(step=self._step, averaged_model=self.model).restore(checkpoint)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+    self.step = int(self._step.numpy())
+    return self.step
+
+  def settings(self, checkpoint):
+    """What must be equal for two pieces of one evaluation (pieces.py)."""
+    return {'dataset': self.dataset, 'split': self.split, 'num_samples': self.num_samples,
+            'num_images': self.total, 'seed': self.seed,
+            'checkpoint': os.path.basename(checkpoint), 'step': self.step}
+
+  def batches(self, start=0):
+    """Per-image values of the subset's images from its element `start` on, batch by batch:
+    {key: float64 [n]} for each of VALUE_KEYS (nats)."""
+    pairs = batching.indexed_subset(self._images, self.max_examples, self._size, start)
+    for index, batch in enumerate(batching.padded_indexed_batches(pairs, self.batch_size)):
+      _, values = self._evaluator.evaluate_batch(batch, index)
+      yield {'nll': -values['log_likelihood'], 'elbo': values['elbo'], 'kl': values['kl'],
+             'log_px_z': values['log_px_z']}
 
   def __call__(self, checkpoint, progress=True):
-    """The report of one checkpoint (restored into the same model).
+    """The report of one checkpoint (restored into the same model), in one go.
 
     With `per_example`, returns (report, {'nll', 'elbo', 'kl', 'log_px_z': float64 [N]}), the
     values of every image in subset order (nats).
     """
-    began = self._began = time.time()
-    status = tf.train.Checkpoint(step=self._step, averaged_model=self.model).restore(checkpoint)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
-    self._step_value = int(self._step.numpy())  # Read here: partial_report runs in a thread.
-    bar = (progress_lib.ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
-                       f'step {self._step_value}') if progress else None)
-    if progress:
-      logging.info('Evaluating %s %s, step %d: %d images, K=%d importance samples.',
-                   self.dataset, self.split, self._step_value, self.total, self.num_samples)
-    self._evaluator.partial_on_interrupt = self.partial_on_interrupt
-    self._evaluator.sums_so_far = {}
-    totals = self._evaluator(batching.padded_batches(self.images, self.batch_size),
-                             progress=bar)
-    if self.per_example:
-      totals, values = totals
-    report = self._report(totals, checkpoint, began, partial=self._evaluator.interrupted)
-    if not self.per_example:
-      return report
-    per_image = {'nll': -values['log_likelihood'], 'elbo': values['elbo'], 'kl': values['kl'],
-                 'log_px_z': values['log_px_z']}
-    return report, per_image
+    began = time.time()
+    self.restore(checkpoint)
+    bar = self.progress_bar() if progress else None
+    parts = []
+    for values in self.batches():
+      parts.append(values)
+      if bar is not None:
+        bar(sum(len(part['nll']) for part in parts))
+    per_image = pieces.concatenate(parts)
+    report = self.report(per_image, checkpoint, time.time() - began)
+    return (report, per_image) if self.per_example else report
 
-  def partial_report(self, checkpoint):
-    """The report of the batches done so far (readable from another thread), or None."""
-    totals = self._evaluator.sums_so_far
-    if not totals.get('count') or self._began is None:
-      return None
-    return self._report(totals, checkpoint, self._began, partial=True)
+  def progress_bar(self, done=0):
+    logging.info('Evaluating %s %s, step %d: %d images, K=%d importance samples.',
+                 self.dataset, self.split, self.step, self.total, self.num_samples)
+    bar = progress_lib.ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
+                                   f'step {self.step}')
+    if done:
+      bar(done)
+    return bar
 
-  def _report(self, totals, checkpoint, began, partial):
-    """The report dict of `totals` (sums of `DistributedEvaluator`); plain floats and ints."""
-    means, errors = distribution.means_from_sums(totals)
+  def report(self, per_image, checkpoint, seconds, partial=False):
+    """The report dict of per-image values (plain floats and ints)."""
+    count = len(per_image['nll'])
     num_dims = int(self.model.num_dims)
-    nll = -means['log_likelihood']
+    means = {key: float(np.mean(per_image[key])) for key in pieces.VALUE_KEYS}
+    nll = means['nll']
     report = {
         'dataset': self.dataset,
         'split': self.split,
-        'step': self._step_value,
+        'step': self.step,
         'checkpoint': checkpoint,
-        'num_examples': int(round(totals['count'])),
+        'num_examples': count,
         'num_samples': self.num_samples,
         'num_dims': num_dims,
+        'seed': self.seed,
         'nll_nats': nll,
-        'nll_stderr_nats': errors['log_likelihood'],
+        'nll_stderr_nats': float(np.std(per_image['nll']) / np.sqrt(count)),
         'bits_per_dim': float(objectives.bits_per_dim(nll, num_dims)),
         'elbo_nats': means['elbo'],
         'nll_bound_nats': -means['elbo'],
@@ -179,13 +178,12 @@ class CheckpointEvaluator:
         'kl_nats': means['kl'],
         'kl_bits': means['kl'] / float(np.log(2.0)),
         'reconstruction_nats': -means['log_px_z'],
-        'seconds': time.time() - began,
+        'seconds': seconds,
     }
     if partial:
-      report['partial'] = True  # A signal: the images done so far.
+      report['partial'] = True  # stopped: the images done so far
       report['num_examples_planned'] = int(self.total)
-    return {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
-            for key, value in report.items()}
+    return report
 
 
 def evaluate(model_dir,
@@ -198,12 +196,15 @@ def evaluate(model_dir,
              seed=0,
              strategy=None,
              progress=True,
-             checkpoint=None):
+             checkpoint=None,
+             time_limit=None):
   """Evaluates a checkpoint of a run with its averaged weights; writes eval_<split>.json.
 
   Rebuilds the model from <model_dir>/config.gin (this clears any gin config already parsed).
   Evaluates the newest intact checkpoint (a damaged newer one is named in a warning), or
-  `checkpoint`.
+  `checkpoint`. Stopped by a signal or by `time_limit`, it keeps the images done in
+  <model_dir>/eval_<split>_k<K>_n<N>_seed<S>.partial.json, and the same call continues from there
+  (pieces.py).
 
   Args:
     model_dir: the run directory.
@@ -217,45 +218,32 @@ def evaluate(model_dir,
     strategy: a `tf.distribute.Strategy` (default: `distribution.make_strategy()`).
     progress: show a progress bar on stderr.
     checkpoint: a checkpoint prefix (<model_dir>/ckpt-N) or a step N; default: the newest intact.
+    time_limit: a `time_limits.TimeLimit` (bin/eval's --time_limit), or None.
 
   Returns:
     A dict with nll_nats, nll_stderr_nats, bits_per_dim, elbo_nats, nll_bound_nats,
     nll_bound_bits_per_dim, kl_nats, kl_bits, reconstruction_nats, num_examples, num_samples,
-    num_dims, dataset, split, step, checkpoint, seconds.
+    num_dims, dataset, split, step, checkpoint, seed, seconds, pieces. Every image's values are
+    in <model_dir>/eval_<split>_per_image.json.
+
+  Raises:
+    errors.TimeLimitReached: stopped before `time_limit`, the images done kept.
   """
-  began = time.time()
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                   data_dir, chunk_size, seed, strategy, checkpoint=checkpoint)
-  evaluator.partial_on_interrupt = True
-
-  def stop(signum):  # In signals.py's watcher thread, while a batch may be running.
-    return _keep_partial(model_dir, evaluator.partial_report(evaluator.checkpoint), began,
-                         signals.signal_name(signum), evaluator.total)
-
-  with signals.when_signalled(stop):
-    report = evaluator(evaluator.checkpoint, progress=progress)
-  report['seconds'] = time.time() - began
+  path = os.path.join(model_dir, pieces.progress_file(split, evaluator.num_samples,
+                                                      evaluator.total, evaluator.seed))
+  report, per_image = pieces.evaluate_in_pieces(evaluator, evaluator.checkpoint, path, time_limit,
+                                                progress)
   if report.get('partial'):  # Ctrl-C in-process: kept apart, not recorded as the split's result.
-    _keep_partial(model_dir, report, began)
     return report
+  files.atomic_write_json(os.path.join(model_dir, PER_IMAGE_FILE.format(split=split)), {
+      'settings': evaluator.settings(evaluator.checkpoint),
+      'values': {key: per_image[key].tolist() for key in pieces.VALUE_KEYS}})
   files.atomic_write_json(os.path.join(model_dir, REPORT_FILE.format(split=split)), report)
   append_history(model_dir, report)
   write_summary(model_dir, report)
   return report
-
-
-def _keep_partial(model_dir, report, began, signame=None, total=None):
-  """Writes a partial report to eval_<split>_partial.json (atomically); the `stopped:` line."""
-  if report is None:
-    return (f'interrupted by {signame} during the evaluation, before its first batch of '
-            f'images ended: nothing evaluated, nothing written')
-  report['seconds'] = time.time() - began
-  path = os.path.join(model_dir, PARTIAL_FILE.format(split=report['split']))
-  files.atomic_write_json(path, report)
-  return (f'interrupted by {signame} during the evaluation: the partial result of '
-          f'{report["num_examples"]} of {total} images (NLL {report["nll_nats"]:.3f} +- '
-          f'{report["nll_stderr_nats"]:.3f} nats, K={report["num_samples"]}, step '
-          f'{report["step"]}) is in {path}')
 
 
 def write_summary(model_dir, report):
@@ -292,7 +280,8 @@ def evaluate_curve(model_dir,
                    chunk_size=None,
                    seed=0,
                    strategy=None,
-                   progress=True):
+                   progress=True,
+                   time_limit=None):
   """Evaluates every kept checkpoint of a run: test NLL against training time.
 
   Same arguments as `evaluate` (but `checkpoint`). Damaged checkpoints are left out, each named in
@@ -305,23 +294,49 @@ def evaluate_curve(model_dir,
   `train_seconds`) and eval_<split>_curve.png (NLL with standard errors against minutes, or
   against steps when the start time is unknown), both atomically.
 
+  A curve stopped by a signal or by `time_limit` (before a checkpoint that would end after it)
+  keeps the checkpoints evaluated; the same call evaluates the others (those in the curve file
+  with the same K, images and seed are not evaluated again).
+
   Returns:
     The list of reports, oldest checkpoint first.
+
+  Raises:
+    errors.TimeLimitReached: stopped before `time_limit`.
   """
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                   data_dir, chunk_size, seed, strategy)
   started = run_directory.run_start_time(model_dir)
   reports = []
   curve_path = os.path.join(model_dir, CURVE_FILE.format(split=split))
+  done = {}  # checkpoint file name: report, of an earlier piece with the same settings
+  if os.path.exists(curve_path):
+    try:
+      with open(curve_path) as f:
+        done = {os.path.basename(report['checkpoint']): report for report in json.load(f)
+                if (report['num_samples'], report['num_examples'], report.get('seed')) ==
+                (evaluator.num_samples, evaluator.total, evaluator.seed)}
+    except (OSError, ValueError, KeyError, TypeError):
+      done = {}  # unreadable: evaluated again, and rewritten
+  estimate = time_limits.EstimatedWork(first_write=1.0)
 
   def stop(signum):  # In signals.py's watcher thread.
     return (f'interrupted by {signals.signal_name(signum)} during the curve: '
             + (f'the {len(reports)} checkpoint(s) evaluated before are in {curve_path}'
                if reports else 'no checkpoint was evaluated, nothing written'))
 
+  kept = checkpoints.intact_run_checkpoints(model_dir)
   with signals.when_signalled(stop):
-    for checkpoint, written in checkpoints.intact_run_checkpoints(model_dir):
+    for index, (checkpoint, written) in enumerate(kept):
+      if os.path.basename(checkpoint) in done:
+        reports.append(done[os.path.basename(checkpoint)])
+        continue
+      if time_limits.stop_before(time_limit, estimate):
+        raise time_limits.limit_reached(
+            time_limit, f'{index} of {len(kept)} checkpoints evaluated, kept in {curve_path}')
+      began = time.time()
       report = evaluator(checkpoint, progress=progress)
+      estimate.record_unit(time.time() - began)
       report['checkpoint_time'] = written
       report['train_seconds'] = None if started is None else written - started
       # After every checkpoint, so that an interrupted curve keeps what it measured.

@@ -24,7 +24,8 @@ For every experiment (a gin file of gin/, or a named group of them, `TABLES`), i
 It writes <output_dir>/results.json (settings, rows with per-image values, paired differences),
 results.md (the table beside the paper's numbers) and nll_vs_steps.png (every run's NLL against
 training steps). Evaluations are cached in the run directories (reproduce_*.json) under their
-settings, so a second call retrains and re-evaluates nothing. One progress line for the whole table
+settings, so a second call retrains and re-evaluates nothing; with a time limit
+(`--time_limit`), or stopped by a signal, the work done is kept and the same call goes on. One progress line for the whole table
 goes to stderr (run, phase, ETA).
 
 Wall time and images/s of a row count from the run's started.json to its checkpoint at the budget:
@@ -42,7 +43,9 @@ import gin
 
 from vlae_tf.data import datasets
 from vlae_tf.evaluation import evaluator as evaluation
+from vlae_tf.evaluation import pieces
 from vlae_tf import files
+from vlae_tf import time_limits
 from vlae_tf.experiments import paper
 from vlae_tf.evaluation import plots
 from vlae_tf import errors
@@ -93,14 +96,18 @@ def _read_json(path: str):
 def _evaluation_cache(run_dir: str, kind: str, settings: Settings, num_samples, max_examples,
                       split=None):
   subset = 'all' if max_examples is None else str(max_examples)
-  # The noise of an image depends on its batch (seeds are per batch and replica): the batch size
-  # is part of the key.
+  # An image's noise depends on its index and the seed only (evaluator.py): the batch size is not
+  # part of the key.
   return os.path.join(run_dir, f'reproduce_{kind}_{split or settings.split}_k{num_samples}_'
-                               f'n{subset}_seed{settings.seed}_b{settings.batch_size}.json')
+                               f'n{subset}_seed{settings.seed}.json')
 
 
-def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
-  """The row's evaluation of `checkpoint` (cached): report + per-image nll, elbo, kl (nats)."""
+def evaluate_run(run_dir: str, checkpoint: str, settings: Settings, time_limit=None) -> dict:
+  """The row's evaluation of `checkpoint` (cached): report + per-image nll, elbo, kl (nats).
+
+  In pieces: stopped by a signal or by `time_limit`, it keeps the images done beside the cache
+  (<cache>.partial.json) and the next call continues (evaluation/pieces.py).
+  """
   path = _evaluation_cache(run_dir, 'eval', settings, settings.num_samples or 'default',
                            settings.max_examples)
   if os.path.exists(path):
@@ -113,7 +120,10 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
       run_dir, settings.split, settings.num_samples, settings.max_examples, settings.batch_size,
       settings.data_dir, None, settings.seed, None, per_example=True,
       checkpoint=checkpoint)  # Checked: a damaged one is a one-line error naming the intact ones.
-  report, per_image = evaluator(evaluator.checkpoint)
+  report, per_image = pieces.evaluate_in_pieces(
+      evaluator, evaluator.checkpoint, path[:-len('.json')] + '.partial.json', time_limit)
+  if report.get('partial'):  # Ctrl-C in-process: the images done are kept for the next call.
+    raise KeyboardInterrupt
   result = {'report': report,
             'per_image': {key: [round(float(v), 4) for v in values]
                           for key, values in per_image.items() if key in ('nll', 'elbo', 'kl')}}
@@ -121,8 +131,10 @@ def evaluate_run(run_dir: str, checkpoint: str, settings: Settings) -> dict:
   return result
 
 
-def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[dict]:
-  """NLL on `split` of every kept checkpoint up to `steps`, the curve's K and subset (cached)."""
+def curve_run(run_dir: str, steps: int, settings: Settings, split: str,
+              time_limit=None) -> List[dict]:
+  """NLL on `split` of every kept checkpoint up to `steps`, the curve's K and subset (cached
+  after every checkpoint: stopped before `time_limit`, the next call goes on)."""
   path = _evaluation_cache(run_dir, 'curve', settings, settings.curve_num_samples,
                            settings.curve_max_examples, split)
   cached = {int(step): report for step, report in
@@ -134,8 +146,15 @@ def curve_run(run_dir: str, steps: int, settings: Settings, split: str) -> List[
     evaluator = evaluation.CheckpointEvaluator(
         run_dir, split, settings.curve_num_samples, settings.curve_max_examples,
         settings.batch_size, settings.data_dir, None, settings.seed, None)
-    for checkpoint in todo:
+    estimate = time_limits.EstimatedWork(first_write=1.0)
+    for index, checkpoint in enumerate(todo):
+      if time_limits.stop_before(time_limit, estimate):
+        raise time_limits.limit_reached(
+            time_limit, f'the curve of {run_dir}: {index} of {len(todo)} checkpoints left '
+            f'evaluated, kept in {path}')
+      began = time.time()
       report = evaluator(checkpoint, progress=False)
+      estimate.record_unit(time.time() - began)
       cached[report['step']] = report
       files.atomic_write_json(path, {str(k): v for k, v in sorted(cached.items())})
   return [cached[step] for step in sorted(cached) if step <= steps]
@@ -165,11 +184,17 @@ def _run_facts(run_dir: str) -> dict:
 
 
 def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
-              stream=None) -> dict:
+              stream=None, time_limit=None) -> dict:
   """Trains, evaluates and tabulates `gin_files` into `output_dir` (see the module docstring).
+
+  With `time_limit` (a `time_limits.TimeLimit`), every training, curve and evaluation stops
+  before it, its state kept; the same call continues.
 
   Returns:
     The content of results.json.
+
+  Raises:
+    errors.TimeLimitReached: stopped before `time_limit`.
   """
   for flag, split in (('split', settings.split), ('select_split', settings.select_split)):
     if split is not None and split not in datasets.SPLITS:
@@ -192,8 +217,9 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
   for index, (gin_file, name) in enumerate(zip(gin_files, names)):
     run_dir = os.path.join(output_dir, 'runs', name)
     steps = targets[name]
-    trained = table_training.train_run(gin_file, run_dir, os.path.join(output_dir, f'{name}.log'), settings,
-                        steps, progress, index)
+    trained = table_training.train_run(
+        gin_file, run_dir, os.path.join(output_dir, f'{name}.log'), settings, steps, progress,
+        index, time_limit)
     checkpoint = table_training.step_checkpoint(run_dir, steps)
     if checkpoint is None or checkpoints.checkpoint_step(checkpoint) != steps:
       found = 'none' if checkpoint is None else f'step {checkpoints.checkpoint_step(checkpoint)}'
@@ -204,13 +230,13 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
     began = time.time()
     curve_split = settings.select_split or settings.split
     progress.show(index, f'evaluating every checkpoint on {curve_split}', force=True)
-    curve = curve_run(run_dir, steps, settings, curve_split)
+    curve = curve_run(run_dir, steps, settings, curve_split, time_limit)
     if settings.select_split:  # model selection: the checkpoint with the best curve NLL
       best = min(curve, key=lambda report: report['nll_nats'])
       checkpoint = {checkpoints.checkpoint_step(path): path
                     for path, _ in checkpoints.run_checkpoints(run_dir)}[best['step']]
     progress.show(index, f'evaluating step {checkpoints.checkpoint_step(checkpoint)}', force=True)
-    result = evaluate_run(run_dir, checkpoint, settings)
+    result = evaluate_run(run_dir, checkpoint, settings, time_limit)
     if time.time() - began > 1.0:
       progress.seconds_per_evaluation = time.time() - began
     progress.remaining_evaluations.discard(name)

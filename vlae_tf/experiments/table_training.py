@@ -21,11 +21,14 @@ from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import gin_parsing
 from vlae_tf import progress as progress_lib
+from vlae_tf import time_limits
 from vlae_tf.experiments import paper
 from vlae_tf.training import checkpoints
 from vlae_tf.training import run_directory
 
 RUN_RECORD = 'reproduce_run.json'
+# Under a time limit, a training subprocess starts only with at least this much time left.
+MIN_TRAINING_SECONDS = 60
 CURVE_POINTS = 12
 _STEP_LINE = re.compile(r'step (\d+)/(\d+)')
 
@@ -161,11 +164,15 @@ def step_checkpoint(run_dir: str, steps: int) -> Optional[str]:
 
 
 def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, steps: int,
-              progress: TableProgress, index: int) -> bool:
+              progress: TableProgress, index: int, time_limit=None) -> bool:
   """Trains (or resumes) one run in a `bin/train` subprocess until `steps`; True if it trained.
+
+  With `time_limit` (a `time_limits.TimeLimit`), the subprocess gets what is left of it as its
+  own --time_limit.
 
   Raises:
     ReproduceError: the training process failed (its log names the problem).
+    TimeLimitReached: the subprocess stopped at the time limit (its checkpoint saved).
   """
   name = paper.experiment_name(gin_file)
   done = step_checkpoint(run_dir, steps)
@@ -187,6 +194,11 @@ def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, st
     command.append(f'--gin_param={param}')
   if settings.data_dir:
     command.append(f'--data_dir={settings.data_dir}')
+  if time_limit is not None:
+    left = int(time_limit.remaining())
+    if left < MIN_TRAINING_SECONDS:  # Start-up and tracing alone take longer.
+      raise time_limits.limit_reached(time_limit, f'{name} not resumed, {left} s left')
+    command.append(f'--time_limit={left}s')
   first_step, first_time = None, None
   with open(log_path, 'a') as log:
     log.write(f'# {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} {" ".join(command)}\n')
@@ -207,6 +219,10 @@ def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, st
         progress.remaining_steps[name] = max(total - step, 0)
         progress.show(index, f'train step {step}/{total}')
     returncode = process.wait()
+  if returncode == time_limits.EXIT_STATUS:
+    reached = progress.remaining_steps.get(name)
+    at = '' if reached is None else f' ({steps - reached} of {steps} steps)'
+    raise time_limits.limit_reached(time_limit, f'{name} trained{at}, checkpoint saved')
   if returncode:
     raise errors.ReproduceError(
         f'Training {name} failed (exit status {returncode}); see {log_path}.')

@@ -123,7 +123,7 @@ class VLAE(keras.Model):
 
     Args:
       x: [B, H, W, C] images.
-      seed: int [2], a stateless seed.
+      seed: int [2], a stateless seed; or [B, 2], a seed per image (`sample_posterior`).
       training: passed to the layers.
 
     Returns:
@@ -134,7 +134,7 @@ class VLAE(keras.Model):
       log_px = self.likelihood(self.decoder_params(x, None, training)).log_prob(x)
       return dict(elbo=log_px, log_px_z=log_px, kl=tf.zeros_like(log_px))
     posterior = self.posterior_distribution(x, training)
-    z, log_qz = posterior.experimental_sample_and_log_prob(seed=seed)
+    z, log_qz = sample_posterior(posterior, None, seed)
     log_pz = self.prior_distribution().log_prob(z)
     log_px_z = self.likelihood(self.decoder_params(x, z, training)).log_prob(x)
     kl = log_qz - log_pz
@@ -152,7 +152,8 @@ class VLAE(keras.Model):
     Args:
       x: [B, H, W, C] images.
       num_samples: k >= 1.
-      seed: int [2].
+      seed: int [2]; or [B, 2], a seed per image, so that an image's estimate depends on its
+        own seed alone, not on its batch (`sample_posterior`).
       chunk_size: samples per decoder pass, clipped to k.
 
     Returns:
@@ -174,8 +175,7 @@ class VLAE(keras.Model):
 
     def add_chunk(chunk, total):
       """Chunk c draws min(chunk_size, k - c * chunk_size) samples; extra ones get weight -inf."""
-      z, log_qz = posterior.experimental_sample_and_log_prob(
-          chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, chunk))
+      z, log_qz = sample_posterior(posterior, chunk_size, fold_in(seed, chunk))
       # z: [chunk, B, ...latent] -> [chunk * B, ...latent]
       flat_z = tf.reshape(z, tf.concat([[-1], self.latent_shape], 0))
       log_px_z = self.likelihood(self.decoder_params(tiled_x, flat_z)).log_prob(tiled_x)
@@ -292,6 +292,48 @@ class VLAE(keras.Model):
     """The ELBO terms with a seed derived from the images (Keras entry point)."""
     seed = tf.stack([tf.cast(tf.reduce_sum(inputs), tf.int32), 0])
     return self.elbo(inputs, seed, training=training)
+
+
+def fold_in(seed, salt):
+  """`seed` [2] or per-image seeds [B, 2] with `salt` folded into each."""
+  seed = tf.convert_to_tensor(seed)
+  if seed.shape.rank == 1:
+    return tf.random.experimental.stateless_fold_in(seed, salt)
+  return seeds.fold_in_each(seed, salt)
+
+
+def sample_posterior(posterior, num_samples, seed):
+  """(z, log q(z|x)) drawn from q(z|x), [num_samples, B, ...] ([B, ...] for num_samples None).
+
+  With one seed [2], as `posterior.experimental_sample_and_log_prob`. With a seed per image [B, 2]
+  (evaluation), image b's draws are a function of seed b alone, whatever batch it is in and
+  wherever: its base noise is drawn on its own, then moved through the posterior's location,
+  scale and flow, z = f(loc + scale * eps), log q = log N(loc + scale * eps) - log|det df|.
+  Every posterior of vlae_tf is a Gaussian or a flow of one (flows.py; TFP builds a
+  MultivariateNormalDiag as a flow of standard normals too).
+  """
+  seed = tf.convert_to_tensor(seed)
+  if seed.shape.rank == 1:
+    sample_shape = () if num_samples is None else num_samples
+    return posterior.experimental_sample_and_log_prob(sample_shape, seed=seed)
+  base, bijectors = posterior, []  # the innermost distribution, the bijectors from the inside
+  # TFP gives a flow of non-composite bijectors (the IAF) a private class that does not derive
+  # from tfd.TransformedDistribution: both have `distribution` and `bijector`.
+  while hasattr(base, 'bijector') and hasattr(base, 'distribution'):
+    base, bijectors = base.distribution, [base.bijector] + bijectors
+  event_shape = base.event_shape.as_list()
+  count = 1 if num_samples is None else num_samples
+  noise = tf.map_fn(  # [B, count, ...event]
+      lambda image_seed: tf.random.stateless_normal([count] + event_shape, image_seed,
+                                                    dtype=base.dtype),
+      seed, fn_output_signature=base.dtype)
+  noise = tf.transpose(noise, [1, 0] + list(range(2, 2 + len(event_shape))))
+  u = base.mean() + base.stddev() * noise
+  z, log_q = u, base.log_prob(u)
+  for bijector in bijectors:
+    log_q -= bijector.forward_log_det_jacobian(z, event_ndims=len(event_shape))
+    z = bijector.forward(z)
+  return (z[0], log_q[0]) if num_samples is None else (z, log_q)
 
 
 @gin.configurable

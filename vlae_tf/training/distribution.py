@@ -149,23 +149,32 @@ class DistributedEvaluator:
 
   With `per_example=True`, `__call__` returns (totals, {key: float64 [N] array}): the value of every
   real image too, in dataset order (for paired comparisons of two models on the same images).
+
+  With `per_image_seeds=True`, batches are (images, weights, indices) and `statistics_fn` gets a
+  seed per image, int32 [b, 2], a function of (seed, salt, the image's index) only: an image's
+  values do not depend on its batch, its replica or the number of replicas (but for float
+  round-off), so an evaluation can stop and continue at any batch (evaluation/evaluator.py).
   """
 
   def __init__(self, strategy, statistics_fn, seed=0, salt=seeds.VALIDATION_SALT,
-               per_example=False):
+               per_example=False, per_image_seeds=False):
     self.strategy = strategy
     self._statistics_fn = statistics_fn
     self._seed = int(seed)
     self._salt = salt
     self._per_example = per_example
+    self._per_image_seeds = per_image_seeds
     # Without autograph (as the trainer's step): `statistics_fn` must use tf.while_loop or
     # tf.cond for control flow on tensors, as the VLAE's elbo and log_likelihood do.
     self._step = tf.function(self._step_fn, autograph=False)
 
-  def _replica_fn(self, images, weights, batch_index):
-    context = tf.distribute.get_replica_context()
-    seed = seeds.stateless_seed(self._seed, self._salt, batch_index,
-                                context.replica_id_in_sync_group)
+  def _replica_fn(self, images, weights, batch_index, indices=None):
+    if indices is not None:
+      seed = seeds.per_image_seeds(self._seed, self._salt, indices)
+    else:
+      context = tf.distribute.get_replica_context()
+      seed = seeds.stateless_seed(self._seed, self._salt, batch_index,
+                                  context.replica_id_in_sync_group)
     statistics = self._statistics_fn(images, seed)
     sums, values = {}, {}
     for key, value in statistics.items():
@@ -177,10 +186,13 @@ class DistributedEvaluator:
     values['weights'] = weights
     return sums, values
 
-  def _step_fn(self, images, weights, batch_index):
-    per_replica_sums, per_replica_values = self.strategy.run(
-        self._replica_fn,
-        args=split_for_replicas(self.strategy, (images, weights)) + (batch_index,))
+  def _step_fn(self, images, weights, batch_index, indices=None):
+    if indices is None:
+      args = split_for_replicas(self.strategy, (images, weights)) + (batch_index,)
+    else:
+      images, weights, indices = split_for_replicas(self.strategy, (images, weights, indices))
+      args = (images, weights, batch_index, indices)
+    per_replica_sums, per_replica_values = self.strategy.run(self._replica_fn, args=args)
     sums = {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
             for key, value in per_replica_sums.items()}
     if not self._per_example:
@@ -189,20 +201,30 @@ class DistributedEvaluator:
     return sums, {key: self.strategy.gather(value, axis=0)
                   for key, value in per_replica_values.items()}
 
+  def evaluate_batch(self, batch, index):
+    """One batch: (sums as floats, {key: float64 [n] values of its n real images}); `batch` is
+    (images, weights) or, with `per_image_seeds`, (images, weights, indices)."""
+    sums, batch_values = self._step(*batch[:2], tf.constant(index, tf.int64), *batch[2:])
+    sums = {key: float(value) for key, value in sums.items()}
+    if not batch_values:
+      return sums, {}
+    real = batch_values.pop('weights').numpy() > 0
+    return sums, {key: value.numpy().astype(np.float64)[real]
+                  for key, value in batch_values.items()}
+
   def __call__(self, batches, progress=None):
-    """Accumulates over `batches` of (images, weights); `progress(count)` after every batch."""
+    """Accumulates over `batches` of (images, weights), or of (images, weights, indices) with
+    `per_image_seeds`; `progress(count)` after every batch."""
     totals = {}
     values = {}
     self.interrupted = False
     try:
-      for index, (images, weights) in enumerate(batches):
-        sums, batch_values = self._step(images, weights, tf.constant(index, tf.int64))
+      for index, batch in enumerate(batches):
+        sums, batch_values = self.evaluate_batch(batch, index)
         for key, value in sums.items():
-          totals[key] = totals.get(key, 0.0) + float(value)
-        if batch_values:
-          real = batch_values.pop('weights').numpy() > 0
-          for key, value in batch_values.items():
-            values.setdefault(key, []).append(value.numpy().astype(np.float64)[real])
+          totals[key] = totals.get(key, 0.0) + value
+        for key, value in batch_values.items():
+          values.setdefault(key, []).append(value)
         if progress is not None:
           progress(int(totals['count']))
     except KeyboardInterrupt:

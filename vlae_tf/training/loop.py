@@ -9,6 +9,7 @@ summary, checkpoint or validation step, or for about `progress.CHUNK_SECONDS` of
 whichever comes first (`progress.ChunkPacer`), so that progress lines come at least every
 `progress.PROGRESS_SECONDS` and a signal is answered within seconds whatever the step time.
 
+    controller.py      `Controller`: the chunks of steps, the actions after each, when to stop
     settings.py        `TrainSettings`, bound in gin as `train.<setting>`
     run_directory.py   the files of model_dir, its config, resume checks, restoring a run
     checkpoints.py     which checkpoints exist, which are intact, moving damaged ones aside
@@ -55,10 +56,12 @@ from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import progress
 from vlae_tf import seeds
+from vlae_tf import time_limits
 from vlae_tf.data import batching
 from vlae_tf.data import datasets
 from vlae_tf.models import summary as model_summary
 from vlae_tf.training import actions as actions_lib
+from vlae_tf.training import controller as controller_lib
 from vlae_tf.training import distribution
 from vlae_tf.training import run_directory
 from vlae_tf.training import settings as settings_lib
@@ -73,94 +76,7 @@ train_settings = settings_lib.train_settings
 trainer_settings = settings_lib.trainer_settings
 
 
-class Controller:
-  """Runs the inner loop in chunks up to the last step and calls the actions after each chunk.
-
-  The first chunk of a process is one step (it traces and compiles; the actions' `start` hooks
-  follow it); later chunks end at the next boundary (a multiple of `boundaries`, or the last step)
-  or after about `progress.CHUNK_SECONDS` (`pacer`). Before each chunk the stop flag is read; with
-  several workers, they agree on each chunk's length and on stopping
-  (`distribution.agree_across_workers`), since collective ops need every worker in every step.
-  """
-
-  def __init__(self, trainer, iterator, actions, stop, *, train_steps, boundaries=(),
-               max_consecutive_bad_steps=None, pacer=None, strategy=None, multi_worker=False):
-    """Holds the loop's parts.
-
-    Args:
-      trainer: a `trainer.Trainer` (`train_loop`, `step`, `consecutive_bad_steps`).
-      iterator: the iterator of training batches, positioned at `trainer.step`.
-      actions: `actions.Action`s, called in order.
-      stop: the `signals.StopRequests` to read before each chunk.
-      train_steps: the last step.
-      boundaries: step intervals at which a chunk must end (summaries, checkpoints, validation;
-        0 or None: none).
-      max_consecutive_bad_steps: skipped steps in a row that stop the run (None: never).
-      pacer: a `progress.ChunkPacer` (shared with `actions.ProgressLines`).
-      strategy: the strategy, to agree across workers.
-      multi_worker: several workers run the loop together.
-    """
-    self._trainer = trainer
-    self._iterator = iterator
-    self._actions = tuple(actions)
-    self._stop = stop
-    self._train_steps = int(train_steps)
-    self._boundaries = tuple(every for every in boundaries if every)
-    self._max_consecutive_bad_steps = max_consecutive_bad_steps
-    self._pacer = pacer or progress.ChunkPacer()
-    self._strategy = strategy
-    self._multi_worker = multi_worker
-
-  def run(self, step):
-    """Runs chunks from `step`; returns (the step reached, the stopping signal or None)."""
-    first = True
-    while step < self._train_steps:
-      num_steps = 1 if first else self._pacer.next_chunk(self._steps_to_boundary(step))
-      num_steps, signum = self._agree(num_steps)
-      if signum is not None:
-        return step, signum
-      chunk = self._run_chunk(step, num_steps, first)
-      if first:
-        for action in self._actions:
-          action.start(chunk)
-        self._stop.exit_at_once = False  # Steps ran: a signal now saves them (signals.py).
-      else:
-        self._pacer.record(chunk.num_steps, chunk.seconds)
-      for action in self._actions:
-        action(chunk)
-      step, first = chunk.step, False
-    return step, None
-
-  def _steps_to_boundary(self, step):
-    boundary = min([self._train_steps] +
-                   [(step // every + 1) * every for every in self._boundaries])
-    return boundary - step
-
-  def _agree(self, num_steps):
-    """(chunk length, signal that stops the run or None), the same on every worker."""
-    if not self._multi_worker:
-      return num_steps, self._stop.signum
-    num_steps, any_stop = distribution.agree_across_workers(self._strategy, num_steps,
-                                                            self._stop.requested)
-    return num_steps, (self._stop.signum or signal.SIGTERM) if any_stop else None
-
-  def _run_chunk(self, step, num_steps, first):
-    began = time.time()
-    metrics = self._trainer.train_loop(self._iterator, num_steps, self._max_consecutive_bad_steps)
-    seconds = time.time() - began
-    reached = int(self._trainer.step.numpy())  # Fewer steps when bad steps stopped the chunk.
-    consecutive_bad = int(self._trainer.consecutive_bad_steps.numpy())
-    if metrics['bad_steps']:
-      logging.warning('Skipped %d step(s) with a non-finite loss or gradient up to step %d '
-                      '(%d in a row).', int(metrics['bad_steps']), reached, consecutive_bad)
-    limit = self._max_consecutive_bad_steps
-    return actions_lib.Chunk(
-        step=reached, num_steps=reached - step, seconds=seconds, metrics=metrics, first=first,
-        final=reached == self._train_steps, consecutive_bad_steps=consecutive_bad,
-        too_many_bad_steps=limit is not None and consecutive_bad >= limit)
-
-
-def train(model_dir, data_dir=None, settings=None, strategy=None):
+def train(model_dir, data_dir=None, settings=None, strategy=None, time_limit=None):
   """Trains a VLAE in `model_dir`, resuming from its newest intact checkpoint if there is one.
 
   Args:
@@ -169,12 +85,15 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
     settings: a `settings.TrainSettings`; default: `TrainSettings()`, the gin bindings of `train`.
       config.gin records the gin config, so settings that gin does not bind are not in it.
     strategy: a `tf.distribute.Strategy` (default: `distribution.make_strategy()`).
+    time_limit: a `time_limits.TimeLimit` (bin/train's --time_limit), or None.
 
   Returns:
     The last validation metrics (means over the validation images, nats; {} without validation).
 
   Raises:
     TrainingInterrupted: SIGTERM or SIGINT arrived; a checkpoint of the last step was saved.
+    TimeLimitReached: the next chunk would have ended after `time_limit`; a checkpoint of the
+      last step was saved.
     NonFiniteError: max_consecutive_bad_steps skipped steps in a row (no checkpoint is written
       after a skipped step, so the latest one holds the last good state).
     IncompatibleRunError: model_dir has checkpoints of a run with different bindings.
@@ -234,19 +153,28 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   images = _image_writes(chief, trainer.averaged_model, train_images, eval_images, writers,
                          settings, stop)
   pacer = progress.ChunkPacer()
-  controller = Controller(
+  controller = controller_lib.Controller(
       trainer, iterator,
       _actions(model_dir, chief, trainer, writers, settings, pacer, checkpoints, validation,
                images),
       stop, train_steps=settings.train_steps,
       boundaries=(settings.summary_every, settings.checkpoint_every, settings.eval_every),
       max_consecutive_bad_steps=settings.max_consecutive_bad_steps, pacer=pacer,
-      strategy=strategy, multi_worker=multi_worker)
+      strategy=strategy, multi_worker=multi_worker, time_limit=time_limit)
+
+  ended = 'failure'  # pieces.jsonl: how this process's piece of the run ended
 
   try:
     metrics = _run(controller, stop, start_step, checkpoints, validation, manager, chief,
                    multi_worker)
-  except errors.TrainingInterrupted:
+    ended = 'finished'
+  except errors.TrainingInterrupted as interrupted:
+    ended = signal.Signals(interrupted.signum).name
+    if chief:
+      summaries.end_hparams_session(model_dir, 'stopped')
+    raise
+  except errors.TimeLimitReached:
+    ended = 'time limit'
     if chief:
       summaries.end_hparams_session(model_dir, 'stopped')
     raise
@@ -261,6 +189,11 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
   finally:
     for writer in writers.values():  # The binary ends at once now (cli.binaries.run_binary).
       writer.flush()
+    if chief and checkpoints.last_saved_step is not None:
+      run_directory.record_piece(
+          model_dir, began, start_step, checkpoints.last_saved_step, ended,
+          replicas=strategy.num_replicas_in_sync, workers=distribution.num_workers(strategy),
+          precision=trainer.model.precision if hasattr(trainer.model, 'precision') else None)
   if chief:
     summaries.end_hparams_session(model_dir, 'success')
   return metrics
@@ -269,15 +202,20 @@ def train(model_dir, data_dir=None, settings=None, strategy=None):
 def _run(controller, stop, start_step, checkpoints, validation, manager, chief, multi_worker):
   """Runs the controller to the end or a stop; the last validation metrics."""
   with stop:
-    step, signum = controller.run(start_step)
+    step, reason = controller.run(start_step)
     finished = False  # The steps, the final checkpoint and the final validation are done.
-    if signum is None and (multi_worker or not stop.requested):
+    if reason is None and (multi_worker or not stop.requested):
       checkpoints.save_final(step)
       finished = validation is None or validation.final_pass(step)
     if not finished:
-      signum = signum or stop.signum
-  if signum is not None:
-    raise errors.TrainingInterrupted(signum, step, checkpoints.save_unsaved(step))
+      reason = reason or stop.signum
+  if reason == controller_lib.TIME_LIMIT:
+    saved = checkpoints.save_unsaved(step)
+    raise time_limits.limit_reached(
+        controller.time_limit, f'step {step} of {controller.train_steps}, saved {saved}',
+        'run the same command again to resume')
+  if reason is not None:
+    raise errors.TrainingInterrupted(reason, step, checkpoints.save_unsaved(step))
   if not chief:  # Its checkpoints were only for the collective ops of saving.
     tf.io.gfile.rmtree(manager.directory)
   return {} if validation is None else validation.metrics

@@ -3,6 +3,7 @@
     config.gin              every binding the run was started with; eval/sample/export re-read it
     operative_config.gin    the bindings actually used (written after the first step)
     started.json            when the first (fresh) train call began: the origin of training time
+    pieces.jsonl            one line per training process: steps, wall time, CPU, how it ended
     model_summary.json      trainable parameters per part and the decoder window (models/summary.py)
     ckpt-<step>.*           checkpoints (tf.train.CheckpointManager; checkpoints.py)
     checkpoint              the CheckpointManager's list of kept checkpoints
@@ -22,6 +23,7 @@ import inspect
 import json
 import os
 import shutil
+import time
 
 from absl import logging
 import gin
@@ -33,12 +35,16 @@ from vlae_tf.data import user_images
 from vlae_tf.training import configurables  # pylint: disable=unused-import  (what config.gin may name)
 from vlae_tf import errors
 from vlae_tf import files
+from vlae_tf import time_limits
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import checkpoints
 
 CONFIG_FILE = 'config.gin'
 OPERATIVE_CONFIG_FILE = 'operative_config.gin'
 STARTED_FILE = 'started.json'
+# One line per training process (a piece of the run): its steps, wall time, machine and how it
+# ended (`record_piece`): the provenance of a run trained in pieces.
+PIECES_FILE = 'pieces.jsonl'
 MODEL_SUMMARY_FILE = 'model_summary.json'  # parameters per part, the decoder's window
 # The run's data source, written by bin/train at start: {"dataset", "data_dir"} (an absolute path,
 # or null: tensorflow-datasets). The readers of the run (eval, sample, inspect) use it unless
@@ -54,6 +60,12 @@ RESUMABLE_BINDINGS = frozenset(
         'eval_batch_size', 'num_summary_images', 'max_checkpoints_to_keep',
         'max_consecutive_bad_steps', 'deterministic', 'eval_split'))
 RESUMABLE_MACROS = frozenset({'TRAIN_STEPS'})
+# The arithmetic a piece of a run computes in, not the model: the variables, the optimizer's slots
+# and the Polyak averages are float32 under every precision (layers/precision.py), so a run may
+# train each piece in the precision that is faster on the machine at hand (mixed_bfloat16 on a
+# CPU with AMX, float32 on one without bfloat16 instructions). pieces.jsonl records each piece's;
+# eval, sample and export read the run in the precision of its latest piece (config.gin).
+RESUMABLE_ARITHMETIC = frozenset({'VLAE.precision'})
 
 
 def read_run_config(path, remedy):
@@ -177,13 +189,14 @@ def config_bindings(config):
 
 
 def config_differences(old_config, new_config):
-  """Bindings that differ between two configs, except RESUMABLE_BINDINGS and RESUMABLE_MACROS.
+  """Bindings that differ between two configs, except RESUMABLE_BINDINGS, RESUMABLE_MACROS and
+  RESUMABLE_ARITHMETIC.
 
   Returns:
     A sorted list of 'name: old -> new' strings ('<unset>' for a missing binding).
   """
   old, new = config_bindings(old_config), config_bindings(new_config)
-  ignored = RESUMABLE_BINDINGS | RESUMABLE_MACROS
+  ignored = RESUMABLE_BINDINGS | RESUMABLE_MACROS | RESUMABLE_ARITHMETIC
   differences = []
   for name in sorted(set(old) | set(new)):
     if name in ignored or old.get(name) == new.get(name):
@@ -299,6 +312,32 @@ def prepare_training_run(model_dir, config, chief, began):
     files.atomic_write_text(os.path.join(model_dir, STARTED_FILE),
                             json.dumps({'unix_time': began}) + '\n')
   return latest
+
+
+def record_piece(model_dir, began, first_step, last_step, ended, **facts):
+  """Appends this training process's line to <model_dir>/pieces.jsonl.
+
+  Args:
+    model_dir: the run directory.
+    began: the unix time the process's train call began.
+    first_step, last_step: the step it resumed from (0 for a fresh run) and the step it saved.
+    ended: 'finished', 'time limit', the signal's name, or 'failure'.
+    **facts: more keys (precision, replicas, ...).
+  """
+  line = dict(started_unix_time=round(began, 1), wall_seconds=round(time.time() - began, 1),
+              first_step=int(first_step), last_step=int(last_step),
+              steps=int(last_step) - int(first_step), cpu=time_limits.cpu_name(), ended=ended,
+              **facts)
+  files.append_line(os.path.join(model_dir, PIECES_FILE), json.dumps(line, sort_keys=True) + '\n')
+
+
+def read_pieces(model_dir):
+  """The lines of <model_dir>/pieces.jsonl (oldest first), or []."""
+  path = os.path.join(model_dir, PIECES_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def effective_data_dir(data_dir):
