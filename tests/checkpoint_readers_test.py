@@ -1,6 +1,6 @@
-"""Every reader of checkpoints checks them (issue 26): bin/reproduce's training check, rows and
-curves, and bin/inspect (which takes --checkpoint like bin/eval), on a copy of the fixture run with
-an intact ckpt-1 and a truncated ckpt-2."""
+"""Every reader of checkpoints checks them (docs/reliability.md): bin/reproduce's training check,
+rows and curves, and bin/inspect (which takes --checkpoint like bin/eval), on a copy of the fixture
+run with an intact ckpt-1 and a truncated ckpt-2."""
 
 import os
 import shutil

@@ -38,7 +38,8 @@ def shared_data():
   return SHARED_DATA
 
 
-# A two-step run of the tiny static MNIST VLAE written before the issue 13 split (tests/testdata).
+# A two-step run of the tiny static MNIST VLAE written by commit e06a543, before the training
+# loop was split into modules (tests/testdata).
 FIXTURE_RUN = pathlib.Path(__file__).resolve().parent / 'testdata' / 'run_e06a543'
 
 

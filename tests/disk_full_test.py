@@ -1,4 +1,4 @@
-"""A full disk (issue 26), simulated with a file-size limit (RLIMIT_FSIZE: a write past it fails
+"""A full disk, simulated with a file-size limit (RLIMIT_FSIZE: a write past it fails
 with EFBIG, SIGXFSZ being ignored, as Python does at start-up): during a checkpoint, a summary, an
 export, eval_history.jsonl and a compressed file (an atomic write), each failure is one line naming
 the file (and the bytes to write when known), what was there before is intact, and the work

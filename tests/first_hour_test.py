@@ -1,4 +1,4 @@
-"""Issue 27, a new user's first hour: --help, early path and flag errors, a quiet console,
+"""A new user's first hour: --help, early path and flag errors, a quiet console,
 validated budgets and shapes, the run's recorded data source, results once on stdout, intervals
 that scale with the budget. Subprocess tests reuse cli_test's helpers; results once on stdout and a
 quiet console, on cli_test's trained run, are cli_test's."""

@@ -134,7 +134,7 @@ class ParametersTest(tf.test.TestCase, parameterized.TestCase):
         decoder.extra_nins, tied=decoder.tie_weights, per_pixel=decoder.pixel_bias)
     self.assertEqual(num_parameters(decoder), expected)
     if kwargs.get('num_stages') == 6:
-      self.assertEqual(expected, 382_697)  # shared/AUTHORS_MODEL.md section 9: about 382.7k.
+      self.assertEqual(expected, 382_697)  # docs/authors_code.md, section 9: 382,697.
 
   def test_tying_shares_the_named_kernels_and_no_scale_or_bias(self):
     decoder = built_and_perturbed(make_decoder(num_stages=4, extra_nins=3))

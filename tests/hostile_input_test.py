@@ -1,4 +1,4 @@
-"""Hostile input (issue 26): files from elsewhere, damaged or made by hand, and bad requests to a
+"""Hostile input: files from elsewhere, damaged or made by hand, and bad requests to a
 SavedModel are refused in one line, never with a traceback, a hang or memory beyond what the file
 holds. A fuzz test with a fixed seed per reader: bin/decompress's header (codec.unpack), the
 .amat and .mat readers, and the serving functions' input checks; then bin/decompress itself on a

@@ -1,5 +1,5 @@
-"""Tests of the package's layout (issue 21): mains only in the cli, the library never imports the
-cli, and no module over 450 lines."""
+"""Tests of the package's layout (docs/ARCHITECTURE.md): mains only in the cli, the library never
+imports the cli, and no module over 450 lines."""
 
 import ast
 import pathlib

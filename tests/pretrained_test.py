@@ -66,7 +66,7 @@ def test_the_package_ships_static_mnist_with_its_provenance():
   assert {'config.gin', 'data_source.json', 'checkpoint'} <= set(record['files'])
   folder = os.path.join(catalogue.PACKAGE_ROOT, 'static_mnist')
   size = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
-  assert size <= 20e6  # The bound on the package.
+  assert size <= 20e6  # A packaged model stays under 20 MB.
 
 
 def test_an_unknown_name_lists_the_known_ones():
@@ -213,7 +213,7 @@ def test_the_shipped_model_gives_the_nll_of_its_provenance(shared_data):
                               max_examples=check['num_examples'], data_dir=str(shared_data),
                               seed=check['seed'], strategy=packaging.check_strategy(),
                               progress=False)
-  assert report['num_examples'] == check['num_examples'] == 100  # The check set.
+  assert report['num_examples'] == check['num_examples'] == 100  # provenance.json's check set.
   # Same images, same importance noise: equal but for float summation order on another CPU.
   assert abs(report['nll_nats'] - check['nll_nats']) < 0.01, (report, check)
   assert abs(report['kl_nats'] - check['kl_nats']) < 0.01, (report, check)

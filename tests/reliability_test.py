@@ -155,11 +155,11 @@ def lines_with(text, pattern):
 
 @pytest.mark.slow
 def test_truncated_latest_checkpoint_costs_one_checkpoint(shared_data, tmp_path):
-  """Issue 15: the data file of the latest checkpoint truncated to 100 bytes. bin/eval and
+  """A damaged checkpoint: the data file of the latest one truncated to 100 bytes. bin/eval and
   bin/export say so in one line and use the previous checkpoint; bin/train moves the damaged one
   to <model_dir>/damaged/, resumes from the previous step without a traceback and reaches the
   uninterrupted run's weights bit for bit (train.deterministic). Other faults, in-process:
-  damaged_run_test.py."""
+  checkpoints_test.py."""
   settings = ['--gin_param=train.train_steps = 3', '--gin_param=train.checkpoint_every = 1',
               '--gin_param=train.eval_examples = 0', '--gin_param=train.num_summary_images = 0',
               '--gin_param=train.deterministic = True', '--gin_param=train.seed = 7']

@@ -114,7 +114,7 @@ def test_grids_of_a_tiny_vlae_draw_what_its_sampler_draws_through_one_decode_tra
   got = renderer._sample(3, seed).numpy()
   # The same draws. Round-off may still move the few that sit on a decision boundary: on CI's
   # machine 4 of CIFAR-10's 9,216 values came out 1-12 levels apart. Another seed changes 49% of
-  # the binary values and 77% of the 8-bit ones (docs/results/sample_seed_mismatch.py).
+  # the binary values and 77% of the 8-bit ones (docs/results/reliability/sample_seed_mismatch.py).
   assert got.shape == want.shape, (got.shape, want.shape)
   differing = np.mean(got != want.numpy())
   assert differing <= 0.01, differing

@@ -1,4 +1,5 @@
-"""Every binary on a run trained from one's own images (issue 25), end to end on real data.
+"""Every binary on a run trained from one's own images (docs/datasets.md, "Your own images"), end
+to end on real data.
 
 One tiny run (gin/testing/tiny.gin, 2 steps) trained from a folder of 40x32 black-and-white PNGs
 in one subfolder per class (the shared MNIST test digits, padded) with no flag but --dataset, then

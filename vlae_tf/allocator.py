@@ -4,8 +4,8 @@ Why: glibc's malloc serves each tensor above its mmap threshold (a few MB; the a
 batch of 128 MNIST images are 0.25-28 MB) with a fresh mmap() and gives it back with munmap(), so
 every training step faults its activations in again, page by page. On a 2-core AMD EPYC, training
 gin/mnist_vlae_authors.gin took about 200,000 page faults a second, 42% of its CPU time in the
-kernel, and ran at 47 images/s; with TCMalloc preloaded, 117 images/s (docs/RESULTS.md, "Session 8
-... the memory allocator").
+kernel, and ran at 47 images/s; with TCMalloc preloaded, 117 images/s (docs/RESULTS.md, "The memory
+allocator").
 Intel's TensorFlow CPU guide recommends TCMalloc for the same reason.
 
 An allocator can only be chosen before the process starts, so `use_chosen_allocator` re-executes

@@ -1,7 +1,7 @@
 """How tests/testdata/run_e06a543/ was made (kept for the record; it imports the API of that commit).
 
 The run directory is two steps of a tiny static-MNIST VLAE written by commit e06a543, before the
-training loop was split into modules (issue 13):
+training loop was split into modules:
 
     bin/train --gin_file=mnist_vlae.gin --gin_file=testing/tiny.gin --gin_param=TRAIN_STEPS=2 \
         --model_dir=RUN --data_dir=DATA

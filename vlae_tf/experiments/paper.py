@@ -1,4 +1,4 @@
-"""The paper's experiments and numbers (Chen et al., ICLR 2017; shared/PAPER.md).
+"""The paper's experiments and numbers (Chen et al., ICLR 2017; docs/paper.md, "Reported numbers").
 
 `TABLES` names groups of experiment gin files (a table or an ablation each) for bin/reproduce;
 `PAPER` holds what the paper reports for each experiment. Pure data: no TensorFlow, so the
@@ -11,7 +11,7 @@ import os
 from typing import Optional
 
 
-# Named groups of experiments: each a table or ablation of Chen et al. 2017 (shared/PAPER.md).
+# Named groups of experiments: each a table or ablation of Chen et al. 2017 (docs/paper.md).
 TABLES = {
     # Table 1 (static MNIST): the VLAE, the IAF VAE baseline, and the factorized-decoder VAE of
     # Section 5.1 (the lossy-code comparison: 19.2 vs 37.3 bits of KL).

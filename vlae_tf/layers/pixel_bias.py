@@ -1,10 +1,11 @@
 """A per-pixel bias: one bias per row, column and channel, b [1, H, W, C].
 
 The first author's binary-image networks add such a bias after every convolution (`pixel_bias=True`
-in his custom_ops.py, shared/AUTHORS_MODEL.md section 1.4): y[b, i, j, c] = x[b, i, j, c] +
-bias[0, i, j, c]. It gives position-specific offsets (image borders, first rows) for H * W * C
-parameters, and ties the layer to one image size: `PixelBias` raises `ImageSizeError` for inputs of
-another size instead of broadcasting or failing deep inside TensorFlow.
+in his custom_ops.py; docs/authors_code.md, section 1.4 "Per-pixel biases"):
+y[b, i, j, c] = x[b, i, j, c] + bias[0, i, j, c]. It gives position-specific offsets (image borders,
+first rows) for H * W * C parameters, and ties the layer to one image size: `PixelBias` raises
+`ImageSizeError` for inputs of another size instead of broadcasting or failing deep inside
+TensorFlow.
 """
 
 import tensorflow as tf

@@ -19,7 +19,7 @@ Where values are float32 again (the casts):
 * the first author's decoder (`GatedResNetPixelCNN`) computes only its convolutions in bfloat16:
   every `TiedConv2D` casts its convolution's output to float32 before its float32 scale and bias,
   so its ELUs, gates and residual sums are float32 (bfloat16 elementwise ops are several times
-  slower than float32 ones on CPU; docs/RESULTS.md, session 12).
+  slower than float32 ones on CPU; docs/RESULTS.md, "Speed and precision").
 The prior and posterior flows (TFP's MADE), their densities and log-dets, the KL, the loss, the
 optimizer and the Polyak averages are never given the policy: they stay float32.
 

@@ -1,7 +1,7 @@
 """Convolutions that share only a kernel direction: weight norm with per-use scale and bias.
 
 The first author ties the convolutions of his binary-image PixelCNN (`tieweight=True`) by sharing
-only "the linear operator" (his custom_ops.py; shared/AUTHORS_MODEL.md sections 1.3-1.5): one raw
+only "the linear operator" (his custom_ops.py; docs/authors_code.md, sections 1.3-1.5): one raw
 kernel v per name, used by several layers, each use with its own weight-norm scale and its own
 bias, each data-initialised on its own input. For output channel c of one use u:
 
@@ -161,14 +161,14 @@ class TiedConv2D(keras.layers.Layer):
         `tf.split(self(inputs), num_parts, -1)` would, but computed as one convolution per part
         with the kernel and bias split instead: slicing a convolution's output copies it
         forward and pads it back to full size in the gradient: on CPU the gated decoder's
-        training step is 1.07-1.31x faster without them (docs/RESULTS.md, session 12).
+        training step is 1.07-1.31x faster without them (docs/RESULTS.md, "Speed and precision").
 
     Returns:
       The output, or a list of `num_parts` outputs [B, H, W, filters / num_parts], in float32 also
       under 'mixed_bfloat16', where only the convolution computes in bfloat16: the bias adds,
       ELUs, gates and residual sums that follow are several times slower in bfloat16 on CPU, and
       the decoder's forward+backward is 1.3x faster with them in float32 (docs/RESULTS.md,
-      session 12).
+      "Speed and precision").
     """
     self.check_size(inputs.shape[1], inputs.shape[2])
     output_dtype = precision.variable_dtype(self.scale)  # float32

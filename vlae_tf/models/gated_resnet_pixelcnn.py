@@ -2,8 +2,8 @@
 
 `GatedResNetPixelCNN` is `ConvAR(depth=6, nr_channels=12, block="gated_resnet", extra_nins=4,
 tieweight=True, pixel_bias=True, context_dim=4)` from Xi Chen's scripts (florensacc/rllab-curriculum
-at 33af5b82, infogan/misc/distributions.py ConvAR and custom_ops.py; shared/AUTHORS_MODEL.md
-sections 1.1-1.8), written again as a Keras layer. With F = filters, `num_stages` = 6 and
+at 33af5b82, infogan/misc/distributions.py ConvAR and custom_ops.py; docs/authors_code.md, section 1
+"The decoder: ConvAR"), written again as a Keras layer. With F = filters, `num_stages` = 6 and
 `extra_nins` = 4:
 
     h = elu(MaskedConvA_3x3([x, context]))                  # [B, H, W, F]; stage 0

@@ -59,8 +59,9 @@ class SoftFreeBits(tf.Module):
       KL < target                     ->  gamma <- max(gamma / rate, min_gamma) (KL too small)
       otherwise                       ->  gamma unchanged
 
-  with rate = 1.1 and tolerance = 0.05: PAPER.md's "up when KL is more than about 5% above lambda,
-  down when KL is below lambda". gamma starts at 1 (the plain ELBO).
+  with rate = 1.1 and tolerance = 0.05: the paper's 10% steps, raising gamma only once the KL
+  exceeds its target by about 5% and lowering it whenever the KL is under the target
+  (docs/paper.md, "Soft free bits"). gamma starts at 1 (the plain ELBO).
 
   gamma is a non-trainable float32 `tf.Variable` with aggregation ONLY_FIRST_REPLICA, so it can be
   created in a `tf.distribute` strategy scope and updated from either the cross-replica context

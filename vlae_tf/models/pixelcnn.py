@@ -79,10 +79,10 @@ def rows_of(column_values: tf.TensorArray) -> tf.Tensor:
 
 
 # Columns per iteration of the cached samplers' column loops (at most; a divisor of the width).
-# `model.decode` of gin/mnist_vlae.gin (28 columns) on a 2-core AMD EPYC, December 2026 (RESULTS,
-# session 18), tracing + first call / median call of 16 images / of 100 images: all 28 unrolled
-# 13.5-15.7 s / 0.38-0.41 s / 0.52 s; one column 2.6-3.1 s / 0.44-0.46 s / 0.53 s; four 3.7-4.3 s /
-# 0.40 s / 0.38 s.
+# `model.decode` of gin/mnist_vlae.gin (28 columns) on a 2-core AMD EPYC, measured when the column
+# loops came in (commit 8c8aa74; docs/RESULTS.md, "Speed and precision"), tracing + first call /
+# median call of 16 images / of 100 images: all 28 unrolled 13.5-15.7 s / 0.38-0.41 s / 0.52 s; one
+# column 2.6-3.1 s / 0.44-0.46 s / 0.53 s; four 3.7-4.3 s / 0.40 s / 0.38 s.
 COLUMNS_PER_ITERATION = 4
 
 

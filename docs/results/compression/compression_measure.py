@@ -1,4 +1,4 @@
-"""Issue 14 measurement: BB-ANS through the headline VLAE on all 10,000 static MNIST test images."""
+"""Measurement of bits-back coding: BB-ANS through the headline VLAE on all 10,000 static MNIST test images."""
 import bz2, gzip, io, json, subprocess, sys, time
 import numpy as np
 from vlae_tf import startup

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 25 item 7, as run in session 7 (docs/RESULTS.md): a VLAE trained from a folder of real PNGs
+# As run for docs/RESULTS.md ("Your own images"): a VLAE trained from a folder of real PNGs
 # that are not 28x28 (OMNIGLOT's background alphabets of ../shared/data, 105x105, downscaled to
 # 52x52 by --image_size), with --dataset alone: the model is chosen (binary VLAE, batch 128).
 # Run from the checkout root. The budget was cut to 2,000 steps (the chosen default is 3,000) by

@@ -1,7 +1,7 @@
 """One checkpoint evaluated in float32 and in mixed_bfloat16 on the same images and importance
-samples (issue 22, item 3): the paired difference of the bound, and the time of each.
+samples: the paired difference of the bound, and the time of each.
 
-    python docs/results/eval_precision.py MODEL_DIR DATA_DIR OUT.json [K] [IMAGES]
+    python docs/results/precision/eval_precision.py MODEL_DIR DATA_DIR OUT.json [K] [IMAGES]
 
 bin/eval computes in the precision the run was trained in; this script overrides gin
 `VLAE.precision` after the run's config.gin is parsed, restores the same averaged weights and

@@ -1,6 +1,7 @@
 """The share of sampled values that another seed changes, for sampling_test.py's tiny models.
 
-Run from the repository root: python docs/results/sample_seed_mismatch.py (reads ../shared/data).
+Run from the repository root (reads ../shared/data):
+    python docs/results/reliability/sample_seed_mismatch.py
 """
 import os, sys
 os.environ['TF_USE_LEGACY_KERAS']='1'; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'

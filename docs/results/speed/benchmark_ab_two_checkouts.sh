@@ -1,8 +1,8 @@
 #!/bin/bash
-# A/B, session 12 (issue 22): NEW against OLD with the same bin/benchmark flags on gin/mnist_vlae.gin,
+# A/B of two checkouts: NEW against OLD with the same bin/benchmark flags on gin/mnist_vlae.gin,
 # train + eval, each process measuring float32 and mixed_bfloat16, in the order NEW (f32, bf16),
 # OLD (f32, bf16), OLD (bf16, f32), NEW (bf16, f32). Run it idle.
-# Usage: bench_ab_s12.sh NEW_CHECKOUT OLD_CHECKOUT DATA_DIR > lines.txt
+# Usage: benchmark_ab_two_checkouts.sh NEW_CHECKOUT OLD_CHECKOUT DATA_DIR > lines.txt
 # (one JSON line per measurement, prefixed with NEW or OLD and the order).
 # NEW_GIN=models/depth_limited_decoder.gin adds a gin file to NEW's runs (5b799a6's decoder);
 # OLD_PRECISIONS=none runs OLD without --precisions (checkouts older than the flag: float32).

@@ -1,12 +1,12 @@
-"""Micro-benchmarks of the first author's decoder (issue 22): forward and forward+backward of
+"""Micro-benchmarks of the first author's decoder: forward and forward+backward of
 `GatedResNetPixelCNN` at batch 128, 28x28, 4 context channels, in variants computed from one set of
 weights. Prints each variant's largest |output - the float32 layer's| and its best times (min over 3
 rounds of 7 calls). Run it on an idle machine:
 
-    python docs/results/decoder_variants.py gate       # session 11: ways to compute the layer
-    python docs/results/decoder_variants.py precision  # session 12: where bfloat16 pays
+    python docs/results/speed/decoder_variants.py gate       # ways to compute the layer (12d6f7e)
+    python docs/results/speed/decoder_variants.py precision  # where bfloat16 pays (fdc30a2)
 
-docs/RESULTS.md, sessions 11-12, has the numbers.
+docs/RESULTS.md, "Speed and precision", has the numbers.
 """
 import sys
 import time

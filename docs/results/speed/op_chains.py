@@ -1,6 +1,6 @@
-"""Session 11 micro-benchmark (issue 22): ms per op of chains of 20 small ops on a
-[128, 28, 28, 12] float32 tensor, the shapes of the first author's decoder (docs/RESULTS.md,
-session 12). Run it on an idle machine: python docs/results/op_chains_s11.py
+"""Micro-benchmark: ms per op of chains of 20 small ops on a [128, 28, 28, 12] float32 tensor,
+the shapes of the first author's decoder (docs/RESULTS.md, "Speed and precision").
+Run it on an idle machine: python docs/results/speed/op_chains.py
 """
 import time
 import numpy as np

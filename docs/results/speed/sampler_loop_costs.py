@@ -1,8 +1,8 @@
 """Tracing, first call and steady calls of `model.decode` (the cached sampler) by columns per
-iteration of its column loop (RESULTS, session 18).
+iteration of its column loop (docs/RESULTS.md, "Speed and precision").
 
-    python docs/results/sampler_loop_costs.py <data_dir> <columns> <images> [gin files ...]
-    e.g. python docs/results/sampler_loop_costs.py ../shared/data 4 16 mnist_vlae.gin
+    python docs/results/speed/sampler_loop_costs.py <data_dir> <columns> <images> [gin files ...]
+    e.g. python docs/results/speed/sampler_loop_costs.py ../shared/data 4 16 mnist_vlae.gin
 
 `columns` is `pixelcnn.COLUMNS_PER_ITERATION` for this process (28 unrolls a 28-wide row whole,
 as the samplers did before 8c8aa74). The model is data-initialized on the first 16 test images of

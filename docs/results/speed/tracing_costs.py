@@ -1,8 +1,9 @@
-"""Where the first call of a traced function goes, for the tiny VLAE (RESULTS, session 16).
+"""Where the first call of a traced function goes, for the tiny VLAE (docs/RESULTS.md, "Speed
+and precision").
 
-    python docs/results/tracing_costs.py step  <data_dir>
-    python docs/results/tracing_costs.py grids <model_dir>   # a run of gin/testing/tiny.gin
-    python docs/results/tracing_costs.py decode <model_dir>
+    python docs/results/speed/tracing_costs.py step  <data_dir>
+    python docs/results/speed/tracing_costs.py grids <model_dir>   # a run of gin/testing/tiny.gin
+    python docs/results/speed/tracing_costs.py decode <model_dir>
 
 `step`: the trainer's train loop as bin/train builds it (one replica, batch 4): seconds to trace it,
 its graph's node count (top level, inside its functions, number of functions), the first call
