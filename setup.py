@@ -41,6 +41,8 @@ setuptools.setup(
     extras_require={
         # bin/inspect's linear probe.
         'inspect': ['scikit-learn>=1.3'],
+        # The figures of docs/RESULTS.md that are not line plots (docs/results/speed/).
+        'plots': ['matplotlib>=3.7'],
         'test': ['pytest>=8', 'pytest-xdist>=3', 'scikit-learn>=1.3'],
     },
     # Namespaced commands (bash's own `eval` and `export` would shadow bare names); in a checkout,
