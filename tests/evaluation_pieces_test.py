@@ -104,13 +104,18 @@ def test_an_image_gets_the_same_noise_in_any_subset(run_dir, shared_data):
   np.testing.assert_allclose(of_small['nll'], of_large['nll'][1::3], rtol=1e-5)
 
 
-def test_a_progress_file_of_another_checkpoint_is_refused_in_one_line(run_dir, shared_data):
+def first_piece(run_dir, shared_data):
+  """(the progress file's path, its content) after a piece stopped by the time limit."""
   path = progress_path(run_dir)
   first = make_evaluator(run_dir, shared_data)
   with pytest.raises(errors.TimeLimitReached):
     pieces.evaluate_in_pieces(first, first.checkpoint, path, StopAfter(1), progress=False)
   with open(path) as f:
-    kept = json.load(f)
+    return path, json.load(f)
+
+
+def test_a_progress_file_of_another_checkpoint_is_refused_in_one_line(run_dir, shared_data):
+  path, kept = first_piece(run_dir, shared_data)
   kept['settings'].update(checkpoint='ckpt-1', step=1)  # as if training went on meanwhile
   with open(path, 'w') as f:
     json.dump(kept, f)
@@ -127,12 +132,7 @@ def test_a_progress_file_of_another_checkpoint_is_refused_in_one_line(run_dir, s
 @pytest.mark.parametrize('damage', ['{"settings": {"num_images"', 'not json', 'values'])
 def test_a_damaged_progress_file_is_set_aside_and_the_evaluation_starts_again(
     run_dir, shared_data, damage, caplog):
-  path = progress_path(run_dir)
-  first = make_evaluator(run_dir, shared_data)
-  with pytest.raises(errors.TimeLimitReached):
-    pieces.evaluate_in_pieces(first, first.checkpoint, path, StopAfter(1), progress=False)
-  with open(path) as f:
-    kept = json.load(f)
+  path, kept = first_piece(run_dir, shared_data)
   if damage == 'values':  # readable, but more values than images
     kept['values']['nll'] += [1.0] * 20
     text = json.dumps(kept)
