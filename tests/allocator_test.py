@@ -12,17 +12,32 @@ from vlae_tf import allocator
 TCMALLOC = 'libtcmalloc_minimal.so.4'
 
 
-def choose(environ, found=TCMALLOC, platform='linux'):
-  return allocator.library_to_preload(environ, find=lambda: found, platform=platform)
+def choose(environ, found=TCMALLOC, platform='linux', glibc=True):
+  return allocator.library_to_preload(environ, find=lambda: found, platform=platform,
+                                      has_glibc=lambda: glibc)
 
 
 class ChoiceTest(absltest.TestCase):
 
-  def test_auto_preloads_tcmalloc_when_found_and_nothing_otherwise(self):
+  def test_auto_preloads_tcmalloc_when_found_else_tunes_glibc(self):
     self.assertEqual(choose({}), TCMALLOC)
     self.assertEqual(choose({'VLAE_TF_ALLOCATOR': 'auto'}), TCMALLOC)
-    self.assertIsNone(choose({}, found=None))
+    self.assertEqual(choose({}, found=None), 'glibc')
+    self.assertIsNone(choose({}, found=None, glibc=False))  # musl: as it is.
     self.assertIsNone(choose({}, platform='darwin'))
+    self.assertIsNone(choose({'MALLOC_TOP_PAD_': '0'}, found=None))  # The user's own settings.
+
+  def test_glibc_asked_for_tunes_glibc_even_with_tcmalloc_installed(self):
+    self.assertEqual(choose({'VLAE_TF_ALLOCATOR': 'glibc'}), 'glibc')
+    self.assertIsNone(choose({'VLAE_TF_ALLOCATOR': 'glibc', **allocator.GLIBC_TUNED}))
+    with self.assertRaisesRegex(allocator.AllocatorError, 'does not run on glibc'):
+      choose({'VLAE_TF_ALLOCATOR': 'glibc'}, glibc=False)
+
+  def test_the_glibc_settings_are_within_what_glibc_accepts(self):
+    # mallopt(3): M_MMAP_THRESHOLD at most HEAP_MAX_SIZE / 2 = 32 MiB on 64-bit systems (a larger
+    # value is ignored, and the threshold stays dynamic); the others are any size_t.
+    self.assertLessEqual(int(allocator.GLIBC_TUNED['MALLOC_MMAP_THRESHOLD_']), 32 << 20)
+    self.assertGreaterEqual(int(allocator.GLIBC_TUNED['MALLOC_MMAP_THRESHOLD_']), 28 << 20)
 
   def test_system_and_an_allocator_already_there_run_as_they_are(self):
     self.assertIsNone(choose({'VLAE_TF_ALLOCATOR': 'system'}))
@@ -51,6 +66,8 @@ class ChoiceTest(absltest.TestCase):
     self.assertEqual(allocator.in_use({'LD_PRELOAD': '/x/libmine.so',
                                        'VLAE_TF_ALLOCATOR': '/x/libmine.so'}), 'libmine.so')
     self.assertEqual(allocator.in_use({'LD_PRELOAD': '/x/libother.so'}), 'system')
+    self.assertEqual(allocator.in_use(dict(allocator.GLIBC_TUNED)), 'glibc')
+    self.assertEqual(allocator.in_use({'MALLOC_TOP_PAD_': '0'}), 'system')
 
 
 class ReexecutionTest(absltest.TestCase):
@@ -71,22 +88,26 @@ class ReexecutionTest(absltest.TestCase):
   def test_a_real_process_re_executes_itself_once_and_keeps_its_arguments(self):
     # `python -c CODE ARG`: the code and its argument survive the re-execution (read from
     # /proc/self/cmdline; sys.argv has lost the code). The outcome follows this machine: with
-    # TCMalloc installed the process ends up with it mapped, without it nothing changes.
-    code = ('import sys; from vlae_tf import allocator; allocator.use_chosen_allocator(); '
+    # TCMalloc installed the process ends up with it mapped, without it with glibc's tuned settings.
+    code = ('import os, sys; from vlae_tf import allocator; allocator.use_chosen_allocator(); '
             "maps = open('/proc/self/maps').read(); "
-            "print(allocator.in_use(), 'tcmalloc' in maps, sys.argv[1:])")
+            "print(allocator.in_use(), 'tcmalloc' in maps, os.environ.get('MALLOC_TOP_PAD_'), "
+            'sys.argv[1:])')
     environ = {key: value for key, value in os.environ.items()
-               if key not in ('LD_PRELOAD', 'VLAE_TF_ALLOCATOR', '_VLAE_TF_ALLOCATOR_SET')}
-    printed = subprocess.run([sys.executable, '-c', code, 'an argument'], env=environ,
-                             capture_output=True, text=True, check=True).stdout
+               if key not in ('LD_PRELOAD', 'VLAE_TF_ALLOCATOR', '_VLAE_TF_ALLOCATOR_SET',
+                              *allocator.GLIBC_TUNED)}
+
+    def run(**more):
+      return subprocess.run([sys.executable, '-c', code, 'an argument'], env={**environ, **more},
+                            capture_output=True, text=True, check=True).stdout
+
+    pad = allocator.GLIBC_TUNED['MALLOC_TOP_PAD_']
     if allocator.find_tcmalloc():
-      self.assertEqual(printed, "tcmalloc True ['an argument']\n")
+      self.assertEqual(run(), "tcmalloc True None ['an argument']\n")
     else:
-      self.assertEqual(printed, "system False ['an argument']\n")
-    environ['VLAE_TF_ALLOCATOR'] = 'system'
-    printed = subprocess.run([sys.executable, '-c', code, 'an argument'], env=environ,
-                             capture_output=True, text=True, check=True).stdout
-    self.assertEqual(printed, "system False ['an argument']\n")
+      self.assertEqual(run(), f"glibc False {pad} ['an argument']\n")
+    self.assertEqual(run(VLAE_TF_ALLOCATOR='glibc'), f"glibc False {pad} ['an argument']\n")
+    self.assertEqual(run(VLAE_TF_ALLOCATOR='system'), "system False None ['an argument']\n")
 
 
 if __name__ == '__main__':
