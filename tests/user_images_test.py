@@ -5,6 +5,7 @@ Real data: the shared MNIST test images written as PNG folders and a .npy (tests
 
 import os
 import pathlib
+import posixpath
 import shutil
 
 import numpy as np
@@ -213,3 +214,46 @@ def test_an_unknown_tfds_name_is_one_line():
     user_images.read('tfds:no_such_dataset_here')
   assert str(raised.value).startswith('tfds:no_such_dataset_here: tensorflow-datasets cannot '
                                       'load it') and '\n' not in str(raised.value)
+
+
+def _unzip_alphabets(shared_data, target, alphabets):
+  """Lake's OMNIGLOT zip unzipped as it is (images_background_small1/alphabet/character/*.png),
+  only the given alphabets."""
+  import zipfile  # pylint: disable=g-import-not-at-top
+  with zipfile.ZipFile(pathlib.Path(shared_data) / 'omniglot' /
+                       'images_background_small1.zip') as archive:
+    archive.extractall(target, [name for name in archive.namelist()
+                                if name.split('/')[1:2] and name.split('/')[1] in alphabets])
+  return target / 'images_background_small1'
+
+
+@pytest.mark.parametrize('depth', ['flat', 'one level', 'two levels'])
+def test_the_folder_that_holds_an_image_is_its_class_at_any_depth(shared_data, tmp_path, depth):
+  """OMNIGLOT as it unzips: its characters (not its alphabets) are the classes, named
+  'alphabet/character'; one level of class folders and a flat folder as before."""
+  root = _unzip_alphabets(shared_data, tmp_path, ('Greek', 'Early_Aramaic'))
+  if depth == 'one level':
+    root = root / 'Greek'
+  elif depth == 'flat':
+    root = root / 'Greek' / 'character01'
+  images = user_images.read(str(root), image_size=(28, 28))
+  files = sorted(path.relative_to(root).as_posix() for path in root.rglob('*.png'))
+  assert sorted(sum((list(names) for names in images.names.values()), [])) == files
+  if depth == 'flat':
+    assert images.class_names is None and 'classes' not in images.summary()
+    return
+  folders = sorted({posixpath.dirname(name) for name in files})
+  assert images.class_names == tuple(folders)
+  expected_classes = {'one level': 24, 'two levels': 24 + 22}[depth]
+  assert len(folders) == expected_classes
+  for split in ('train', 'test'):
+    np.testing.assert_array_equal(
+        images.labels[split],
+        [folders.index(posixpath.dirname(name)) for name in images.names[split]])
+  summary = images.summary()
+  if depth == 'two levels':
+    assert images.class_names[0] == 'Early_Aramaic/character01'
+    assert (f'{expected_classes} classes (the folders that hold images, e.g. '
+            'Early_Aramaic/character01; in 2 groups, e.g. Early_Aramaic)') in summary
+  else:
+    assert f'{expected_classes} classes (the folders that hold images, e.g. character01)' in summary

@@ -8,6 +8,7 @@ arrays by `numpy.load` (no pickles); every problem is one `DatasetError` line wi
 import dataclasses
 import hashlib
 import os
+import posixpath
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -116,8 +117,12 @@ def _images_below(folder, extensions):
 
 
 def _collect(root, folder, extensions):
-  """[(path relative to root, class name or None)] of a flat or per-class folder (a class's images
-  may lie at any depth below its subfolder: alphabet/character/image.png)."""
+  """[(path relative to root, class name or None)] of a flat or per-class folder.
+
+  A class is a folder that holds images itself (a leaf of the tree, at any depth), named by its
+  path below `folder`: OMNIGLOT as it unzips (alphabet/character/xxxx_yy.png) gives one class per
+  character, 'alphabet/character', so the alphabet stays in the name (`class_groups`).
+  """
   direct = _images_in(folder, extensions)
   classes = {name: _images_below(os.path.join(folder, name), extensions)
              for name in _visible(folder) if os.path.isdir(os.path.join(folder, name))}
@@ -131,7 +136,19 @@ def _collect(root, folder, extensions):
   prefix = '' if relative == '.' else relative + '/'
   if direct:
     return [(prefix + name, None) for name in direct]
-  return [(f'{prefix}{name}/{file}', name) for name, files in classes.items() for file in files]
+  return [(f'{prefix}{name}/{file}', posixpath.dirname(f'{name}/{file}'))
+          for name, files in classes.items() for file in files]
+
+
+def class_groups(class_names):
+  """{group: number of classes} of nested class folders ('alphabet/character' -> 'alphabet'), or
+  {} when every class is a folder of its own at the top."""
+  groups = {}
+  for name in class_names or ():
+    if '/' in name:
+      group = posixpath.dirname(name)
+      groups[group] = groups.get(group, 0) + 1
+  return groups
 
 
 def _decode(path):

@@ -8,7 +8,8 @@ the pixel kind, labels when the folder has one subfolder per class. `datasets.lo
 
 * A folder holds PNG, JPEG, BMP or GIF files (decoded by `tf.io.decode_image`, the first frame of a
   GIF): flat; or one subfolder per class (sorted folder names are the labels 0, 1, ...; a class's
-  images may lie at any depth below it, e.g. alphabet/character/0108_01.png); or
+  images may lie at any depth below it: the folder that holds an image is its class, named by its
+  path, e.g. 'alphabet/character' for OMNIGLOT's alphabet/character/0108_01.png); or
   train/ and test/ subfolders (each flat or per class; an optional valid/ too), used as the
   splits. Hidden files and other files are ignored.
 * An array file: a .npy of [N, H, W] or [N, H, W, C], or a .npz whose arrays are x_train/x_test
@@ -136,7 +137,13 @@ class UserImages:
     """One line: what was read, its kind and split sizes."""
     sizes = self.sizes()
     binarized = f', binarized ({self.binarization})' if self.binarization else ''
-    classes = f', {len(self.class_names)} classes' if self.class_names else ''
+    classes = ''
+    if self.class_names:
+      groups = user_arrays.class_groups(self.class_names)
+      example = self.class_names[0]
+      classes = (f', {len(self.class_names)} classes (the folders that hold images, e.g. '
+                 f'{example}' + (f'; in {len(groups)} groups, e.g. {next(iter(groups))})'
+                                 if groups else ')'))
     return (f'{self.source}: {sum(sizes.values())} {self.pixels} images {_shape_text(self.shape)}'
             f'{binarized} -> {self.kind} data{classes}; train {sizes["train"]}, valid '
             f'{sizes["valid"]}, test {sizes["test"]} (split by {self.split_origin})')
