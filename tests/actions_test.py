@@ -16,7 +16,7 @@ import tensorflow as tf
 from vlae_tf import errors
 from vlae_tf import progress
 from vlae_tf.training import actions
-from vlae_tf.training import run_directory
+from vlae_tf.runs import directory
 from vlae_tf.training import settings
 
 METRICS = dict(loss=2.0, elbo=-1.0, kl=0.5, log_px_z=-0.5, gradient_norm=3.0, kl_weight=1.0,
@@ -83,7 +83,7 @@ class OperativeConfigTest(tf.test.TestCase):
     writer = tf.summary.create_file_writer(model_dir)
     actions.OperativeConfig(model_dir, writer).start(chunk(1, first=True))
     writer.flush()
-    with open(os.path.join(model_dir, run_directory.OPERATIVE_CONFIG_FILE)) as f:
+    with open(os.path.join(model_dir, directory.OPERATIVE_CONFIG_FILE)) as f:
       operative = f.read()
     self.assertIn('train.batch_size = 6', operative)
     self.assertIn('train.eval_split = ', operative)  # Defaults too: what the run used.

@@ -21,12 +21,13 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf import gin_parsing
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.models import objectives
-from vlae_tf.training import run_directory
+from vlae_tf.runs import opening
+from vlae_tf.runs import run_config
 from vlae_tf.training import trainer as trainer_lib
 from vlae_tf.training import loop as training
 
@@ -61,9 +62,9 @@ def assert_close(actual, expected):
 
 
 def test_averaged_model_restores_with_the_same_outputs(run_dir):
-  run_directory.load_run_config(run_dir)
-  model, step, path = run_directory.restore_averaged_model(run_dir)
-  assert step == EXPECTED['step'] and path == os.path.join(run_dir, 'ckpt-2')
+  run = opening.open_run(run_dir)
+  model = run.model
+  assert run.step == EXPECTED['step'] and run.checkpoint_path == os.path.join(run_dir, 'ckpt-2')
   images = fixed_images()
   outputs = model.elbo(images, tf.constant([1, 2]), training=False)
   for key, values in EXPECTED['averaged_elbo'].items():
@@ -76,7 +77,7 @@ def test_averaged_model_restores_with_the_same_outputs(run_dir):
 
 def test_training_state_resumes_with_the_same_next_step(run_dir):
   """Weights, Adamax slots and iterations, step and averages restore: the next step agrees."""
-  run_directory.load_run_config(run_dir)
+  run_config.load_run_config(run_dir)
   strategy = distribution.make_strategy(['/cpu:0'])
   batch_size = gin.query_parameter('%BATCH_SIZE')
   # As bin/train builds it on resume: the factory with train's settings, then restore.

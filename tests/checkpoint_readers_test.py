@@ -14,7 +14,7 @@ from vlae_tf import errors
 from vlae_tf.experiments import inspection
 from vlae_tf.experiments import reproduce
 from vlae_tf.experiments import table_training
-from vlae_tf.training import checkpoints
+from vlae_tf.runs import checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

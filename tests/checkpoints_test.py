@@ -19,11 +19,11 @@ import tensorflow as tf
 
 import doubles
 from vlae_tf import errors
-from vlae_tf.training import checkpoints
+from vlae_tf.runs import checkpoints
 from vlae_tf.cli import run_binaries
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf import gin_parsing
-from vlae_tf.training import run_directory
+from vlae_tf.runs import run_config
 from vlae_tf.training import loop as training
 
 # ---------------------------------------------------------------------------------------------
@@ -347,18 +347,18 @@ def test_damaged_config_is_one_line_naming_the_file(tmp_path, fault):
   gin.clear_config()
   path = tmp_path / 'config.gin'
   path.write_text(config)
-  run_directory.load_run_config(str(tmp_path))  # Intact: parses.
+  run_config.load_run_config(str(tmp_path))  # Intact: parses.
   small_run(tmp_path)
   damage, words = CONFIG_FAULTS[fault]
   damage(path)
   # Readers (eval, sample, export, inspect).
-  message = doubles.one_line_error(lambda: run_directory.load_run_config(str(tmp_path)))
+  message = doubles.one_line_error(lambda: run_config.load_run_config(str(tmp_path)))
   assert message.startswith(f'error: {path} {words}'), message
   assert message.endswith('restore it from a copy, or move it aside and rerun the bin/train '
                           'command of this run (it rewrites the file).')
   assert doubles.one_line_error(lambda: run_binaries.run_export(str(tmp_path))) == message
   # bin/train: the config of the checkpoints cannot be checked.
-  message = doubles.one_line_error(lambda: run_directory.check_resumable(str(tmp_path), config))
+  message = doubles.one_line_error(lambda: run_config.check_resumable(str(tmp_path), config))
   assert message.startswith(f'error: {path} {words}'), message
   assert message.endswith(f'it records the config of the checkpoints in {tmp_path}: restore it '
                           'from a copy, or move it aside to resume without checking the config.')

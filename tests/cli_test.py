@@ -20,11 +20,13 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 import doubles
 
-from vlae_tf.training import checkpoints
+from vlae_tf.runs import checkpoints
 from vlae_tf.cli import binaries
 from vlae_tf.cli import run_binaries
 from vlae_tf.evaluation import evaluator as evaluation
-from vlae_tf.training import run_directory
+from vlae_tf.runs import directory
+from vlae_tf.runs import opening
+from vlae_tf.runs import run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARIES = ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect', 'compress',
@@ -139,10 +141,9 @@ def test_train_writes_the_run_directory(trained):
 def test_train_writes_model_summary_json(trained):
   """The run's model_summary.json (summary_test.py's module) describes the model it trained."""
   from vlae_tf.models import summary  # pylint: disable=g-import-not-at-top
-  run_directory.load_run_config(str(trained))
-  with open(trained / run_directory.MODEL_SUMMARY_FILE) as f:
+  model = opening.open_run(str(trained)).model
+  with open(trained / directory.MODEL_SUMMARY_FILE) as f:
     written = json.load(f)
-  model, _, _ = run_directory.restore_averaged_model(str(trained))
   assert written == summary.model_summary(model)
 
 
@@ -208,7 +209,7 @@ def test_eval_curve(trained, shared_data):
   assert [report['step'] for report in curve] == [1, 2]
   assert 0 < curve[0]['train_seconds'] <= curve[1]['train_seconds']
   assert curve[1]['train_seconds'] == pytest.approx(
-      curve[1]['checkpoint_time'] - run_directory.run_start_time(str(trained)))
+      curve[1]['checkpoint_time'] - directory.run_start_time(str(trained)))
   assert curve[1]['checkpoint'] == checkpoints.latest_checkpoint(str(trained))
   assert curve[0]['nll_nats'] != curve[1]['nll_nats']  # Each point has its own weights.
   with Image.open(trained / 'eval_test_curve.png') as image:

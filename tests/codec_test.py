@@ -18,7 +18,7 @@ from vlae_tf.data import datasets
 from vlae_tf import files
 from vlae_tf import gin_parsing
 from vlae_tf.models import vlae as model_lib
-from vlae_tf.training import run_directory
+from vlae_tf.runs import run_config
 
 STEP = 7
 
@@ -26,7 +26,7 @@ STEP = 7
 def _make_run(model_dir, images, seed):
   gin.clear_config()
   gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
-  files.atomic_write_text(str(model_dir / run_directory.CONFIG_FILE), gin.config_str())
+  files.atomic_write_text(str(model_dir / run_config.CONFIG_FILE), gin.config_str())
   keras.utils.set_random_seed(seed)
   model = model_lib.make_model()
   model.initialize(images[:4])

@@ -11,7 +11,7 @@ import doubles
 
 from vlae_tf import errors
 from vlae_tf.data import batching
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 
 
 class DistributionTest(tf.test.TestCase):
@@ -52,7 +52,7 @@ class DistributionTest(tf.test.TestCase):
     strategy = doubles.two_replicas()
     numbers = tf.data.Dataset.range(10).map(lambda i: tf.fill([1, 1, 1], tf.cast(i, tf.float32)))
     batches = functools.partial(batching.training_batches, numbers, 4, 3, 2)
-    iterator = iter(distribution.per_worker_batches(strategy, batches, 4))
+    iterator = iter(batching.per_worker_batches(strategy, batches, 4))
     for want in batches().take(4):
       local = strategy.experimental_local_results(next(iterator))
       self.assertAllEqual(local[0], want[:2])

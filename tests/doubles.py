@@ -10,7 +10,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from vlae_tf.cli import user_errors
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.training import trainer as trainer_lib
 

@@ -15,7 +15,7 @@ import pytest
 from vlae_tf import errors
 from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf.evaluation import pieces
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 
 
 class StopAfter:

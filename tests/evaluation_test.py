@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from vlae_tf.training import checkpoints
-from vlae_tf.training import distribution
+from vlae_tf.runs import checkpoints
+from vlae_tf import distribution
 from vlae_tf.evaluation import evaluator as evaluation
 
 

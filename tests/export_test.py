@@ -25,7 +25,7 @@ from vlae_tf.export import saved_model as export
 from vlae_tf import files
 from vlae_tf import gin_parsing
 from vlae_tf.models import vlae as model_lib
-from vlae_tf.training import run_directory
+from vlae_tf.runs import run_config
 
 STEP = 7
 LATENT_SIZE = 3  # testing/tiny.gin
@@ -37,7 +37,7 @@ def run(shared_data, tmp_path_factory):
   """(model_dir, model, images): a run directory with one checkpoint at step STEP."""
   model_dir = tmp_path_factory.mktemp('run')
   gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
-  files.atomic_write_text(str(model_dir / run_directory.CONFIG_FILE), gin.config_str())
+  files.atomic_write_text(str(model_dir / run_config.CONFIG_FILE), gin.config_str())
   model = model_lib.make_model()
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=str(shared_data)).batch(4)))
   model.initialize(images)

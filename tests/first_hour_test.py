@@ -174,20 +174,20 @@ def test_bad_budget_and_shape_are_one_line_and_write_nothing(shared_data, tmp_pa
 # 4. The run directory records its data source.
 
 def test_readers_use_the_recorded_data_source(tmp_path, monkeypatch):
-  from vlae_tf.training import run_directory  # pylint: disable=g-import-not-at-top
+  from vlae_tf.data import sources  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv('VLAE_DATA_DIR', raising=False)
   data = tmp_path / 'data'
   data.mkdir()
-  assert run_directory.reader_data_dir(str(tmp_path)) is None  # No record: as before.
-  run_directory.record_data_source(str(tmp_path), 'static_mnist', str(data))
-  assert run_directory.recorded_data_source(str(tmp_path)) == {
+  assert sources.reader_data_dir(str(tmp_path)) is None  # No record: as before.
+  sources.record_data_source(str(tmp_path), 'static_mnist', str(data))
+  assert sources.recorded_data_source(str(tmp_path)) == {
       'dataset': 'static_mnist', 'data_dir': str(data)}
-  assert run_directory.reader_data_dir(str(tmp_path)) == str(data)
+  assert sources.reader_data_dir(str(tmp_path)) == str(data)
   other = tmp_path / 'other'
   said = []  # What it logs (caplog misses absl records once a binary's start-up has run here).
-  monkeypatch.setattr(run_directory.logging, 'info', lambda message, *args: said.append(
+  monkeypatch.setattr(sources.logging, 'info', lambda message, *args: said.append(
       message % args))
-  assert run_directory.reader_data_dir(str(tmp_path), str(other)) == str(other)
+  assert sources.reader_data_dir(str(tmp_path), str(other)) == str(other)
   assert said == [f'Using --data_dir={other}; the run was trained on {data}.']
 
 
@@ -223,7 +223,7 @@ def test_hparams_session_is_closed_with_its_status(tmp_path):
 
 def test_an_interrupted_evaluation_keeps_the_batches_done():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vlae_tf.training import distribution  # pylint: disable=g-import-not-at-top
+  from vlae_tf import distribution  # pylint: disable=g-import-not-at-top
   evaluator = distribution.DistributedEvaluator(
       tf.distribute.get_strategy(), lambda x, seed: {'value': tf.reduce_sum(x, axis=[1, 2, 3])})
   batches = [(tf.ones([2, 1, 1, 1]) * i, tf.ones([2])) for i in (1, 2, 3)]

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf import gin_parsing
 from vlae_tf.experiments import inspection
 from vlae_tf.training import loop as training

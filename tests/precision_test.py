@@ -19,7 +19,7 @@ from vlae_tf.export import saved_model
 from vlae_tf import gin_parsing
 from vlae_tf.layers import precision
 from vlae_tf.models import vlae as model_lib
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf.training import settings
 from vlae_tf.training import trainer as trainer_lib
 

@@ -26,7 +26,7 @@ import doubles
 from vlae_tf.data import batching
 from vlae_tf.cli import run_binaries
 from vlae_tf.cli import user_errors
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf import errors
 from vlae_tf.export import saved_model as export
 from vlae_tf import gin_parsing

@@ -7,7 +7,7 @@ import gin
 import pytest
 
 from vlae_tf import gin_parsing
-from vlae_tf.training import run_directory
+from vlae_tf.runs import run_config
 from vlae_tf.training import settings
 
 
@@ -41,7 +41,7 @@ def test_train_settings_are_the_bindings_else_the_defaults_without_constructing(
 def test_the_operative_config_lists_every_train_setting_once_constructed():
   gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
   settings.TrainSettings()
-  operative = run_directory.config_bindings(gin.operative_config_str())
+  operative = run_config.config_bindings(gin.operative_config_str())
   train = {name for name in operative if name.startswith('train.')}
   assert train == {f'train.{field.name}' for field in dataclasses.fields(settings.TrainSettings)}
   assert operative['train.batch_size'] == '%BATCH_SIZE'
@@ -61,7 +61,7 @@ def test_dataset_is_required():
 
 def test_an_existing_runs_config_binds_the_same_settings(run_dir):
   """The config.gin of a run written before settings.py (tests/testdata/run_e06a543)."""
-  run_directory.load_run_config(run_dir)
+  run_config.load_run_config(run_dir)
   train = settings.TrainSettings()
   assert (train.dataset, train.batch_size, train.train_steps) == ('static_mnist', 4, 2)
   assert (train.checkpoint_every, train.eval_examples, train.shuffle_buffer) == (2, 4, 64)

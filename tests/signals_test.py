@@ -10,7 +10,7 @@ from unittest import mock
 import tensorflow as tf
 
 from vlae_tf import files
-from vlae_tf.training import signals
+from vlae_tf import signals
 
 
 def deliver(signum):

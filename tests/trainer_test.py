@@ -11,7 +11,7 @@ import tf_keras as keras
 
 import doubles
 
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf import gin_parsing
 from vlae_tf.models import objectives
 from vlae_tf.training import trainer as trainer_lib

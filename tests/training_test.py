@@ -23,10 +23,10 @@ import doubles
 
 from vlae_tf import gin_parsing
 from vlae_tf.training import actions
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf.training import controller as controller_lib
 from vlae_tf.training import loop as training
-from vlae_tf.training import run_directory
+from vlae_tf.runs import directory
 from vlae_tf.training import settings as settings_lib
 
 
@@ -297,7 +297,7 @@ def test_a_run_continues_in_another_precision_and_records_each_piece(shared_data
   training.train(run, data_dir=str(shared_data), strategy=doubles.one_replica())
   assert int(read_checkpoint(tf.train.latest_checkpoint(run))[
       'step/.ATTRIBUTES/VARIABLE_VALUE']) == 4
-  pieces = run_directory.read_pieces(run)
+  pieces = directory.read_pieces(run)
   assert [(p['first_step'], p['last_step'], p['precision'], p['ended']) for p in pieces] == [
       (0, 2, 'float32', 'finished'), (2, 4, 'mixed_bfloat16', 'finished')]
   assert "VLAE.precision = 'mixed_bfloat16'" in (tmp_path / 'run' / 'config.gin').read_text()

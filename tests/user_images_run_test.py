@@ -21,10 +21,12 @@ from vlae_tf.cli import compress_binaries
 from vlae_tf.cli import dataset_flags
 from vlae_tf.cli import run_binaries
 from vlae_tf.data import datasets
+from vlae_tf.data import model_choice
 from vlae_tf.data import user_images
 from vlae_tf.models import sampling
 from vlae_tf.models import vlae as model_lib
-from vlae_tf.training import run_directory
+from vlae_tf.runs import run_config
+from vlae_tf.data import sources
 
 COUNT = 200
 TINY = ['testing/tiny.gin']
@@ -52,13 +54,13 @@ def run(mnist, tmp_path_factory):
 
 def test_train_chose_the_binary_vlae_for_the_size_and_recorded_the_data(run):
   model_dir, folder = run
-  with open(os.path.join(model_dir, run_directory.DATA_SOURCE_FILE)) as f:
+  with open(os.path.join(model_dir, sources.DATA_SOURCE_FILE)) as f:
     source = json.load(f)
   images = user_images.read(folder)
   assert source['dataset'] == folder and source['image_shape'] == [40, 32, 1]
   assert source['pixel_kind'] == 'binary' and source['split_sizes'] == images.sizes()
   assert sum(source['split_sizes'].values()) == COUNT and len(source['classes']) == 10
-  with open(os.path.join(model_dir, run_directory.CONFIG_FILE)) as f:
+  with open(os.path.join(model_dir, run_config.CONFIG_FILE)) as f:
     config = f.read()
   assert 'IMAGE_SHAPE = (40, 32, 1)' in config and 'Bernoulli' in config
   assert f"train.dataset = '{folder}'" in config

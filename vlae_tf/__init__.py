@@ -42,16 +42,11 @@ def load(model_dir, checkpoint=None):
     vlae_tf.errors.RunError (one line): no such run directory or config.gin, a damaged config,
       no intact checkpoint or no such checkpoint.
   """
-  # pylint: disable=g-import-not-at-top
-  from vlae_tf.training import checkpoints
-  from vlae_tf.training import run_directory
-  # pylint: enable=g-import-not-at-top
-  run_directory.load_run_config(model_dir)
-  path = checkpoints.resolve_checkpoint(model_dir, checkpoint)
-  model, step, path = run_directory.restore_averaged_model(model_dir, path)
-  model.checkpoint_step = step
-  model.checkpoint_path = path
-  return model
+  from vlae_tf.runs import opening  # pylint: disable=g-import-not-at-top
+  run = opening.open_run(model_dir, checkpoint)
+  run.model.checkpoint_step = run.step
+  run.model.checkpoint_path = run.checkpoint_path
+  return run.model
 
 
 def load_pretrained(name):

@@ -2,9 +2,6 @@
 
     make_strategy()            MultiWorkerMirroredStrategy when TF_CONFIG is set, else
                                MirroredStrategy over the local devices (gin: make_strategy.devices)
-    per_worker_batches(s, f)   the training batches through `distribute_datasets_from_function`:
-                               each worker's input pipeline reads its own shard and yields
-                               per-replica batches of B / R (`batching.training_batches`)
     split_for_replicas(s, x)   replica r of R gets rows [r * B / R, (r + 1) * B / R) of a global
                                batch of B (evaluation: every worker holds the same global batch)
     DistributedEvaluator       sums and sums of squares of per-image statistics over a dataset of
@@ -35,14 +32,12 @@ import math
 import os
 import re
 
-from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
 
 from vlae_tf import errors
 from vlae_tf import seeds
-from vlae_tf.data import batching
 
 # What the collective ops of a multi-worker strategy raise once a peer is gone (aborted by a closed
 # connection or by the coordination service) or unreachable.
@@ -74,43 +69,6 @@ def make_strategy(devices=None):
   # One strategy object (each logs a "Using MirroredStrategy" line).
   return tf.distribute.MirroredStrategy(
       devices=devices, cross_device_ops=tf.distribute.ReductionToOneDevice() if on_cpu else None)
-
-
-def per_worker_batches(strategy, training_batches, global_batch_size):
-  """Per-worker input pipelines: a distributed dataset of per-replica batches of B / R images.
-
-  `strategy.distribute_datasets_from_function` calls `training_batches(input_context=c)` once per
-  worker with that worker's `tf.distribute.InputContext` (P pipelines, one per worker): the
-  pipeline reads and shuffles its own shard and yields one per-replica batch per local replica
-  and step. With one worker (P = 1) it is `training_batches()`, the global batches of today, cut
-  into R consecutive per-replica batches: replica r still gets rows [r * B / R, (r + 1) * B / R)
-  of the global batch, so a one-worker run keeps its data order (and resumes its older runs)
-  exactly.
-
-  Args:
-    strategy: the `tf.distribute.Strategy`.
-    training_batches: `f(input_context=None)`, e.g. a `functools.partial` of
-      `batching.training_batches`: global batches without a context, a pipeline's per-replica
-      batches with one.
-    global_batch_size: B.
-
-  Returns:
-    A `tf.distribute.DistributedDataset`; `next` on its iterator gives per-replica values.
-  """
-
-  def dataset_fn(context):
-    logging.info('Input pipeline %d of %d: %s, %d image(s) per step in per-replica batches of %d.',
-                 context.input_pipeline_id + 1, context.num_input_pipelines,
-                 'every training image' if context.num_input_pipelines == 1 else
-                 f'shard {context.input_pipeline_id} of the training images',
-                 global_batch_size // context.num_input_pipelines,
-                 context.get_per_replica_batch_size(global_batch_size))
-    if context.num_input_pipelines == 1:
-      return batching.infinite(training_batches().rebatch(
-          context.get_per_replica_batch_size(global_batch_size), drop_remainder=True))
-    return training_batches(input_context=context)
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def split_for_replicas(strategy, tensors):

@@ -18,7 +18,7 @@ The binaries report each in one line, without a traceback (vlae_tf/cli/user_erro
       PretrainedError             an unknown --pretrained name, a damaged packaged model
       NonFiniteError              too many non-finite steps in a row (also a FloatingPointError)
       ReproduceError              a user error of bin/reproduce (unknown table, a failed run)
-      LostWorkerError             a worker of a multi-worker run is gone (training/distribution.py)
+      LostWorkerError             a worker of a multi-worker run is gone (distribution.py)
       DiskFullError               a write failed: disk full or a file-size limit (also an OSError)
     TrainingInterrupted           SIGTERM / SIGINT stopped training after a checkpoint (not an
                                   error of the run: exit status 128 + the signal number)

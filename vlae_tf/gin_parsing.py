@@ -82,6 +82,13 @@ def gin_suggestion(message):
   return ''
 
 
+def register_configurables():
+  """Imports every module that registers a gin name (vlae_tf/training/configurables.py), so that
+  a gin file or a run's config.gin can name any of them. Imported by name: this base module (and
+  runs/, which reads configs) stays below the packages whose names it registers."""
+  importlib.import_module('vlae_tf.training.configurables')
+
+
 def parse_gin(gin_files=(), gin_params=(), base=True, after_base='', check_macros=True):
   """Parses base.gin (if `base`), then `after_base` (gin text: the model bin/train chose for the
   data, data/model_choice.py), then `gin_files`, then `gin_params`, strictly.
@@ -91,7 +98,7 @@ def parse_gin(gin_files=(), gin_params=(), base=True, after_base='', check_macro
   skips the check that every macro of `gin_params` is used (a first parse before the model is
   chosen).
   """
-  importlib.import_module('vlae_tf.training.configurables')  # Everything a gin file can name.
+  register_configurables()
   gin.clear_config()
   search_path = configs.search_path()
   gin.add_config_file_search_path(search_path)

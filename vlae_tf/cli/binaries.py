@@ -45,7 +45,7 @@ from vlae_tf.cli import run_binaries
 from vlae_tf.cli import shared_flags
 from vlae_tf.cli import startup
 from vlae_tf.pretrained import catalogue
-from vlae_tf.training import signals
+from vlae_tf import signals
 
 
 def _started(name, main):

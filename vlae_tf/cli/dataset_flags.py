@@ -36,7 +36,7 @@ def define_dataset_flags(train=False, of_run=True):
 
 
 def resolve(dataset):
-  """The --dataset of a reader as `run_directory.reading_dataset` takes it (None: the run's)."""
+  """The --dataset of a reader as `run_config.reading_dataset` takes it (None: the run's)."""
   if not dataset:
     return None
   from vlae_tf.data import user_images  # pylint: disable=g-import-not-at-top

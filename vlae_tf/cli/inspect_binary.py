@@ -45,7 +45,8 @@ def inspect_main(argv):
   """Inspects every --model_dir; with several, compares them in --output_dir."""
   # pylint: disable=g-import-not-at-top
   from vlae_tf.experiments import inspection
-  from vlae_tf.training import run_directory
+  from vlae_tf.runs import run_config
+  from vlae_tf.data import sources
   # pylint: enable=g-import-not-at-top
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments: {" ".join(argv[1:])}')
@@ -59,7 +60,7 @@ def inspect_main(argv):
   def run(model_dir):
     dataset = user_errors.guard(
         lambda: dataset_flags.check_reader_dataset(model_dir, FLAGS.dataset))
-    with run_directory.reading_dataset(dataset):
+    with run_config.reading_dataset(dataset):
       return _inspect(model_dir)
 
   def _inspect(model_dir):
@@ -69,7 +70,7 @@ def inspect_main(argv):
         probe_train_examples=shared_flags.positive_or_none(FLAGS.probe_train_examples),
         num_maps=FLAGS.num_maps, num_reconstructions=FLAGS.num_reconstructions,
         num_decodings=FLAGS.num_decodings, compare_model_dir=FLAGS.compare_model_dir,
-        data_dir=run_directory.reader_data_dir(model_dir, FLAGS.data_dir), seed=FLAGS.seed,
+        data_dir=sources.reader_data_dir(model_dir, FLAGS.data_dir), seed=FLAGS.seed,
         reuse=len(model_dirs) > 1, checkpoint=FLAGS.checkpoint))
 
   reports = [run(model_dir) for model_dir in model_dirs]

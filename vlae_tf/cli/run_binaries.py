@@ -15,6 +15,7 @@ do the work and take plain arguments, for tests and notebooks; the `*_main`s rea
 import os
 
 from absl import flags
+from absl import logging
 
 from vlae_tf import errors
 from vlae_tf import gin_parsing
@@ -59,8 +60,8 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
   Stopped by a signal or by `time_limit` (a `time_limits.TimeLimit`), an evaluation keeps the
   images done (a curve, the checkpoints done) and the same call continues it.
   """
-  from vlae_tf.training import run_directory  # pylint: disable=g-import-not-at-top
-  with run_directory.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
+  from vlae_tf.runs import run_config  # pylint: disable=g-import-not-at-top
+  with run_config.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
     return _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size, curve,
                      checkpoint, protocol, time_limit)
 
@@ -69,9 +70,9 @@ def _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size,
               checkpoint, protocol, time_limit):
   # pylint: disable=g-import-not-at-top
   from vlae_tf.evaluation import evaluator as evaluation
-  from vlae_tf.training import run_directory
+  from vlae_tf.data import sources
   # pylint: enable=g-import-not-at-top
-  data_dir = run_directory.reader_data_dir(model_dir, data_dir)
+  data_dir = sources.reader_data_dir(model_dir, data_dir)
   if protocol is not None:  # bin/eval's --protocol; --num_samples and --max_examples win over it.
     if protocol not in evaluation.PROTOCOLS:
       raise errors.CliError(f'--protocol={protocol}: one of {", ".join(evaluation.PROTOCOLS)}.')

@@ -38,7 +38,7 @@ from vlae_tf.data import dataset_files
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import progress as progress_lib
-from vlae_tf.training import signals
+from vlae_tf import signals
 
 MAGIC = b'VLAEBBAN'
 VERSION = 1
@@ -313,12 +313,10 @@ def _check_fields(path, header, num_words):
 def _restore(model_dir, checkpoint):
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
-  from vlae_tf.training import checkpoints
-  from vlae_tf.training import run_directory
+  from vlae_tf.runs import opening
   # pylint: enable=g-import-not-at-top
-  run_directory.load_run_config(model_dir)
-  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
-  model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
+  run = opening.open_run(model_dir, checkpoint)
+  model, step = run.model, run.step
   # Both sides must compute the same floats (after the model is built: its initializers are
   # unseeded random ops, which determinism refuses).
   tf.config.experimental.enable_op_determinism()

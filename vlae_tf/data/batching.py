@@ -11,10 +11,14 @@ spread evaluation subsets, and padded evaluation batches for distributed evaluat
     padded_batches(images, B)                        (images, weights) batches of exactly B, the
                                                      tail padded with zero images of weight 0
     cardinality(images)                              the size of a finite dataset
+    per_worker_batches(strategy, f, B)               the training batches through the strategy's
+                                                     `distribute_datasets_from_function`: each
+                                                     worker's pipeline yields per-replica batches
 
 `datasets.load` gives the unbatched images these take.
 """
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -194,3 +198,40 @@ def padded_indexed_batches(pairs, global_batch_size):
             tf.ensure_shape(indices, [global_batch_size]))
 
   return pairs.batch(global_batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
+
+
+def per_worker_batches(strategy, training_batches, global_batch_size):
+  """Per-worker input pipelines: a distributed dataset of per-replica batches of B / R images.
+
+  `strategy.distribute_datasets_from_function` calls `training_batches(input_context=c)` once per
+  worker with that worker's `tf.distribute.InputContext` (P pipelines, one per worker): the
+  pipeline reads and shuffles its own shard and yields one per-replica batch per local replica
+  and step. With one worker (P = 1) it is `training_batches()`, the global batches of today, cut
+  into R consecutive per-replica batches: replica r still gets rows [r * B / R, (r + 1) * B / R)
+  of the global batch, so a one-worker run keeps its data order (and resumes its older runs)
+  exactly.
+
+  Args:
+    strategy: the `tf.distribute.Strategy`.
+    training_batches: `f(input_context=None)`, e.g. a `functools.partial` of
+      `batching.training_batches`: global batches without a context, a pipeline's per-replica
+      batches with one.
+    global_batch_size: B.
+
+  Returns:
+    A `tf.distribute.DistributedDataset`; `next` on its iterator gives per-replica values.
+  """
+
+  def dataset_fn(context):
+    logging.info('Input pipeline %d of %d: %s, %d image(s) per step in per-replica batches of %d.',
+                 context.input_pipeline_id + 1, context.num_input_pipelines,
+                 'every training image' if context.num_input_pipelines == 1 else
+                 f'shard {context.input_pipeline_id} of the training images',
+                 global_batch_size // context.num_input_pipelines,
+                 context.get_per_replica_batch_size(global_batch_size))
+    if context.num_input_pipelines == 1:
+      return infinite(training_batches().rebatch(
+          context.get_per_replica_batch_size(global_batch_size), drop_remainder=True))
+    return training_batches(input_context=context)
+
+  return strategy.distribute_datasets_from_function(dataset_fn)

@@ -24,16 +24,17 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf.data import batching
-from vlae_tf.training import checkpoints
+from vlae_tf.runs import checkpoints
 from vlae_tf.data import datasets
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf import files
 from vlae_tf.models import objectives
 from vlae_tf.evaluation import pieces
 from vlae_tf.evaluation import plots
 from vlae_tf import progress as progress_lib
-from vlae_tf.training import run_directory
-from vlae_tf.training import signals
+from vlae_tf.runs import directory
+from vlae_tf.runs import opening
+from vlae_tf import signals
 from vlae_tf import seeds
 from vlae_tf import time_limits
 
@@ -65,14 +66,14 @@ class CheckpointEvaluator:
 
   def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
                chunk_size, seed, strategy, per_example=False, checkpoint=None):
-    run_directory.load_run_config(model_dir)
     # The newest intact checkpoint, or `checkpoint` if given; fails clearly when there is none.
-    self.checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
-    first = self.checkpoint
-    self.dataset = run_directory.run_dataset()
-    self.strategy = strategy or distribution.make_strategy()
+    # The default strategy is made after the run's config is parsed (it may bind its devices).
+    run = opening.open_run(model_dir, checkpoint, strategy=strategy or distribution.make_strategy)
+    self.strategy = run.strategy
+    self.checkpoint = run.checkpoint_path
+    self.dataset = run.needs_dataset()
+    self.model = run.model
     with self.strategy.scope():
-      self.model, _, _ = run_directory.restore_averaged_model(model_dir, first)
       self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     model = self.model
     self.split = split
@@ -306,7 +307,7 @@ def evaluate_curve(model_dir,
   """
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                   data_dir, chunk_size, seed, strategy)
-  started = run_directory.run_start_time(model_dir)
+  started = directory.run_start_time(model_dir)
   reports = []
   curve_path = os.path.join(model_dir, CURVE_FILE.format(split=split))
   done = {}  # checkpoint file name: report, of an earlier piece with the same settings

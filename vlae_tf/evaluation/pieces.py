@@ -24,7 +24,7 @@ import numpy as np
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import time_limits
-from vlae_tf.training import signals
+from vlae_tf import signals
 
 # An evaluation stopped before its end: its settings and every image's values so far.
 PROGRESS_FILE = 'eval_{split}_k{k}_n{n}_seed{seed}.partial.json'

@@ -46,11 +46,11 @@ from vlae_tf.experiments.flop_counting import count_flops
 from vlae_tf.experiments.flop_counting import loss_function
 from vlae_tf.experiments.flop_counting import train_step_flops
 from vlae_tf.data import datasets
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf import errors
 from vlae_tf.layers import precision as precision_lib
 from vlae_tf.models import vlae as model_lib
-from vlae_tf.training import run_directory
+from vlae_tf.runs import run_config
 from vlae_tf.training import trainer as trainer_lib
 from vlae_tf.training import loop as training
 
@@ -112,7 +112,7 @@ def _median_seconds(fn, repeats: int) -> float:
 
 def real_batch(batch_size: int, data_dir=None, split='train', seed: int = 0) -> tf.Tensor:
   """The first training batch of the gin-bound `train.dataset`, as `training.train` draws it."""
-  images = datasets.load(run_directory.run_dataset(), split, data_dir=data_dir, seed=seed)
+  images = datasets.load(run_config.run_dataset(), split, data_dir=data_dir, seed=seed)
   return next(iter(batching.training_batches(images, batch_size, seed, 0, shuffle_buffer=1024)))
 
 
@@ -134,7 +134,7 @@ def benchmark_train(batch_size: int, data_dir=None, steps_per_chunk: int = 20, r
   strategy = strategy or distribution.make_strategy()
   settings = training.train_settings()
   seed = settings['seed']
-  train_images = datasets.load(run_directory.run_dataset(), 'train', data_dir=data_dir,
+  train_images = datasets.load(run_config.run_dataset(), 'train', data_dir=data_dir,
                                seed=seed)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=batch_size,
                                      **training.trainer_settings())

@@ -41,12 +41,11 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf.data import batching
-from vlae_tf.training import checkpoints
 from vlae_tf.data import datasets
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf.data import labels as labels_lib
-from vlae_tf.training import run_directory
+from vlae_tf.runs import opening
 from vlae_tf.models import sampling
 from vlae_tf import seeds
 
@@ -259,17 +258,16 @@ def inspect(model_dir: str,
               'compare_model_dir': compare_model_dir, 'seed': seed}
   output_dir = os.path.join(model_dir, INSPECT_DIR)
   existing = os.path.join(output_dir, REPORT_FILE)
-  run_directory.load_run_config(model_dir)
-  dataset_name = run_directory.run_dataset()
   # The newest intact checkpoint (a damaged newer one is named in a warning), or the one asked.
-  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
+  run = opening.open_run(model_dir, checkpoint)
+  model, step, checkpoint = run.model, run.step, run.checkpoint_path
+  dataset_name = run.needs_dataset()
   if reuse and os.path.isfile(existing):
     with open(existing) as f:
       previous = json.load(f)
     if previous.get('settings') == settings and previous.get('checkpoint') == checkpoint:
       _log(f'{model_dir}: reusing {existing} (same checkpoint and settings)', stream)
       return previous
-  model, step, checkpoint = run_directory.restore_averaged_model(model_dir, checkpoint)
   images, test_indices = _subset(dataset_name, split, max_examples, data_dir)
   _log(f'{model_dir} step {step}: {len(images)} {dataset_name} {split} images', stream)
   report = {'model_dir': model_dir, 'checkpoint': checkpoint, 'step': step,
@@ -343,8 +341,7 @@ def _pixel_maps(model, images, output_dir, compare_model_dir, seed):
   else:
     posterior = pixel_bits(model, images, None)
   if compare_model_dir:
-    run_directory.load_run_config(compare_model_dir)
-    other_model, _, _ = run_directory.restore_averaged_model(compare_model_dir)
+    other_model = opening.open_run(compare_model_dir).model
     other_z = None
     if other_model.has_latent:
       _, other_z = other_model.encode(tf.constant(images), _seed(seed, 2))

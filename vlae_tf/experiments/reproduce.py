@@ -51,8 +51,9 @@ from vlae_tf.evaluation import plots
 from vlae_tf import errors
 from vlae_tf.experiments import results_tables
 from vlae_tf.experiments import table_training
-from vlae_tf.training import checkpoints
-from vlae_tf.training import run_directory
+from vlae_tf.runs import checkpoints
+from vlae_tf.runs import directory
+from vlae_tf.runs import run_config
 
 # The paper's groups and numbers (vlae_tf/paper.py), under the names the harness always used.
 TABLES = paper.TABLES
@@ -162,7 +163,7 @@ def curve_run(run_dir: str, steps: int, settings: Settings, split: str,
 
 def _train_seconds(run_dir: str, checkpoint: str) -> Optional[float]:
   """From the run's started.json to the time `checkpoint` was written."""
-  started = run_directory.run_start_time(run_dir)
+  started = directory.run_start_time(run_dir)
   written = dict(checkpoints.run_checkpoints(run_dir)).get(checkpoint)
   if started is None or written is None:
     return None
@@ -171,11 +172,11 @@ def _train_seconds(run_dir: str, checkpoint: str) -> Optional[float]:
 
 def _run_facts(run_dir: str) -> dict:
   """Seed, batch size and dataset from the run's config.gin; commit from its record."""
-  run_directory.load_run_config(run_dir)
+  run_config.load_run_config(run_dir)
   try:
     facts = {'seed': int(table_training.query(gin.query_parameter('train.seed'))),
              'batch_size': int(table_training.query(gin.query_parameter('train.batch_size'))),
-             'dataset': run_directory.run_dataset()}
+             'dataset': run_config.run_dataset()}
   finally:
     gin.clear_config()
   record = os.path.join(run_dir, table_training.RUN_RECORD)

@@ -23,8 +23,8 @@ from vlae_tf import gin_parsing
 from vlae_tf import progress as progress_lib
 from vlae_tf import time_limits
 from vlae_tf.experiments import paper
-from vlae_tf.training import checkpoints
-from vlae_tf.training import run_directory
+from vlae_tf.runs import checkpoints
+from vlae_tf.runs import run_config
 
 RUN_RECORD = 'reproduce_run.json'
 # Under a time limit, a training subprocess starts only with at least this much time left.
@@ -119,10 +119,10 @@ def target_steps(gin_file: str, settings: Settings, run_dir: str) -> int:
     config = gin.config_str()
   finally:
     gin.clear_config()
-  existing = os.path.join(run_dir, run_directory.CONFIG_FILE)
+  existing = os.path.join(run_dir, run_config.CONFIG_FILE)
   if os.path.isfile(existing):
     with open(existing) as f:
-      differences = run_directory.config_differences(f.read(), config)
+      differences = run_config.config_differences(f.read(), config)
     if differences:
       raise errors.ReproduceError(
           f'{run_dir} holds a run of another config ({len(differences)} binding(s) differ: '

@@ -73,9 +73,7 @@ import os
 from absl import logging
 import tensorflow as tf
 
-from vlae_tf.training import checkpoints
-from vlae_tf import errors
-from vlae_tf.training import run_directory
+from vlae_tf.runs import opening
 from vlae_tf import seeds
 from vlae_tf.export import serving_checks
 from vlae_tf.export.writing import remove_leftovers  # pylint: disable=unused-import (public here)
@@ -343,17 +341,11 @@ def export(model_dir, export_dir=None, decode_chunk_size=16, checkpoint=None):
   Returns:
     The SavedModel directory.
   """
-  config_path = run_directory.load_run_config(model_dir)
-  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
-  model, step, checkpoint = run_directory.restore_averaged_model(model_dir, checkpoint)
-  try:
-    dataset = run_directory.run_dataset()
-  except errors.RunError:
-    dataset = None
-  module = ServingModule(model, step=step, config_path=config_path,
-                         decode_chunk_size=decode_chunk_size, dataset=dataset)
-  path = os.path.join(export_dir or os.path.join(model_dir, EXPORT_SUBDIR), str(step))
+  run = opening.open_run(model_dir, checkpoint)
+  module = ServingModule(run.model, step=run.step, config_path=run.config_path,
+                         decode_chunk_size=decode_chunk_size, dataset=run.dataset)
+  path = os.path.join(export_dir or os.path.join(model_dir, EXPORT_SUBDIR), str(run.step))
   logging.info('Exporting %s (step %d): tracing and writing the signatures (encode, decode, '
-               'sample, log_prob, pixel_log_prob)...', checkpoint, step)
+               'sample, log_prob, pixel_log_prob)...', run.checkpoint_path, run.step)
   save_atomically(module, path)  # bin/export prints the path.
   return path

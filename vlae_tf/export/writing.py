@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover (a TensorFlow that moved it: exports tra
   save_context = None
 
 from vlae_tf import files
-from vlae_tf.training import signals
+from vlae_tf import signals
 
 
 def _owner_tag():

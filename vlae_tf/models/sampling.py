@@ -6,7 +6,7 @@ global structure); what changes is what the local-window decoder makes up (textu
 
 This module only needs a model that follows the `VLAE` contract (`sample_prior`, `sample`,
 `encode`, `decode`, `latent_shape` and `data_kind`); restoring a run directory is
-`run_directory.restore_averaged_model`.
+`opening.open_run`.
 """
 
 import io

@@ -5,7 +5,7 @@
         command='bin/train ...', commit='abc1234', evaluation={...})"
 
 `package` keeps the Polyak-averaged weights and the step of one checkpoint (what every reader
-restores: `run_directory.restore_averaged_model`), the run's config.gin byte for byte and its
+restores: `opening.open_run`), the run's config.gin byte for byte and its
 dataset, then evaluates the slim copy on a check set (`check_examples` evenly spread test images,
 K = `check_samples`, importance seed 0, one replica: `check_strategy`), so that provenance.json
 records an NLL that the packaged files themselves give: tests/pretrained_test.py recomputes it.
@@ -23,8 +23,10 @@ import tensorflow as tf
 from vlae_tf import files
 from vlae_tf.evaluation import evaluator
 from vlae_tf.pretrained import catalogue
-from vlae_tf.training import checkpoints
-from vlae_tf.training import run_directory
+from vlae_tf.runs import checkpoints
+from vlae_tf.runs import opening
+from vlae_tf.runs import run_config
+from vlae_tf.data import sources
 
 
 def write_slim_run(model_dir: str, output_dir: str, checkpoint=None) -> int:
@@ -33,13 +35,12 @@ def write_slim_run(model_dir: str, output_dir: str, checkpoint=None) -> int:
   Returns:
     The checkpoint's training step.
   """
-  run_directory.load_run_config(model_dir)
-  path = checkpoints.resolve_checkpoint(model_dir, checkpoint)
-  model, step, _ = run_directory.restore_averaged_model(model_dir, path)
-  shutil.copyfile(os.path.join(model_dir, run_directory.CONFIG_FILE),
-                  os.path.join(output_dir, run_directory.CONFIG_FILE))
-  source = run_directory.recorded_data_source(model_dir) or {}
-  files.atomic_write_text(os.path.join(output_dir, run_directory.DATA_SOURCE_FILE), json.dumps(
+  run = opening.open_run(model_dir, checkpoint)
+  model, step = run.model, run.step
+  shutil.copyfile(os.path.join(model_dir, run_config.CONFIG_FILE),
+                  os.path.join(output_dir, run_config.CONFIG_FILE))
+  source = sources.recorded_data_source(model_dir) or {}
+  files.atomic_write_text(os.path.join(output_dir, sources.DATA_SOURCE_FILE), json.dumps(
       {'dataset': source.get('dataset'), 'data_dir': None}) + '\n')
   step_variable = tf.Variable(step, dtype=tf.int64, trainable=False, name='step')
   slim = tf.train.Checkpoint(step=step_variable, averaged_model=model)
@@ -84,7 +85,7 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
                                max_examples=check_examples, data_dir=data_dir, seed=0,
                                strategy=check_strategy(), progress=False)
     record = dict(provenance_fields)
-    source = run_directory.recorded_data_source(model_dir) or {}
+    source = sources.recorded_data_source(model_dir) or {}
     record.update(
         name=name, dataset=source.get('dataset'), step=step,
         source_run=os.path.abspath(model_dir),

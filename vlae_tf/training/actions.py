@@ -30,7 +30,7 @@ import tensorflow as tf
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import progress
-from vlae_tf.training import run_directory
+from vlae_tf.runs import directory
 from vlae_tf.training import summaries
 from vlae_tf.training import trainer as trainer_lib
 
@@ -86,7 +86,7 @@ class OperativeConfig(Action):
   """
 
   def __init__(self, model_dir, writer):
-    self._path = os.path.join(model_dir, run_directory.OPERATIVE_CONFIG_FILE)
+    self._path = os.path.join(model_dir, directory.OPERATIVE_CONFIG_FILE)
     self._writer = writer
 
   def start(self, chunk):

@@ -1,9 +1,9 @@
 """Every module that registers gin configurables, imported in one place.
 
 A run's gin config (the shipped gin files, <model_dir>/config.gin) names classes and functions of
-these modules, so parsing it needs them imported: `gin_parsing.parse_gin` and
-`run_directory` import this module, and no other module imports one only for its gin
-registrations. It imports only modules that register gin names (`train` is
+these modules, so parsing it needs them imported: `gin_parsing.register_configurables` imports
+this module by name (for `gin_parsing.parse_gin` and `run_config.load_run_config`), and no other
+module imports one only for its gin registrations. It imports only modules that register gin names (`train` is
 `training.settings.TrainSettings`, not the loop), so that nothing it imports can lead back to it.
 """
 
@@ -22,7 +22,7 @@ from vlae_tf.models import networks
 from vlae_tf.models import objectives
 from vlae_tf.models import pixelcnn
 from vlae_tf.models import vlae
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf.training import settings  # `train`
 from vlae_tf.training import trainer
 # pylint: enable=unused-import

@@ -15,7 +15,7 @@ from absl import logging
 from vlae_tf import progress
 from vlae_tf import time_limits
 from vlae_tf.training import actions as actions_lib
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 
 TIME_LIMIT = 'time limit'  # `Controller.run`'s reason for stopping at --time_limit.
 

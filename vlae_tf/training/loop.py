@@ -11,18 +11,18 @@ whichever comes first (`progress.ChunkPacer`), so that progress lines come at le
 
     controller.py      `Controller`: the chunks of steps, the actions after each, when to stop
     settings.py        `TrainSettings`, bound in gin as `train.<setting>`
-    run_directory.py   the files of model_dir, its config, resume checks, restoring a run
-    checkpoints.py     which checkpoints exist, which are intact, moving damaged ones aside
-    distribution.py    the strategy, replica splitting, distributed validation
     trainer.py         the replica step, the loss across replicas, Polyak averaging
     actions.py         checkpoints, summaries, progress lines, the stop for bad steps
     validation.py      validation passes
-    signals.py         SIGTERM / SIGINT as a flag
-    batching.py        the data order (a function of (seed, step)) and validation batches
+
+and below training: the run directory (vlae_tf/runs/: its files, config, resume checks,
+checkpoints), the strategy and replica splitting (vlae_tf/distribution.py), SIGTERM / SIGINT as
+a flag (vlae_tf/signals.py), and the data order (a function of (seed, step)) and validation
+batches (vlae_tf/data/batching.py).
 
 Randomness and data. Every random draw is stateless (seeds.py) and the data order is a function of
 (seed, step) (`batching.training_batches`; each worker's input pipeline reads its own shard of the
-training set, `distribution.per_worker_batches`), so the RNG state and the data position are the
+training set, `batching.per_worker_batches`), so the RNG state and the data position are the
 step, and a checkpoint holds step, model, averaged model and optimizer (and gamma with soft free
 bits); no tf.data iterator is saved (that would serialize the in-memory dataset into every
 checkpoint). A resumed run reproduces the uninterrupted run exactly when `datasets.load` is
@@ -36,7 +36,7 @@ between the batches of a validation pass, which is abandoned: a checkpoint is sa
 TrainingInterrupted raised. A kill mid-save leaves the previous checkpoint as the latest (the
 CheckpointManager renames the state file into place after the checkpoint is complete). A restart
 in a model_dir whose config.gin differs in more than bookkeeping is refused
-(`run_directory.check_resumable`). A checkpoint damaged after its save is moved to damaged/ and the
+(`run_config.check_resumable`). A checkpoint damaged after its save is moved to damaged/ and the
 run resumes from the newest intact one (`checkpoints.prepare_resume`). With several workers, the
 workers agree before each chunk on its length and on stopping, so a signal to one saves the same
 step on all; a worker that dies makes the others raise LostWorkerError (distribution.py).
@@ -62,10 +62,11 @@ from vlae_tf.data import datasets
 from vlae_tf.models import summary as model_summary
 from vlae_tf.training import actions as actions_lib
 from vlae_tf.training import controller as controller_lib
-from vlae_tf.training import distribution
-from vlae_tf.training import run_directory
+from vlae_tf import distribution
+from vlae_tf.runs import directory
+from vlae_tf.data import sources
 from vlae_tf.training import settings as settings_lib
-from vlae_tf.training import signals
+from vlae_tf import signals
 from vlae_tf.training import summaries
 from vlae_tf.training import trainer as trainer_lib
 from vlae_tf.training import validation as validation_lib
@@ -118,17 +119,17 @@ def train(model_dir, data_dir=None, settings=None, strategy=None, time_limit=Non
   # The data and the model before anything is written: a missing dataset or an image shape the
   # model was not configured for is one line, and leaves no run directory behind.
   if chief:
-    run_directory.check_model_dir_creatable(model_dir)  # before the data: a cheap, early error
+    directory.check_model_dir_creatable(model_dir)  # before the data: a cheap, early error
   train_images, eval_images = _load_images(settings, data_dir)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=settings.batch_size,
                                      **settings.trainer_kwargs())
   _check_image_shape(trainer.model, train_images, settings.dataset)
-  latest = run_directory.prepare_training_run(model_dir, gin.config_str(), chief, began)
+  latest = directory.prepare_training_run(model_dir, gin.config_str(), chief, began)
   if chief:
-    run_directory.record_data_source(model_dir, settings.dataset, data_dir)
+    sources.record_data_source(model_dir, settings.dataset, data_dir)
   logging.info('%s %s on %s (%s), %d replica(s), batch %d, %d steps; run directory %s',
                'Resuming' if latest else 'Training', type(trainer.model).__name__,
-               settings.dataset, run_directory.describe_data_source(data_dir, settings.dataset),
+               settings.dataset, sources.describe_data_source(data_dir, settings.dataset),
                strategy.num_replicas_in_sync, settings.batch_size, settings.train_steps,
                model_dir)
   if settings != configured:
@@ -139,7 +140,7 @@ def train(model_dir, data_dir=None, settings=None, strategy=None, time_limit=Non
   start_step = _restore_or_initialize(trainer, latest, train_images, settings,
                                       distribution.num_workers(strategy))
   _write_model_summary(model_dir, chief, trainer.model)
-  iterator = iter(distribution.per_worker_batches(strategy, functools.partial(
+  iterator = iter(batching.per_worker_batches(strategy, functools.partial(
       batching.training_batches, train_images, settings.batch_size, settings.seed, start_step,
       settings.shuffle_buffer), settings.batch_size))
   writers = _summary_writers(model_dir, chief, trainer.model, settings)
@@ -190,7 +191,7 @@ def train(model_dir, data_dir=None, settings=None, strategy=None, time_limit=Non
     for writer in writers.values():  # The binary ends at once now (cli.binaries.run_binary).
       writer.flush()
     if chief and checkpoints.last_saved_step is not None:
-      run_directory.record_piece(
+      directory.record_piece(
           model_dir, began, start_step, checkpoints.last_saved_step, ended,
           replicas=strategy.num_replicas_in_sync, workers=distribution.num_workers(strategy),
           precision=trainer.model.precision if hasattr(trainer.model, 'precision') else None)
@@ -226,7 +227,7 @@ def _write_model_summary(model_dir, chief, model):
   summary = model_summary.model_summary(model)
   logging.info('%s', model_summary.summary_line(summary))
   if chief:
-    files.atomic_write_json(os.path.join(model_dir, run_directory.MODEL_SUMMARY_FILE), summary)
+    files.atomic_write_json(os.path.join(model_dir, directory.MODEL_SUMMARY_FILE), summary)
 
 
 def _seed_the_process(settings):
@@ -315,7 +316,7 @@ def _summary_writers(model_dir, chief, model, settings):
                             soft_free_bits=bool(settings.soft_free_bits),
                             ema_decay=settings.ema_decay, train_steps=settings.train_steps,
                             seed=settings.seed),
-      start_time=run_directory.run_start_time(model_dir))
+      start_time=directory.run_start_time(model_dir))
   return writers
 
 

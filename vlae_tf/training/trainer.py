@@ -47,7 +47,7 @@ from absl import logging
 import gin
 import tensorflow as tf
 
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf.training import optimizers
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.models import objectives
@@ -310,7 +310,7 @@ class Trainer:
     """One step on a global batch [B, H, W, C] (call inside a tf.function).
 
     With `per_replica`, `images` are already distributed: the per-replica batches of
-    `distribution.per_worker_batches`, B / R images on every replica.
+    `batching.per_worker_batches`, B / R images on every replica.
 
     A step whose loss or summed gradient is not finite is skipped: the optimizer (weights, slots,
     iterations), the Polyak averages and gamma are untouched; `step` still advances (the batch is
@@ -370,7 +370,7 @@ class Trainer:
     """Runs up to `num_steps` steps in one tf.function.
 
     `iterator` gives global batches, or per-replica batches when it is a
-    `tf.distribute.DistributedIterator` (`distribution.per_worker_batches`).
+    `tf.distribute.DistributedIterator` (`batching.per_worker_batches`).
 
     Stops early once `max_consecutive_bad_steps` consecutive steps were skipped (None: never).
 

@@ -21,7 +21,7 @@ from vlae_tf import progress
 from vlae_tf.data import batching
 from vlae_tf.models import objectives
 from vlae_tf.training import actions
-from vlae_tf.training import distribution
+from vlae_tf import distribution
 from vlae_tf.training import summaries
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from vlae_tf.evaluation import evaluator
 from vlae_tf.experiments import results_tables
-from vlae_tf.training import run_directory
+from vlae_tf.runs import run_config
 
 PRECISIONS = ('float32', 'mixed_bfloat16')
 
@@ -29,7 +29,7 @@ BINDING = 'vlae_tf.VLAE.precision'
 def evaluate(model_dir, data_dir, precision, num_samples, max_examples, trained):
   """(report, per-image values, seconds) of the newest checkpoint computed in `precision`; appends
   the precision config.gin binds (the trained one) to `trained`."""
-  parse = run_directory.load_run_config
+  parse = run_config.load_run_config
 
   def load_with_precision(directory):
     parse(directory)
@@ -40,13 +40,13 @@ def evaluate(model_dir, data_dir, precision, num_samples, max_examples, trained)
     with gin.unlock_config():
       gin.bind_parameter(BINDING, precision)
 
-  run_directory.load_run_config = load_with_precision
+  run_config.load_run_config = load_with_precision
   try:
     checkpoint_evaluator = evaluator.CheckpointEvaluator(
         model_dir, 'test', num_samples, max_examples, 32, data_dir, None, 0, None,
         per_example=True)
   finally:
-    run_directory.load_run_config = parse
+    run_config.load_run_config = parse
   began = time.time()
   report, values = checkpoint_evaluator(checkpoint_evaluator.checkpoint, progress=False)
   return report, values, time.time() - began

@@ -21,8 +21,8 @@ import tensorflow as tf
 from vlae_tf import gin_parsing
 from vlae_tf.data import datasets
 from vlae_tf.models import sampling
-from vlae_tf.training import distribution
-from vlae_tf.training import run_directory
+from vlae_tf import distribution
+from vlae_tf.runs import opening
 from vlae_tf.training import trainer as trainer_lib
 
 
@@ -51,8 +51,7 @@ def step(data_dir):
 
 
 def restored(model_dir):
-  run_directory.load_run_config(model_dir)
-  return run_directory.restore_averaged_model(model_dir, None)[0]
+  return opening.open_run(model_dir).model
 
 
 def grids(model_dir):
