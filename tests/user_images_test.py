@@ -7,6 +7,8 @@ import os
 import pathlib
 import posixpath
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from vlae_tf.data import labels as labels_lib
 from vlae_tf.data import user_images
 
 COUNT = 200
+REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope='module')
@@ -189,7 +192,46 @@ def test_bad_input_is_one_line_naming_it_and_the_run_directory_stays_unwritten(
     run_binaries.run_train(str(model_dir), ['testing/tiny.gin'], dataset=str(source))
   assert message in str(raised.value) and '\n' not in str(raised.value)
   assert str(source.name) in str(raised.value) or str(source) in str(raised.value)
+  assert '{{' not in str(raised.value) and 'function_node' not in str(raised.value)
   assert not model_dir.exists()
+
+
+def _not_an_image(tmp_path, mnist):
+  own_images.write_pngs(tmp_path / 'data', own_images.black_and_white(mnist[0][:5]))
+  (tmp_path / 'data' / 'notes.png').write_text('a text file with an image\'s name')
+  return tmp_path / 'data', 'notes.png: not a readable image'
+
+
+_EARLY_CHECK = '''
+import sys
+from vlae_tf.cli import preflight
+print(preflight.check_paths('train', {'dataset': sys.argv[1], 'image_size': sys.argv[2] or None}))
+print('tensorflow' in sys.modules)
+'''
+
+
+@pytest.mark.parametrize('make', [_empty, _corrupt, _not_an_image, _mixed_sizes, _wrong_rank,
+                                  _wrong_values, _wrong_dtype],
+                         ids=lambda make: make.__name__.strip('_'))
+def test_bad_input_is_one_line_before_tensorflow_loads(make, mnist, tmp_path):
+  """bin/train's preflight finds what reading the images would find, with the same line, in a
+  process that has not imported TensorFlow."""
+  source, message = make(tmp_path, mnist)
+  printed = subprocess.run([sys.executable, '-c', _EARLY_CHECK, str(source), ''],
+                           capture_output=True, text=True, check=True, cwd=REPO).stdout
+  problem, loaded = printed.splitlines()
+  assert problem.startswith('error: ') and message in problem
+  assert loaded == 'False'
+
+
+def test_a_bad_image_size_and_a_good_folder_before_tensorflow_loads(mnist, tmp_path):
+  folder = own_images.write_pngs(tmp_path / 'data', own_images.black_and_white(mnist[0][:5]))
+  _write_png(tmp_path / 'data' / '00003.png', own_images.pad_to_40x32(mnist[0][3:4])[0])
+  for size, expected in (('28by28', 'error: --image_size=28by28: expected HEIGHTxWIDTH, e.g. '
+                          '--image_size=52x52.'), ('28x28', 'None')):
+    printed = subprocess.run([sys.executable, '-c', _EARLY_CHECK, folder, size],
+                             capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert printed.splitlines() == [expected, 'False']
 
 
 def test_fewer_images_than_one_batch_is_one_line_with_the_fix(mnist, tmp_path):

@@ -57,7 +57,7 @@ def _started(name, main):
       raise SystemExit(problem)
     values = {flag: flags.FLAGS[flag].value for flag in
               ('model_dir', 'gin_file', 'data_dir', 'compare_model_dir', 'input', 'train_steps',
-               'dataset')
+               'dataset', 'image_size')
               if flag in flags.FLAGS}
     values['time_limit'] = flags.FLAGS['time_limit'].value if 'time_limit' in flags.FLAGS else None
     problem = preflight.check_paths(name, values)

@@ -159,8 +159,9 @@ def check_paths(name, values):
   """The one-line error for a path given to binary `name` that cannot work, or None.
 
   `values` maps flag names to their values. Checks what is cheap and certain: --time_limit, the
-  run directory of the readers (and its config.gin), gin files, the data directory, an input
-  file, the header and checksums of bin/decompress's input.
+  run directory of the readers (and its config.gin), gin files, the data directory, bin/train's
+  own images (data/early_checks.py) and --image_size, an input file, the header and checksums of
+  bin/decompress's input.
   """
   if values.get('time_limit') is not None:
     try:
@@ -191,6 +192,13 @@ def check_paths(name, values):
     return (f'error: --dataset={dataset}: no such folder or file, and not a dataset name '
             f'({", ".join(_dataset_names())}); give a folder of images, a .npy/.npz file or '
             'tfds:NAME.')
+  if name == 'train' and dataset and dataset not in _dataset_names() and not dataset.startswith(
+      'tfds:'):  # One's own images: their listing, headers and arrays (numpy and Pillow only).
+    from vlae_tf.data import early_checks  # pylint: disable=g-import-not-at-top
+    try:
+      early_checks.check_source(dataset, values.get('image_size'))
+    except errors.DatasetError as error:
+      return f'error: {error}'
   train_steps = values.get('train_steps')
   if train_steps is not None and train_steps < 1:
     return f'error: --train_steps={train_steps}: the budget must be at least 1 step.'

@@ -2,18 +2,20 @@
 each to a `Raw` pool of uint8 images [N, H, W, C] with their split, names and labels.
 
 Image files are decoded by `tf.io.decode_image` one at a time, so that a corrupt file is named;
-arrays by `numpy.load` (no pickles); every problem is one `DatasetError` line with the fix.
+arrays by `numpy.load` (no pickles); every problem is one `DatasetError` line with the fix. The
+module imports TensorFlow only to decode, resize and read tensorflow-datasets, so that
+early_checks.py can list a folder and check an array before TensorFlow loads.
 """
 
 import dataclasses
 import hashlib
 import os
 import posixpath
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vlae_tf.data import tfds_loaders
 from vlae_tf.data.catalogue import DatasetError
 
 TEST_FRACTION = 0.1
@@ -151,15 +153,19 @@ def class_groups(class_names):
   return groups
 
 
+def not_an_image(path, error):
+  """The one line for an image file that does not decode; TensorFlow's node names left out."""
+  reason = ' '.join(re.sub(r'\{\{[^}]*\}\}', ' ', str(error)).split())[:120]
+  return DatasetError(f'{path}: not a readable image ({reason}): replace or remove the file.')
+
+
 def _decode(path):
   """uint8 [H, W, C] of one image file, its alpha dropped when opaque."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False).numpy()
   except (tf.errors.OpError, ValueError) as error:
-    reason = ' '.join(str(getattr(error, 'message', error)).split())[:120]
-    raise DatasetError(f'{path}: not a readable image ({reason}): replace or remove the '
-                       'file.') from None
+    raise not_an_image(path, getattr(error, 'message', error)) from None
   if image.dtype != np.uint8:
     image = (image.astype(np.float64) * 255 / np.iinfo(image.dtype).max).round().astype(np.uint8)
   if image.shape[-1] in (2, 4):
@@ -170,8 +176,13 @@ def _decode(path):
   return image
 
 
-def folder_splits(root: str, extensions: Sequence[str], split_folders, image_size) -> Raw:
-  """The images of a folder: flat, per class, or train/ and test/ (see user_images.py)."""
+def folder_entries(root: str, extensions: Sequence[str], split_folders):
+  """What a folder holds, before any image is decoded: (entries, owners, found, origin).
+
+  entries: [(path relative to root, class name or None)]; owners: the split of every entry from
+  train/, valid/ and test/ folders, or None (split by hash); found: {split: its folder or None};
+  origin: 'folders' or 'hash'. DatasetError when it holds no image or mixes layouts.
+  """
   extensions = tuple(extensions)
   found = {split: next((name for name in names if os.path.isdir(os.path.join(root, name))), None)
            for split, names in split_folders.items()}
@@ -189,10 +200,22 @@ def folder_splits(root: str, extensions: Sequence[str], split_folders, image_siz
   if not entries:
     raise DatasetError(f'{root} holds no images ({", ".join(extensions)}), nor do its '
                        'subfolders: give a folder of image files.')
-  classes = sorted({name for _, name in entries if name is not None})
-  if classes and any(name is None for _, name in entries):
+  if {name is None for _, name in entries} == {True, False}:
     raise DatasetError(f'{root}: some splits have one subfolder per class and some do not: give '
                        'every split the same layout.')
+  return entries, owners, found, origin
+
+
+def mixed_sizes_error(root, relative, shape, first):
+  return DatasetError(f'{root}: mixed sizes: {relative} is {shape[0]}x{shape[1]}, {first[0]} is '
+                      f'{first[1][0]}x{first[1][1]}: pass --image_size={first[1][0]}x'
+                      f'{first[1][1]} to resize them all.')
+
+
+def folder_splits(root: str, extensions: Sequence[str], split_folders, image_size) -> Raw:
+  """The images of a folder: flat, per class, or train/ and test/ (see user_images.py)."""
+  entries, owners, found, origin = folder_entries(root, extensions, split_folders)
+  classes = sorted({name for _, name in entries if name is not None})
   images, first = [], None
   for relative, _ in entries:
     path = os.path.join(root, relative)
@@ -204,10 +227,8 @@ def folder_splits(root: str, extensions: Sequence[str], split_folders, image_siz
                          f'{first[0]} has {first[1][-1]}: save them all as grey or all as RGB.')
     if image_size is not None and image.shape[:2] != tuple(image_size):
       image = resize(image[np.newaxis], image_size)[0]
-    elif image_size is None and image.shape != first[1]:
-      raise DatasetError(f'{root}: mixed sizes: {relative} is {image.shape[0]}x{image.shape[1]}, '
-                         f'{first[0]} is {first[1][0]}x{first[1][1]}: pass '
-                         f'--image_size={first[1][0]}x{first[1][1]} to resize them all.')
+    elif image_size is None and image.shape[:2] != first[1][:2]:
+      raise mixed_sizes_error(root, relative, image.shape, first)
     images.append(image)
   keys = [relative for relative, _ in entries]
   split_indices = None
@@ -261,8 +282,9 @@ def _load(path):
                        'images or an array saved with numpy.save / numpy.savez.') from None
 
 
-def array_splits(path: str, image_size) -> Raw:
-  """The images of a .npy or .npz file (see user_images.py)."""
+def array_parts(path: str, image_size):
+  """({split or 'all': uint8 [N, H, W, C]}, {split: labels}) of a .npy or .npz file, checked
+  (no TensorFlow: the arrays are not resized here)."""
   if not path.lower().endswith(('.npy', '.npz')):
     raise DatasetError(f'{path}: not a folder, a .npy or a .npz file: give a folder of images or '
                        'an array of images.')
@@ -291,6 +313,12 @@ def array_splits(path: str, image_size) -> Raw:
   if len(shapes) > 1 and image_size is None:
     raise DatasetError(f'{path}: its arrays hold images of different shapes '
                        f'{sorted(shapes)}: pass --image_size=HxW to resize them all.')
+  return parts, label_arrays
+
+
+def array_splits(path: str, image_size) -> Raw:
+  """The images of a .npy or .npz file (see user_images.py)."""
+  parts, label_arrays = array_parts(path, image_size)
   if image_size is not None:
     parts = {split: resize(array, image_size) for split, array in parts.items()}
   order = [split for split in ('all', 'train', 'valid', 'test') if split in parts]
@@ -328,6 +356,7 @@ def tfds_splits(name: str) -> Raw:
       # tfds retries a failed download for minutes: one quick request first says whether the
       # network is there (as tfds_loaders.py does).
       import requests  # pylint: disable=g-import-not-at-top
+      from vlae_tf.data import tfds_loaders  # pylint: disable=g-import-not-at-top  (TensorFlow)
       requests.head(tfds_loaders.TFDS_PROBE_URL, timeout=15)
       builder.download_and_prepare()
     available = set(builder.info.splits)

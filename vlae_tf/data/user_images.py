@@ -53,7 +53,7 @@ VALID_FRACTION = user_arrays.VALID_FRACTION
 # feature maps are single pixels from the first stages on.
 MIN_SIDE = 8
 BINARIZE = ('threshold', 'dynamic')
-_SPLIT_FOLDERS = {'train': ('train',), 'valid': ('valid', 'validation'), 'test': ('test',)}
+SPLIT_FOLDERS = {'train': ('train',), 'valid': ('valid', 'validation'), 'test': ('test',)}
 
 
 def is_user_source(name) -> bool:
@@ -196,7 +196,7 @@ def _read_cached(source, image_size, binarize, unused_fingerprint):
   if source.startswith(TFDS_PREFIX):
     raw = user_arrays.tfds_splits(source[len(TFDS_PREFIX):])
   elif os.path.isdir(source):
-    raw = user_arrays.folder_splits(source, IMAGE_EXTENSIONS, _SPLIT_FOLDERS, image_size)
+    raw = user_arrays.folder_splits(source, IMAGE_EXTENSIONS, SPLIT_FOLDERS, image_size)
   else:
     raw = user_arrays.array_splits(source, image_size)
   return _finish(source, raw, image_size, binarize)
