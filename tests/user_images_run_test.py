@@ -124,3 +124,24 @@ def test_grey_levels_get_the_8bit_family_at_any_size(mnist, tmp_path):
   assert images.shape == (2, 40, 32, 1) and float(tf.reduce_max(images)) > 1
   elbo = model.elbo(images, tf.constant([0, 0]), training=False)['elbo']
   assert elbo.shape == (2,) and np.isfinite(elbo.numpy()).all()
+
+
+def test_the_choice_line_states_the_budget_in_force(mnist, tmp_path, monkeypatch):
+  """--gin_param=TRAIN_STEPS=N changes the chosen budget: the line says N (and what it replaced),
+  as the training's start line will."""
+  np.save(tmp_path / 'grey.npy', mnist[0])
+  said = []
+  monkeypatch.setattr(dataset_flags.logging, 'info',
+                      lambda message, *args: said.append(message % args))
+  dataset_flags.prepare_training_config(dataset=str(tmp_path / 'grey.npy'),
+                                        gin_params=['TRAIN_STEPS=200', 'BATCH_SIZE=16'])
+  line, = [text for text in said if text.startswith('No model in the gin files')]
+  own = user_images.read(str(tmp_path / 'grey.npy'))
+  epochs = 200 * 16 / own.sizes()['train']
+  chosen = model_choice.train_steps(own.sizes()['train'])
+  assert f'batch 16, 200 steps (about {epochs:.3g} epochs; {chosen} steps, about 100 epochs, ' \
+         'without --gin_param)' in line
+  said.clear()
+  dataset_flags.prepare_training_config(dataset=str(tmp_path / 'grey.npy'))
+  line, = [text for text in said if text.startswith('No model in the gin files')]
+  assert f'batch 128, {chosen} steps (about' in line and 'TRAIN_STEPS=N to change' in line

@@ -101,32 +101,34 @@ def prepare_training_config(gin_files=(), gin_params=(), dataset=None, image_siz
   try:
     gin.query_parameter('VLAE.decoder')
   except ValueError:  # No model in the gin files: the family that fits the pixels.
-    after_base, line = model_choice.choose(shape, kind, num_train)
-    logging.info('%s', line)
+    after_base = model_choice.choose(shape, kind, num_train)
   gin_parsing.parse_gin(gin_files, params, after_base=after_base)
+  from vlae_tf.training import settings  # pylint: disable=g-import-not-at-top
+  in_force = settings.train_settings()
+  if after_base:
+    logging.info('%s', model_choice.describe(shape, kind, num_train, int(in_force['train_steps']),
+                                             int(in_force['batch_size'])))
   if own is not None:
     from vlae_tf.data import user_images  # pylint: disable=g-import-not-at-top
-    from vlae_tf.training import settings  # pylint: disable=g-import-not-at-top
-    split = settings.train_settings()['train_split']
-    user_images.check_batch_size(own, int(settings.train_settings()['batch_size']), split)
+    user_images.check_batch_size(own, int(in_force['batch_size']), in_force['train_split'])
   return after_base
 
 
 def check_reader_dataset(model_dir, dataset):
   """DatasetError when a reader's --dataset does not fit the run's model (shape or pixel kind).
 
-  Returns the dataset as `run_directory.reading_dataset` takes it (None: the run's own).
+  Returns the dataset as `run_config.reading_dataset` takes it (None: the run's own).
   """
   # pylint: disable=g-import-not-at-top
   from vlae_tf.data import catalogue
   from vlae_tf.data import user_images
   from vlae_tf.models import vlae as model_lib
-  from vlae_tf.training import run_directory
+  from vlae_tf.runs import run_config
   # pylint: enable=g-import-not-at-top
   dataset = resolve(dataset)
   if dataset is None:
     return None
-  run_directory.load_run_config(model_dir)
+  run_config.load_run_config(model_dir)
   model = model_lib.make_model()
   if user_images.is_user_source(dataset):
     images = user_images.read_configured(dataset)

@@ -1,8 +1,9 @@
 """The model family bin/train picks for a dataset when no gin file configures a model.
 
-`choose(description)` turns what the data is (shape, binary or 8-bit, training images) into gin
-text parsed right after base.gin, so that any --gin_file (gin/testing/tiny.gin) and --gin_param
-still override it, and a line for people:
+`choose(shape, kind, num_train_images)` turns what the data is (shape, binary or 8-bit, training
+images) into gin text parsed right after base.gin, so that any --gin_file (gin/testing/tiny.gin)
+and --gin_param still override it; `describe` is the line for people, written once the config is
+parsed, with the budget in force:
 
 * binary images: the paper's binary VLAE (gin/models/vlae_binary.gin: ResNet encoder, 64-dim z,
   AF prior, a 6-layer PixelCNN with Bernoulli pixels);
@@ -35,7 +36,7 @@ def train_steps(num_train_images: int, batch_size: int = BATCH_SIZE) -> int:
 
 
 def choose(shape, kind, num_train_images):
-  """(gin text to parse after base.gin, one line saying what was chosen).
+  """The gin text to parse after base.gin: the family for `kind` at the images' size.
 
   Args:
     shape: (height, width, channels) of the images.
@@ -43,7 +44,7 @@ def choose(shape, kind, num_train_images):
     num_train_images: images in the training split (sets the budget).
   """
   height, width, channels = (int(side) for side in shape)
-  include, family = _FAMILIES[kind]
+  include, _ = _FAMILIES[kind]
   steps = train_steps(num_train_images)
   lines = [f"include '{include}'",
            f'IMAGE_SHAPE = ({height}, {width}, {channels})',
@@ -58,10 +59,24 @@ def choose(shape, kind, num_train_images):
     latent_shape = f'({latent_hw[0]}, {latent_hw[1]}, %LATENT_CHANNELS)'
     lines += [f'VLAE.latent_shape = {latent_shape}',
               f'flows.ConvAutoregressiveFlowPrior.latent_shape = {latent_shape}']
-    latent = f'z of {latent_hw[0]}x{latent_hw[1]}x16'
+  return '\n'.join(lines) + '\n'
+
+
+def describe(shape, kind, num_train_images, steps, batch_size):
+  """The line saying what was chosen, with the budget in force (`steps` and `batch_size` as
+  parsed: --gin_param may have changed the chosen ones)."""
+  height, width, channels = (int(side) for side in shape)
+  include, family = _FAMILIES[kind]
+  latent = 'z of 64 dimensions'
+  if kind == '8bit':
+    latent = (f'z of {math.ceil(math.ceil(height / 2) / 2)}x'
+              f'{math.ceil(math.ceil(width / 2) / 2)}x16')
+  chosen = train_steps(num_train_images)
+  epochs = steps * batch_size / max(1, num_train_images)
+  budget = (f'batch {batch_size}, {steps} steps (about {epochs:.3g} epochs'
+            + ('; --gin_param=TRAIN_STEPS=N to change)' if steps == chosen else
+               f'; {chosen} steps, about {EPOCHS} epochs, without --gin_param)'))
   article = 'an' if kind == '8bit' else 'a'
-  line = (f'No model in the gin files: {article} {family} for {height}x{width}x{channels} '
-          f'{"binary" if kind == "binary" else "8-bit"} images '
-          f'({include}), {latent}, batch {BATCH_SIZE}, {steps} steps (about {EPOCHS} epochs; '
-          '--gin_param=TRAIN_STEPS=N to change), recorded in config.gin.')
-  return '\n'.join(lines) + '\n', line
+  return (f'No model in the gin files: {article} {family} for {height}x{width}x{channels} '
+          f'{"binary" if kind == "binary" else "8-bit"} images ({include}), {latent}, {budget}, '
+          'recorded in config.gin.')
