@@ -217,10 +217,14 @@ def test_eval_curve(trained, shared_data):
 
 
 @pytest.mark.slow
-def test_sample_grids(trained, shared_data, tmp_path):
+def test_sample_grids(trained, shared_data, tmp_path, monkeypatch):
+  said = []
+  monkeypatch.setattr(run_binaries.logging, 'info', lambda text, *args: said.append(text % args))
   paths = run_binaries.run_sample(str(trained), num_images=3, output=str(tmp_path),
                                   num_reconstructions=2, num_decodings=2,
                                   data_dir=str(shared_data))
+  assert said[0] == (f'Sampling {trained}/ckpt-2 (step 2): 3 samples and 2 reconstructions (2 '
+                     f'decodings each) of static_mnist test images, seed 0, into {tmp_path}.')
   assert paths['samples'] == str(tmp_path / 'samples_2.png')
   with Image.open(paths['samples']) as image:
     assert image.size == (2 * 29 + 1, 2 * 29 + 1)  # 3 samples on a 2x2 grid, 1 pixel borders.

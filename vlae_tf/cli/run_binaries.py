@@ -103,22 +103,25 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   # pylint: disable=g-import-not-at-top
   import numpy as np
   from vlae_tf.data import batching
-  from vlae_tf.training import checkpoints
   from vlae_tf.data import datasets
-  from vlae_tf.training import run_directory
+  from vlae_tf.runs import opening
+  from vlae_tf.runs import run_config
+  from vlae_tf.data import sources
   from vlae_tf.models import sampling
   # pylint: enable=g-import-not-at-top
-  run_directory.load_run_config(model_dir)
-  checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
-  model, step, _ = run_directory.restore_averaged_model(model_dir, checkpoint)
+  run = opening.open_run(model_dir, checkpoint)
+  model, step = run.model, run.step
+  output = output or os.path.join(model_dir, 'samples')
+  logging.info('Sampling %s (step %d): %d samples and %d reconstructions (%d decodings each) of '
+               '%s %s images, seed %d, into %s.', run.checkpoint_path, step, num_images,
+               num_reconstructions, num_decodings, dataset or run.dataset, split, seed, output)
   images = None
   if num_reconstructions:
-    with run_directory.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
-      dataset = datasets.load(run_directory.run_dataset(), split,
-                              data_dir=run_directory.reader_data_dir(model_dir, data_dir))
+    with run_config.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
+      dataset = datasets.load(run_config.run_dataset(), split,
+                              data_dir=sources.reader_data_dir(model_dir, data_dir))
     subset = batching.strided_subset(dataset, num_reconstructions)
     images = np.stack([x.numpy() for x in subset])
-  output = output or os.path.join(model_dir, 'samples')
   return sampling.write_grids(model, output, step, num_images=num_images,
                               reconstruction_images=images, num_decodings=num_decodings,
                               seed=seed)
