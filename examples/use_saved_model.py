@@ -8,10 +8,35 @@ signature as TF Serving would, and shows the one-line error of a bad input. Imag
 [N, H, W, C] of the model's kind: 0.0 / 1.0 for binary models, integers 0..255 for 8-bit ones.
 """
 
+import os
 import sys
+import tempfile
 
 import numpy as np
-import tensorflow as tf
+
+
+def import_tensorflow_quietly():
+  """TensorFlow, without the lines its C++ side prints while it loads and finds its devices
+  (oneDNN, the CUDA probe on a machine without a GPU): they are written before its logging starts,
+  so TF_CPP_MIN_LOG_LEVEL does not reach them. Shown after all if the import fails."""
+  with tempfile.TemporaryFile() as captured:
+    saved = os.dup(2)
+    os.dup2(captured.fileno(), 2)
+    try:
+      import tensorflow  # pylint: disable=g-import-not-at-top
+      tensorflow.config.list_physical_devices()
+    except BaseException:
+      os.dup2(saved, 2)
+      captured.seek(0)
+      sys.stderr.write(captured.read().decode(errors='replace'))
+      raise
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+  return tensorflow
+
+
+tf = import_tensorflow_quietly()
 
 
 def main(path):
