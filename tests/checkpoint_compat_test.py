@@ -121,7 +121,7 @@ def checkpoint_keys(experiment):
   models/depth_limited_decoder.gin: that config must still write what their checkpoints held.
   """
   gin_parsing.parse_gin([experiment, 'testing/tiny.gin'])
-  if gin.query_parameter('VLAE.decoder').selector == 'pixelcnn.GatedResNetPixelCNN':
+  if gin.query_parameter('VLAE.decoder').selector == 'gated_resnet_pixelcnn.GatedResNetPixelCNN':
     gin_parsing.parse_gin([experiment, 'models/depth_limited_decoder.gin', 'testing/tiny.gin'])
   strategy = distribution.make_strategy(['/cpu:0'])
   with strategy.scope():

@@ -327,8 +327,9 @@ class LayerTest(tf.test.TestCase):
 def parse(*files, params=()):
   gin_parsing.parse_gin(
       ['mnist_vlae.gin', *files, 'testing/tiny.gin'],
-      ['pixelcnn.GatedResNetPixelCNN.filters = 3', 'pixelcnn.GatedResNetPixelCNN.num_stages = 3',
-       'pixelcnn.GatedResNetPixelCNN.extra_nins = 2', *params])
+      ['gated_resnet_pixelcnn.GatedResNetPixelCNN.filters = 3',
+       'gated_resnet_pixelcnn.GatedResNetPixelCNN.num_stages = 3',
+       'gated_resnet_pixelcnn.GatedResNetPixelCNN.extra_nins = 2', *params])
 
 
 class GinTest(tf.test.TestCase):

@@ -136,9 +136,9 @@ class HelpersTest(tf.test.TestCase):
 
     with gin.unlock_config():
       gin.parse_config([
-          'networks_test.make_network.network = @vlae_tf.networks.SpatialDenseNetDecoder()',
-          'vlae_tf.networks.SpatialDenseNetDecoder.growth_rate = 5',
-          'vlae_tf.networks.SpatialDenseNetDecoder.use_weight_norm = False',
+          'networks_test.make_network.network = @vlae_tf.context_networks.SpatialDenseNetDecoder()',
+          'vlae_tf.context_networks.SpatialDenseNetDecoder.growth_rate = 5',
+          'vlae_tf.context_networks.SpatialDenseNetDecoder.use_weight_norm = False',
       ])
     try:
       network = make_network()

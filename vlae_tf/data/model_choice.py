@@ -57,7 +57,7 @@ def choose(shape, kind, num_train_images):
     latent_hw = (math.ceil(math.ceil(height / 2) / 2), math.ceil(math.ceil(width / 2) / 2))
     latent_shape = f'({latent_hw[0]}, {latent_hw[1]}, %LATENT_CHANNELS)'
     lines += [f'VLAE.latent_shape = {latent_shape}',
-              f'flows.ConvAutoregressiveFlowPrior.latent_shape = {latent_shape}']
+              f'conv_flows.ConvAutoregressiveFlowPrior.latent_shape = {latent_shape}']
     latent = f'z of {latent_hw[0]}x{latent_hw[1]}x16'
   article = 'an' if kind == '8bit' else 'a'
   line = (f'No model in the gin files: {article} {family} for {height}x{width}x{channels} '

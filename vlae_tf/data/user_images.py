@@ -68,7 +68,7 @@ def resolve_source(name: str) -> str:
   return os.path.abspath(os.path.expanduser(name))
 
 
-@gin.configurable('user_images', module='vlae_tf.datasets')
+@gin.configurable('user_images', module='vlae_tf.user_images')
 def options(image_size: Optional[Tuple[int, int]] = None,
             binarize: Optional[str] = None) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
   """How one's own images are read (bin/train's --image_size and --binarize, kept in config.gin).

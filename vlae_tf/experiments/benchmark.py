@@ -298,7 +298,7 @@ def benchmark_profile(model, batch: tf.Tensor, repeats: int = 5, warmup: int = 1
 # The driver.
 
 
-PRECISION_BINDING = 'vlae_tf.VLAE.precision'
+PRECISION_BINDING = 'vlae.VLAE.precision'
 
 
 def bound_precision() -> str:

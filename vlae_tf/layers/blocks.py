@@ -18,8 +18,9 @@ Streams between blocks are pre-activations: a convolution that reads one applies
   each side) followed by a crop of the bottom rows / right columns to the target size: 4 -> 8 -> 7.
 * `halved_sizes`: the sizes after each stride-2 'same' convolution, ceil(n / 2) per halving.
 
-In gin and Keras serialization these classes keep the names they had in networks.py
-(`networks.ResNetBlock`, package 'vlae_tf.networks'), so configs and saved layers still resolve.
+Gin and Keras know these classes by this module's name (`blocks.ResNetBlock`, package
+'vlae_tf.blocks'); configs of older runs that say `networks.ResNetBlock` are read through
+`gin_parsing.current_names`.
 """
 
 import math
@@ -57,8 +58,8 @@ def halved_sizes(size: Sequence[int], num_halvings: int) -> List[Tuple[int, int]
 
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.blocks')
+@keras.saving.register_keras_serializable(package='vlae_tf.blocks')
 class ResNetBlock(keras.layers.Layer):
   """Pre-activation residual block: y = x + residual_scale * conv_2(elu(conv_1(elu(x)))).
 
@@ -101,8 +102,8 @@ class ResNetBlock(keras.layers.Layer):
     return config
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.blocks')
+@keras.saving.register_keras_serializable(package='vlae_tf.blocks')
 class DenseNetBlock(keras.layers.Layer):
   """DenseNet block: `num_steps` concatenating steps, then a 1x1 transition back to `filters`.
 
@@ -152,8 +153,8 @@ class DenseNetBlock(keras.layers.Layer):
     return config
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.blocks')
+@keras.saving.register_keras_serializable(package='vlae_tf.blocks')
 class Upsample(keras.layers.Layer):
   """y = crop(conv_transpose_stride_2(elu(x))): doubles each side, then crops to `output_size`.
 

@@ -24,7 +24,7 @@ def size_message(layer_name: str, built_for, given) -> str:
           f'size only.')
 
 
-@keras.saving.register_keras_serializable(package='vlae_tf.layers')
+@keras.saving.register_keras_serializable(package='vlae_tf.pixel_bias')
 class PixelBias(keras.layers.Layer):
   """outputs[b, i, j, c] = inputs[b, i, j, c] + bias[0, i, j, c].
 

@@ -14,8 +14,9 @@ after their window layers; the gated ResNet blocks that follow are 1x1, so they 
 With `grayscale=True` the stacks see only 0.299 R + 0.587 G + 0.114 B of each window pixel (the
 paper's grayscale window), so colour has to go through z.
 
-The shared pieces (weight norm, gates, the samplers) and the binary decoder are pixelcnn.py's; in
-gin this class keeps its name `pixelcnn.GatedPixelCNN`.
+The shared pieces (weight norm, gates, the samplers) and the binary decoder are pixelcnn.py's. Gin
+knows this class as `gated_pixelcnn.GatedPixelCNN` (older runs' `pixelcnn.GatedPixelCNN` is read
+through `gin_parsing.current_names`).
 """
 
 import math
@@ -65,7 +66,7 @@ def window_layers(width: int, height: int) -> Tuple[List[dict], List[dict]]:
   return vertical, horizontal[:left]
 
 
-@gin.register(module='vlae_tf.pixelcnn')
+@gin.register(module='vlae_tf.gated_pixelcnn')
 class GatedPixelCNN(keras.layers.Layer):
   """Gated PixelCNN with vertical and horizontal stacks and an exact A x B window.
 

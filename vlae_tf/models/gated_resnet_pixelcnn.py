@@ -41,7 +41,7 @@ and residual shortcuts add no offsets, so the window is their Minkowski sum: num
 above and as many pixels to the left, 246 pixels for S = 6 (`window()`).
 
 How z enters (as in his code): the context map [B, H, W, K] computed from z (the VLAE's context
-network; K = `networks.BinaryResNetDecoder.context_channels` = 4) is concatenated with the pixels
+network; K = `context_networks.BinaryResNetDecoder.context_channels` = 4) is concatenated with the pixels
 along channels and goes through the type-A mask, so the context at a pixel itself is never seen,
 only at the window's offsets. `zero_context=True` multiplies the context by 0 (his `sanity2`,
 the "no latent" runs of vlae_final.py): the same decoder and parameters, z ignored exactly. With
@@ -69,8 +69,8 @@ from vlae_tf.layers import tied_conv
 from vlae_tf.models import pixelcnn
 
 
-@gin.register(module='vlae_tf.pixelcnn')
-@keras.saving.register_keras_serializable(package='vlae_tf.pixelcnn')
+@gin.register(module='vlae_tf.gated_resnet_pixelcnn')
+@keras.saving.register_keras_serializable(package='vlae_tf.gated_resnet_pixelcnn')
 class GatedResNetPixelCNN(keras.layers.Layer):
   """The first author's ConvAR decoder (module docstring): gated ResNet stages, NINs, tying.
 

@@ -35,7 +35,7 @@ from vlae_tf.layers import weight_norm
 tfd = tfp.distributions
 
 
-@gin.configurable(module='vlae_tf')
+@gin.configurable(module='vlae_tf.vlae')
 class VLAE(keras.Model):
   """A VAE whose decoder is a local-window PixelCNN conditioned on a global latent code.
 
