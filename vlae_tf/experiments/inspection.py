@@ -316,7 +316,7 @@ def _probe(model, dataset_name, split, test_images, test_indices, probe_train_ex
     test_labels = labels_lib.load_labels(dataset_name, split, data_dir, indices=test_indices)
     train_images, train_indices = _subset(dataset_name, 'train', probe_train_examples, data_dir)
     train_labels = labels_lib.load_labels(dataset_name, 'train', data_dir, indices=train_indices)
-  except labels_lib.LabelsUnavailableError as error:
+  except errors.LabelsUnavailableError as error:
     _log(f'no probe: {error}', stream)
     return {'unavailable': str(error)}
   probe = {}

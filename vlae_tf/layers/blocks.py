@@ -1,7 +1,20 @@
 """The layers the encoders and context networks are built of: ResNet and DenseNet blocks, upsampling.
 
-Every convolution goes through `weight_norm.wn` (weight normalization with data-dependent init).
-Streams between blocks are pre-activations: a convolution that reads one applies ELU first.
+The conventions of every encoder (encoders.py) and context network (context_networks.py):
+
+* Weight norm everywhere: every convolution and dense layer goes through `weight_norm.wn`
+  (Salimans and Kingma 2016, with data-dependent init, as in the paper); build and initialize a
+  network with `weight_norm.initialize(network, first_batch)`.
+* Pre-activation streams: the tensor passed between blocks is a pre-activation, and every
+  convolution that reads it applies ELU first, `conv(elu(x))`. Only the stem (which reads the
+  image, or z) is applied to its raw input.
+* Downsampling: a stride-2 k x k convolution with 'same' padding, `conv(elu(x))`; a side of n
+  pixels becomes ceil(n / 2) (28 -> 14 -> 7 -> 4, 12 -> 6 -> 3 -> 2), so every image size works.
+* Upsampling (`Upsample`): context networks take the target image size (`output_shape`) and derive
+  every intermediate size by the same ceil-halving, so their stages have the encoder's sizes in
+  reverse.
+
+The blocks:
 
 * ResNet block (`ResNetBlock`), width-preserving, residual branch scaled by 0.1 (paper scripts):
 
@@ -54,8 +67,6 @@ def halved_sizes(size: Sequence[int], num_halvings: int) -> List[Tuple[int, int]
   for _ in range(num_halvings):
     sizes.append(tuple(math.ceil(s / 2) for s in sizes[-1]))
   return sizes
-
-
 
 
 @gin.register(module='vlae_tf.blocks')

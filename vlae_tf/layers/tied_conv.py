@@ -144,7 +144,7 @@ class TiedConv2D(keras.layers.Layer):
     super().build(input_shape)
 
   def check_size(self, height, width, name=None):
-    """Raises `pixel_bias.ImageSizeError` if per-pixel biases were built for another size."""
+    """Raises `errors.ImageSizeError` if per-pixel biases were built for another size."""
     if self.bias_layer is not None and self.bias_layer.built:
       self.bias_layer.check_size(height, width, name or self.name)
 

@@ -53,7 +53,7 @@ Departures from his code:
   changes the first layer's scale and adds a position-dependent constant, which the per-pixel bias
   absorbs); only the starting point of the data init differs.
 * Per-pixel biases are created for the image size of the first call; other sizes raise
-  `pixel_bias.ImageSizeError` (his graph was built for one size too).
+  `errors.ImageSizeError` (his graph was built for one size too).
 * His no-op input dropout (keep 1) and constant input mask (1) are left out. His sampler ran the
   whole network once per pixel; `autoregress` caches rows (same results, O(1) work per pixel).
 """
@@ -173,7 +173,7 @@ class GatedResNetPixelCNN(keras.layers.Layer):
       [batch, height, width, num_outputs] likelihood parameters.
 
     Raises:
-      pixel_bias.ImageSizeError: per-pixel biases were built for another image size.
+      errors.ImageSizeError: per-pixel biases were built for another image size.
     """
     del training  # Unused.
     self.stem.check_size(inputs.shape[1], inputs.shape[2], self.name)
@@ -230,7 +230,7 @@ class GatedResNetPixelCNN(keras.layers.Layer):
 
     Raises:
       ValueError: the decoder is not built (call it once on images first).
-      pixel_bias.ImageSizeError: per-pixel biases were built for another image size.
+      errors.ImageSizeError: per-pixel biases were built for another image size.
     """
     if not self.built or not self.stem.built:
       raise ValueError(f'{self.name}: the cached sampler needs a built decoder: call it once on '

@@ -65,7 +65,7 @@ class VLAE(keras.Model):
       likelihood: a pixel likelihood from `vlae_tf.likelihoods`.
       decoder: a factory `decoder(num_outputs=P)` of a local-window decoder from
         `vlae_tf.pixelcnn` (a gin-configured class).
-      encoder: maps network inputs [B, H, W, C] to `networks.EncoderOutput(loc, scale, context)`;
+      encoder: maps network inputs [B, H, W, C] to `encoders.EncoderOutput(loc, scale, context)`;
         None for a PixelCNN without latent variable.
       context_network: maps z to a context map [B, H, W, K]; required with an encoder.
       prior: a layer whose `distribution()` is p(z), from `vlae_tf.flows`.
