@@ -18,7 +18,7 @@ from vlae_tf.compression import bitsback
 from vlae_tf.layers import tied_conv
 from vlae_tf.models import gated_resnet_pixelcnn
 from vlae_tf.models import likelihoods
-from vlae_tf.models import pixelcnn
+from vlae_tf.models import autoregressive_sampling
 from vlae_tf.models import vlae as vlae_lib
 from vlae_tf.training import settings as settings_lib
 from vlae_tf.training import trainer as trainer_lib
@@ -268,7 +268,7 @@ class DistributionTest(tf.test.TestCase, parameterized.TestCase):
     shape = [2, HEIGHT, WIDTH, 1]
     noise = likelihood.noise(shape, tf.constant([3, 4]))
     params_fn = lambda images: decoder(likelihood.network_input(images), context)
-    sequential = pixelcnn.sample_sequential(params_fn, likelihood, noise, shape)
+    sequential = autoregressive_sampling.sample_sequential(params_fn, likelihood, noise, shape)
     cached = tf.function(lambda: decoder.sample(context, likelihood, noise, shape))()
     self.assertAllEqual(cached, sequential)
     self.assertGreater(len(np.unique(cached.numpy())), 1)
