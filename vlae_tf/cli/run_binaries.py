@@ -105,7 +105,7 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   from vlae_tf.training import checkpoints
   from vlae_tf.data import datasets
   from vlae_tf.training import run_directory
-  from vlae_tf.models import sampling
+  from vlae_tf import image_grids
   # pylint: enable=g-import-not-at-top
   run_directory.load_run_config(model_dir)
   checkpoint = checkpoints.resolve_checkpoint(model_dir, checkpoint)
@@ -118,7 +118,7 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
     subset = batching.strided_subset(dataset, num_reconstructions)
     images = np.stack([x.numpy() for x in subset])
   output = output or os.path.join(model_dir, 'samples')
-  return sampling.write_grids(model, output, step, num_images=num_images,
+  return image_grids.write_grids(model, output, step, num_images=num_images,
                               reconstruction_images=images, num_decodings=num_decodings,
                               seed=seed)
 
