@@ -7,6 +7,7 @@ import tempfile
 
 from absl.testing import absltest
 
+from vlae_tf import errors
 from vlae_tf import allocator
 
 TCMALLOC = 'libtcmalloc_minimal.so.4'
@@ -30,7 +31,7 @@ class ChoiceTest(absltest.TestCase):
   def test_glibc_asked_for_tunes_glibc_even_with_tcmalloc_installed(self):
     self.assertEqual(choose({'VLAE_TF_ALLOCATOR': 'glibc'}), 'glibc')
     self.assertIsNone(choose({'VLAE_TF_ALLOCATOR': 'glibc', **allocator.GLIBC_TUNED}))
-    with self.assertRaisesRegex(allocator.AllocatorError, 'does not run on glibc'):
+    with self.assertRaisesRegex(errors.AllocatorError, 'does not run on glibc'):
       choose({'VLAE_TF_ALLOCATOR': 'glibc'}, glibc=False)
 
   def test_the_glibc_settings_are_within_what_glibc_accepts(self):
@@ -45,11 +46,11 @@ class ChoiceTest(absltest.TestCase):
     self.assertIsNone(choose({'_VLAE_TF_ALLOCATOR_SET': '1'}))  # Never re-executed twice.
 
   def test_tcmalloc_asked_for_but_missing_is_one_line_naming_the_package(self):
-    with self.assertRaisesRegex(allocator.AllocatorError,
+    with self.assertRaisesRegex(errors.AllocatorError,
                                 r'^VLAE_TF_ALLOCATOR=tcmalloc but TCMalloc is not installed: '
                                 r'.*apt-get install libtcmalloc-minimal4'):
       choose({'VLAE_TF_ALLOCATOR': 'tcmalloc'}, found=None)
-    with self.assertRaisesRegex(allocator.AllocatorError, 'Linux only'):
+    with self.assertRaisesRegex(errors.AllocatorError, 'Linux only'):
       choose({'VLAE_TF_ALLOCATOR': 'tcmalloc'}, platform='darwin')
 
   def test_a_path_is_preloaded_if_it_is_a_file(self):
@@ -57,7 +58,7 @@ class ChoiceTest(absltest.TestCase):
     open(library, 'wb').close()
     self.assertEqual(choose({'VLAE_TF_ALLOCATOR': library}), library)
     self.assertIsNone(choose({'VLAE_TF_ALLOCATOR': library, 'LD_PRELOAD': library}))
-    with self.assertRaisesRegex(allocator.AllocatorError, 'no such file'):
+    with self.assertRaisesRegex(errors.AllocatorError, 'no such file'):
       choose({'VLAE_TF_ALLOCATOR': library + '.missing'})
 
   def test_in_use_names_the_preloaded_allocator(self):

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from vlae_tf import errors
 from vlae_tf.compression import bitsback
 from vlae_tf.data import datasets
 from vlae_tf import gin_parsing
@@ -93,5 +94,5 @@ def test_decoding_with_other_weights_does_not_give_the_images(images):
 def test_eight_bit_models_are_refused(shared_data):
   del shared_data
   gin_parsing.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'])
-  with pytest.raises(bitsback.UnsupportedModelError, match='binary images'):
+  with pytest.raises(errors.UnsupportedModelError, match='binary images'):
     bitsback.BitsBackCoder(model_lib.make_model())

@@ -2,6 +2,7 @@
 
 import pytest
 
+from vlae_tf import errors
 from vlae_tf.data import catalogue
 from vlae_tf.data import datasets
 
@@ -19,9 +20,9 @@ def test_every_dataset_is_described():
 
 
 def test_unknown_names_are_one_error():
-  with pytest.raises(catalogue.DatasetError, match="Unknown dataset 'mnist'; expected one of"):
+  with pytest.raises(errors.DatasetError, match="Unknown dataset 'mnist'; expected one of"):
     catalogue.info('mnist')
 
 
 def test_datasets_presents_the_catalogue():
-  assert datasets.info is catalogue.info and datasets.DatasetError is catalogue.DatasetError
+  assert datasets.info is catalogue.info and errors.DatasetError is errors.DatasetError

@@ -29,7 +29,7 @@ from vlae_tf.models import objectives
 from vlae_tf.runs import opening
 from vlae_tf.runs import run_config
 from vlae_tf.training import trainer as trainer_lib
-from vlae_tf.training import loop as training
+from vlae_tf.training import settings as settings_lib
 
 TESTDATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'testdata')
 RUN = os.path.join(TESTDATA, 'run_e06a543')
@@ -82,7 +82,7 @@ def test_training_state_resumes_with_the_same_next_step(run_dir):
   batch_size = gin.query_parameter('%BATCH_SIZE')
   # As bin/train builds it on resume: the factory with train's settings, then restore.
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=batch_size,
-                                     **training.trainer_settings())
+                                     **settings_lib.trainer_settings())
   trainer.restore(os.path.join(run_dir, 'ckpt-2'))
   assert int(trainer.optimizer.iterations.numpy()) == EXPECTED['optimizer_iterations']
   batch = fixed_images(batch_size)
@@ -122,7 +122,7 @@ def checkpoint_keys(experiment):
   models/depth_limited_decoder.gin: that config must still write what their checkpoints held.
   """
   gin_parsing.parse_gin([experiment, 'testing/tiny.gin'])
-  if gin.query_parameter('VLAE.decoder').selector == 'pixelcnn.GatedResNetPixelCNN':
+  if gin.query_parameter('VLAE.decoder').selector == 'gated_resnet_pixelcnn.GatedResNetPixelCNN':
     gin_parsing.parse_gin([experiment, 'models/depth_limited_decoder.gin', 'testing/tiny.gin'])
   strategy = distribution.make_strategy(['/cpu:0'])
   with strategy.scope():

@@ -26,7 +26,6 @@ from vlae_tf.cli import run_binaries
 from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf.runs import directory
 from vlae_tf.runs import opening
-from vlae_tf.runs import run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARIES = ('train', 'eval', 'sample', 'export', 'benchmark', 'reproduce', 'inspect', 'compress',

@@ -12,6 +12,7 @@ import tf_keras as keras
 
 import doubles
 
+from vlae_tf import errors
 from vlae_tf.cli import compress_binaries
 from vlae_tf.compression import codec
 from vlae_tf.data import datasets
@@ -171,6 +172,6 @@ def test_bad_images_are_one_line_and_write_nothing(run, images, tmp_path, write,
 
 def test_an_existing_png_directory_is_left_alone(images, tmp_path):
   codec.write_images(str(tmp_path / 'pngs'), images, {'kind': 'png'})
-  with pytest.raises(codec.CodecError, match='exists and is not an empty directory'):
+  with pytest.raises(errors.CodecError, match='exists and is not an empty directory'):
     codec.write_images(str(tmp_path / 'pngs'), images[:2], {'kind': 'png'})
   assert len(os.listdir(tmp_path / 'pngs')) == len(images)

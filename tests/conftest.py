@@ -16,6 +16,7 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from vlae_tf import errors
 from vlae_tf import allocator  # pylint: disable=g-import-not-at-top
 
 
@@ -88,7 +89,7 @@ def _preload_the_binaries_allocator(config):
     return
   try:
     library = allocator.library_to_preload()
-  except allocator.AllocatorError as error:
+  except errors.AllocatorError as error:
     raise pytest.UsageError(f'error: {error}') from None
   if library:
     os.environ['LD_PRELOAD'] = ' '.join([library, *os.environ.get('LD_PRELOAD', '').split()])

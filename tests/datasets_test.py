@@ -24,8 +24,9 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
+from vlae_tf import errors
+from vlae_tf.data import catalogue
 from vlae_tf.data import datasets
-from vlae_tf.data.datasets import DatasetError
 
 # Documented in shared/data/README.md: the two real subsets.
 OMNIGLOT_SUBSET_IMAGES = 4_840
@@ -96,12 +97,12 @@ def test_info():
   assert datasets.info('static_mnist').num_pixels == 784
   assert datasets.info('cifar10').num_pixels == 32 * 32 * 3
   assert datasets.info('cifar10').kind == '8bit'
-  for name in datasets.NAMES:
+  for name in catalogue.NAMES:
     sizes = datasets.info(name).split_sizes
     assert sizes['train+valid'] == sizes['train'] + sizes['valid']
     assert datasets.info(name).kind in ('binary', '8bit')
   assert datasets.info('caltech101_silhouettes').split_sizes['train'] == 4_100
-  with pytest.raises(DatasetError, match='Unknown dataset .*static_mnist'):
+  with pytest.raises(errors.DatasetError, match='Unknown dataset .*static_mnist'):
     datasets.info('mnist_static')
 
 
@@ -166,7 +167,7 @@ def test_omniglot_zips_train_dynamic_valid_fixed(shared_data):
 
 
 def test_omniglot_zips_without_evaluation_zip_have_no_test_split(shared_data):
-  with pytest.raises(DatasetError, match=r"images_evaluation\*\.zip.*'test' split"):
+  with pytest.raises(errors.DatasetError, match=r"images_evaluation\*\.zip.*'test' split"):
     datasets.load('omniglot', 'test', data_dir=shared_data)
 
 
@@ -197,14 +198,14 @@ def test_cifar10_subset_warns_and_has_no_valid_split(shared_data, caplog):
   with caplog.at_level(logging.WARNING):
     datasets.load('cifar10', 'train', data_dir=shared_data)
   assert 'data_batch_2' in caplog.text and '4000 images' in caplog.text
-  with pytest.raises(DatasetError, match='valid split .* lacks data_batch_2'):
+  with pytest.raises(errors.DatasetError, match='valid split .* lacks data_batch_2'):
     datasets.load('cifar10', 'valid', data_dir=shared_data)
 
 
 def test_data_dir_from_environment_and_argument_wins(shared_data, monkeypatch, tmp_path):
   monkeypatch.setenv(datasets.ENV_DATA_DIR, str(shared_data))
   assert len(as_array(datasets.load('caltech101_silhouettes', 'test'))) == 2_307
-  with pytest.raises(DatasetError, match='does not exist'):  # the explicit argument wins
+  with pytest.raises(errors.DatasetError, match='does not exist'):  # the explicit argument wins
     datasets.load('caltech101_silhouettes', 'test', data_dir=tmp_path / 'missing')
   monkeypatch.setenv(datasets.ENV_DATA_DIR, str(tmp_path / 'missing'))
   dataset = datasets.load('caltech101_silhouettes', 'test', data_dir=shared_data)
@@ -294,7 +295,7 @@ def test_parsed_files_are_reread_when_they_change(tmp_path):
 def test_truncated_gzip(tmp_path):
   path = write_amat(tmp_path, [letter_f().reshape(-1)] * 4)
   path.write_bytes(path.read_bytes()[:-30])
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('static_mnist', 'test', data_dir=tmp_path)
   assert_names(error, path, 'gzip', 'binarized_mnist', 'larocheh')
   assert error.value.__cause__ is not None
@@ -303,7 +304,7 @@ def test_truncated_gzip(tmp_path):
 def test_non_gzip_bytes_named_gz(tmp_path):
   path = tmp_path / 't10k-images-idx3-ubyte.gz'
   path.write_bytes(b'this is not gzip data at all')
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('dynamic_mnist', 'test', data_dir=tmp_path)
   assert_names(error, path, 'not a valid gzip file', 'yann.lecun.com')
 
@@ -311,7 +312,7 @@ def test_non_gzip_bytes_named_gz(tmp_path):
 def test_amat_line_with_783_values(tmp_path):
   rows = [letter_f().reshape(-1), letter_f().reshape(-1)[:783]]
   path = write_amat(tmp_path, rows)
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('static_mnist', 'test', data_dir=tmp_path)
   assert_names(error, path, 'line 2 has 783 values', 'expected 784')
 
@@ -320,7 +321,7 @@ def test_amat_with_value_2(tmp_path):
   row = letter_f().reshape(-1)
   row[100] = 2
   path = write_amat(tmp_path, [letter_f().reshape(-1), row])
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('static_mnist', 'test', data_dir=tmp_path)
   assert_names(error, path, 'line 2, value 101', "'2' is not 0 or 1")
 
@@ -328,7 +329,7 @@ def test_amat_with_value_2(tmp_path):
 def test_amat_with_multi_character_value(tmp_path):
   path = tmp_path / 'binarized_mnist_test.amat'
   path.write_bytes(amat_text([letter_f().reshape(-1)]).replace(b'0 1', b'0.0 1', 1))
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('static_mnist', 'test', data_dir=tmp_path)
   assert_names(error, path, "b'0.0' is not 0 or 1")
 
@@ -344,7 +345,7 @@ def test_bad_idx_files(tmp_path, problem):
   else:
     write_idx(path, images)
     path.write_bytes(path.read_bytes()[:-1])
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('dynamic_mnist', 'test', data_dir=tmp_path)
   expected = {'magic': 'magic number 0x00000801', 'truncated': 'truncated',
               'size': '28x27 images'}[problem]
@@ -386,7 +387,7 @@ def test_caltech_crafted_splits(tmp_path):
 def test_bad_caltech_mat(tmp_path, override, expected):
   path = tmp_path / 'caltech101_silhouettes_28_split1.mat'
   write_caltech(path, **override)
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('caltech101_silhouettes', 'train', data_dir=tmp_path)
   assert_names(error, path, expected, 'people.cs.umass.edu')
 
@@ -395,7 +396,7 @@ def test_bad_caltech_mat(tmp_path, override, expected):
 def test_corrupt_mat(tmp_path, content):
   path = tmp_path / 'caltech101_silhouettes_28_split1.mat'
   path.write_bytes(content)
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('caltech101_silhouettes', 'test', data_dir=tmp_path)
   assert_names(error, path, 'caltech101_silhouettes_28_split1.mat')
 
@@ -404,14 +405,14 @@ def test_truncated_real_mat(shared_data, tmp_path):
   source = shared_data / 'caltech101_silhouettes' / 'caltech101_silhouettes_28_split1.mat'
   path = tmp_path / source.name
   path.write_bytes(source.read_bytes()[:400_000])
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('caltech101_silhouettes', 'test', data_dir=tmp_path)
   assert_names(error, path)
   assert error.value.__cause__ is not None or 'no variable' in str(error.value)
 
 
 def test_caltech_without_data_dir_says_where_to_get_it():
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('caltech101_silhouettes', 'train')
   assert_names(error, 'not in tensorflow-datasets', datasets.ENV_DATA_DIR,
                'https://people.cs.umass.edu/~marlin/data/caltech101_silhouettes_28_split1.mat')
@@ -438,7 +439,7 @@ def test_chardata_is_iwae_fortran_order_and_wins_over_zips(tmp_path):
 def test_bad_chardata(tmp_path):
   path = tmp_path / 'chardata.mat'
   scipy.io.savemat(str(path), {'data': np.zeros((28, 28)), 'testdata': np.zeros((784, 2))})
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('omniglot', 'test', data_dir=tmp_path)
   assert_names(error, path, 'data has shape (28, 28), not [784, N > 0]', 'chardata.mat')
 
@@ -478,7 +479,7 @@ def test_bad_omniglot_zips(tmp_path, problem):
   else:
     with zipfile.ZipFile(path, 'w') as archive:
       archive.writestr('images_background/A/character01/0001_01.png', b'\x89PNG garbage')
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('omniglot', 'train', data_dir=tmp_path)
   expected = {'corrupt_zip': path, 'wrong_size': '28x28, not 105x105',
               'bad_png': 'A/character01/0001_01.png'}[problem]
@@ -486,7 +487,7 @@ def test_bad_omniglot_zips(tmp_path, problem):
 
 
 def test_omniglot_without_any_file(tmp_path):
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('omniglot', 'train', data_dir=tmp_path)
   assert_names(error, 'images_background*.zip', 'chardata.mat', 'github.com/brendenlake/omniglot')
 
@@ -531,7 +532,7 @@ def test_cifar10_tarball(tmp_path):
 def test_corrupt_cifar10_tarball(tmp_path):
   path = tmp_path / 'cifar-10-python.tar.gz'
   path.write_bytes(gzip.compress(b'not a tar archive' * 100)[:-8])
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('cifar10', 'test', data_dir=tmp_path)
   assert_names(error, path, 'cifar-10-python.tar.gz')
 
@@ -540,7 +541,7 @@ def test_truncated_pickle(tmp_path):
   folder = make_cifar_dir(tmp_path, ['test_batch'])
   path = folder / 'test_batch'
   path.write_bytes(path.read_bytes()[:-100])
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('cifar10', 'test', data_dir=tmp_path)
   assert_names(error, path, 'Cannot unpickle', 'cifar-10-python.tar.gz')
 
@@ -555,7 +556,7 @@ def test_truncated_pickle(tmp_path):
 def test_malformed_cifar10_batches(tmp_path, content, expected):
   folder = make_cifar_dir(tmp_path, [])
   (folder / 'test_batch').write_bytes(content)
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('cifar10', 'test', data_dir=tmp_path)
   assert_names(error, folder / 'test_batch', expected)
 
@@ -598,7 +599,7 @@ def test_malicious_pickle_runs_no_code(tmp_path, kind):
   marker = tmp_path / 'pwned'
   folder = make_cifar_dir(tmp_path, [])
   (folder / 'test_batch').write_bytes(malicious_pickle(kind, marker))
-  with pytest.raises(DatasetError, match='forbidden') as error:
+  with pytest.raises(errors.DatasetError, match='forbidden') as error:
     datasets.load('cifar10', 'test', data_dir=tmp_path)
   assert_names(error, folder / 'test_batch')
   assert isinstance(error.value.__cause__, pickle.UnpicklingError)
@@ -606,7 +607,7 @@ def test_malicious_pickle_runs_no_code(tmp_path, kind):
 
 
 def test_missing_directory(tmp_path):
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load('static_mnist', 'train', data_dir=tmp_path / 'nowhere')
   assert_names(error, tmp_path / 'nowhere', 'does not exist', 'binarized_mnist_{train,valid,test}')
 
@@ -619,17 +620,18 @@ def test_missing_directory(tmp_path):
     ('cifar10', ['cifar-10-python.tar.gz', 'cs.toronto.edu/~kriz']),
 ])
 def test_missing_files_name_what_is_expected(tmp_path, name, expected):
-  with pytest.raises(DatasetError) as error:
+  with pytest.raises(errors.DatasetError) as error:
     datasets.load(name, 'train', data_dir=tmp_path)
   assert_names(error, tmp_path, *expected)
 
 
 def test_unknown_name_and_split(tmp_path):
-  with pytest.raises(DatasetError, match="Unknown dataset 'mnist'.*dynamic_mnist"):
+  with pytest.raises(errors.DatasetError, match="Unknown dataset 'mnist'.*dynamic_mnist"):
     datasets.load('mnist', 'train', data_dir=tmp_path)
-  with pytest.raises(DatasetError, match="Unknown split 'validation' of static_mnist.*train"):
+  with pytest.raises(errors.DatasetError,
+                     match="Unknown split 'validation' of static_mnist.*train"):
     datasets.load('static_mnist', 'validation', data_dir=tmp_path)
-  assert issubclass(DatasetError, ValueError)
+  assert issubclass(errors.DatasetError, ValueError)
 
 
 ################################################################################
@@ -703,7 +705,7 @@ def test_tensorflow_datasets_offline_is_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv(variable, 'http://127.0.0.1:9')
   for variable in ('NO_PROXY', 'no_proxy'):
     monkeypatch.delenv(variable, raising=False)
-  with pytest.raises(DatasetError) as raised:
+  with pytest.raises(errors.DatasetError) as raised:
     datasets.load('dynamic_mnist', 'test')
   message = str(raised.value)
   assert '\n' not in message

@@ -15,13 +15,12 @@ import doubles
 from vlae_tf import errors
 from vlae_tf import gin_parsing
 from vlae_tf.compression import bitsback
-from vlae_tf.layers import pixel_bias
 from vlae_tf.layers import tied_conv
 from vlae_tf.models import gated_resnet_pixelcnn
 from vlae_tf.models import likelihoods
-from vlae_tf.models import pixelcnn
+from vlae_tf.models import autoregressive_sampling
 from vlae_tf.models import vlae as vlae_lib
-from vlae_tf.training import loop as training
+from vlae_tf.training import settings as settings_lib
 from vlae_tf.training import trainer as trainer_lib
 
 HEIGHT, WIDTH, CONTEXT = 5, 7, 3  # Different sizes on every axis.
@@ -269,7 +268,7 @@ class DistributionTest(tf.test.TestCase, parameterized.TestCase):
     shape = [2, HEIGHT, WIDTH, 1]
     noise = likelihood.noise(shape, tf.constant([3, 4]))
     params_fn = lambda images: decoder(likelihood.network_input(images), context)
-    sequential = pixelcnn.sample_sequential(params_fn, likelihood, noise, shape)
+    sequential = autoregressive_sampling.sample_sequential(params_fn, likelihood, noise, shape)
     cached = tf.function(lambda: decoder.sample(context, likelihood, noise, shape))()
     self.assertAllEqual(cached, sequential)
     self.assertGreater(len(np.unique(cached.numpy())), 1)
@@ -288,7 +287,7 @@ class LayerTest(tf.test.TestCase):
   def test_other_image_size_is_a_one_line_error_naming_both_sizes(self):
     decoder = built_and_perturbed(make_decoder())
     inputs, context = inputs_and_context(1, HEIGHT + 1, WIDTH)
-    with self.assertRaises(pixel_bias.ImageSizeError) as caught:
+    with self.assertRaises(errors.ImageSizeError) as caught:
       decoder(inputs, context)
     self.assertIsInstance(caught.exception, errors.IncompatibleRunError)
     message = str(caught.exception)
@@ -296,7 +295,7 @@ class LayerTest(tf.test.TestCase):
     self.assertIn(f'{HEIGHT}x{WIDTH}', message)
     self.assertIn(f'{HEIGHT + 1}x{WIDTH}', message)
     likelihood = likelihoods.Bernoulli()
-    with self.assertRaisesRegex(pixel_bias.ImageSizeError, f'{HEIGHT}x{WIDTH + 2}'):
+    with self.assertRaisesRegex(errors.ImageSizeError, f'{HEIGHT}x{WIDTH + 2}'):
       decoder.autoregress(None, likelihood, lambda p, r, c: p, [1, HEIGHT, WIDTH + 2, 1])
 
   def test_eager_equals_tf_function_and_config_round_trips(self):
@@ -327,8 +326,9 @@ class LayerTest(tf.test.TestCase):
 def parse(*files, params=()):
   gin_parsing.parse_gin(
       ['mnist_vlae.gin', *files, 'testing/tiny.gin'],
-      ['pixelcnn.GatedResNetPixelCNN.filters = 3', 'pixelcnn.GatedResNetPixelCNN.num_stages = 3',
-       'pixelcnn.GatedResNetPixelCNN.extra_nins = 2', *params])
+      ['gated_resnet_pixelcnn.GatedResNetPixelCNN.filters = 3',
+       'gated_resnet_pixelcnn.GatedResNetPixelCNN.num_stages = 3',
+       'gated_resnet_pixelcnn.GatedResNetPixelCNN.extra_nins = 2', *params])
 
 
 class GinTest(tf.test.TestCase):
@@ -374,7 +374,7 @@ class GinTest(tf.test.TestCase):
     strategy = doubles.two_replicas()
     self.assertEqual(strategy.num_replicas_in_sync, 2)
     trainer = trainer_lib.make_trainer(strategy, global_batch_size=4,
-                                       **training.trainer_settings())
+                                       **settings_lib.trainer_settings())
     images = doubles.binary_images(12, shape=(28, 28, 1), seed=2)
     trainer.initialize(images[:4])
     decoder = trainer.model.decoder

@@ -111,7 +111,7 @@ def test_fuzzed_compressed_files_are_refused_in_one_line_with_bounded_memory(tmp
     try:
       codec.unpack(str(path))
       accepted.append(name)
-    except codec.CodecError as error:
+    except errors.CodecError as error:
       message = str(error)
       assert '\n' not in message and str(path) in message, (name, message)
       refused += 1
@@ -129,9 +129,9 @@ def test_special_files_are_refused_without_blocking(tmp_path):
   fifo = tmp_path / 'pipe.vlae'
   os.mkfifo(fifo)
   for path in (str(fifo), '/dev/zero', str(tmp_path)):
-    with pytest.raises(codec.CodecError, match='not a regular file'):
+    with pytest.raises(errors.CodecError, match='not a regular file'):
       codec.unpack(path)
-  with pytest.raises(codec.CodecError, match='cannot read it'):
+  with pytest.raises(errors.CodecError, match='cannot read it'):
     codec.unpack(str(tmp_path / 'missing.vlae'))
   fifo_amat = tmp_path / 'pipe.amat'
   os.mkfifo(fifo_amat)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from vlae_tf import errors
 from vlae_tf.data import batching
 from vlae_tf.data import datasets
 from vlae_tf.data import labels
@@ -66,5 +67,5 @@ def test_labels_of_other_datasets_align_with_their_images(shared_data):
 
 
 def test_datasets_without_labels_say_so(shared_data):
-  with pytest.raises(labels.LabelsUnavailableError, match='omniglot has no class labels'):
+  with pytest.raises(errors.LabelsUnavailableError, match='omniglot has no class labels'):
     labels.load_labels('omniglot', 'test', shared_data)

@@ -9,7 +9,8 @@ from vlae_tf.models import flows
 from vlae_tf.models import gated_pixelcnn
 from vlae_tf.models import likelihoods
 from vlae_tf.models import vlae as model_lib
-from vlae_tf.models import networks
+from vlae_tf.models import context_networks
+from vlae_tf.models import encoders
 from vlae_tf.models import pixelcnn
 from vlae_tf.layers import weight_norm
 
@@ -32,9 +33,9 @@ def binary_model(prior='af', posterior='diagonal', decoder='depth', latent=True,
       image_shape=(HEIGHT, WIDTH, 1),
       likelihood=likelihoods.Bernoulli(),
       decoder=decoder_factory,
-      encoder=networks.BinaryResNetEncoder(latent_size=LATENT, filters=(3, 4, 4), hidden_size=8,
+      encoder=encoders.BinaryResNetEncoder(latent_size=LATENT, filters=(3, 4, 4), hidden_size=8,
                                            context_size=5),
-      context_network=networks.BinaryResNetDecoder(output_shape=(HEIGHT, WIDTH),
+      context_network=context_networks.BinaryResNetDecoder(output_shape=(HEIGHT, WIDTH),
                                                    context_channels=2, filters=(4, 4, 3),
                                                    hidden_size=8),
       prior={'af': lambda: flows.AutoregressiveFlowPrior(LATENT, num_steps=2, hidden_units=(6,)),
@@ -52,9 +53,9 @@ def rgb_model(grayscale=False):
       likelihood=likelihoods.DiscretizedLogisticMixture(num_mixtures=2),
       decoder=lambda num_outputs: gated_pixelcnn.GatedPixelCNN(
           num_outputs, window_size=(3, 2), filters=4, num_blocks=1, grayscale=grayscale),
-      encoder=networks.SpatialResNetEncoder(filters=(3, 4, 4), blocks=(1, 1, 1),
+      encoder=encoders.SpatialResNetEncoder(filters=(3, 4, 4), blocks=(1, 1, 1),
                                             latent_channels=2),
-      context_network=networks.SpatialResNetDecoder(output_shape=(8, 6), context_channels=3,
+      context_network=context_networks.SpatialResNetDecoder(output_shape=(8, 6), context_channels=3,
                                                     filters=(4, 4, 3), blocks=(1, 1, 1)),
       prior=conv_flows.ConvAutoregressiveFlowPrior((2, 2, 2), num_steps=2, hidden_filters=(4,)),
       posterior=flows.DiagonalGaussianPosterior(),

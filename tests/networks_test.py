@@ -1,4 +1,5 @@
-"""Tests for vlae_tf.networks: shapes, parameter counts, data-dependent init, gradients, configs.
+"""Tests of the encoders and context networks (encoders.py, context_networks.py): shapes,
+parameter counts, data-dependent init, gradients, configs.
 
 Weight-normed layers are slow to call the first time (TFP's WeightNorm.call is a tf.function
 traced per layer), so the structural tests run every network without weight norm and two networks
@@ -15,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf.layers import blocks as blocks_lib
-from vlae_tf.models import networks
+from vlae_tf.models import context_networks
+from vlae_tf.models import encoders
 from vlae_tf.layers import weight_norm
 
 K = 3  # Kernel side of every tiny network.
@@ -27,18 +29,18 @@ CONTEXT_CHANNELS = 3
 
 # Tiny configurations: 12x10 -> 6x5 -> 3x3 (binary), 12x10 -> 6x5 (spatial).
 TINY = {
-    'binary_encoder': (networks.BinaryResNetEncoder, dict(
+    'binary_encoder': (encoders.BinaryResNetEncoder, dict(
         latent_size=LATENT, filters=(3, 4), hidden_size=HIDDEN)),
-    'binary_decoder': (networks.BinaryResNetDecoder, dict(
+    'binary_decoder': (context_networks.BinaryResNetDecoder, dict(
         context_channels=CONTEXT_CHANNELS, filters=(5, 4), hidden_size=HIDDEN)),
-    'resnet_encoder': (networks.SpatialResNetEncoder, dict(
+    'resnet_encoder': (encoders.SpatialResNetEncoder, dict(
         filters=(4, 5), blocks=(1, 1), latent_channels=LATENT_CHANNELS)),
-    'resnet_decoder': (networks.SpatialResNetDecoder, dict(
+    'resnet_decoder': (context_networks.SpatialResNetDecoder, dict(
         context_channels=CONTEXT_CHANNELS, filters=(5, 4), blocks=(1, 1))),
-    'densenet_encoder': (networks.SpatialDenseNetEncoder, dict(
+    'densenet_encoder': (encoders.SpatialDenseNetEncoder, dict(
         filters=(4, 5), blocks=(1, 1), latent_channels=LATENT_CHANNELS, growth_rate=3,
         num_steps=2)),
-    'densenet_decoder': (networks.SpatialDenseNetDecoder, dict(
+    'densenet_decoder': (context_networks.SpatialDenseNetDecoder, dict(
         context_channels=CONTEXT_CHANNELS, filters=(5, 4), blocks=(1, 1), growth_rate=3,
         num_steps=2)),
 }
@@ -136,9 +138,9 @@ class HelpersTest(tf.test.TestCase):
 
     with gin.unlock_config():
       gin.parse_config([
-          'networks_test.make_network.network = @vlae_tf.networks.SpatialDenseNetDecoder()',
-          'vlae_tf.networks.SpatialDenseNetDecoder.growth_rate = 5',
-          'vlae_tf.networks.SpatialDenseNetDecoder.use_weight_norm = False',
+          'networks_test.make_network.network = @vlae_tf.context_networks.SpatialDenseNetDecoder()',
+          'vlae_tf.context_networks.SpatialDenseNetDecoder.growth_rate = 5',
+          'vlae_tf.context_networks.SpatialDenseNetDecoder.use_weight_norm = False',
       ])
     try:
       network = make_network()
@@ -177,7 +179,7 @@ class NetworksTest(tf.test.TestCase, parameterized.TestCase):
     else:
       self.assertEqual(outputs.shape, [2, *size, CONTEXT_CHANNELS])
     if name.endswith('encoder'):
-      self.assertIsInstance(outputs, networks.EncoderOutput)
+      self.assertIsInstance(outputs, encoders.EncoderOutput)
       self.assertAllGreater(outputs.scale, 0.)
 
   @parameterized.named_parameters(*CASES)

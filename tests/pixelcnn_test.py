@@ -7,6 +7,7 @@ import tf_keras as keras
 
 from vlae_tf.models import gated_pixelcnn
 from vlae_tf.models import likelihoods
+from vlae_tf.models import autoregressive_sampling
 from vlae_tf.models import pixelcnn
 
 HEIGHT, WIDTH = 11, 13  # Different sizes on every axis, larger than every window tested.
@@ -201,7 +202,7 @@ class GatedSamplerTest(tf.test.TestCase, parameterized.TestCase):
     decoder, likelihood, context, vector, noise, shape, params_fn = gated_sampler_case(
         window_size, kind, **kwargs)
     sequential = tf.function(
-        lambda: pixelcnn.sample_sequential(params_fn, likelihood, noise, shape))()
+        lambda: autoregressive_sampling.sample_sequential(params_fn, likelihood, noise, shape))()
     cached = tf.function(lambda: decoder.sample(context, likelihood, noise, shape, vector))()
     self.assertEqual(cached.shape, shape)
     self.assertAllEqual(cached, sequential)

@@ -132,13 +132,13 @@ def test_float32_is_the_default_and_leaves_every_layer_alone(images):
   Bit for bit today's numbers: checkpoint_compat_test.py restores that old run and compares.
   """
   gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
-  assert gin.query_parameter('vlae_tf.VLAE.precision') == 'float32'  # base.gin
+  assert gin.query_parameter('vlae.VLAE.precision') == 'float32'  # base.gin
   bound = model_lib.make_model()
   bound.initialize(images[:4])
   gin.clear_config()
   gin_parsing.parse_gin([str(FIXTURE_RUN / 'config.gin')], base=False)
   with pytest.raises(ValueError):
-    gin.query_parameter('vlae_tf.VLAE.precision')
+    gin.query_parameter('vlae.VLAE.precision')
   old = model_lib.make_model()  # The argument's default.
   model_lib.create_variables(old)
   for model in (bound, old):

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from vlae_tf import errors
 from vlae_tf.experiments import reproduce
 from vlae_tf.experiments import table_training
 
@@ -27,25 +28,25 @@ class ResolveTest(absltest.TestCase):
     self.assertEqual(reproduce.PAPER['mnist_vlae'].nll, 79.03)
 
   def test_unknown_table_and_empty_request_are_one_line_errors(self):
-    with self.assertRaisesRegex(reproduce.ReproduceError, 'Unknown --table .*mnist'):
+    with self.assertRaisesRegex(errors.ReproduceError, 'Unknown --table .*mnist'):
       reproduce.resolve_experiments('mnsit', [])
-    with self.assertRaisesRegex(reproduce.ReproduceError, 'Nothing to reproduce'):
+    with self.assertRaisesRegex(errors.ReproduceError, 'Nothing to reproduce'):
       reproduce.resolve_experiments(None, [])
-    with self.assertRaisesRegex(reproduce.ReproduceError, 'named twice: mnist_vlae'):
+    with self.assertRaisesRegex(errors.ReproduceError, 'named twice: mnist_vlae'):
       reproduce.resolve_experiments('mnist', ['gin/mnist_vlae.gin'])
 
   def test_bad_settings_and_foreign_runs_are_one_line_errors(self):
     output = tempfile.mkdtemp()
-    with self.assertRaisesRegex(reproduce.ReproduceError, 'select the model on another split'):
+    with self.assertRaisesRegex(errors.ReproduceError, 'select the model on another split'):
       reproduce.reproduce(output, ['mnist_vlae.gin'], reproduce.Settings(select_split='test'))
-    with self.assertRaisesRegex(reproduce.ReproduceError, '--split=tset is not a split'):
+    with self.assertRaisesRegex(errors.ReproduceError, '--split=tset is not a split'):
       reproduce.reproduce(output, ['mnist_vlae.gin'], reproduce.Settings(split='tset'))
     # A run directory of another config is not reported under this one.
     run_dir = os.path.join(output, 'runs', 'mnist_vlae')
     os.makedirs(run_dir)
     with open(os.path.join(run_dir, 'config.gin'), 'w') as f:
       f.write("train.learning_rate = 0.1\ntrain.dataset = 'static_mnist'\n")
-    with self.assertRaisesRegex(reproduce.ReproduceError, 'holds a run of another config'):
+    with self.assertRaisesRegex(errors.ReproduceError, 'holds a run of another config'):
       reproduce.reproduce(output, ['mnist_vlae.gin'], reproduce.Settings(train_steps=4))
 
 @pytest.mark.slow

@@ -17,7 +17,8 @@ class SeedsTest(tf.test.TestCase):
     self.assertAllEqual(seeds.stateless_seed(7), [7, 0])
 
   def test_one_int32_salt_gives_the_same_seed(self):
-    # sampling.py folded one Python-int (int32) salt: its grids keep their draws.
+    # image_grids.py (then models/sampling.py) folded one Python-int (int32) salt: its grids keep
+    # their draws.
     want = tf.random.experimental.stateless_fold_in(tf.constant([7, 0], tf.int64), 3)  # int32
     self.assertAllEqual(seeds.stateless_seed(7, 3), want)
 

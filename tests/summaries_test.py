@@ -18,7 +18,7 @@ from werkzeug import test as werkzeug_test
 from werkzeug import wrappers
 
 import doubles
-from vlae_tf.models import sampling
+from vlae_tf import image_grids
 from vlae_tf.training import summaries
 
 
@@ -58,14 +58,14 @@ def images_in(directory):
 
 def test_upscale_is_nearest_neighbour():
   grid = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)
-  big = sampling.upscale(grid, 4)
+  big = image_grids.upscale(grid, 4)
   assert big.shape == (8, 12, 1)
   np.testing.assert_array_equal(big[::4, ::4], grid)
   for dy in range(4):
     for dx in range(4):
       np.testing.assert_array_equal(big[dy::4, dx::4], grid)
   with pytest.raises(ValueError, match='positive integer'):
-    sampling.upscale(grid, 0)
+    image_grids.upscale(grid, 0)
 
 
 def test_image_summaries_are_four_times_the_grid_and_repeat_their_draws(tmp_path):
@@ -86,7 +86,7 @@ def test_image_summaries_are_four_times_the_grid_and_repeat_their_draws(tmp_path
   reconstructions = found['reconstructions'][0][1]
   assert reconstructions.shape == (4 * 13, 4 * 33, 1)
   grid = reconstructions[::4, ::4]
-  np.testing.assert_array_equal(sampling.upscale(grid, 4), reconstructions)
+  np.testing.assert_array_equal(image_grids.upscale(grid, 4), reconstructions)
   assert (grid[1:6, 1:8] == 255).all()  # The first original, all ones.
 
 

@@ -20,7 +20,7 @@ def test_window_summary_counts_rows_above_and_columns_left():
 def test_the_authors_decoder_at_28x28_has_246_offsets_12_rows_and_12_columns():
   # tiny.gin keeps 2 stages; the window depends on the number of stages only.
   gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],
-                        ['pixelcnn.GatedResNetPixelCNN.num_stages = 6'])
+                        ['gated_resnet_pixelcnn.GatedResNetPixelCNN.num_stages = 6'])
   model = vlae_lib.make_model()
   model.initialize(doubles.binary_images(2, shape=(28, 28, 1)))
   result = summary.model_summary(model)

@@ -23,7 +23,7 @@ from vlae_tf.cli import run_binaries
 from vlae_tf.data import datasets
 from vlae_tf.data import model_choice
 from vlae_tf.data import user_images
-from vlae_tf.models import sampling
+from vlae_tf import image_grids
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.runs import run_config
 from vlae_tf.data import sources
@@ -85,7 +85,7 @@ def test_sample_writes_grids_of_40x32_images(run):
   model_dir, _ = run
   paths = run_binaries.run_sample(model_dir, num_images=2, num_reconstructions=2,
                                   num_decodings=1)
-  expected = sampling.image_grid(np.zeros([2, 40, 32, 1], np.uint8)).shape
+  expected = image_grids.image_grid(np.zeros([2, 40, 32, 1], np.uint8)).shape
   with Image.open(paths['samples']) as grid:
     assert grid.size == (expected[1], expected[0])
 

@@ -48,9 +48,6 @@ INSTALL_HINT = ('install TCMalloc (Debian/Ubuntu: apt-get install libtcmalloc-mi
                 'Fedora: dnf install gperftools-libs)')
 
 
-AllocatorError = errors.AllocatorError
-
-
 def find_tcmalloc():
   """The file name of TCMalloc's shared library (for LD_PRELOAD), or None."""
   for name in _LIBRARIES:
@@ -100,25 +97,25 @@ def library_to_preload(environ=None, find=find_tcmalloc, platform=sys.platform,
       return None  # The user's own malloc settings.
     if not has_glibc():
       if chosen == GLIBC:
-        raise AllocatorError(f'{ENVIRONMENT_VARIABLE}={GLIBC} but this Python does not run on '
-                             f'glibc; unset it or set {ENVIRONMENT_VARIABLE}=system.')
+        raise errors.AllocatorError(f'{ENVIRONMENT_VARIABLE}={GLIBC} but this Python does not '
+                                    f'run on glibc; unset it or set {ENVIRONMENT_VARIABLE}=system.')
       return None
     return GLIBC
   if chosen not in ('auto', 'tcmalloc'):
     if not os.path.isfile(chosen):
-      raise AllocatorError(
+      raise errors.AllocatorError(
           f'{ENVIRONMENT_VARIABLE}={chosen}: no such file. Give the path of an allocator\'s '
           "shared library, or 'auto', 'tcmalloc' or 'system'.")
     return chosen
   if not platform.startswith('linux'):  # LD_PRELOAD is the dynamic linker's of Linux.
     if chosen == 'tcmalloc':
-      raise AllocatorError(f'{ENVIRONMENT_VARIABLE}=tcmalloc is supported on Linux only; '
-                           f'unset it or set {ENVIRONMENT_VARIABLE}=system.')
+      raise errors.AllocatorError(f'{ENVIRONMENT_VARIABLE}=tcmalloc is supported on Linux only; '
+                                  f'unset it or set {ENVIRONMENT_VARIABLE}=system.')
     return None
   library = find()
   if library is None and chosen == 'tcmalloc':
-    raise AllocatorError(f'{ENVIRONMENT_VARIABLE}=tcmalloc but TCMalloc is not installed: '
-                         f'{INSTALL_HINT}, or unset {ENVIRONMENT_VARIABLE}.')
+    raise errors.AllocatorError(f'{ENVIRONMENT_VARIABLE}=tcmalloc but TCMalloc is not installed: '
+                                f'{INSTALL_HINT}, or unset {ENVIRONMENT_VARIABLE}.')
   return library
 
 

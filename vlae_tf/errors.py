@@ -26,8 +26,8 @@ The binaries report each in one line, without a traceback (vlae_tf/cli/user_erro
                                   of the run: exit status 75, time_limits.py)
 
 Each keeps the built-in base it had (ValueError, FileNotFoundError, FloatingPointError), so an
-`except ValueError` around a dataset load still works. The modules that raise them re-export their
-names (`datasets.DatasetError`, `codec.CodecError`, ...).
+`except ValueError` around a dataset load still works. Each has one name, its own here: the modules
+that raise them and their callers say `errors.DatasetError`, `errors.CodecError`, ...
 """
 
 import signal

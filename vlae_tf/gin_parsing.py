@@ -4,12 +4,19 @@ suggestions for a misspelled file, configurable, parameter or macro.
 `parse_gin` reads base.gin, then the --gin_file files in order, then the --gin_param bindings, all
 strictly: an unknown configurable or parameter is an error (gin's own), and so is a macro that a
 --gin_param binds but nothing uses (`TRAIN_STEP=150` for TRAIN_STEPS), which gin accepts silently.
+
+Every configurable's gin name is its defining module's (`encoders.BinaryResNetEncoder` is in
+models/encoders.py). Runs saved before the names were made so say `networks.BinaryResNetEncoder`:
+`current_names` rewrites a saved config's text to today's names (RENAMED); the readers of a run
+directory and the resume check pass every saved config through it, and `parse_gin` every gin file
+and binding (a resumed run may be given its config.gin), so old runs load and resume unchanged.
 """
 
 import contextlib
 import difflib
 import importlib
 import inspect
+import io
 import logging as python_logging
 import os
 import re
@@ -20,6 +27,58 @@ from vlae_tf import configs
 from vlae_tf import errors
 
 BASE_GIN = configs.BASE_GIN
+
+# {old full gin name: today's}: the configurables whose gin module was not their defining module's
+# before the names were made one per module (the shared `networks`, `pixelcnn` and `flows` names,
+# the `user_images` of data/datasets.py, the package-level `vlae_tf.VLAE`).
+RENAMED = {
+    'vlae_tf.networks.ResNetBlock': 'vlae_tf.blocks.ResNetBlock',
+    'vlae_tf.networks.DenseNetBlock': 'vlae_tf.blocks.DenseNetBlock',
+    'vlae_tf.networks.Upsample': 'vlae_tf.blocks.Upsample',
+    'vlae_tf.networks.BinaryResNetEncoder': 'vlae_tf.encoders.BinaryResNetEncoder',
+    'vlae_tf.networks.SpatialResNetEncoder': 'vlae_tf.encoders.SpatialResNetEncoder',
+    'vlae_tf.networks.SpatialDenseNetEncoder': 'vlae_tf.encoders.SpatialDenseNetEncoder',
+    'vlae_tf.networks.BinaryResNetDecoder': 'vlae_tf.context_networks.BinaryResNetDecoder',
+    'vlae_tf.networks.SpatialResNetDecoder': 'vlae_tf.context_networks.SpatialResNetDecoder',
+    'vlae_tf.networks.SpatialDenseNetDecoder': 'vlae_tf.context_networks.SpatialDenseNetDecoder',
+    'vlae_tf.pixelcnn.GatedPixelCNN': 'vlae_tf.gated_pixelcnn.GatedPixelCNN',
+    'vlae_tf.pixelcnn.GatedResNetPixelCNN': 'vlae_tf.gated_resnet_pixelcnn.GatedResNetPixelCNN',
+    'vlae_tf.flows.MaskedConvShiftAndLogScale': 'vlae_tf.conv_flows.MaskedConvShiftAndLogScale',
+    'vlae_tf.flows.ConvAutoregressiveFlow': 'vlae_tf.conv_flows.ConvAutoregressiveFlow',
+    'vlae_tf.flows.ConvAutoregressiveFlowPrior': 'vlae_tf.conv_flows.ConvAutoregressiveFlowPrior',
+    'vlae_tf.datasets.user_images': 'vlae_tf.user_images.user_images',
+    'vlae_tf.VLAE': 'vlae_tf.vlae.VLAE',
+}
+
+
+def _spellings(old, new):
+  """(old spelling, new spelling) pairs: each way a config may name `old` with its module, and the
+  same number of trailing components of `new` (`networks.X` -> `encoders.X`, `vlae_tf.networks.X`
+  -> `vlae_tf.encoders.X`). A bare class name (`X`) is the same in both and needs no rewrite."""
+  old_parts, new_parts = old.split('.'), new.split('.')
+  return [('.'.join(old_parts[-count:]), '.'.join(new_parts[-count:]))
+          for count in range(2, len(old_parts) + 1)]
+
+
+_SPELLINGS = dict(pair for old, new in RENAMED.items() for pair in _spellings(old, new))
+# A spelling is a whole selector: not preceded by a name character or a dot (so `pixelcnn.X` is not
+# found inside `gated_resnet_pixelcnn.X` or `vlae_tf.pixelcnn.X`), not followed by a name
+# character (`flows.ConvAutoregressiveFlow` is not inside `flows.ConvAutoregressiveFlowPrior`).
+# Longest first, so that `vlae_tf.networks.X` is rewritten whole.
+_OLD_NAME = re.compile(r'(?<![\w.])(' + '|'.join(
+    re.escape(spelling) for spelling in sorted(_SPELLINGS, key=len, reverse=True)) + r')(?!\w)')
+
+
+def current_names(config_text):
+  """`config_text` (gin) with every old name of RENAMED written as today's name.
+
+  Rewrites references (`@networks.BinaryResNetEncoder()`) and binding keys
+  (`networks.BinaryResNetEncoder.filters = ...`, `scope/networks.X.y`) alike; text that already uses
+  today's names comes back unchanged. Every reader of a saved config (config.gin of a run directory
+  or of a pretrained model) parses it through this function, and the resume check compares the
+  saved config with a new one through it, so runs started under the old names load and resume.
+  """
+  return _OLD_NAME.sub(lambda match: _SPELLINGS[match.group(1)], config_text)
 
 
 class _DropGinPathMisses(python_logging.Filter):
@@ -89,6 +148,28 @@ def register_configurables():
   importlib.import_module('vlae_tf.training.configurables')
 
 
+class _TextWithCurrentNames(io.StringIO):
+  """A gin file's text through `current_names`, named by its path (for gin's error locations)."""
+
+  def __init__(self, path):
+    with open(path) as f:
+      super().__init__(current_names(f.read()))
+    self.name = path
+
+
+@contextlib.contextmanager
+def _reading_current_names():
+  """Within it, gin reads every config file (and the files they include) through
+  `current_names`: a run's saved config.gin given as --gin_file, as a resumed run may be."""
+  readers = gin.config._FILE_READERS  # pylint: disable=protected-access  (tried in order)
+  reader = (_TextWithCurrentNames, os.path.isfile)
+  readers.insert(0, reader)
+  try:
+    yield
+  finally:
+    readers.remove(reader)
+
+
 def parse_gin(gin_files=(), gin_params=(), base=True, after_base='', check_macros=True):
   """Parses base.gin (if `base`), then `after_base` (gin text: the model bin/train chose for the
   data, data/model_choice.py), then `gin_files`, then `gin_params`, strictly.
@@ -96,7 +177,7 @@ def parse_gin(gin_files=(), gin_params=(), base=True, after_base='', check_macro
   Files are found as given, or by name among the shipped configs (`mnist_vlae.gin`,
   `gin/mnist_vlae.gin`, `models/vlae_binary.gin`), see vlae_tf/configs.py. `check_macros=False`
   skips the check that every macro of `gin_params` is used (a first parse before the model is
-  chosen).
+  chosen). Old gin names (RENAMED) are read as today's, in files and bindings alike.
   """
   register_configurables()
   gin.clear_config()
@@ -110,12 +191,14 @@ def parse_gin(gin_files=(), gin_params=(), base=True, after_base='', check_macro
                      f'{_did_you_mean(name, configs.names())}')
     files.append(path)
   try:
-    with _quiet_gin_search():
+    with _quiet_gin_search(), _reading_current_names():
       if after_base:
-        gin.parse_config_files_and_bindings(files[:1] if base else [], [after_base],
+        gin.parse_config_files_and_bindings(files[:1] if base else [],
+                                            [current_names(after_base)],
                                             skip_unknown=False, finalize_config=False)
         files = files[1:] if base else files
-      gin.parse_config_files_and_bindings(files, list(gin_params or []), skip_unknown=False)
+      gin.parse_config_files_and_bindings(
+          files, [current_names(param) for param in gin_params or []], skip_unknown=False)
   # gin raises ValueError, SyntaxError, IOError, TypeError...
   except Exception as error:  # pylint: disable=broad-except
     message = ' '.join(str(error).split())

@@ -28,7 +28,7 @@ def stateless_seed(seed, *salts):
   """An int32 [2] stateless seed from an integer seed and integer salts (ints or tensors).
 
   Salts are folded in as int64. (`stateless_fold_in` draws in the dtype of what it folds in; with
-  one salt the int32 result is the same either way, so the grids of sampling.py, which used to
+  one salt the int32 result is the same either way, so the grids of image_grids.py, which used to
   fold an int32 salt, keep their draws.)
   """
   result = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])

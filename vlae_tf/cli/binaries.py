@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from vlae_tf import errors
 from vlae_tf import allocator
 from vlae_tf import time_limits
 from vlae_tf.cli import benchmark_binary
@@ -68,7 +69,7 @@ def _started(name, main):
     # (but a pretrained model's cached copy, which the new process finds in place).
     try:
       allocator.use_chosen_allocator()
-    except allocator.AllocatorError as error:
+    except errors.AllocatorError as error:
       raise SystemExit(f'error: {error}') from None
     # From here a signal is answered within a second, even inside TensorFlow (signals.py).
     signals.install(_STARTUP_LINES.get(name, _STARTUP_LINES[None]))
@@ -93,7 +94,7 @@ def _use_pretrained(flag_values=flags.FLAGS):
             'read: pass one of them.')
   try:
     path = catalogue.run_directory(name)
-  except catalogue.PretrainedError as error:
+  except errors.PretrainedError as error:
     return f'error: {error}'
   flag_values.model_dir = [*(model_dir or []), path] if several else path
   return None

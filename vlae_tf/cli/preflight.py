@@ -208,7 +208,7 @@ def check_paths(name, values):
     from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top  (no TensorFlow)
     try:
       codec.unpack(values['input'])
-    except codec.CodecError as error:
+    except errors.CodecError as error:
       return f'error: {error}'
   return None
 

@@ -107,7 +107,7 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
   from vlae_tf.runs import opening
   from vlae_tf.runs import run_config
   from vlae_tf.data import sources
-  from vlae_tf.models import sampling
+  from vlae_tf import image_grids
   # pylint: enable=g-import-not-at-top
   run = opening.open_run(model_dir, checkpoint)
   model, step = run.model, run.step
@@ -122,7 +122,7 @@ def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num
                               data_dir=sources.reader_data_dir(model_dir, data_dir))
     subset = batching.strided_subset(dataset, num_reconstructions)
     images = np.stack([x.numpy() for x in subset])
-  return sampling.write_grids(model, output, step, num_images=num_images,
+  return image_grids.write_grids(model, output, step, num_images=num_images,
                               reconstruction_images=images, num_decodings=num_decodings,
                               seed=seed)
 

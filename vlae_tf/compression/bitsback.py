@@ -39,9 +39,6 @@ from vlae_tf.compression import latent_codes
 _MODEL = constriction.stream.model
 
 
-UnsupportedModelError = errors.UnsupportedModelError  # Re-exported; defined in the one family.
-
-
 def batch_sizes(count: int, first: int, largest: int, growth_percent: int) -> List[int]:
   """The batch sizes of a chain of `count` images.
 
@@ -109,14 +106,14 @@ def _bijectors(model):
   elif prior == 'AutoregressiveFlowPrior':
     prior_bijector = lambda context: model.prior.bijector()
   else:
-    raise UnsupportedModelError(f'bits-back coding supports the Gaussian and AF priors over a '
-                                f'vector z, not {prior}.')
+    raise errors.UnsupportedModelError('bits-back coding supports the Gaussian and AF priors over '
+                                       f'a vector z, not {prior}.')
   if posterior == 'DiagonalGaussianPosterior':
     return prior_bijector, None, 0
   if posterior == 'IAFPosterior':
     return prior_bijector, model.posterior.bijector, model.posterior.context_size or 0
-  raise UnsupportedModelError(f'bits-back coding supports diagonal Gaussian and IAF posteriors, '
-                              f'not {posterior}.')
+  raise errors.UnsupportedModelError('bits-back coding supports diagonal Gaussian and IAF '
+                                     f'posteriors, not {posterior}.')
 
 
 class BitsBackCoder:
@@ -130,11 +127,11 @@ class BitsBackCoder:
   def __init__(self, model, precision: int = 14, first_batch: int = 1, largest_batch: int = 500,
                growth_percent: int = 5):
     if model.data_kind != 'binary':
-      raise UnsupportedModelError('bits-back coding supports binary images (Bernoulli pixels); '
-                                  f'this model is for {model.data_kind} data.')
+      raise errors.UnsupportedModelError('bits-back coding supports binary images (Bernoulli '
+                                         f'pixels); this model is for {model.data_kind} data.')
     if model.has_latent and len(model.latent_shape) != 1:
-      raise UnsupportedModelError('bits-back coding supports a vector z; this model has z of '
-                                  f'shape {model.latent_shape}.')
+      raise errors.UnsupportedModelError('bits-back coding supports a vector z; this model has z '
+                                         f'of shape {model.latent_shape}.')
     if not 8 <= precision <= 16:
       raise ValueError(f'precision must be in 8..16, got {precision}.')
     self.model = model
@@ -174,9 +171,9 @@ class BitsBackCoder:
     decoder = model.decoder
     factorized = not decoder.window()
     if not factorized and not hasattr(decoder, 'autoregress'):
-      raise UnsupportedModelError(f'bits-back coding needs a decoder with a cached sampler '
-                                  f'(DepthLimitedPixelCNN) or a factorized one, not '
-                                  f'{type(decoder).__name__}.')
+      raise errors.UnsupportedModelError('bits-back coding needs a decoder with a cached sampler '
+                                         '(DepthLimitedPixelCNN) or a factorized one, not '
+                                         f'{type(decoder).__name__}.')
 
     def choose_pixel(params, row, col):
       return tf.numpy_function(lambda logits, r, c: self._pixel(logits, int(r), int(c)),

@@ -53,9 +53,6 @@ _AMAT_EXPECTED = ('binary images for bin/compress, one a line (every line must h
                   '0 or 1)')
 
 
-CodecError = errors.CodecError  # Re-exported: raised here, defined in the one family.
-
-
 def weights_digest(model) -> bytes:
   """SHA-256 of the model's weights (values and shapes, in the model's order)."""
   digest = hashlib.sha256()
@@ -89,8 +86,8 @@ def _binary(values, path, what='values'):
   bad = ~np.isin(values, (0, 1))
   if np.any(bad):
     index = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise CodecError(f'{path}: images must be binary (0 or 1); found {values[index]!r} at index '
-                     f'{list(index)} ({int(bad.sum())} {what} are not 0 or 1).')
+    raise errors.CodecError(f'{path}: images must be binary (0 or 1); found {values[index]!r} at '
+                            f'index {list(index)} ({int(bad.sum())} {what} are not 0 or 1).')
   return values.astype(np.uint8)
 
 
@@ -99,36 +96,36 @@ def read_images(path, image_shape):
   image_shape = tuple(image_shape)
   size = int(np.prod(image_shape))
   if not os.path.exists(path):
-    raise CodecError(f'{path}: no such file or directory.')
+    raise errors.CodecError(f'{path}: no such file or directory.')
   kind = _kind(path)
   layout = {'kind': kind}
   if kind == 'amat':
     if size != AMAT_PIXELS:
-      raise CodecError(f'{path}: .amat files hold 28x28 images; this model takes '
-                       f'{"x".join(map(str, image_shape))}.')
+      raise errors.CodecError(f'{path}: .amat files hold 28x28 images; this model takes '
+                              f'{"x".join(map(str, image_shape))}.')
     text = dataset_files.read(pathlib.Path(path), _AMAT_EXPECTED, dataset_files.AMAT_MAX_BYTES)
     images = dataset_files.parse_amat(text, path, _AMAT_EXPECTED).reshape(-1, *image_shape)
   elif kind == 'npy':
     try:
       array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-      raise CodecError(f'{path}: not a readable .npy array ({error}).') from None
+      raise errors.CodecError(f'{path}: not a readable .npy array ({error}).') from None
     layout.update(dtype=array.dtype.str, shape=list(array.shape[1:]))
     if array.ndim < 2 or int(np.prod(array.shape[1:])) != size or (
         array.ndim > 2 and tuple(array.shape[1:3]) != image_shape[:2]):
-      raise CodecError(f'{path}: an array of shape {list(array.shape)}; expected [N, '
-                       f'{", ".join(map(str, image_shape))}] (or [N, {image_shape[0]}, '
-                       f'{image_shape[1]}] or [N, {size}]): the model\'s image shape.')
+      raise errors.CodecError(f'{path}: an array of shape {list(array.shape)}; expected [N, '
+                              f'{", ".join(map(str, image_shape))}] (or [N, {image_shape[0]}, '
+                              f'{image_shape[1]}] or [N, {size}]): the model\'s image shape.')
     images = array.reshape(-1, *image_shape)
   else:
     if not os.path.isdir(path):
-      raise CodecError(f'{path}: expected an .amat/.amat.gz file, a .npy file or a directory of '
-                       f'PNG files.')
+      raise errors.CodecError(f'{path}: expected an .amat/.amat.gz file, a .npy file or a '
+                              'directory of PNG files.')
     names = sorted(name for name in os.listdir(path) if name.lower().endswith('.png'))
     images = np.stack([_read_png(os.path.join(path, name), image_shape) for name in names]
                       ) if names else np.zeros((0, *image_shape))
   if not len(images):
-    raise CodecError(f'{path} holds no images.')
+    raise errors.CodecError(f'{path} holds no images.')
   return _binary(images, path), layout
 
 
@@ -137,13 +134,14 @@ def _read_png(path, image_shape):
   try:
     with Image.open(path) as image:
       if image.mode not in ('1', 'L', 'P'):
-        raise CodecError(f'{path}: a {image.mode} PNG; expected black and white (mode 1 or L).')
+        raise errors.CodecError(f'{path}: a {image.mode} PNG; expected black and white (mode 1 or '
+                                'L).')
       pixels = np.asarray(image.convert('L'))
   except OSError as error:
-    raise CodecError(f'{path}: not a readable PNG ({error}).') from None
+    raise errors.CodecError(f'{path}: not a readable PNG ({error}).') from None
   if pixels.shape != tuple(image_shape[:2]):
-    raise CodecError(f'{path}: {pixels.shape[0]}x{pixels.shape[1]} pixels; the model takes '
-                     f'{image_shape[0]}x{image_shape[1]}.')
+    raise errors.CodecError(f'{path}: {pixels.shape[0]}x{pixels.shape[1]} pixels; the model takes '
+                            f'{image_shape[0]}x{image_shape[1]}.')
   if np.isin(pixels, (0, 255)).all():
     pixels = pixels // 255
   return _binary(pixels, path, 'pixels').reshape(image_shape)
@@ -178,8 +176,8 @@ def _write_png_directory(path, images):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   path = os.path.normpath(path)
   if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-    raise CodecError(f'{path} exists and is not an empty directory: choose a new output '
-                     f'directory (PNGs are written as 00000.png, 00001.png, ...).')
+    raise errors.CodecError(f'{path} exists and is not an empty directory: choose a new output '
+                            'directory (PNGs are written as 00000.png, 00001.png, ...).')
   parent = os.path.dirname(os.path.abspath(path))
   temporary = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', dir=parent)
   try:
@@ -218,39 +216,39 @@ def unpack(path):
   With a valid checksum, every field must still make sense (`_check_fields`).
   """
   if os.path.exists(path) and not os.path.isfile(path):  # A FIFO would block, /dev/zero not end.
-    raise CodecError(f'{path} is not a file of bin/compress (not a regular file).')
+    raise errors.CodecError(f'{path} is not a file of bin/compress (not a regular file).')
   try:
     stream = open(path, 'rb')
   except OSError as error:
-    raise CodecError(f'{path}: cannot read it ({error.strerror}).') from None
+    raise errors.CodecError(f'{path}: cannot read it ({error.strerror}).') from None
   with stream:
     size = os.fstat(stream.fileno()).st_size
     head = stream.read(_FIXED.size)
     if len(head) < len(MAGIC) or head[:len(MAGIC)] != MAGIC:
-      raise CodecError(f'{path} is not a file of bin/compress (no {MAGIC.decode()} header).')
+      raise errors.CodecError(f'{path} is not a file of bin/compress (no {MAGIC.decode()} header).')
     if len(head) < _FIXED.size:
-      raise CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
+      raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
     fields = _FIXED.unpack(head)
     (_, version, height, width, channels, count, step, digest, precision, first_batch,
      largest_batch, growth_percent, crc, num_words, payload_crc, layout_length) = fields
     if version != VERSION:
-      raise CodecError(f'{path} has format version {version}; this vlae_tf reads version '
-                       f'{VERSION} (or the file is damaged).')
+      raise errors.CodecError(f'{path} has format version {version}; this vlae_tf reads version '
+                              f'{VERSION} (or the file is damaged).')
     header_end = _FIXED.size + layout_length
     if size < header_end + _CRC.size:
-      raise CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
+      raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
     rest = stream.read(layout_length + _CRC.size)
     if _CRC.unpack_from(rest, layout_length)[0] != zlib.crc32(head + rest[:layout_length]):
-      raise CodecError(f'{path} is damaged: its header fails its checksum.')
+      raise errors.CodecError(f'{path} is damaged: its header fails its checksum.')
     expected = header_end + _CRC.size + 4 * num_words
     if size != expected:
-      raise CodecError(f'{path} is truncated or has extra bytes: {size} bytes, the header says '
-                       f'{expected}.')
+      raise errors.CodecError(f'{path} is truncated or has extra bytes: {size} bytes, the header '
+                              f'says {expected}.')
     payload = stream.read(4 * num_words)
   if len(payload) != 4 * num_words:
-    raise CodecError(f'{path} changed while it was read.')
+    raise errors.CodecError(f'{path} changed while it was read.')
   if zlib.crc32(payload) != payload_crc:
-    raise CodecError(f'{path} is damaged: its payload fails its checksum.')
+    raise errors.CodecError(f'{path} is damaged: its payload fails its checksum.')
   header = dict(image_shape=(height, width, channels), count=count, step=step, digest=digest,
                 precision=precision, first_batch=first_batch, largest_batch=largest_batch,
                 growth_percent=growth_percent, crc=crc,
@@ -274,7 +272,8 @@ def _layout(path, data, image_shape):
   except (UnicodeDecodeError, ValueError):
     layout = None
   if not isinstance(layout, dict) or layout.get('kind') not in ('amat', 'npy', 'png'):
-    raise CodecError(f'{path} is damaged: its header\'s layout is not one this vlae_tf writes.')
+    raise errors.CodecError(f'{path} is damaged: its header\'s layout is not one this vlae_tf '
+                            'writes.')
   if layout['kind'] == 'npy':
     try:
       dtype = np.dtype(layout['dtype'])
@@ -284,8 +283,8 @@ def _layout(path, data, image_shape):
     if (dtype is None or dtype.kind not in _NPY_KINDS or not isinstance(layout['shape'], list)
         or any(size < 1 for size in shape) or
         math.prod(shape) != math.prod(image_shape)):
-      raise CodecError(f'{path} is damaged: its header\'s .npy layout ({data[:80]!r}) does not '
-                       f'fit its images.')
+      raise errors.CodecError(f'{path} is damaged: its header\'s .npy layout ({data[:80]!r}) does '
+                              'not fit its images.')
   return layout
 
 
@@ -303,8 +302,8 @@ def _check_fields(path, header, num_words):
   if not 1 <= header['first_batch'] <= header['largest_batch']:
     problems.append(f'batch schedule {header["first_batch"]}..{header["largest_batch"]}')
   if problems:
-    raise CodecError(f'{path} is damaged or was not written by bin/compress: its header claims '
-                     f'{", ".join(problems)}.')
+    raise errors.CodecError(f'{path} is damaged or was not written by bin/compress: its header '
+                            f'claims {", ".join(problems)}.')
 
 
 # -- compress / decompress ----------------------------------------------------------------------------
@@ -341,7 +340,8 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True)
       words, lengths, initial_bits = coder.encode(
           images, progress=_progress(len(images), 'compress') if progress else None)
     except ValueError as error:  # A latent beyond every coded window (latent_codes.Windowed).
-      raise CodecError(f'{input_path}: this model cannot code these images ({error}).') from None
+      raise errors.CodecError(f'{input_path}: this model cannot code these images '
+                              f'({error}).') from None
     seconds = time.time() - began
     data = pack(words, image_shape=model.image_shape, count=len(images), step=step,
                 digest=weights_digest(model), coder=coder, crc=images_crc(images),
@@ -366,11 +366,11 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
   digest = weights_digest(model)
   if tuple(model.image_shape) != header['image_shape'] or step != header['step'] or (
       digest != header['digest']):
-    raise CodecError(
-        f'{input_path} was compressed with another model (step {header["step"]}, weights '
-        f'{header["digest"].hex()[:12]}, images {"x".join(map(str, header["image_shape"]))}); '
-        f'{model_dir} gives step {step}, weights {digest.hex()[:12]}: decompress with the model '
-        f'and checkpoint that compressed it (--checkpoint).')
+    raise errors.CodecError(f'{input_path} was compressed with another model (step '
+                            f'{header["step"]}, weights {header["digest"].hex()[:12]}, images '
+                            f'{"x".join(map(str, header["image_shape"]))}); {model_dir} gives step '
+                            f'{step}, weights {digest.hex()[:12]}: decompress with the model and '
+                            'checkpoint that compressed it (--checkpoint).')
   coder = bitsback.BitsBackCoder(model, precision=header['precision'],
                                  first_batch=header['first_batch'],
                                  largest_batch=header['largest_batch'],
@@ -387,12 +387,12 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
           words, header['count'], progress=_progress(header['count'], 'decompress') if progress
           else None)
     except ValueError:  # A decoded value outside a coded window: the same divergence, early.
-      raise CodecError(failure) from None
+      raise errors.CodecError(failure) from None
     seconds = time.time() - began
     images = images.astype(np.uint8)
     if images_crc(images) != header['crc'] or not np.array_equal(leftover,
                                                                  coder.initial_words()):
-      raise CodecError(failure)
+      raise errors.CodecError(failure)
     with files.WRITING:  # A signal waits for the images (signals.py).
       write_images(output_path, images, header['layout'])
       written.append(output_path)

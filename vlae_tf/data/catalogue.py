@@ -24,9 +24,6 @@ OMNIGLOT_ZIP_VALID_EVERY = 10
 PathLike = Union[str, os.PathLike]
 
 
-DatasetError = errors.DatasetError  # Re-exported: raised here, defined in the one family.
-
-
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """What a dataset is, independent of where it is loaded from.
@@ -114,7 +111,8 @@ def info(name: str) -> DatasetInfo:
   try:
     return _INFOS[name]
   except (KeyError, TypeError):
-    raise DatasetError(f'Unknown dataset {name!r}; expected one of {", ".join(NAMES)}.') from None
+    raise errors.DatasetError(f'Unknown dataset {name!r}; expected one of '
+                              f'{", ".join(NAMES)}.') from None
 
 
 def needs(name: str) -> str:

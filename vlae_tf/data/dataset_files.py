@@ -1,6 +1,6 @@
 """Readers of the published dataset files, which are untrusted input, and the local loaders.
 
-Every parse error, wrong shape or value becomes a `catalogue.DatasetError` that names the file, the
+Every parse error, wrong shape or value becomes a `errors.DatasetError` that names the file, the
 problem, and the files the dataset needs with their download address. The CIFAR-10 pickles are
 read by an unpickler that only builds plain data and numpy arrays (`_RestrictedUnpickler`). Parsed
 files are cached by (path, mtime, size), so an edited file is read again.
@@ -24,7 +24,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from absl import logging
 import numpy as np
 
-from vlae_tf.data.catalogue import DatasetError
+from vlae_tf import errors
 from vlae_tf.data.catalogue import info
 from vlae_tf.data.catalogue import needs
 
@@ -47,26 +47,26 @@ def read(path: pathlib.Path, expected: str, limit: Optional[int] = None) -> byte
   `limit` bytes are held in memory.
   """
   if path.exists() and not path.is_file():
-    raise DatasetError(f'{path} is not a regular file; expected {expected}.')
+    raise errors.DatasetError(f'{path} is not a regular file; expected {expected}.')
   gunzipped = ' once gunzipped' if path.suffix == '.gz' else ''
   too_long = (f'{path} holds more than {limit:,} bytes{gunzipped}, more than this reader takes; '
               f'expected {expected}.') if limit else None
   try:
     if limit is not None and path.stat().st_size > limit:
-      raise DatasetError(too_long)
+      raise errors.DatasetError(too_long)
     raw = path.read_bytes()
   except OSError as error:
-    raise DatasetError(f'Cannot read {path}: {error}; expected {expected}.') from error
+    raise errors.DatasetError(f'Cannot read {path}: {error}; expected {expected}.') from error
   if path.suffix != '.gz':
     return raw
   try:
     with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
       text = stream.read(-1 if limit is None else limit + 1)
   except (OSError, EOFError, zlib.error) as error:
-    raise DatasetError(f'{path} is not a valid gzip file (truncated or corrupt: {error}); '
-                       f'expected {expected}.') from error
+    raise errors.DatasetError(f'{path} is not a valid gzip file (truncated or corrupt: {error}); '
+                              f'expected {expected}.') from error
   if limit is not None and len(text) > limit:
-    raise DatasetError(too_long)
+    raise errors.DatasetError(too_long)
   return text
 
 
@@ -83,16 +83,16 @@ def require(root: pathlib.Path, subdir: str, names: Sequence[str],
              dataset: str) -> pathlib.Path:
   path = find(root, subdir, names)
   if path is None:
-    raise DatasetError(f'None of {", ".join(names)} found in {root} or {root / subdir}; '
-                       f'{needs(dataset)}.')
+    raise errors.DatasetError(f'None of {", ".join(names)} found in {root} or {root / subdir}; '
+                              f'{needs(dataset)}.')
   return path
 
 
 def _check_binary(values: np.ndarray, where: str, expected: str) -> None:
   if not np.isin(values, (0, 1)).all():
     bad = np.unique(values[~np.isin(values, (0, 1))])[:5]
-    raise DatasetError(f'{where} holds values {bad.tolist()}, not only 0 and 1; '
-                       f'expected {expected}.')
+    raise errors.DatasetError(f'{where} holds values {bad.tolist()}, not only 0 and 1; expected '
+                              f'{expected}.')
 
 
 def warn_if_unpublished_size(name: str, split: str, count: int, path: pathlib.Path) -> None:
@@ -130,22 +130,22 @@ def parse_amat(text: bytes, where: str, expected: str) -> np.ndarray:
     while start > 0 and is_value[start - 1]:
       start -= 1
     line = text.count(b'\n', 0, start) + 1
-    raise DatasetError(f'{where} line {line}: value {text[start:].split()[0][:20]!r} is not 0 or '
-                       f'1; expected {expected}.')
+    raise errors.DatasetError(f'{where} line {line}: value {text[start:].split()[0][:20]!r} is not '
+                              f'0 or 1; expected {expected}.')
   lines = text.translate(None, _AMAT_SEPARATORS).split(b'\n')
   rows = [(number, line) for number, line in enumerate(lines, 1) if line]
   for number, line in rows:
     if len(line) != 784:
-      raise DatasetError(f'{where} line {number} has {len(line)} values; expected 784 per line '
-                         f'(one 28x28 image), {expected}.')
+      raise errors.DatasetError(f'{where} line {number} has {len(line)} values; expected 784 per '
+                                f'line (one 28x28 image), {expected}.')
   if not rows:
-    raise DatasetError(f'{where} holds no images; expected {expected}.')
+    raise errors.DatasetError(f'{where} holds no images; expected {expected}.')
   digits = np.frombuffer(b''.join(line for _, line in rows), np.uint8).reshape(len(rows), 784)
   values = digits - np.uint8(ord('0'))  # other characters wrap around to values > 1
   if (values > 1).any():
     row, col = np.argwhere(values > 1)[0]
-    raise DatasetError(f'{where} line {rows[row][0]}, value {col + 1}: '
-                       f'{chr(digits[row, col])!r} is not 0 or 1; expected {expected}.')
+    raise errors.DatasetError(f'{where} line {rows[row][0]}, value {col + 1}: '
+                              f'{chr(digits[row, col])!r} is not 0 or 1; expected {expected}.')
   return values
 
 
@@ -170,18 +170,20 @@ def idx_images(key: Tuple[str, int, int]) -> np.ndarray:
   expected = f'an MNIST idx3-ubyte image file ({needs("dynamic_mnist")})'
   raw = read(path, expected)
   if len(raw) < 16:
-    raise DatasetError(f'{path} is {len(raw)} bytes, shorter than the 16-byte idx header; '
-                       f'expected {expected}.')
+    raise errors.DatasetError(f'{path} is {len(raw)} bytes, shorter than the 16-byte idx header; '
+                              f'expected {expected}.')
   magic, count, height, width = struct.unpack('>IIII', raw[:16])
   if magic != _IDX_UBYTE_3D:
-    raise DatasetError(f'{path} has idx magic number {magic:#010x}, not {_IDX_UBYTE_3D:#010x} '
-                       f'(unsigned bytes, 3 dimensions); expected {expected}.')
+    raise errors.DatasetError(f'{path} has idx magic number {magic:#010x}, not '
+                              f'{_IDX_UBYTE_3D:#010x} (unsigned bytes, 3 dimensions); expected '
+                              f'{expected}.')
   if (height, width) != (28, 28):
-    raise DatasetError(f'{path} holds {height}x{width} images, not 28x28; expected {expected}.')
+    raise errors.DatasetError(f'{path} holds {height}x{width} images, not 28x28; expected '
+                              f'{expected}.')
   if len(raw) != 16 + count * height * width:
-    raise DatasetError(f'{path} is {len(raw)} bytes, but its header announces {count} images '
-                       f'({16 + count * height * width} bytes): truncated or corrupt; '
-                       f'expected {expected}.')
+    raise errors.DatasetError(f'{path} is {len(raw)} bytes, but its header announces {count} '
+                              f'images ({16 + count * height * width} bytes): truncated or '
+                              f'corrupt; expected {expected}.')
   images = np.frombuffer(raw, np.uint8, offset=16).reshape(count, height, width, 1)
   return images
 
@@ -193,12 +195,12 @@ def load_mat(path: pathlib.Path, variables: Sequence[str], expected: str) -> Dic
     contents = scipy.io.loadmat(str(path), variable_names=list(variables))
   except Exception as error:  # pylint: disable=broad-except
     # scipy raises IndexError, OSError, ValueError, MatReadError, ... on corrupt files.
-    raise DatasetError(f'Cannot read MATLAB file {path} ({type(error).__name__}: {error}); '
-                       f'expected {expected}.') from error
+    raise errors.DatasetError(f'Cannot read MATLAB file {path} ({type(error).__name__}: {error}); '
+                              f'expected {expected}.') from error
   missing = [name for name in variables if name not in contents]
   if missing:
-    raise DatasetError(f'{path} has no variable(s) {", ".join(missing)}; expected {expected} '
-                       f'with variables {", ".join(variables)}.')
+    raise errors.DatasetError(f'{path} has no variable(s) {", ".join(missing)}; expected '
+                              f'{expected} with variables {", ".join(variables)}.')
   return {name: contents[name] for name in variables}
 
 
@@ -221,8 +223,8 @@ def caltech_images(key: Tuple[str, int, int]) -> Mapping[str, np.ndarray]:
   for split, variable in _CALTECH_KEYS.items():
     rows = contents[variable]
     if rows.ndim != 2 or rows.shape[1] != 784:
-      raise DatasetError(f'{path} variable {variable} has shape {rows.shape}, not [N, 784]; '
-                         f'expected {expected}.')
+      raise errors.DatasetError(f'{path} variable {variable} has shape {rows.shape}, not [N, 784]; '
+                                f'expected {expected}.')
     _check_binary(rows, f'{path} variable {variable}', expected)
     images = 1 - rows.astype(np.uint8).reshape((-1, 28, 28), order='F')[..., np.newaxis]
     images = np.ascontiguousarray(images)
@@ -247,12 +249,12 @@ def chardata_images(key: Tuple[str, int, int]) -> Mapping[str, np.ndarray]:
   for split, variable in (('train+valid', 'data'), ('test', 'testdata')):
     columns = contents[variable]
     if columns.ndim != 2 or columns.shape[0] != 784 or columns.shape[1] == 0:
-      raise DatasetError(f'{path} variable {variable} has shape {columns.shape}, not [784, N > 0]; '
-                         f'expected {expected}.')
+      raise errors.DatasetError(f'{path} variable {variable} has shape {columns.shape}, not [784, '
+                                f'N > 0]; expected {expected}.')
     if not np.issubdtype(columns.dtype, np.number) or not (
         np.isfinite(columns).all() and columns.min() >= 0 and columns.max() <= 1):
-      raise DatasetError(f'{path} variable {variable} holds values outside [0, 1]; expected '
-                         f'grey levels in [0, 1], {expected}.')
+      raise errors.DatasetError(f'{path} variable {variable} holds values outside [0, 1]; expected '
+                                f'grey levels in [0, 1], {expected}.')
     images = columns.T.astype(np.float32).reshape((-1, 28, 28), order='F')[..., np.newaxis]
     images = np.ascontiguousarray(images)
     images.flags.writeable = False
@@ -282,7 +284,8 @@ def _omniglot_entries(zip_paths: Sequence[pathlib.Path]) -> Dict[Tuple[str, ...]
             entries[entry] = archive.read(member)
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError,
             zlib.error) as error:
-      raise DatasetError(f'Cannot read zip file {path} ({error}); expected {expected}.') from error
+      raise errors.DatasetError(f'Cannot read zip file {path} ({error}); expected '
+                                f'{expected}.') from error
   return entries
 
 
@@ -295,10 +298,11 @@ def _downsample_omniglot(png: bytes, where: str) -> np.ndarray:
       size = image.size
       small = image.convert('L').resize((28, 28), Image.Resampling.LANCZOS)  # antialiased
   except (OSError, ValueError, SyntaxError) as error:  # PIL.UnidentifiedImageError is an OSError
-    raise DatasetError(f'Cannot decode PNG {where} ({error}); {needs("omniglot")}.') from error
+    raise errors.DatasetError(f'Cannot decode PNG {where} ({error}); '
+                              f'{needs("omniglot")}.') from error
   if size != (_OMNIGLOT_SIZE, _OMNIGLOT_SIZE):
-    raise DatasetError(f'{where} is {size[0]}x{size[1]}, not {_OMNIGLOT_SIZE}x{_OMNIGLOT_SIZE}; '
-                       f'{needs("omniglot")}.')
+    raise errors.DatasetError(f'{where} is {size[0]}x{size[1]}, not '
+                              f'{_OMNIGLOT_SIZE}x{_OMNIGLOT_SIZE}; {needs("omniglot")}.')
   return 255 - np.asarray(small, np.uint8)
 
 
@@ -308,7 +312,8 @@ def omniglot_zip_images(keys: Tuple[Tuple[str, int, int], ...]) -> np.ndarray:
   paths = [pathlib.Path(key[0]) for key in keys]
   entries = _omniglot_entries(paths)
   if not entries:
-    raise DatasetError(f'No PNG images in {", ".join(map(str, paths))}; {needs("omniglot")}.')
+    raise errors.DatasetError(f'No PNG images in {", ".join(map(str, paths))}; '
+                              f'{needs("omniglot")}.')
   images = np.stack([_downsample_omniglot(entries[entry], '/'.join(entry))
                      for entry in sorted(entries)])[..., np.newaxis]
   images.flags.writeable = False
@@ -363,8 +368,8 @@ def unpickle(raw: bytes, where: str, expected: str):
     return _RestrictedUnpickler(io.BytesIO(raw), encoding='bytes').load()
   except Exception as error:  # pylint: disable=broad-except
     # Malformed pickles raise UnpicklingError, EOFError, ValueError, TypeError, KeyError, ...
-    raise DatasetError(f'Cannot unpickle {where} ({type(error).__name__}: {error}); '
-                       f'expected {expected}.') from error
+    raise errors.DatasetError(f'Cannot unpickle {where} ({type(error).__name__}: {error}); '
+                              f'expected {expected}.') from error
 
 
 CIFAR_TRAIN_BATCHES = tuple(f'data_batch_{i}' for i in range(1, 6))
@@ -378,18 +383,18 @@ def _cifar_batch_images(raw: bytes, where: str) -> np.ndarray:
   expected = f'a CIFAR-10 python batch: a dict with uint8 data [N, 3072] ({needs("cifar10")})'
   batch = unpickle(raw, where, expected)
   if not isinstance(batch, dict):
-    raise DatasetError(f'{where} holds a {type(batch).__name__}, not a dict; '
-                       f'expected {expected}.')
+    raise errors.DatasetError(f'{where} holds a {type(batch).__name__}, not a dict; expected '
+                              f'{expected}.')
   data = batch.get(b'data', batch.get('data'))
   if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or (
       data.shape[1] != 3072):
     description = (f'{data.dtype} {list(data.shape)}' if isinstance(data, np.ndarray)
                    else type(data).__name__)
-    raise DatasetError(f'{where}: data is {description}; expected {expected}.')
+    raise errors.DatasetError(f'{where}: data is {description}; expected {expected}.')
   labels = batch.get(b'labels', batch.get('labels'))
   if labels is not None and len(labels) != len(data):
-    raise DatasetError(f'{where} has {len(labels)} labels for {len(data)} images; '
-                       f'expected {expected}.')
+    raise errors.DatasetError(f'{where} has {len(labels)} labels for {len(data)} images; expected '
+                              f'{expected}.')
   # Each row holds the red, green then blue 32x32 planes, each row-major.
   return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
@@ -415,8 +420,8 @@ def cifar_tarball_batches(key: Tuple[str, int, int]) -> Mapping[str, np.ndarray]
           raw = archive.extractfile(member).read()
           batches[name] = _cifar_batch_images(raw, f'{path}:{member.name}')
   except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-    raise DatasetError(f'Cannot read {path} (truncated or corrupt: {error}); '
-                       f'{needs("cifar10")}.') from error
+    raise errors.DatasetError(f'Cannot read {path} (truncated or corrupt: {error}); '
+                              f'{needs("cifar10")}.') from error
   for images in batches.values():
     images.flags.writeable = False
   return types.MappingProxyType(batches)

@@ -58,20 +58,13 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import errors
 from vlae_tf.data import binarization
 from vlae_tf.data import dataset_files
 from vlae_tf.data import tfds_loaders
 from vlae_tf.data import user_images
-# Binarization is part of this module's public API too: datasets.dynamic_binarization...
-from vlae_tf.data.binarization import dynamic_binarization  # pylint: disable=unused-import
-from vlae_tf.data.binarization import EVAL_BINARIZATION_SEED  # pylint: disable=unused-import
-from vlae_tf.data.binarization import fixed_binarization  # pylint: disable=unused-import
-# The catalogue is part of this module's public API: datasets.info(name), datasets.DatasetError...
-from vlae_tf.data.catalogue import DatasetError  # pylint: disable=unused-import
-from vlae_tf.data.catalogue import DatasetInfo  # pylint: disable=unused-import
 from vlae_tf.data.catalogue import ENV_DATA_DIR
 from vlae_tf.data.catalogue import info
-from vlae_tf.data.catalogue import NAMES  # pylint: disable=unused-import
 from vlae_tf.data.catalogue import needs
 from vlae_tf.data.catalogue import OMNIGLOT_ZIP_VALID_EVERY
 from vlae_tf.data.catalogue import PathLike
@@ -88,9 +81,9 @@ def load(name: str, split: str, data_dir: Optional[PathLike] = None,
   """Loads one split of a dataset as an unbatched dataset of images.
 
   Args:
-    name: one of `NAMES`: 'static_mnist', 'dynamic_mnist', 'omniglot', 'caltech101_silhouettes',
-      'cifar10'; or one's own images: a folder, a .npy/.npz file or 'tfds:NAME' (user_images.py;
-      `data_dir` is then unused).
+    name: one of `catalogue.NAMES`: 'static_mnist', 'dynamic_mnist', 'omniglot',
+      'caltech101_silhouettes', 'cifar10'; or one's own images: a folder, a .npy/.npz file or
+      'tfds:NAME' (user_images.py; `data_dir` is then unused).
     split: one of `SPLITS`: 'train', 'valid', 'test', 'train+valid'.
     data_dir: directory of raw files (see `info(name).files`). Defaults to the environment variable
       VLAE_DATA_DIR; when neither is set, the dataset comes from tensorflow-datasets.
@@ -102,10 +95,12 @@ def load(name: str, split: str, data_dir: Optional[PathLike] = None,
     datasets, integers 0..255 for CIFAR-10.
 
   Raises:
-    DatasetError: unknown name or split, missing directory or file, unreadable or malformed data.
+    errors.DatasetError: unknown name or split, missing directory or file, unreadable or
+      malformed data.
   """
   if split not in SPLITS:
-    raise DatasetError(f'Unknown split {split!r} of {name}; expected one of {", ".join(SPLITS)}.')
+    raise errors.DatasetError(f'Unknown split {split!r} of {name}; expected one of '
+                              f'{", ".join(SPLITS)}.')
   if user_images.is_user_source(name):  # one's own folder, array file or tfds:NAME
     pixels, source, shape = user_images.load(name, split)
     return _finish(pixels, source, split, seed, shape)
@@ -162,8 +157,8 @@ def _resolve_data_dir(name: str, data_dir: Optional[PathLike]) -> Optional[pathl
     return None
   root = pathlib.Path(data_dir).expanduser()
   if not root.is_dir():
-    raise DatasetError(f'Data directory {root} (from {origin}) does not exist or is not a '
-                       f'directory; {needs(name)}.')
+    raise errors.DatasetError(f'Data directory {root} (from {origin}) does not exist or is not a '
+                              f'directory; {needs(name)}.')
   return root
 
 
@@ -197,8 +192,8 @@ _MNIST_VALID_SIZE = 10_000
 def _carve_validation(pool, split: str, valid_size: int, source, name: str, what='images'):
   """The `split` of a training pool whose last `valid_size` images are the validation set."""
   if len(pool) <= valid_size:
-    raise DatasetError(f'{source} holds {len(pool)} {what}, too few to carve the last '
-                       f'{valid_size} as validation; {needs(name)}.')
+    raise errors.DatasetError(f'{source} holds {len(pool)} {what}, too few to carve the last '
+                              f'{valid_size} as validation; {needs(name)}.')
   return {'train': pool[:-valid_size], 'valid': pool[-valid_size:], 'train+valid': pool}[split]
 
 
@@ -232,8 +227,8 @@ def _local_omniglot(root: pathlib.Path, split: str) -> _Loaded:
   if not zips:
     unavailable = ("the 'test' split (Lake's evaluation alphabets)" if split == 'test'
                    else f"the {split!r} split (Lake's background alphabets)")
-    raise DatasetError(f'No chardata.mat and no {pattern} in {root} or {root / "omniglot"}, so '
-                       f'{unavailable} is unavailable; {needs("omniglot")}.')
+    raise errors.DatasetError(f'No chardata.mat and no {pattern} in {root} or {root / "omniglot"}, '
+                              f'so {unavailable} is unavailable; {needs("omniglot")}.')
   pool = dataset_files.omniglot_zip_images(tuple(dataset_files.file_key(path) for path in zips))
   if split != 'test':
     is_valid = np.arange(len(pool)) % OMNIGLOT_ZIP_VALID_EVERY == OMNIGLOT_ZIP_VALID_EVERY - 1
@@ -271,22 +266,24 @@ def _local_cifar10(root: pathlib.Path, split: str) -> _Loaded:
   batches, source = _cifar_batches(root)
   if split == 'test':
     if dataset_files.CIFAR_TEST_BATCH not in batches:
-      raise DatasetError(f'{source} has no {dataset_files.CIFAR_TEST_BATCH}; {needs("cifar10")}.')
+      raise errors.DatasetError(f'{source} has no {dataset_files.CIFAR_TEST_BATCH}; '
+                                f'{needs("cifar10")}.')
     return _from_arrays(batches[dataset_files.CIFAR_TEST_BATCH]), '8bit'
   present = [name for name in dataset_files.CIFAR_TRAIN_BATCHES if name in batches]
   missing = [name for name in dataset_files.CIFAR_TRAIN_BATCHES if name not in batches]
   if not present:
-    raise DatasetError(f'{source} has none of {", ".join(dataset_files.CIFAR_TRAIN_BATCHES)}; '
-                       f'{needs("cifar10")}.')
+    raise errors.DatasetError(f'{source} has none of '
+                              f'{", ".join(dataset_files.CIFAR_TRAIN_BATCHES)}; '
+                              f'{needs("cifar10")}.')
   train = np.concatenate([batches[name] for name in present])
   if missing:
     if split == 'valid':
-      raise DatasetError(f'The CIFAR-10 valid split is the last {_CIFAR_VALID_SIZE} images of '
-                         f'all 5 training batches, but {source} lacks {", ".join(missing)} (to '
-                         'train on these batches without it, validate on another split, '
-                         '--gin_param="train.eval_split=\'test\'", or not at all, '
-                         '--gin_param=train.eval_examples=0); '
-                         f'{needs("cifar10")}.')
+      raise errors.DatasetError(f'The CIFAR-10 valid split is the last {_CIFAR_VALID_SIZE} images '
+                                f'of all 5 training batches, but {source} lacks '
+                                f'{", ".join(missing)} (to train on these batches without it, '
+                                'validate on another split, '
+                                '--gin_param="train.eval_split=\'test\'", or not at all, '
+                                f'--gin_param=train.eval_examples=0); {needs("cifar10")}.')
     logging.warning('CIFAR-10 at %s has only %s (%d images), %s missing: %r is every training '
                     'image present and no validation split is carved.', source,
                     ', '.join(present), len(train), ', '.join(missing), split)

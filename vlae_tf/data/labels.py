@@ -45,15 +45,12 @@ _MATCH_EPSILON = 1e-3
 _IMPOSSIBLE = 100.0  # nats charged for a pixel that the grey level cannot produce
 
 
-LabelsUnavailableError = errors.LabelsUnavailableError  # Re-exported; defined in the family.
-
-
 def load_labels(name: str, split: str, data_dir=None,
                 indices: Optional[Sequence[int]] = None) -> np.ndarray:
   """int64 [N] class labels of `datasets.load(name, split, data_dir)`, in the same order.
 
   Args:
-    name: a dataset name (`datasets.NAMES`).
+    name: a dataset name (`catalogue.NAMES`).
     split: 'train', 'valid', 'test' or 'train+valid'.
     data_dir: the raw files (default: VLAE_DATA_DIR, else tensorflow-datasets).
     indices: only these images of the split (static MNIST then matches only those).
@@ -63,7 +60,7 @@ def load_labels(name: str, split: str, data_dir=None,
     DatasetError: a file is missing or malformed.
   """
   if split not in datasets.SPLITS:
-    raise datasets.DatasetError(f'Unknown split {split!r} of {name}; expected one of '
+    raise errors.DatasetError(f'Unknown split {split!r} of {name}; expected one of '
                                 f'{", ".join(datasets.SPLITS)}.')
   if user_images.is_user_source(name):  # the class subfolders of one's own images
     labels = user_images.load_labels(name, split)
@@ -76,9 +73,10 @@ def load_labels(name: str, split: str, data_dir=None,
       return _whole_static_mnist_labels(key, split).copy()
     return _static_mnist_labels(root, split, data_dir, indices)
   if name == 'omniglot':
-    raise LabelsUnavailableError(
-        'omniglot has no class labels in vlae_tf (its alphabets and characters are not read): '
-        'the linear probe needs static_mnist, dynamic_mnist, caltech101_silhouettes or cifar10.')
+    raise errors.LabelsUnavailableError('omniglot has no class labels in vlae_tf (its alphabets '
+                                        'and characters are not read): the linear probe needs '
+                                        'static_mnist, dynamic_mnist, caltech101_silhouettes or '
+                                        'cifar10.')
   if root is None:
     labels = _tfds_labels(name, split)
   else:
@@ -97,15 +95,15 @@ def _idx_labels(key: Tuple[str, int, int]) -> np.ndarray:
   expected = 'an MNIST idx1-ubyte label file (train-labels-idx1-ubyte / t10k-labels-idx1-ubyte)'
   raw = dataset_files.read(path, expected)
   if len(raw) < 8:
-    raise datasets.DatasetError(f'{path} is {len(raw)} bytes, shorter than the 8-byte idx '
+    raise errors.DatasetError(f'{path} is {len(raw)} bytes, shorter than the 8-byte idx '
                                 f'header; expected {expected}.')
   magic, count = np.frombuffer(raw[:8], '>u4')
   if magic != _IDX_UBYTE_1D or len(raw) != 8 + count:
-    raise datasets.DatasetError(f'{path} is not an idx1-ubyte file of {count} labels (magic '
+    raise errors.DatasetError(f'{path} is not an idx1-ubyte file of {count} labels (magic '
                                 f'{magic:#010x}, {len(raw)} bytes); expected {expected}.')
   labels = np.frombuffer(raw, np.uint8, offset=8).astype(np.int64)
   if labels.max(initial=0) > 9:
-    raise datasets.DatasetError(f'{path} holds labels above 9; expected {expected}.')
+    raise errors.DatasetError(f'{path} holds labels above 9; expected {expected}.')
   return labels
 
 
@@ -182,7 +180,7 @@ def _static_mnist_labels(root, split, data_dir, indices):
   matched, impossible = match_binarized(binary, grey)
   bad = int((impossible > 0).sum())
   if bad:
-    raise datasets.DatasetError(
+    raise errors.DatasetError(
         f'{bad} of {len(binary)} static_mnist {split} images match no MNIST {part} image (pixels '
         'on where MNIST is blank or off where it is black): the .amat files and the MNIST idx '
         'files do not belong together.')
@@ -216,8 +214,9 @@ def _cifar_labels(root: pathlib.Path, split: str) -> np.ndarray:
   """Labels of the batches present, split like `datasets._local_cifar10` splits the images."""
   folder = dataset_files.find(root, 'cifar10', (dataset_files.CIFAR_DIR,))
   if folder is None or not folder.is_dir():
-    raise LabelsUnavailableError(f'CIFAR-10 labels are read from the {dataset_files.CIFAR_DIR}/ '
-                                 f'folder; none in {root}: extract cifar-10-python.tar.gz there.')
+    raise errors.LabelsUnavailableError('CIFAR-10 labels are read from the '
+                                        f'{dataset_files.CIFAR_DIR}/ folder; none in {root}: '
+                                        'extract cifar-10-python.tar.gz there.')
   names = ([dataset_files.CIFAR_TEST_BATCH] if split == 'test'
            else [n for n in dataset_files.CIFAR_TRAIN_BATCHES if (folder / n).is_file()])
   labels = []
@@ -227,7 +226,7 @@ def _cifar_labels(root: pathlib.Path, split: str) -> np.ndarray:
     batch = dataset_files.unpickle(dataset_files.read(path, expected), str(path), expected)
     values = batch.get(b'labels', batch.get('labels')) if isinstance(batch, dict) else None
     if values is None:
-      raise datasets.DatasetError(f'{path} has no labels; expected {expected}.')
+      raise errors.DatasetError(f'{path} has no labels; expected {expected}.')
     labels.append(np.asarray(values, np.int64))
   labels = np.concatenate(labels)
   if split == 'test' or len(names) < len(dataset_files.CIFAR_TRAIN_BATCHES):
@@ -254,8 +253,8 @@ def _tfds_labels(name: str, split: str) -> np.ndarray:
                               'train+valid': 'train'}),
   }.get(name, (None, None))
   if tfds_name is None:
-    raise LabelsUnavailableError(f'{name} labels need --data_dir (it is not in '
-                                 'tensorflow-datasets).')
+    raise errors.LabelsUnavailableError(f'{name} labels need --data_dir (it is not in '
+                                        'tensorflow-datasets).')
   return _tfds_numpy(tfds_name, tfds_split[split], 'label').astype(np.int64)
 
 

@@ -53,12 +53,11 @@ def choose(shape, kind, num_train_images):
            f'BATCH_SIZE = {BATCH_SIZE}',
            'train.train_steps = %TRAIN_STEPS',
            'train.batch_size = %BATCH_SIZE']
-  latent = 'z of 64 dimensions'
   if kind == '8bit':
     latent_hw = (math.ceil(math.ceil(height / 2) / 2), math.ceil(math.ceil(width / 2) / 2))
     latent_shape = f'({latent_hw[0]}, {latent_hw[1]}, %LATENT_CHANNELS)'
     lines += [f'VLAE.latent_shape = {latent_shape}',
-              f'flows.ConvAutoregressiveFlowPrior.latent_shape = {latent_shape}']
+              f'conv_flows.ConvAutoregressiveFlowPrior.latent_shape = {latent_shape}']
   return '\n'.join(lines) + '\n'
 
 

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Tuple
 
 import tensorflow as tf
 
-from vlae_tf.data.catalogue import DatasetError
+from vlae_tf import errors
 from vlae_tf.data.catalogue import ENV_DATA_DIR
 from vlae_tf.data.catalogue import needs
 from vlae_tf.data.catalogue import OMNIGLOT_ZIP_VALID_EVERY
@@ -49,15 +49,16 @@ def _tfds_images(name: str, split: str) -> tf.data.Dataset:
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
   except ImportError as error:
-    raise DatasetError(f'tensorflow-datasets cannot be imported ({error}): reinstall vlae_tf '
-                       f'(pip install .), or pass --data_dir with the raw files of {name}.') from error
+    raise errors.DatasetError(f'tensorflow-datasets cannot be imported ({error}): reinstall '
+                              'vlae_tf (pip install .), or pass --data_dir with the raw files of '
+                              f'{name}.') from error
   def offline(error):
     reason = ' '.join(f'{type(error).__name__}: {error}'.split())
     reason = reason if len(reason) <= 160 else reason[:157] + '...'
-    return DatasetError(
-        f'tensorflow-datasets could not download {name!r} ({reason}): without --data_dir it needs '
-        f'the network the first time; offline, pass --data_dir=DIR holding the raw files (or set '
-        f'{ENV_DATA_DIR}), see docs/datasets.md.')
+    return errors.DatasetError(f'tensorflow-datasets could not download {name!r} ({reason}): '
+                               'without --data_dir it needs the network the first time; offline, '
+                               'pass --data_dir=DIR holding the raw files (or set '
+                               f'{ENV_DATA_DIR}), see docs/datasets.md.')
 
   try:
     if not tfds.builder(name).is_prepared():
@@ -108,8 +109,8 @@ def _omniglot(split: str) -> _Loaded:
 
 
 def _caltech(split: str) -> _Loaded:
-  raise DatasetError(f'caltech101_silhouettes ({split}) is not in tensorflow-datasets: pass '
-                     f'data_dir or set {ENV_DATA_DIR}; {needs("caltech101_silhouettes")}.')
+  raise errors.DatasetError(f'caltech101_silhouettes ({split}) is not in tensorflow-datasets: pass '
+                            f'data_dir or set {ENV_DATA_DIR}; {needs("caltech101_silhouettes")}.')
 
 
 def _cifar10(split: str) -> _Loaded:

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vlae_tf.data.catalogue import DatasetError
+from vlae_tf import errors
 
 TEST_FRACTION = 0.1
 VALID_FRACTION = 0.1
@@ -131,9 +131,9 @@ def _collect(root, folder, extensions):
   classes = {name: images for name, images in classes.items() if images}
   if direct and classes:
     first = next(iter(classes))
-    raise DatasetError(f'{folder} holds images both directly ({direct[0]}, ...) and in '
-                       f'subfolders ({first}/, ...): put them all in one subfolder per '
-                       'class, or all directly in the folder.')
+    raise errors.DatasetError(f'{folder} holds images both directly ({direct[0]}, ...) and in '
+                              f'subfolders ({first}/, ...): put them all in one subfolder per '
+                              'class, or all directly in the folder.')
   relative = os.path.relpath(folder, root)
   prefix = '' if relative == '.' else relative + '/'
   if direct:
@@ -156,7 +156,8 @@ def class_groups(class_names):
 def not_an_image(path, error):
   """The one line for an image file that does not decode; TensorFlow's node names left out."""
   reason = ' '.join(re.sub(r'\{\{[^}]*\}\}', ' ', str(error)).split())[:120]
-  return DatasetError(f'{path}: not a readable image ({reason}): replace or remove the file.')
+  return errors.DatasetError(f'{path}: not a readable image ({reason}): replace or remove the '
+                             'file.')
 
 
 def _decode(path):
@@ -170,8 +171,8 @@ def _decode(path):
     image = (image.astype(np.float64) * 255 / np.iinfo(image.dtype).max).round().astype(np.uint8)
   if image.shape[-1] in (2, 4):
     if (image[..., -1] != 255).any():
-      raise DatasetError(f'{path}: has transparent pixels (an alpha channel): save it without '
-                         'transparency (flattened on a background).')
+      raise errors.DatasetError(f'{path}: has transparent pixels (an alpha channel): save it '
+                                'without transparency (flattened on a background).')
     image = image[..., :-1]
   return image
 
@@ -198,18 +199,18 @@ def folder_entries(root: str, extensions: Sequence[str], split_folders):
     entries = _collect(root, root, extensions)
     owners, origin = None, 'hash'
   if not entries:
-    raise DatasetError(f'{root} holds no images ({", ".join(extensions)}), nor do its '
-                       'subfolders: give a folder of image files.')
+    raise errors.DatasetError(f'{root} holds no images ({", ".join(extensions)}), nor do its '
+                              'subfolders: give a folder of image files.')
   if {name is None for _, name in entries} == {True, False}:
-    raise DatasetError(f'{root}: some splits have one subfolder per class and some do not: give '
-                       'every split the same layout.')
+    raise errors.DatasetError(f'{root}: some splits have one subfolder per class and some do not: '
+                              'give every split the same layout.')
   return entries, owners, found, origin
 
 
 def mixed_sizes_error(root, relative, shape, first):
-  return DatasetError(f'{root}: mixed sizes: {relative} is {shape[0]}x{shape[1]}, {first[0]} is '
-                      f'{first[1][0]}x{first[1][1]}: pass --image_size={first[1][0]}x'
-                      f'{first[1][1]} to resize them all.')
+  return errors.DatasetError(f'{root}: mixed sizes: {relative} is {shape[0]}x{shape[1]}, '
+                             f'{first[0]} is {first[1][0]}x{first[1][1]}: pass '
+                             f'--image_size={first[1][0]}x{first[1][1]} to resize them all.')
 
 
 def folder_splits(root: str, extensions: Sequence[str], split_folders, image_size) -> Raw:
@@ -223,8 +224,9 @@ def folder_splits(root: str, extensions: Sequence[str], split_folders, image_siz
     if first is None:
       first = (relative, image.shape)
     if image.shape[-1] != first[1][-1]:
-      raise DatasetError(f'{root}: mixed channel counts: {relative} has {image.shape[-1]}, '
-                         f'{first[0]} has {first[1][-1]}: save them all as grey or all as RGB.')
+      raise errors.DatasetError(f'{root}: mixed channel counts: {relative} has {image.shape[-1]}, '
+                                f'{first[0]} has {first[1][-1]}: save them all as grey or all as '
+                                'RGB.')
     if image_size is not None and image.shape[:2] != tuple(image_size):
       image = resize(image[np.newaxis], image_size)[0]
     elif image_size is None and image.shape[:2] != first[1][:2]:
@@ -257,19 +259,19 @@ def _checked_array(array, where):
   if array.ndim == 3:
     array = array[..., np.newaxis]
   if array.ndim != 4 or array.shape[-1] not in (1, 3) or min(array.shape) == 0:
-    raise DatasetError(f'{where}: an array of shape {list(array.shape)}: expected images [N, H, '
-                       'W] or [N, H, W, C] with C = 1 (grey) or 3 (RGB), N > 0.')
+    raise errors.DatasetError(f'{where}: an array of shape {list(array.shape)}: expected images '
+                              '[N, H, W] or [N, H, W, C] with C = 1 (grey) or 3 (RGB), N > 0.')
   if array.dtype == bool or array.dtype == np.uint8:
     return array.astype(np.uint8)
   if not np.issubdtype(array.dtype, np.number):
-    raise DatasetError(f'{where}: an array of dtype {array.dtype}: expected uint8, bool or '
-                       'numbers 0 and 1.')
+    raise errors.DatasetError(f'{where}: an array of dtype {array.dtype}: expected uint8, bool or '
+                              'numbers 0 and 1.')
   if not np.isin(array, (0, 1)).all():
     finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
     low, high = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
-    raise DatasetError(f'{where}: {array.dtype} values from {low} to {high}: expected uint8 '
-                       '(0..255), bool, or only 0 and 1; e.g. np.round(x * 255).astype(np.uint8) '
-                       'for grey levels in [0, 1].')
+    raise errors.DatasetError(f'{where}: {array.dtype} values from {low} to {high}: expected uint8 '
+                              '(0..255), bool, or only 0 and 1; e.g. np.round(x * '
+                              '255).astype(np.uint8) for grey levels in [0, 1].')
   return array.astype(np.uint8)
 
 
@@ -278,16 +280,17 @@ def _load(path):
     return np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError) as error:
     reason = ' '.join(str(error).split())[:120]
-    raise DatasetError(f'{path}: not a readable .npy/.npz array ({reason}): give a folder of '
-                       'images or an array saved with numpy.save / numpy.savez.') from None
+    raise errors.DatasetError(f'{path}: not a readable .npy/.npz array ({reason}): give a folder '
+                              'of images or an array saved with numpy.save / '
+                              'numpy.savez.') from None
 
 
 def array_parts(path: str, image_size):
   """({split or 'all': uint8 [N, H, W, C]}, {split: labels}) of a .npy or .npz file, checked
   (no TensorFlow: the arrays are not resized here)."""
   if not path.lower().endswith(('.npy', '.npz')):
-    raise DatasetError(f'{path}: not a folder, a .npy or a .npz file: give a folder of images or '
-                       'an array of images.')
+    raise errors.DatasetError(f'{path}: not a folder, a .npy or a .npz file: give a folder of '
+                              'images or an array of images.')
   loaded = _load(path)
   if isinstance(loaded, np.ndarray):
     arrays, label_arrays = {'all': loaded}, {}
@@ -304,15 +307,15 @@ def array_parts(path: str, image_size):
     if arrays is None and len(contents) == 1:
       arrays = {'all': next(iter(contents.values()))}
     if arrays is None:
-      raise DatasetError(f'{path} holds arrays {", ".join(sorted(contents)) or "(none)"}: '
-                         'expected x_train and x_test (y_train, y_test as labels), train and '
-                         'test, or a single array of images.')
+      raise errors.DatasetError(f'{path} holds arrays {", ".join(sorted(contents)) or "(none)"}: '
+                                'expected x_train and x_test (y_train, y_test as labels), train '
+                                'and test, or a single array of images.')
   parts = {split: _checked_array(array, f'{path}' if split == 'all' else f'{path}[{split}]')
            for split, array in arrays.items()}
   shapes = {array.shape[1:] for array in parts.values()}
   if len(shapes) > 1 and image_size is None:
-    raise DatasetError(f'{path}: its arrays hold images of different shapes '
-                       f'{sorted(shapes)}: pass --image_size=HxW to resize them all.')
+    raise errors.DatasetError(f'{path}: its arrays hold images of different shapes '
+                              f'{sorted(shapes)}: pass --image_size=HxW to resize them all.')
   return parts, label_arrays
 
 
@@ -330,8 +333,8 @@ def array_splits(path: str, image_size) -> Raw:
     labels = np.concatenate([np.asarray(label_arrays[split]).reshape(-1).astype(np.int64)
                              for split in order])
     if len(labels) != len(images):
-      raise DatasetError(f'{path}: {len(labels)} labels for {len(images)} images: give one '
-                         'label per image.')
+      raise errors.DatasetError(f'{path}: {len(labels)} labels for {len(images)} images: give one '
+                                'label per image.')
   if 'all' in parts:
     return Raw(images, keys, None, labels, None, 'hash')
   starts = np.cumsum([0] + [len(parts[split]) for split in order])
@@ -362,11 +365,11 @@ def tfds_splits(name: str) -> Raw:
     available = set(builder.info.splits)
   except Exception as error:  # pylint: disable=broad-except  (tfds raises many kinds)
     reason = ' '.join(f'{type(error).__name__}: {error}'.split())[:160]
-    raise DatasetError(f'tfds:{name}: tensorflow-datasets cannot load it ({reason}): check the '
-                       'name (tfds.list_builders()) and the network, or give a folder of '
-                       'images.') from None
+    raise errors.DatasetError(f'tfds:{name}: tensorflow-datasets cannot load it ({reason}): check '
+                              'the name (tfds.list_builders()) and the network, or give a folder '
+                              'of images.') from None
   if 'image' not in builder.info.features:
-    raise DatasetError(f'tfds:{name} has no \'image\' feature: give an image dataset.')
+    raise errors.DatasetError(f'tfds:{name} has no \'image\' feature: give an image dataset.')
   wanted = {'train': 'train', 'valid': 'validation', 'test': 'test'}
   parts, label_parts = {}, {}
   for split, tfds_split in wanted.items():
@@ -378,7 +381,8 @@ def tfds_splits(name: str) -> Raw:
     if 'label' in builder.info.features:
       label_parts[split] = np.array([example['label'] for example in examples], np.int64)
   if 'train' not in parts:
-    raise DatasetError(f'tfds:{name} has no train split (it has {", ".join(sorted(available))}).')
+    raise errors.DatasetError(f'tfds:{name} has no train split (it has '
+                              f'{", ".join(sorted(available))}).')
   order = [split for split in ('train', 'valid', 'test') if split in parts]
   images = np.concatenate([parts[split] for split in order])
   keys = [f'{split}/{row}' for split in order for row in range(len(parts[split]))]

@@ -41,8 +41,8 @@ from typing import Mapping, Optional, Tuple
 import gin
 import numpy as np
 
+from vlae_tf import errors
 from vlae_tf.data import user_arrays
-from vlae_tf.data.catalogue import DatasetError
 from vlae_tf.data.catalogue import NAMES
 
 TFDS_PREFIX = 'tfds:'
@@ -69,7 +69,7 @@ def resolve_source(name: str) -> str:
   return os.path.abspath(os.path.expanduser(name))
 
 
-@gin.configurable('user_images', module='vlae_tf.datasets')
+@gin.configurable('user_images', module='vlae_tf.user_images')
 def options(image_size: Optional[Tuple[int, int]] = None,
             binarize: Optional[str] = None) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
   """How one's own images are read (bin/train's --image_size and --binarize, kept in config.gin).
@@ -79,7 +79,7 @@ def options(image_size: Optional[Tuple[int, int]] = None,
     binarize: None, 'threshold' or 'dynamic' (see the module docstring).
   """
   if binarize not in (None,) + BINARIZE:
-    raise DatasetError(f'--binarize={binarize}: one of {", ".join(BINARIZE)}.')
+    raise errors.DatasetError(f'--binarize={binarize}: one of {", ".join(BINARIZE)}.')
   if image_size is not None:
     image_size = tuple(int(side) for side in image_size)
   return image_size, binarize
@@ -94,7 +94,8 @@ def parse_image_size(text: str) -> Tuple[int, int]:
     size = ()
   size = size * 2 if len(size) == 1 else size
   if len(size) != 2 or min(size) < 1:
-    raise DatasetError(f'--image_size={text}: expected HEIGHTxWIDTH, e.g. --image_size=52x52.')
+    raise errors.DatasetError(f'--image_size={text}: expected HEIGHTxWIDTH, e.g. '
+                              '--image_size=52x52.')
   return size
 
 
@@ -172,16 +173,16 @@ def read(source: str, image_size=None, binarize=None) -> UserImages:
     binarize: None, 'threshold' or 'dynamic'.
 
   Raises:
-    DatasetError: one line naming the file or shape and the fix.
+    errors.DatasetError: one line naming the file or shape and the fix.
   """
   image_size, binarize = options(image_size, binarize)
   if source.startswith(TFDS_PREFIX):
     return _read_cached(source, image_size, binarize, None)
   path = os.path.abspath(os.path.expanduser(source))
   if not os.path.exists(path):
-    raise DatasetError(f'Unknown dataset {source!r}: not a dataset name ({", ".join(NAMES)}) '
-                       'nor an existing folder or file; give a folder of images, a .npy/.npz '
-                       'file or tfds:NAME.')
+    raise errors.DatasetError(f'Unknown dataset {source!r}: not a dataset name '
+                              f'({", ".join(NAMES)}) nor an existing folder or file; give a folder '
+                              'of images, a .npy/.npz file or tfds:NAME.')
   return _read_cached(path, image_size, binarize, user_arrays.fingerprint(path))
 
 
@@ -209,10 +210,10 @@ def _finish(source, raw, image_size, binarize) -> UserImages:
     pool = user_arrays.resize(pool, image_size)
   height, width, channels = pool.shape[1:]
   if min(height, width) < MIN_SIDE:
-    raise DatasetError(f'{source}: images of {height}x{width} are too small for the encoder, '
-                       f'which halves each side 2-3 times: at least {MIN_SIDE}x{MIN_SIDE}; '
-                       f'enlarge them with --image_size={max(height, MIN_SIDE)}x'
-                       f'{max(width, MIN_SIDE)}.')
+    raise errors.DatasetError(f'{source}: images of {height}x{width} are too small for the '
+                              'encoder, which halves each side 2-3 times: at least '
+                              f'{MIN_SIDE}x{MIN_SIDE}; enlarge them with '
+                              f'--image_size={max(height, MIN_SIDE)}x{max(width, MIN_SIDE)}.')
   if channels == 3 and (pool[..., :1] == pool).all():
     pool, channels = np.ascontiguousarray(pool[..., :1]), 1
   values = np.flatnonzero(np.bincount(pool.reshape(-1), minlength=256))
@@ -224,9 +225,9 @@ def _finish(source, raw, image_size, binarize) -> UserImages:
     pixels = 'grey' if channels == 1 else 'rgb'
   if binarize and pixels != 'binary':
     if channels != 1:
-      raise DatasetError(f'{source}: --binarize needs grey images; these are RGB ({channels} '
-                         'channels): convert them to grey, or drop --binarize for the 8-bit '
-                         'model.')
+      raise errors.DatasetError(f'{source}: --binarize needs grey images; these are RGB '
+                                f'({channels} channels): convert them to grey, or drop --binarize '
+                                'for the 8-bit model.')
     if binarize == 'threshold':
       pool = (pool >= 128).astype(np.uint8)
   kind = 'binary' if pixels == 'binary' or binarize else '8bit'
@@ -238,9 +239,9 @@ def _finish(source, raw, image_size, binarize) -> UserImages:
   for split, part in images.items():
     part.flags.writeable = False
     if not len(part):
-      raise DatasetError(f'{source}: its {split} split is empty ({len(pool)} images in all, '
-                         f'split by {raw.origin}): add images (a few hundred at least), or give '
-                         'train/ and test/ subfolders.')
+      raise errors.DatasetError(f'{source}: its {split} split is empty ({len(pool)} images in all, '
+                                f'split by {raw.origin}): add images (a few hundred at least), or '
+                                'give train/ and test/ subfolders.')
   labels = None
   if raw.labels is not None:
     labels = {split: raw.labels[indices] for split, indices in splits.items()}
@@ -255,9 +256,9 @@ def check_batch_size(images: UserImages, batch_size: int, split: str = 'train') 
   """DatasetError when the training split holds fewer images than one batch."""
   count = len(images.split(split))
   if count < batch_size:
-    raise DatasetError(f'{images.source}: {count} {split} images, fewer than one batch of '
-                       f'{batch_size}: add images, or lower the batch, e.g. '
-                       f'--gin_param=BATCH_SIZE={max(1, 2 ** int(np.log2(max(count, 1))))}.')
+    raise errors.DatasetError(f'{images.source}: {count} {split} images, fewer than one batch of '
+                              f'{batch_size}: add images, or lower the batch, e.g. '
+                              f'--gin_param=BATCH_SIZE={max(1, 2 ** int(np.log2(max(count, 1))))}.')
 
 
 def load(source: str, split: str):

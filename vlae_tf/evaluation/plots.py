@@ -13,7 +13,7 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from vlae_tf.models import sampling
+from vlae_tf import image_grids
 
 Point = Tuple[float, float, Optional[float]]  # x, y, standard error of y (or None)
 
@@ -122,11 +122,11 @@ def write_line_plot(path: str, points: Sequence[Point], x_label: str, y_label: s
                     title: str = '') -> str:
   """Renders the plot and writes it as a PNG atomically; returns `path`."""
   image = render_line_plot(points, x_label, y_label, title)
-  return sampling.write_png(path, np.asarray(image))
+  return image_grids.write_png(path, np.asarray(image))
 
 
 def write_lines_plot(path: str, series: Mapping[str, Sequence[Point]], x_label: str,
                      y_label: str, title: str = '') -> str:
   """Renders several series and writes the PNG atomically; returns `path`."""
   image = render_lines_plot(series, x_label, y_label, title)
-  return sampling.write_png(path, np.asarray(image))
+  return image_grids.write_png(path, np.asarray(image))

@@ -13,7 +13,7 @@ that.
 
     what       how                                               keys
     train      trainer.train_loop(iterator, n), built by         images_per_s, flops_per_image,
-               `trainer.make_trainer` as `training.train` builds   peak_flops, fraction_of_peak
+               `trainer.make_trainer` as `loop.train` builds   peak_flops, fraction_of_peak
                it (strategy, real data, data-dependent init,
                Polyak averaging with its warm-up, Adamax)
     eval       model.log_likelihood(x, K, seed, chunk) in a      importance_samples_per_s
@@ -52,7 +52,7 @@ from vlae_tf.layers import precision as precision_lib
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.runs import run_config
 from vlae_tf.training import trainer as trainer_lib
-from vlae_tf.training import loop as training
+from vlae_tf.training import settings as settings_lib
 
 WHATS = ('train', 'eval', 'sample', 'profile')
 NUM_SAMPLE_IMAGES = 100
@@ -111,7 +111,7 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def real_batch(batch_size: int, data_dir=None, split='train', seed: int = 0) -> tf.Tensor:
-  """The first training batch of the gin-bound `train.dataset`, as `training.train` draws it."""
+  """The first training batch of the gin-bound `train.dataset`, as `loop.train` draws it."""
   images = datasets.load(run_config.run_dataset(), split, data_dir=data_dir, seed=seed)
   return next(iter(batching.training_batches(images, batch_size, seed, 0, shuffle_buffer=1024)))
 
@@ -129,15 +129,15 @@ def initialized_model(batch: tf.Tensor):
 
 def benchmark_train(batch_size: int, data_dir=None, steps_per_chunk: int = 20, repeats: int = 3,
                     warmup: int = 1, strategy=None, peak_flops: Optional[float] = None) -> Dict:
-  """Training images/s of `Trainer.train_loop`, built by `trainer.make_trainer` as `training.train`
+  """Training images/s of `Trainer.train_loop`, built by `trainer.make_trainer` as `loop.train`
   builds it: the settings bound to `train` in gin, the same data order and initialization."""
   strategy = strategy or distribution.make_strategy()
-  settings = training.train_settings()
+  settings = settings_lib.train_settings()
   seed = settings['seed']
   train_images = datasets.load(run_config.run_dataset(), 'train', data_dir=data_dir,
                                seed=seed)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=batch_size,
-                                     **training.trainer_settings())
+                                     **settings_lib.trainer_settings())
   batches = batching.training_batches(train_images, batch_size, seed, 0,
                                       settings['shuffle_buffer'])
   trainer.initialize(next(iter(batches)))
@@ -298,7 +298,7 @@ def benchmark_profile(model, batch: tf.Tensor, repeats: int = 5, warmup: int = 1
 # The driver.
 
 
-PRECISION_BINDING = 'vlae_tf.VLAE.precision'
+PRECISION_BINDING = 'vlae.VLAE.precision'
 
 
 def bound_precision() -> str:
@@ -351,7 +351,7 @@ def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[
       raise errors.CliError(f'Unknown precision {precision!r}; expected some of '
                             f'{",".join(precision_lib.PRECISIONS)}.')
   if batch_size is None:
-    batch_size = training.train_settings()['batch_size']
+    batch_size = settings_lib.train_settings()['batch_size']
   peaks = {dtype: matmul_peak_flops(repeats=peak_repeats, dtype=dtype)
            for dtype in (tf.float32, tf.bfloat16)}
   results = []

@@ -23,7 +23,7 @@ into <model_dir>/inspect/ (atomically):
 * pixel_maps.png: for a few test images, one row each: the image, -log2 p(x_ij | window, z) with z
   from the posterior, the same with z from the prior (or under the comparison model), and their
   difference (red: bits that z saves).
-* reconstructions.png: each test image beside several decodings of its own z (`sampling`).
+* reconstructions.png: each test image beside several decodings of its own z (`image_grids`).
 
 With several runs (`compare`): comparison.md (one row per run: window, rate, distortion, probe),
 rate_vs_window.png (rate against the decoder's receptive field, when the windows differ) and
@@ -46,7 +46,7 @@ from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf.data import labels as labels_lib
 from vlae_tf.runs import opening
-from vlae_tf.models import sampling
+from vlae_tf import image_grids
 from vlae_tf import seeds
 
 REPORT_FILE = 'report.json'
@@ -211,7 +211,7 @@ def maps_grid(images_uint8: np.ndarray, posterior_bits: np.ndarray, other_bits: 
   tiles = np.stack([images_rgb, _heat(posterior_bits, vmax), _heat(other_bits, vmax),
                     _heat(saved, vmax_saved, diverging=True)], axis=1)  # [N, 4, H, W, 3]
   tiles = tiles.repeat(scale, axis=2).repeat(scale, axis=3)
-  grid = sampling.image_grid(tiles.reshape((-1,) + tiles.shape[2:]), columns=4, padding=2,
+  grid = image_grids.image_grid(tiles.reshape((-1,) + tiles.shape[2:]), columns=4, padding=2,
                              background=255)
   return _with_header(grid, headers, tiles.shape[3] + 2)
 
@@ -298,8 +298,8 @@ def inspect(model_dir: str,
   # d. Lossy reconstructions (the grid of bin/sample).
   if model.has_latent and num_reconstructions:
     chosen = images[batching.subset_indices(len(images), num_reconstructions)]
-    sampling.write_png(os.path.join(output_dir, RECONSTRUCTIONS_FILE),
-                       sampling.reconstruction_grid(model, chosen, num_decodings, seed))
+    image_grids.write_png(os.path.join(output_dir, RECONSTRUCTIONS_FILE),
+                       image_grids.reconstruction_grid(model, chosen, num_decodings, seed))
     report['reconstructions_png'] = os.path.join(output_dir, RECONSTRUCTIONS_FILE)
   report['seconds'] = time.time() - began
   files.atomic_write_json(os.path.join(output_dir, REPORT_FILE), report)
@@ -314,7 +314,7 @@ def _probe(model, dataset_name, split, test_images, test_indices, probe_train_ex
     test_labels = labels_lib.load_labels(dataset_name, split, data_dir, indices=test_indices)
     train_images, train_indices = _subset(dataset_name, 'train', probe_train_examples, data_dir)
     train_labels = labels_lib.load_labels(dataset_name, 'train', data_dir, indices=train_indices)
-  except labels_lib.LabelsUnavailableError as error:
+  except errors.LabelsUnavailableError as error:
     _log(f'no probe: {error}', stream)
     return {'unavailable': str(error)}
   probe = {}
@@ -354,8 +354,8 @@ def _pixel_maps(model, images, output_dir, compare_model_dir, seed):
   else:
     other, other_label = posterior, 'no latent variable'
   other_header = 'bits | z~p(z)' if other_label == 'z from the prior' else 'bits | other'
-  path = sampling.write_png(os.path.join(output_dir, MAPS_FILE), maps_grid(
-      sampling.to_uint8(images, model.data_kind), posterior, other,
+  path = image_grids.write_png(os.path.join(output_dir, MAPS_FILE), maps_grid(
+      image_grids.to_uint8(images, model.data_kind), posterior, other,
       headers=('image', 'bits | z~q(z|x)', other_header, 'saved by z')))
   return {'png': path, 'num_images': int(len(images)), 'columns': [
       'image', '-log2 p(x_ij | window, z ~ q(z|x))', f'-log2 p(x_ij | ...), {other_label}',
@@ -420,6 +420,6 @@ def compare(reports, output_dir: str, labels=None) -> dict:
       padded[:, :array.shape[1]] = array
       scaled = padded.repeat(2, axis=0).repeat(2, axis=1)
       blocks.append(_with_header(scaled, [label], scaled.shape[1], height=16))
-    paths['reconstructions'] = sampling.write_png(
+    paths['reconstructions'] = image_grids.write_png(
         os.path.join(output_dir, 'reconstructions.png'), np.concatenate(blocks, axis=0))
   return paths

@@ -67,7 +67,6 @@ CURVE_PNG = 'nll_vs_steps.png'
 _LOG2 = math.log(2.0)
 
 
-ReproduceError = errors.ReproduceError  # Re-exported: raised here, defined in the one family.
 Settings = table_training.Settings  # Re-exported: the settings of bin/reproduce.
 
 
@@ -76,16 +75,17 @@ def resolve_experiments(table: Optional[str], gin_files: Sequence[str]) -> List[
   files = []
   if table:
     if table not in TABLES:
-      raise ReproduceError(f'Unknown --table {table!r}; expected one of {", ".join(TABLES)}.')
+      raise errors.ReproduceError(f'Unknown --table {table!r}; expected one of '
+                                  f'{", ".join(TABLES)}.')
     files += list(TABLES[table])
   files += list(gin_files or ())
   if not files:
-    raise ReproduceError('Nothing to reproduce: pass --table=NAME or --experiment=FILE.gin.')
+    raise errors.ReproduceError('Nothing to reproduce: pass --table=NAME or --experiment=FILE.gin.')
   names = [experiment_name(path) for path in files]
   repeated = sorted({name for name in names if names.count(name) > 1})
   if repeated:
-    raise ReproduceError(f'Experiment(s) named twice: {", ".join(repeated)}; each run directory '
-                         'is named after its gin file.')
+    raise errors.ReproduceError(f'Experiment(s) named twice: {", ".join(repeated)}; each run '
+                                'directory is named after its gin file.')
   return files
 
 
@@ -199,11 +199,11 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
   """
   for flag, split in (('split', settings.split), ('select_split', settings.select_split)):
     if split is not None and split not in datasets.SPLITS:
-      raise ReproduceError(f'--{flag}={split} is not a split; expected one of '
-                           f'{", ".join(datasets.SPLITS)}.')
+      raise errors.ReproduceError(f'--{flag}={split} is not a split; expected one of '
+                                  f'{", ".join(datasets.SPLITS)}.')
   if settings.select_split is not None and settings.select_split == settings.split:
-    raise ReproduceError(f'--select_split={settings.select_split} is the split the table reports: '
-                         'select the model on another split (e.g. valid).')
+    raise errors.ReproduceError(f'--select_split={settings.select_split} is the split the table '
+                                'reports: select the model on another split (e.g. valid).')
   os.makedirs(output_dir, exist_ok=True)
   names = [experiment_name(path) for path in gin_files]
   progress = table_training.TableProgress(names, stream)
@@ -224,10 +224,10 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
     checkpoint = table_training.step_checkpoint(run_dir, steps)
     if checkpoint is None or checkpoints.checkpoint_step(checkpoint) != steps:
       found = 'none' if checkpoint is None else f'step {checkpoints.checkpoint_step(checkpoint)}'
-      raise ReproduceError(
-          f'{run_dir} has no checkpoint at step {steps}, the budget (at or before it: {found}): '
-          'it was trained past the budget without keeping that checkpoint, or training stopped '
-          'early; use another --output_dir or the budget the run was trained with.')
+      raise errors.ReproduceError(f'{run_dir} has no checkpoint at step {steps}, the budget (at or '
+                                  f'before it: {found}): it was trained past the budget without '
+                                  'keeping that checkpoint, or training stopped early; use another '
+                                  '--output_dir or the budget the run was trained with.')
     began = time.time()
     curve_split = settings.select_split or settings.split
     progress.show(index, f'evaluating every checkpoint on {curve_split}', force=True)

@@ -1,7 +1,20 @@
 """The layers the encoders and context networks are built of: ResNet and DenseNet blocks, upsampling.
 
-Every convolution goes through `weight_norm.wn` (weight normalization with data-dependent init).
-Streams between blocks are pre-activations: a convolution that reads one applies ELU first.
+The conventions of every encoder (encoders.py) and context network (context_networks.py):
+
+* Weight norm everywhere: every convolution and dense layer goes through `weight_norm.wn`
+  (Salimans and Kingma 2016, with data-dependent init, as in the paper); build and initialize a
+  network with `weight_norm.initialize(network, first_batch)`.
+* Pre-activation streams: the tensor passed between blocks is a pre-activation, and every
+  convolution that reads it applies ELU first, `conv(elu(x))`. Only the stem (which reads the
+  image, or z) is applied to its raw input.
+* Downsampling: a stride-2 k x k convolution with 'same' padding, `conv(elu(x))`; a side of n
+  pixels becomes ceil(n / 2) (28 -> 14 -> 7 -> 4, 12 -> 6 -> 3 -> 2), so every image size works.
+* Upsampling (`Upsample`): context networks take the target image size (`output_shape`) and derive
+  every intermediate size by the same ceil-halving, so their stages have the encoder's sizes in
+  reverse.
+
+The blocks:
 
 * ResNet block (`ResNetBlock`), width-preserving, residual branch scaled by 0.1 (paper scripts):
 
@@ -18,8 +31,9 @@ Streams between blocks are pre-activations: a convolution that reads one applies
   each side) followed by a crop of the bottom rows / right columns to the target size: 4 -> 8 -> 7.
 * `halved_sizes`: the sizes after each stride-2 'same' convolution, ceil(n / 2) per halving.
 
-In gin and Keras serialization these classes keep the names they had in networks.py
-(`networks.ResNetBlock`, package 'vlae_tf.networks'), so configs and saved layers still resolve.
+Gin and Keras know these classes by this module's name (`blocks.ResNetBlock`, package
+'vlae_tf.blocks'); configs of older runs that say `networks.ResNetBlock` are read through
+`gin_parsing.current_names`.
 """
 
 import math
@@ -55,10 +69,8 @@ def halved_sizes(size: Sequence[int], num_halvings: int) -> List[Tuple[int, int]
   return sizes
 
 
-
-
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.blocks')
+@keras.saving.register_keras_serializable(package='vlae_tf.blocks')
 class ResNetBlock(keras.layers.Layer):
   """Pre-activation residual block: y = x + residual_scale * conv_2(elu(conv_1(elu(x)))).
 
@@ -101,8 +113,8 @@ class ResNetBlock(keras.layers.Layer):
     return config
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.blocks')
+@keras.saving.register_keras_serializable(package='vlae_tf.blocks')
 class DenseNetBlock(keras.layers.Layer):
   """DenseNet block: `num_steps` concatenating steps, then a 1x1 transition back to `filters`.
 
@@ -152,8 +164,8 @@ class DenseNetBlock(keras.layers.Layer):
     return config
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.blocks')
+@keras.saving.register_keras_serializable(package='vlae_tf.blocks')
 class Upsample(keras.layers.Layer):
   """y = crop(conv_transpose_stride_2(elu(x))): doubles each side, then crops to `output_size`.
 

@@ -4,7 +4,7 @@ The first author's binary-image networks add such a bias after every convolution
 in his custom_ops.py; docs/authors_code.md, section 1.4 "Per-pixel biases"):
 y[b, i, j, c] = x[b, i, j, c] + bias[0, i, j, c]. It gives position-specific offsets (image borders,
 first rows) for H * W * C parameters, and ties the layer to one image size: `PixelBias` raises
-`ImageSizeError` for inputs of another size instead of broadcasting or failing deep inside
+`errors.ImageSizeError` for inputs of another size instead of broadcasting or failing deep inside
 TensorFlow.
 """
 
@@ -14,9 +14,6 @@ import tf_keras as keras
 from vlae_tf import errors
 
 
-ImageSizeError = errors.ImageSizeError  # Re-exported: raised here, defined in the one family.
-
-
 def size_message(layer_name: str, built_for, given) -> str:
   """The one-line error for a per-pixel bias of size `built_for` given images of size `given`."""
   return (f'{layer_name}: per-pixel biases were built for {built_for[0]}x{built_for[1]} images, '
@@ -24,12 +21,12 @@ def size_message(layer_name: str, built_for, given) -> str:
           f'size only.')
 
 
-@keras.saving.register_keras_serializable(package='vlae_tf.layers')
+@keras.saving.register_keras_serializable(package='vlae_tf.pixel_bias')
 class PixelBias(keras.layers.Layer):
   """outputs[b, i, j, c] = inputs[b, i, j, c] + bias[0, i, j, c].
 
   The bias is created by build() for the input's (H, W, C); `check_size` and call() refuse
-  inputs of another height or width with `ImageSizeError`.
+  inputs of another height or width with `errors.ImageSizeError`.
   """
 
   def __init__(self, bias_initializer='zeros', **kwargs):
@@ -53,7 +50,7 @@ class PixelBias(keras.layers.Layer):
     return tuple(int(d) for d in self.bias.shape[1:3])
 
   def check_size(self, height, width, name=None):
-    """Raises `ImageSizeError` unless (height, width) is the size the bias was built for.
+    """Raises `errors.ImageSizeError` unless (height, width) is the size the bias was built for.
 
     Args:
       height, width: Python ints, or None (unknown sizes are not checked here; the addition
@@ -63,7 +60,7 @@ class PixelBias(keras.layers.Layer):
     if height is None or width is None:
       return
     if (int(height), int(width)) != self.image_size:
-      raise ImageSizeError(size_message(name or self.name, self.image_size, (height, width)))
+      raise errors.ImageSizeError(size_message(name or self.name, self.image_size, (height, width)))
 
   def call(self, inputs):
     self.check_size(inputs.shape[1], inputs.shape[2])

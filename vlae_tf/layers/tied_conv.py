@@ -37,7 +37,7 @@ from vlae_tf.layers import pixel_bias as pixel_bias_lib
 from vlae_tf.layers import precision
 
 
-@keras.saving.register_keras_serializable(package='vlae_tf.layers')
+@keras.saving.register_keras_serializable(package='vlae_tf.tied_conv')
 class SharedKernel(keras.layers.Layer):
   """A raw kernel v [k, k, c_in, filters] and its causal mask, to be shared by `TiedConv2D` uses.
 
@@ -95,7 +95,7 @@ class SharedKernel(keras.layers.Layer):
     return config
 
 
-@keras.saving.register_keras_serializable(package='vlae_tf.layers')
+@keras.saving.register_keras_serializable(package='vlae_tf.tied_conv')
 class TiedConv2D(keras.layers.Layer):
   """One use of a `SharedKernel`: y = conv(x, direction) * scale + bias, 'same' padding.
 
@@ -144,7 +144,7 @@ class TiedConv2D(keras.layers.Layer):
     super().build(input_shape)
 
   def check_size(self, height, width, name=None):
-    """Raises `pixel_bias.ImageSizeError` if per-pixel biases were built for another size."""
+    """Raises `errors.ImageSizeError` if per-pixel biases were built for another size."""
     if self.bias_layer is not None and self.bias_layer.built:
       self.bias_layer.check_size(height, width, name or self.name)
 

@@ -1,9 +1,9 @@
 """Weight normalization with data-dependent initialization (Salimans and Kingma 2016).
 
 Kernel parametrization, per output channel c:  w_c = g_c * v_c / ||v_c||. Every convolution and
-dense layer of networks.py and pixelcnn.py goes through `wn(layer)`, as in the paper ("weight
-normalization with data-dependent init everywhere"); `initialize(network, batch)` runs the data
-init once, eagerly, on a real batch.
+dense layer of the encoders, context networks and decoders goes through `wn(layer)`, as in the
+paper ("weight normalization with data-dependent init everywhere"); `initialize(network, batch)`
+runs the data init once, eagerly, on a real batch.
 
 Data-dependent initialization contract
 --------------------------------------
@@ -12,7 +12,7 @@ assigns. Concretely:
 
     with strategy.scope():
       encoder = BinaryResNetEncoder()
-      networks.initialize(encoder, first_batch)   # eager, cross-replica context, global batch
+      weight_norm.initialize(encoder, first_batch)   # eager, cross-replica context, global batch
     ... then train: strategy.run(step, ...) inside tf.function.
 
 How TFP's `WeightNorm` (tfp.layers.weight_norm, TFP 0.25) does it, and why the contract matters:

@@ -2,9 +2,10 @@
 the image, which conditions the autoregressive decoder p(x|z).
 
 The conventions of every network (pre-activation streams, weight norm everywhere, upsampling to
-the encoder's sizes in reverse) are in networks.py's docstring. In gin and Keras serialization
-these classes keep the names they had in networks.py (`networks.BinaryResNetDecoder`, package
-'vlae_tf.networks'), and networks.py re-exports them.
+the encoder's sizes in reverse) are in blocks.py's docstring. Gin and Keras know these classes by
+this module's name (`context_networks.BinaryResNetDecoder`, package 'vlae_tf.context_networks');
+configs of older runs that say `networks.BinaryResNetDecoder` are read through
+`gin_parsing.current_names`.
 """
 
 from typing import Sequence
@@ -16,8 +17,8 @@ import tf_keras as keras
 from vlae_tf.layers import blocks as blocks_lib
 from vlae_tf.models import spatial_network
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.context_networks')
+@keras.saving.register_keras_serializable(package='vlae_tf.context_networks')
 class BinaryResNetDecoder(keras.layers.Layer):
   """Upsampling ResNet: z [B, latent] -> context map [B, H, W, context_channels].
 
@@ -132,8 +133,8 @@ class _SpatialDecoder(spatial_network.SpatialNetwork):
     return config
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.context_networks')
+@keras.saving.register_keras_serializable(package='vlae_tf.context_networks')
 class SpatialResNetDecoder(_SpatialDecoder):
   """CIFAR-10 ResNet decoder, the encoder mirrored: z [B, 8, 8, 16] -> [B, 32, 32, channels].
 
@@ -164,8 +165,8 @@ class SpatialResNetDecoder(_SpatialDecoder):
                      use_weight_norm, residual_scale=residual_scale, **kwargs)
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.context_networks')
+@keras.saving.register_keras_serializable(package='vlae_tf.context_networks')
 class SpatialDenseNetDecoder(_SpatialDecoder):
   """CIFAR-10 DenseNet decoder: `SpatialResNetDecoder` with DenseNet blocks (blocks=(2, 1, 1))."""
 

@@ -6,7 +6,9 @@ raster-then-channel: element (i, j, c) sees the positions before (i, j) in raste
 starts at the identity (a zero last layer) and reverses the order between steps; log p(z) is one
 network pass per step, sampling is sequential over the H * W * C elements.
 
-In gin these classes keep the names they had in flows.py (`flows.ConvAutoregressiveFlowPrior`).
+Gin knows these classes by this module's name (`conv_flows.ConvAutoregressiveFlowPrior`); configs
+of older runs that say `flows.ConvAutoregressiveFlowPrior` are read through
+`gin_parsing.current_names`.
 """
 
 from typing import Sequence
@@ -66,7 +68,7 @@ def conv_autoregressive_mask(kernel_size: int, in_groups: Sequence[int], out_gro
   return mask
 
 
-@gin.register(module='vlae_tf.flows')
+@gin.register(module='vlae_tf.conv_flows')
 class MaskedConvShiftAndLogScale(keras.layers.Layer):
   """PixelCNN-style masked convolution network: z [..., H, W, C] -> params [..., H, W, C, params].
 
@@ -129,7 +131,7 @@ class MaskedConvShiftAndLogScale(keras.layers.Layer):
     return config
 
 
-@gin.register(module='vlae_tf.flows')
+@gin.register(module='vlae_tf.conv_flows')
 class ConvAutoregressiveFlow(tfb.Bijector):
   """An affine autoregressive flow over spatial latents [..., H, W, C] (event_ndims = 3).
 
@@ -205,7 +207,7 @@ class ConvAutoregressiveFlow(tfb.Bijector):
     return -tf.reduce_sum(log_scale, axis=[-3, -2, -1])
 
 
-@gin.register(module='vlae_tf.flows')
+@gin.register(module='vlae_tf.conv_flows')
 class ConvAutoregressiveFlowPrior(keras.layers.Layer):
   """The convolutional AF prior for spatial latents: z = f(eps), eps ~ N(0, I), event [H, W, C].
 

@@ -2,9 +2,9 @@
 convolutional AF posterior.
 
 The conventions of every network (pre-activation streams, weight norm everywhere, ceil-halving
-downsampling) are in networks.py's docstring. In gin and Keras serialization these classes keep
-the names they had in networks.py (`networks.BinaryResNetEncoder`, package 'vlae_tf.networks'),
-and networks.py re-exports them.
+downsampling) are in blocks.py's docstring. Gin and Keras know these classes by this module's
+name (`encoders.BinaryResNetEncoder`, package 'vlae_tf.encoders'); configs of older runs that say
+`networks.BinaryResNetEncoder` are read through `gin_parsing.current_names`.
 """
 
 import collections
@@ -31,8 +31,8 @@ def _softplus_scale(raw: tf.Tensor, epsilon: float) -> tf.Tensor:
   return tf.nn.softplus(raw) + epsilon
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.encoders')
+@keras.saving.register_keras_serializable(package='vlae_tf.encoders')
 class BinaryResNetEncoder(keras.layers.Layer):
   """ResNet encoder for binary images: x [B, H, W, C] -> (loc, scale [B, latent], context).
 
@@ -167,8 +167,8 @@ class _SpatialEncoder(spatial_network.SpatialNetwork):
     return config
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.encoders')
+@keras.saving.register_keras_serializable(package='vlae_tf.encoders')
 class SpatialResNetEncoder(_SpatialEncoder):
   """CIFAR-10 ResNet encoder: x [B, 32, 32, 3] -> loc, scale [B, 8, 8, 16], context [B, 8, 8, .].
 
@@ -204,8 +204,8 @@ class SpatialResNetEncoder(_SpatialEncoder):
                      scale_epsilon, use_weight_norm, residual_scale=residual_scale, **kwargs)
 
 
-@gin.register(module='vlae_tf.networks')
-@keras.saving.register_keras_serializable(package='vlae_tf.networks')
+@gin.register(module='vlae_tf.encoders')
+@keras.saving.register_keras_serializable(package='vlae_tf.encoders')
 class SpatialDenseNetEncoder(_SpatialEncoder):
   """CIFAR-10 DenseNet encoder: `SpatialResNetEncoder` with DenseNet blocks.
 

@@ -14,8 +14,10 @@ after their window layers; the gated ResNet blocks that follow are 1x1, so they 
 With `grayscale=True` the stacks see only 0.299 R + 0.587 G + 0.114 B of each window pixel (the
 paper's grayscale window), so colour has to go through z.
 
-The shared pieces (weight norm, gates, the samplers) and the binary decoder are pixelcnn.py's; in
-gin this class keeps its name `pixelcnn.GatedPixelCNN`.
+The shared pieces are decoder_ops.py's (gates, 1x1 convolutions) and autoregressive_sampling.py's
+(the samplers and their loops); the binary decoders are pixelcnn.py's. Gin
+knows this class as `gated_pixelcnn.GatedPixelCNN` (older runs' `pixelcnn.GatedPixelCNN` is read
+through `gin_parsing.current_names`).
 """
 
 import math
@@ -27,7 +29,11 @@ import tf_keras as keras
 
 from vlae_tf.layers import masked
 from vlae_tf.layers import weight_norm
-from vlae_tf.models import pixelcnn
+from vlae_tf.models import autoregressive_sampling
+from vlae_tf.models import decoder_ops
+
+# Luma weights of ITU-R BT.601, the paper's grayscale window.
+GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def window_layers(width: int, height: int) -> Tuple[List[dict], List[dict]]:
@@ -65,7 +71,7 @@ def window_layers(width: int, height: int) -> Tuple[List[dict], List[dict]]:
   return vertical, horizontal[:left]
 
 
-@gin.register(module='vlae_tf.pixelcnn')
+@gin.register(module='vlae_tf.gated_pixelcnn')
 class GatedPixelCNN(keras.layers.Layer):
   """Gated PixelCNN with vertical and horizontal stacks and an exact A x B window.
 
@@ -99,14 +105,15 @@ class GatedPixelCNN(keras.layers.Layer):
                            for settings in vertical]
     self.horizontal_convs = [masked.ShiftedConv2D(2 * filters, make_conv=make_conv, **settings)
                              for settings in horizontal]
-    self.vertical_context = [pixelcnn.conv1x1(2 * filters, use_weight_norm) for _ in vertical]
-    self.horizontal_context = [pixelcnn.conv1x1(2 * filters, use_weight_norm) for _ in horizontal]
-    self.vertical_to_horizontal = pixelcnn.conv1x1(filters, use_weight_norm)
-    self.block_convs = [pixelcnn.conv1x1(2 * filters, use_weight_norm) for _ in range(num_blocks)]
-    self.block_context = [pixelcnn.conv1x1(2 * filters, use_weight_norm) for _ in range(num_blocks)]
+    conv1x1 = decoder_ops.conv1x1
+    self.vertical_context = [conv1x1(2 * filters, use_weight_norm) for _ in vertical]
+    self.horizontal_context = [conv1x1(2 * filters, use_weight_norm) for _ in horizontal]
+    self.vertical_to_horizontal = conv1x1(filters, use_weight_norm)
+    self.block_convs = [conv1x1(2 * filters, use_weight_norm) for _ in range(num_blocks)]
+    self.block_context = [conv1x1(2 * filters, use_weight_norm) for _ in range(num_blocks)]
     self.block_vector = [keras.layers.Dense(2 * filters) for _ in range(num_blocks)]
-    self.block_outputs = [pixelcnn.conv1x1(filters, use_weight_norm) for _ in range(num_blocks)]
-    self.output_conv = pixelcnn.conv1x1(num_outputs, use_weight_norm)
+    self.block_outputs = [decoder_ops.conv1x1(filters, use_weight_norm) for _ in range(num_blocks)]
+    self.output_conv = decoder_ops.conv1x1(num_outputs, use_weight_norm)
 
   def _stack(self, inputs, convs, context_convs, context):
     hidden = None
@@ -114,7 +121,7 @@ class GatedPixelCNN(keras.layers.Layer):
       pre_activation = conv(inputs if hidden is None else hidden)
       if context is not None:
         pre_activation += context_conv(context)
-      update = pixelcnn.gate(pre_activation)  # [batch, height, width, filters]
+      update = decoder_ops.gate(pre_activation)  # [batch, height, width, filters]
       hidden = update if hidden is None else hidden + update
     return hidden
 
@@ -132,7 +139,7 @@ class GatedPixelCNN(keras.layers.Layer):
       [batch, height, width, num_outputs] likelihood parameters.
     """
     if self.grayscale:
-      weights = tf.constant(pixelcnn.GRAYSCALE_WEIGHTS, inputs.dtype)
+      weights = tf.constant(GRAYSCALE_WEIGHTS, inputs.dtype)
       inputs = tf.reduce_sum(inputs * weights, axis=-1, keepdims=True)  # [b, h, w, 1]
     vertical = self._stack(inputs, self.vertical_convs, self.vertical_context, context)
     hidden = self.vertical_to_horizontal(vertical)
@@ -145,14 +152,14 @@ class GatedPixelCNN(keras.layers.Layer):
         pre_activation += context_conv(context)
       if vector is not None:
         pre_activation += vector_dense(vector)[:, None, None, :]
-      hidden += output(pixelcnn.gate(pre_activation))
+      hidden += output(decoder_ops.gate(pre_activation))
     return self.output_conv(tf.nn.elu(hidden))
 
   def _network_input(self, likelihood, pixels: tf.Tensor) -> tf.Tensor:
     """What the stacks see of drawn pixels [..., C]: network_input(x), or its luma [..., 1]."""
     inputs = likelihood.network_input(pixels)
     if self.grayscale:
-      weights = tf.constant(pixelcnn.GRAYSCALE_WEIGHTS, inputs.dtype)
+      weights = tf.constant(GRAYSCALE_WEIGHTS, inputs.dtype)
       inputs = tf.reduce_sum(inputs * weights, axis=-1, keepdims=True)
     return inputs
 
@@ -183,7 +190,7 @@ class GatedPixelCNN(keras.layers.Layer):
     hidden = None
     for index, (conv, term) in enumerate(zip(self.vertical_convs, context_terms)):
       rows = num_layers - index  # This layer is needed at rows row - rows + 1 .. row.
-      kernel, bias = pixelcnn.kernel_and_bias(conv.conv)  # [kh, kw, in, 2F]
+      kernel, bias = decoder_ops.kernel_and_bias(conv.conv)  # [kh, kw, in, 2F]
       inputs = strip if hidden is None else hidden
       padded = tf.pad(inputs, [[0, 0], [0, 0], [conv.cols_left, max(conv.cols_right, 0)],
                                [0, 0]])
@@ -193,7 +200,7 @@ class GatedPixelCNN(keras.layers.Layer):
       if term is not None:
         pre_activation += tf.slice(term, [0, row + num_layers - rows, 0, 0],
                                    [-1, rows, -1, -1])
-      update = pixelcnn.gate(pre_activation)  # [B, rows, W, F]
+      update = decoder_ops.gate(pre_activation)  # [B, rows, W, F]
       hidden = update if hidden is None else hidden[:, 1:] + update
       # Rows above the image are the next layer's zero padding, not features.
       inside = tf.range(rows) + row - rows + 1 >= 0
@@ -204,9 +211,9 @@ class GatedPixelCNN(keras.layers.Layer):
              vector: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Draws images pixel by pixel, computing for each pixel only what its window needs.
 
-    The same maths as `pixelcnn.sample_sequential` (and so the same images for the same noise): pixel p
-    is `likelihood.sample_from_noise` of this decoder's parameters at p given the pixels before
-    it. The architecture makes this cheap:
+    The same maths as `autoregressive_sampling.sample_sequential` (and so the same images for the
+    same noise): pixel p is `likelihood.sample_from_noise` of this decoder's parameters at p given
+    the pixels before it. The architecture makes this cheap:
 
     * the vertical stack at row i depends on rows i - B .. i - 1 only, so at the start of each
       row it is evaluated once, in a vectorized pass over the whole row, on the B rows above
@@ -224,8 +231,9 @@ class GatedPixelCNN(keras.layers.Layer):
     products, a [1, 2] kernel on [left; current] as one product, the same order of additions).
     Matrix products and convolutions may still round differently in the last bit, which would
     flip a pixel only when its noise falls within that distance of a decision boundary; the
-    tests and 100 CIFAR-10 images (102,400 pixels) gave exactly the images of `pixelcnn.sample_sequential`
-    (checked there through `pixelcnn.sample_fixed_point`, which returns the same).
+    tests and 100 CIFAR-10 images (102,400 pixels) gave exactly the images of
+    `autoregressive_sampling.sample_sequential` (checked there through
+    `autoregressive_sampling.sample_fixed_point`, which returns the same).
 
     Args:
       context: [B, H, W, K] context map, or None.
@@ -258,10 +266,11 @@ class GatedPixelCNN(keras.layers.Layer):
                     for layer in self.block_vector]
 
     def matrix(layer):  # A 1x1 (or [1, kw]) convolution as a matrix [kw * in, out] and a bias.
-      kernel, bias = pixelcnn.kernel_and_bias(layer)
+      kernel, bias = decoder_ops.kernel_and_bias(layer)
       return tf.reshape(kernel, [-1, kernel.shape[-1]]), bias
 
-    to_horizontal_kernel, to_horizontal_bias = pixelcnn.kernel_and_bias(self.vertical_to_horizontal)
+    to_horizontal_kernel, to_horizontal_bias = decoder_ops.kernel_and_bias(
+        self.vertical_to_horizontal)
     # [1, kw, in, 2F] kernels, kw = 1 (the pixel on the left) or 2 (left and current); the
     # [left; current] channels of a [1, 2] kernel form one reduction axis, as in the convolution.
     horizontal = [matrix(conv.conv) for conv in self.horizontal_convs]
@@ -288,7 +297,7 @@ class GatedPixelCNN(keras.layers.Layer):
         pre_activation = dense(inputs, kernel, bias)
         if term is not None:
           pre_activation += term
-        update = pixelcnn.gate(pre_activation)
+        update = decoder_ops.gate(pre_activation)
         hidden = update if hidden is None else hidden + update
         values.append(hidden)
       merged = vertical if hidden is None else vertical + hidden
@@ -299,7 +308,7 @@ class GatedPixelCNN(keras.layers.Layer):
           pre_activation += term
         if vector_term is not None:
           pre_activation += vector_term
-        merged += dense(pixelcnn.gate(pre_activation), out_kernel, out_bias)
+        merged += dense(decoder_ops.gate(pre_activation), out_kernel, out_bias)
       return dense(tf.nn.elu(merged), output_kernel, output_bias), values
 
     # Not converted by autograph: the loops below are over Python lists or explicit.
@@ -308,11 +317,11 @@ class GatedPixelCNN(keras.layers.Layer):
       """Draws row `row` given the network inputs of the rows above; returns [B, W, C]."""
       strip = tf.slice(buffer, [0, row, 0, 0], [-1, window_height, -1, -1])
       vertical_row = self._vertical_row(strip, row, vertical_terms)  # [B, W, F]
-      vertical = pixelcnn.columns(tf.nn.bias_add(tf.nn.convolution(
+      vertical = autoregressive_sampling.columns(tf.nn.bias_add(tf.nn.convolution(
           vertical_row[:, None], to_horizontal_kernel, padding='VALID'),
           to_horizontal_bias)[:, 0])  # [W, B, F]
       at_row = lambda term: (None if term is None
-                             else pixelcnn.columns(tf.gather(term, row, axis=1)))
+                             else autoregressive_sampling.columns(tf.gather(term, row, axis=1)))
       horizontal_row = [at_row(term) for term in horizontal_terms]  # [W, B, 2F]
       block_row = [at_row(term) for term in block_terms]
       noise_row = tf.nest.map_structure(at_row, noise)  # [W, B, ...]
@@ -334,7 +343,7 @@ class GatedPixelCNN(keras.layers.Layer):
       _, _, pixels = tf.while_loop(
           lambda col, *_: col < width, body,
           (tf.constant(0), lefts, tf.TensorArray(tf.float32, size=width)))
-      return pixelcnn.rows_of(pixels)
+      return autoregressive_sampling.rows_of(pixels)
 
     # Network inputs of the drawn rows below window_height rows of zeros (the padding above the
     # image): rows r - window_height .. r - 1 of the image are rows r .. r + window_height - 1.

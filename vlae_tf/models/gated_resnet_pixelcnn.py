@@ -41,9 +41,9 @@ and residual shortcuts add no offsets, so the window is their Minkowski sum: num
 above and as many pixels to the left, 246 pixels for S = 6 (`window()`).
 
 How z enters (as in his code): the context map [B, H, W, K] computed from z (the VLAE's context
-network; K = `networks.BinaryResNetDecoder.context_channels` = 4) is concatenated with the pixels
-along channels and goes through the type-A mask, so the context at a pixel itself is never seen,
-only at the window's offsets. `zero_context=True` multiplies the context by 0 (his `sanity2`,
+network; K = `context_networks.BinaryResNetDecoder.context_channels` = 4) is concatenated with the
+pixels along channels and goes through the type-A mask, so the context at a pixel itself is never
+seen, only at the window's offsets. `zero_context=True` multiplies the context by 0 (his `sanity2`,
 the "no latent" runs of vlae_final.py): the same decoder and parameters, z ignored exactly. With
 `context=None` (a VLAE without encoder) the first convolution reads the pixels alone.
 
@@ -53,7 +53,7 @@ Departures from his code:
   changes the first layer's scale and adds a position-dependent constant, which the per-pixel bias
   absorbs); only the starting point of the data init differs.
 * Per-pixel biases are created for the image size of the first call; other sizes raise
-  `pixel_bias.ImageSizeError` (his graph was built for one size too).
+  `errors.ImageSizeError` (his graph was built for one size too).
 * His no-op input dropout (keep 1) and constant input mask (1) are left out. His sampler ran the
   whole network once per pixel; `autoregress` caches rows (same results, O(1) work per pixel).
 """
@@ -66,11 +66,11 @@ import tf_keras as keras
 
 from vlae_tf.layers import masked
 from vlae_tf.layers import tied_conv
-from vlae_tf.models import pixelcnn
+from vlae_tf.models import autoregressive_sampling
 
 
-@gin.register(module='vlae_tf.pixelcnn')
-@keras.saving.register_keras_serializable(package='vlae_tf.pixelcnn')
+@gin.register(module='vlae_tf.gated_resnet_pixelcnn')
+@keras.saving.register_keras_serializable(package='vlae_tf.gated_resnet_pixelcnn')
 class GatedResNetPixelCNN(keras.layers.Layer):
   """The first author's ConvAR decoder (module docstring): gated ResNet stages, NINs, tying.
 
@@ -173,7 +173,7 @@ class GatedResNetPixelCNN(keras.layers.Layer):
       [batch, height, width, num_outputs] likelihood parameters.
 
     Raises:
-      pixel_bias.ImageSizeError: per-pixel biases were built for another image size.
+      errors.ImageSizeError: per-pixel biases were built for another image size.
     """
     del training  # Unused.
     self.stem.check_size(inputs.shape[1], inputs.shape[2], self.name)
@@ -201,9 +201,10 @@ class GatedResNetPixelCNN(keras.layers.Layer):
       shape: [B, H, W, C]; H, W, C static, B may be a scalar tensor.
 
     Returns:
-      [B, H, W, C] images, the same as `pixelcnn.sample_sequential` draws with this noise.
+      [B, H, W, C] images, the same as `autoregressive_sampling.sample_sequential` draws with this
+      noise.
     """
-    return pixelcnn.sample_by_autoregress(self, context, likelihood, noise, shape)
+    return autoregressive_sampling.sample_by_autoregress(self, context, likelihood, noise, shape)
 
   def autoregress(self, context: Optional[tf.Tensor], likelihood, choose_pixel, shape) -> tf.Tensor:
     """Generates images in raster order, `choose_pixel` picking each pixel from its parameters.
@@ -230,7 +231,7 @@ class GatedResNetPixelCNN(keras.layers.Layer):
 
     Raises:
       ValueError: the decoder is not built (call it once on images first).
-      pixel_bias.ImageSizeError: per-pixel biases were built for another image size.
+      errors.ImageSizeError: per-pixel biases were built for another image size.
     """
     if not self.built or not self.stem.built:
       raise ValueError(f'{self.name}: the cached sampler needs a built decoder: call it once on '
@@ -269,10 +270,11 @@ class GatedResNetPixelCNN(keras.layers.Layer):
     def step_row(row, previous_x, previous_inputs):
       """Chooses one row given the previous row of pixels and of every masked layer's input."""
       # Column-major [W, ...]: a column is then a slice of the first axis.
-      stem_above = pixelcnn.columns(above(previous_x, image_kernel) + stem_term[:, row])
-      layer_above = [pixelcnn.columns(above(values, kernel) + bias[row])  # [W, B, C_out]
-                     for values, kernel, bias in zip(previous_inputs, masked_kernels,
-                                                     masked_biases)]
+      stem_above = autoregressive_sampling.columns(
+          above(previous_x, image_kernel) + stem_term[:, row])
+      layer_above = [  # [W, B, C_out] each
+          autoregressive_sampling.columns(above(values, kernel) + bias[row])
+          for values, kernel, bias in zip(previous_inputs, masked_kernels, masked_biases)]
       row_nin_biases = [[bias[row] for bias in stage] for stage in nin_biases]  # [W, C] each
 
       def nins(stage, hidden, col):
@@ -309,8 +311,9 @@ class GatedResNetPixelCNN(keras.layers.Layer):
                [tf.zeros([batch, kernel.shape[2]]) for kernel in masked_kernels],
                tf.TensorArray(tf.float32, size=width),
                [tf.TensorArray(tf.float32, size=width) for _ in masked_kernels])
-      _, _, _, pixels, inputs = pixelcnn.column_loop(step_column, start, width)
-      return pixelcnn.rows_of(pixels), [pixelcnn.rows_of(values) for values in inputs]
+      _, _, _, pixels, inputs = autoregressive_sampling.column_loop(step_column, start, width)
+      return (autoregressive_sampling.rows_of(pixels),
+              [autoregressive_sampling.rows_of(values) for values in inputs])
 
     def next_row(row, rows, previous_x, previous_inputs):
       previous_x_network = tf.where(

@@ -1,8 +1,8 @@
 """Local-window PixelCNN decoders p(x | z): the part of a VLAE that models texture.
 
 A VLAE decoder is autoregressive but sees only a small window of earlier pixels, so that global
-structure has to travel through z (Chen et al. 2017, section 3). Two decoders are provided; both map
-pixels x and a context map computed from z to the parameters of a pixel likelihood:
+structure has to travel through z (Chen et al. 2017, section 3). Every decoder maps pixels x and a
+context map computed from z to the parameters of a pixel likelihood:
 
     params[b, i, j] = f(x[b, (i, j) + window], context[b, (i, j) + context window])
 
@@ -10,11 +10,17 @@ pixels x and a context map computed from z to the parameters of a pixel likeliho
   (first type A, then type B, weights optionally tied) in ResNet blocks, 1x1 ResNet blocks in
   between. Its window is limited by depth only and has PixelCNN's blind spot (pixels up and to the
   right of the diagonal are never seen).
-* `GatedPixelCNN` (gated_pixelcnn.py), the decoder of the CIFAR-10 experiments, with exact A x B
-  windows.
+* `FactorizedDecoder`, the plain-VAE baseline: an empty window, every pixel from z alone.
+
+The other decoders have their own modules: `GatedPixelCNN` (gated_pixelcnn.py), the decoder of the
+CIFAR-10 experiments, with exact A x B windows, and `GatedResNetPixelCNN`
+(gated_resnet_pixelcnn.py), the first author's binary-image decoder.
 
 Channel-autoregressive RGB outputs live in the likelihood (`vlae_tf.likelihoods`): the parameters
 here are per pixel, and the likelihood conditions channel c on channels < c of the same pixel.
+
+The operations the decoders share are decoder_ops.py's; the samplers (naive, fixed-point, and the
+loops of the cached ones) are autoregressive_sampling.py's.
 
 `window()` returns the exact set of relative offsets (drow, dcol) of the pixels an output sees,
 computed from the configured layers by window arithmetic (`vlae_tf.masked`); the tests check it
@@ -29,103 +35,8 @@ import tf_keras as keras
 
 from vlae_tf.layers import masked
 from vlae_tf.layers import weight_norm
-
-# Luma weights of ITU-R BT.601, the paper's grayscale window.
-GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-def conv1x1(filters: int, use_weight_norm: bool) -> keras.layers.Layer:
-  return weight_norm.wn(keras.layers.Conv2D(filters, 1), use_weight_norm)
-
-
-def kernel_and_bias(layer: keras.layers.Layer):
-  """The effective (normalized, masked) kernel and the bias of a conv layer, weight norm or not."""
-  inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
-  # float32 from the float32 variables, whatever the layer's compute dtype (precision.py).
-  kernel = tf.convert_to_tensor(inner.kernel, tf.float32)
-  if isinstance(inner, masked.MaskedConv2D):
-    kernel *= inner.mask
-  return kernel, tf.convert_to_tensor(inner.bias, tf.float32)
-
-
-def gate(pre_activation: tf.Tensor) -> tf.Tensor:
-  """Gated activation unit: tanh(a) * sigmoid(b) for pre_activation = [a, b]."""
-  # [..., 2 * filters] -> [..., filters]
-  value, gate = tf.split(pre_activation, 2, axis=-1)
-  return tf.tanh(value) * tf.sigmoid(gate)
-
-
-def residual_add(shortcut: tf.Tensor, branch: tf.Tensor) -> tf.Tensor:
-  """shortcut + branch, written as shortcut - (-branch) for grappler's remapper.
-
-  In a pre-activation residual stack, h' = h + conv(elu(h)) + bias feeds both elu(h') and the
-  next sum. The remapper fuses Conv2D + BiasAdd + Add + Elu into one node that outputs only
-  elu(h'), drops h' and then fails ("remapper failed: INVALID_ARGUMENT: Mutation::Apply error:
-  fanout ... exist for missing node ...", an ERROR line on every run), after which it leaves the
-  whole function unfused. A subtraction is not one of its fusion patterns; the result is the same
-  to the last bit (x - (-y) == x + y in IEEE arithmetic).
-  """
-  return shortcut - tf.negative(branch)
-
-
-def columns(tensor: tf.Tensor) -> tf.Tensor:
-  """[B, W, ...] -> [W, B, ...]: the cached samplers' column-major rows (a column is `[col]`)."""
-  return tf.transpose(tensor, [1, 0] + list(range(2, tensor.shape.rank)))
-
-
-def rows_of(column_values: tf.TensorArray) -> tf.Tensor:
-  """A TensorArray of a row's W columns [B, C] as the row [B, W, C]."""
-  return tf.transpose(column_values.stack(), [1, 0, 2])
-
-
-# Columns per iteration of the cached samplers' column loops (at most; a divisor of the width).
-# `model.decode` of gin/mnist_vlae.gin (28 columns) on a 2-core AMD EPYC, measured when the column
-# loops came in (commit 8c8aa74; docs/RESULTS.md, "Speed and precision"), tracing + first call /
-# median call of 16 images / of 100 images: all 28 unrolled 13.5-15.7 s / 0.38-0.41 s / 0.52 s; one
-# column 2.6-3.1 s / 0.44-0.46 s / 0.53 s; four 3.7-4.3 s / 0.40 s / 0.38 s.
-COLUMNS_PER_ITERATION = 4
-
-
-def column_loop(step_column, start, width: int):
-  """`tf.while_loop` of `step_column(col, *state) -> (col + 1, *state)` over the columns of a row.
-
-  The body unrolls `COLUMNS_PER_ITERATION` columns (or the largest divisor of `width` below),
-  so that the graph, its tracing and its optimization by Grappler do not grow with the width.
-
-  Returns:
-    The loop's final state, `start`'s structure.
-  """
-  per_iteration = max(k for k in range(1, COLUMNS_PER_ITERATION + 1) if width % k == 0)
-
-  def body(*state):
-    for _ in range(per_iteration):
-      state = step_column(*state)
-    return state
-
-  return tf.while_loop(lambda col, *_: col < width, body, start)
-
-
-def sample_by_autoregress(decoder, context: Optional[tf.Tensor], likelihood, noise,
-                          shape) -> tf.Tensor:
-  """Images drawn from `noise` through `decoder.autoregress` (the decoders' fast `sample`).
-
-  Args:
-    decoder: a decoder with `autoregress(context, likelihood, choose_pixel, shape)`.
-    context: [B, H, W, K] context map, or None.
-    likelihood: the pixel likelihood whose parameters the decoder outputs.
-    noise: `likelihood.noise(shape, seed)` (a nest of [B, H, W, ...] tensors).
-    shape: [B, H, W, C]; H, W, C static, B may be a scalar tensor.
-
-  Returns:
-    [B, H, W, C] images, the ones `sample_sequential` draws with the same noise.
-  """
-  noise_rows = tf.nest.map_structure(lambda n: tf.transpose(n, [1, 0, 2, 3]), noise)
-
-  def draw(params, row, col):
-    pixel_noise = tf.nest.map_structure(lambda n: n[row][:, col][:, None, None], noise_rows)
-    return likelihood.sample_from_noise(params[:, None, None], pixel_noise)[:, 0, 0]
-
-  return decoder.autoregress(context, likelihood, draw, shape)
+from vlae_tf.models import autoregressive_sampling
+from vlae_tf.models import decoder_ops
 
 
 @gin.register(module='vlae_tf.pixelcnn')
@@ -159,7 +70,7 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
 
     self.input_conv = weight_norm.wn(
         masked.MaskedConv2D(filters, kernel_size, mask_type='A'), use_weight_norm)
-    self.context_conv = conv1x1(filters, use_weight_norm)
+    self.context_conv = decoder_ops.conv1x1(filters, use_weight_norm)
     num_blocks = num_masked_layers - 1
     if tie_weights and num_blocks:
       shared = weight_norm.wn(masked.MaskedConv2D(filters, kernel_size, mask_type='B'),
@@ -169,8 +80,9 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
       self.masked_convs = [
           weight_norm.wn(masked.MaskedConv2D(filters, kernel_size, mask_type='B'), use_weight_norm)
           for _ in range(num_blocks)]
-    self.pointwise_convs = [conv1x1(filters, use_weight_norm) for _ in range(num_blocks)]
-    self.output_conv = conv1x1(num_outputs, use_weight_norm)
+    self.pointwise_convs = [decoder_ops.conv1x1(filters, use_weight_norm)
+                            for _ in range(num_blocks)]
+    self.output_conv = decoder_ops.conv1x1(num_outputs, use_weight_norm)
 
   def call(self, inputs: tf.Tensor, context: Optional[tf.Tensor] = None, training=None):
     """Parameters of p(x_ij | window, z) for every pixel.
@@ -187,15 +99,15 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     if context is not None:
       hidden += self.context_conv(context)
     for masked_conv, pointwise_conv in zip(self.masked_convs, self.pointwise_convs):
-      hidden = residual_add(hidden, masked_conv(tf.nn.elu(hidden)))
-      hidden = residual_add(hidden, pointwise_conv(tf.nn.elu(hidden)))
+      hidden = decoder_ops.residual_add(hidden, masked_conv(tf.nn.elu(hidden)))
+      hidden = decoder_ops.residual_add(hidden, pointwise_conv(tf.nn.elu(hidden)))
     return self.output_conv(tf.nn.elu(hidden))
 
   def sample(self, context: Optional[tf.Tensor], likelihood, noise, shape) -> tf.Tensor:
     """Draws images pixel by pixel with cached activations: O(1) work per pixel.
 
-    The same maths as `sample_sequential` (and so the same images for the same noise), but each
-    step evaluates every layer at the new pixel only (see `autoregress`).
+    The same maths as `autoregressive_sampling.sample_sequential` (and so the same images for the
+    same noise), but each step evaluates every layer at the new pixel only (see `autoregress`).
 
     Args:
       context: [B, H, W, K] context map, or None.
@@ -206,7 +118,7 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     Returns:
       [B, H, W, C] images.
     """
-    return sample_by_autoregress(self, context, likelihood, noise, shape)
+    return autoregressive_sampling.sample_by_autoregress(self, context, likelihood, noise, shape)
 
   def autoregress(self, context: Optional[tf.Tensor], likelihood, choose_pixel, shape) -> tf.Tensor:
     """Generates images in raster order, `choose_pixel` picking each pixel from its parameters.
@@ -233,10 +145,10 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
     if radius != 1:
       raise NotImplementedError('The cached sampler supports 3x3 masked kernels; use '
                                 'sample_fixed_point for other kernel sizes.')
-    input_kernel, input_bias = kernel_and_bias(self.input_conv)  # [3, 3, C, F]
-    block_kernels = [kernel_and_bias(conv) for conv in self.masked_convs]
-    pointwise = [kernel_and_bias(conv) for conv in self.pointwise_convs]
-    output_kernel, output_bias = kernel_and_bias(self.output_conv)
+    input_kernel, input_bias = decoder_ops.kernel_and_bias(self.input_conv)  # [3, 3, C, F]
+    block_kernels = [decoder_ops.kernel_and_bias(conv) for conv in self.masked_convs]
+    pointwise = [decoder_ops.kernel_and_bias(conv) for conv in self.pointwise_convs]
+    output_kernel, output_bias = decoder_ops.kernel_and_bias(self.output_conv)
     # [B, H, W, F] context term of the first layer, plus its bias.
     first_term = tf.zeros([batch, height, width, self.filters]) + input_bias
     if context is not None:
@@ -255,8 +167,9 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
 
     def step_row(row, previous_x, previous_features, first_row):
       """Chooses one row given the previous row of pixels and of every layer's input."""
-      first_above = columns(above(previous_x, input_kernel) + first_row)  # [W, B, F]
-      block_above = [columns(above(features, kernel) + bias)
+      first_above = autoregressive_sampling.columns(  # [W, B, F]
+          above(previous_x, input_kernel) + first_row)
+      block_above = [autoregressive_sampling.columns(above(features, kernel) + bias)
                      for features, (kernel, bias) in zip(previous_features, block_kernels)]
 
       def step_column(col, left_x, lefts, pixels, features):
@@ -281,8 +194,9 @@ class DepthLimitedPixelCNN(keras.layers.Layer):
                [tf.zeros([batch, self.filters]) for _ in block_kernels],
                tf.TensorArray(tf.float32, size=width),
                [tf.TensorArray(tf.float32, size=width) for _ in block_kernels])
-      _, _, _, pixels, features = column_loop(step_column, start, width)
-      return rows_of(pixels), [rows_of(values) for values in features]
+      _, _, _, pixels, features = autoregressive_sampling.column_loop(step_column, start, width)
+      return (autoregressive_sampling.rows_of(pixels),
+              [autoregressive_sampling.rows_of(values) for values in features])
 
     def next_row(row, rows, previous_x, previous_features):
       previous_x_network = tf.where(
@@ -324,7 +238,7 @@ class FactorizedDecoder(keras.layers.Layer):
     super().__init__(**kwargs)
     self.num_outputs = num_outputs
     self.use_weight_norm = use_weight_norm
-    self.output_conv = conv1x1(num_outputs, use_weight_norm)
+    self.output_conv = decoder_ops.conv1x1(num_outputs, use_weight_norm)
 
   def call(self, inputs: tf.Tensor, context: Optional[tf.Tensor] = None, training=None):
     if context is None:
@@ -339,69 +253,3 @@ class FactorizedDecoder(keras.layers.Layer):
     config = super().get_config()
     config.update(num_outputs=self.num_outputs, use_weight_norm=self.use_weight_norm)
     return config
-
-
-def sample_sequential(params_fn, likelihood, noise, shape) -> tf.Tensor:
-  """Draws images pixel by pixel in raster order: one decoder pass per pixel (the naive sampler).
-
-  Pixel p is taken from `likelihood.sample_from_noise(params_fn(x), noise)` after pixels < p are
-  fixed, so with the same `noise` this returns the same images as `sample_fixed_point`.
-
-  Args:
-    params_fn: maps images [B, H, W, C] to likelihood parameters [B, H, W, P]; the parameters of
-      pixel p must depend only on pixels before p in raster order.
-    likelihood: a pixel likelihood (`vlae_tf.likelihoods`).
-    noise: `likelihood.noise(shape, seed)`.
-    shape: [B, H, W, C], static.
-
-  Returns:
-    [B, H, W, C] images.
-  """
-  batch, height, width, channels = shape
-  del batch, channels
-
-  def next_pixel(index, images):
-    # One-hot [1, H, W, 1] selector of pixel `index`.
-    selector = tf.reshape(tf.one_hot(index, height * width), [1, height, width, 1])
-    drawn = likelihood.sample_from_noise(params_fn(images), noise)
-    return index + 1, images + selector * (drawn - images)
-
-  # An explicit loop (callers may trace without autograph).
-  _, images = tf.while_loop(lambda index, _: index < height * width, next_pixel,
-                            (tf.constant(0), tf.zeros(shape, tf.float32)))
-  return images
-
-
-def sample_fixed_point(params_fn, likelihood, noise, shape, max_iterations=None):
-  """Draws the same images as `sample_sequential` by fixed-point iteration, usually far faster.
-
-  With the noise fixed, an image is a sample exactly when every pixel equals the value drawn from
-  its own conditional: x = S(x), with S(x) = likelihood.sample_from_noise(params_fn(x), noise).
-  Starting from zeros, after t iterations of x <- S(x) every pixel whose dependency chain has
-  length < t is final, so at most H*W iterations reach the fixed point, and the solution is
-  unique (pixels are determined one after another in raster order). In practice local windows stop
-  changing after far fewer passes; the loop ends at the first pass that changes nothing (Jacobi
-  iteration of an autoregressive model, Song et al. 2021).
-
-  Args:
-    params_fn, likelihood, noise, shape: as `sample_sequential`.
-    max_iterations: a bound on passes, default H*W + 1 (always enough).
-
-  Returns:
-    (images [B, H, W, C], number of decoder passes).
-  """
-  batch, height, width, channels = shape
-  del batch, channels
-  if max_iterations is None:
-    max_iterations = height * width + 1
-  images = likelihood.sample_from_noise(params_fn(tf.zeros(shape, tf.float32)), noise)
-
-  def next_pass(images, passes, changed):  # pylint: disable=unused-argument
-    updated = likelihood.sample_from_noise(params_fn(images), noise)
-    return updated, passes + 1, tf.reduce_any(tf.not_equal(updated, images))
-
-  # An explicit loop (callers may trace without autograph).
-  images, passes, _ = tf.while_loop(
-      lambda images, passes, changed: changed & (passes < max_iterations), next_pass,
-      (images, tf.constant(1), tf.constant(True)))
-  return images, passes

@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from vlae_tf.models import pixelcnn
+from vlae_tf.models import autoregressive_sampling
 from vlae_tf import seeds
 from vlae_tf.layers import precision as precision_lib
 from vlae_tf.layers import weight_norm
@@ -35,7 +35,7 @@ from vlae_tf.layers import weight_norm
 tfd = tfp.distributions
 
 
-@gin.configurable(module='vlae_tf')
+@gin.configurable(module='vlae_tf.vlae')
 class VLAE(keras.Model):
   """A VAE whose decoder is a local-window PixelCNN conditioned on a global latent code.
 
@@ -65,7 +65,7 @@ class VLAE(keras.Model):
       likelihood: a pixel likelihood from `vlae_tf.likelihoods`.
       decoder: a factory `decoder(num_outputs=P)` of a local-window decoder from
         `vlae_tf.pixelcnn` (a gin-configured class).
-      encoder: maps network inputs [B, H, W, C] to `networks.EncoderOutput(loc, scale, context)`;
+      encoder: maps network inputs [B, H, W, C] to `encoders.EncoderOutput(loc, scale, context)`;
         None for a PixelCNN without latent variable.
       context_network: maps z to a context map [B, H, W, K]; required with an encoder.
       prior: a layer whose `distribution()` is p(z), from `vlae_tf.flows`.
@@ -210,8 +210,8 @@ class VLAE(keras.Model):
       z: [B, ...latent] codes, or None for a model without latent variable.
       seed: int [2].
       method: 'fast' (the decoder's cached sampler when it has one, else 'fixed_point'),
-        'fixed_point' (see `pixelcnn.sample_fixed_point`) or 'sequential' (one decoder pass per
-        pixel, the naive sampler). All return the same images for the same seed.
+        'fixed_point' (see `autoregressive_sampling.sample_fixed_point`) or 'sequential' (one
+        decoder pass per pixel, the naive sampler). All return the same images for the same seed.
       num_images: the batch size when z is None.
 
     Returns:
@@ -225,13 +225,13 @@ class VLAE(keras.Model):
     params_fn = lambda images: tf.cast(
         self.decoder(self.likelihood.network_input(images), context), tf.float32)
     if method == 'sequential':
-      return pixelcnn.sample_sequential(params_fn, self.likelihood, noise, shape)
+      return autoregressive_sampling.sample_sequential(params_fn, self.likelihood, noise, shape)
     if method == 'fast':
       if hasattr(self.decoder, 'sample'):
         return self.decoder.sample(context, self.likelihood, noise, shape)
       method = 'fixed_point'
     if method == 'fixed_point':
-      return pixelcnn.sample_fixed_point(params_fn, self.likelihood, noise, shape)[0]
+      return autoregressive_sampling.sample_fixed_point(params_fn, self.likelihood, noise, shape)[0]
     raise ValueError(f"method must be 'fast', 'fixed_point' or 'sequential', got {method!r}.")
 
   def sample(self, num_images: int, seed, method: str = 'fast',

@@ -35,7 +35,6 @@ from typing import Dict, List, Optional
 from vlae_tf import errors
 from vlae_tf import files as files_lib
 
-PretrainedError = errors.PretrainedError  # Re-exported: raised here, defined in the one family.
 
 PROVENANCE_FILE = 'provenance.json'
 ENV_CACHE = 'VLAE_TF_CACHE'
@@ -60,8 +59,8 @@ def names_text(root: Optional[str] = None) -> str:
 def _folder(name: str, root: Optional[str]) -> str:
   """The packaged folder of `name`; PretrainedError listing the names for an unknown one."""
   if name not in names(root):
-    raise PretrainedError(f'Unknown pretrained model {name!r}; the pretrained models: '
-                          f'{names_text(root)}.')
+    raise errors.PretrainedError(f'Unknown pretrained model {name!r}; the pretrained models: '
+                                 f'{names_text(root)}.')
   return os.path.join(root or PACKAGE_ROOT, name)
 
 
@@ -72,11 +71,12 @@ def provenance(name: str, root: Optional[str] = None) -> Dict:
     with open(path) as f:
       record = json.load(f)
   except (OSError, ValueError) as error:
-    raise PretrainedError(f'The packaged model {name} is damaged: cannot read {path} ({error}); '
-                          'reinstall vlae_tf (pip install --force-reinstall).') from None
+    raise errors.PretrainedError(f'The packaged model {name} is damaged: cannot read {path} '
+                                 f'({error}); reinstall vlae_tf (pip install '
+                                 '--force-reinstall).') from None
   if not isinstance(record, dict) or not isinstance(record.get('files'), dict):
-    raise PretrainedError(f'The packaged model {name} is damaged: {path} lists no files; '
-                          'reinstall vlae_tf (pip install --force-reinstall).')
+    raise errors.PretrainedError(f'The packaged model {name} is damaged: {path} lists no files; '
+                                 'reinstall vlae_tf (pip install --force-reinstall).')
   return record
 
 
@@ -150,8 +150,8 @@ def run_directory(name: str, root: Optional[str] = None, cache: Optional[str] = 
     return target
   problem = damage(folder, files)
   if problem:
-    raise PretrainedError(f'The packaged model {name} is damaged: {problem} ({folder}); '
-                          'reinstall vlae_tf (pip install --force-reinstall).')
+    raise errors.PretrainedError(f'The packaged model {name} is damaged: {problem} ({folder}); '
+                                 'reinstall vlae_tf (pip install --force-reinstall).')
   parent = os.path.dirname(target)
   try:
     if os.path.isdir(target):
@@ -175,11 +175,11 @@ def run_directory(name: str, root: Optional[str] = None, cache: Optional[str] = 
       finally:
         shutil.rmtree(staging, ignore_errors=True)
   except OSError as error:
-    raise PretrainedError(f'Cannot copy the pretrained model {name} into the cache {parent}: '
-                          f'{error.strerror or error}; set ${ENV_CACHE} to a writable '
-                          'folder.') from None
+    raise errors.PretrainedError(f'Cannot copy the pretrained model {name} into the cache '
+                                 f'{parent}: {error.strerror or error}; set ${ENV_CACHE} to a '
+                                 'writable folder.') from None
   problem = damage(target, files)
   if problem:
-    raise PretrainedError(f'The cached copy of the pretrained model {name} is damaged: {problem} '
-                          f'({target}); remove that folder and run again.')
+    raise errors.PretrainedError(f'The cached copy of the pretrained model {name} is damaged: '
+                                 f'{problem} ({target}); remove that folder and run again.')
   return target

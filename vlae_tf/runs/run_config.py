@@ -90,12 +90,12 @@ def load_run_config(model_dir):
         '(pass the --model_dir of a bin/train run).')
   remedy = ('restore it from a copy, or move it aside and rerun the bin/train command of this run '
             '(it rewrites the file).')
-  read_run_config(path, remedy)
+  text = gin_parsing.current_names(read_run_config(path, remedy))  # Old runs' names too.
   gin_parsing.register_configurables()
   gin.clear_config()
   gin.add_config_file_search_path(configs.search_path())
   try:
-    gin.parse_config_file(path, skip_unknown=False)
+    gin.parse_config(text, skip_unknown=False)
   except Exception as error:  # pylint: disable=broad-except  (gin raises many kinds)
     message = ' '.join(str(error).split())
     raise errors.DamagedConfigError(
@@ -156,7 +156,8 @@ def config_differences(old_config, new_config):
   Returns:
     A sorted list of 'name: old -> new' strings ('<unset>' for a missing binding).
   """
-  old, new = config_bindings(old_config), config_bindings(new_config)
+  old = config_bindings(gin_parsing.current_names(old_config))  # A run's old names as today's.
+  new = config_bindings(gin_parsing.current_names(new_config))
   ignored = RESUMABLE_BINDINGS | RESUMABLE_MACROS | RESUMABLE_ARITHMETIC
   differences = []
   for name in sorted(set(old) | set(new)):

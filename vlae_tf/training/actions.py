@@ -1,4 +1,4 @@
-"""The actions of the train loop: what `loop.Controller` calls around every chunk of steps.
+"""The actions of the train loop: what `controller.Controller` calls around every chunk of steps.
 
 As in Orbit (orbit/controller.py calls `train_actions` with the runner's output), the controller
 only runs the inner loop (`Trainer.train_loop`) in chunks and hands each chunk's outcome, a `Chunk`,

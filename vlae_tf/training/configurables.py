@@ -18,7 +18,6 @@ from vlae_tf.models import flows
 from vlae_tf.models import gated_pixelcnn
 from vlae_tf.models import gated_resnet_pixelcnn
 from vlae_tf.models import likelihoods
-from vlae_tf.models import networks
 from vlae_tf.models import objectives
 from vlae_tf.models import pixelcnn
 from vlae_tf.models import vlae

@@ -71,11 +71,6 @@ from vlae_tf.training import summaries
 from vlae_tf.training import trainer as trainer_lib
 from vlae_tf.training import validation as validation_lib
 
-# Where they were before settings.py (bin/benchmark and tests read them here).
-TRAINER_SETTINGS = settings_lib.TRAINER_SETTINGS
-train_settings = settings_lib.train_settings
-trainer_settings = settings_lib.trainer_settings
-
 
 def train(model_dir, data_dir=None, settings=None, strategy=None, time_limit=None):
   """Trains a VLAE in `model_dir`, resuming from its newest intact checkpoint if there is one.

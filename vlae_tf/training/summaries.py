@@ -28,7 +28,7 @@ from tensorboard.plugins.hparams import api as hp
 import tensorflow as tf
 
 from vlae_tf.models import objectives
-from vlae_tf.models import sampling
+from vlae_tf import image_grids
 
 IMAGE_SCALE = 4
 IMAGE_BUDGET = 0.05
@@ -111,14 +111,14 @@ class ImageSummaries:
 
     Args:
       model: the (averaged) model: `sample`, and `latent_shape`, `encode` and `decode` when it
-        has a latent variable, as `sampling.GridRenderer` reads it.
+        has a latent variable, as `image_grids.GridRenderer` reads it.
       images: a dataset of [H, W, C] images to reconstruct (its first count // 4), or None.
       count: samples per grid.
       seed: the integer seed of every write.
       scale: the nearest-neighbour enlargement.
       budget: the largest fraction of wall time spent writing images.
     """
-    self.renderer = sampling.GridRenderer(model)
+    self.renderer = image_grids.GridRenderer(model)
     self.count = int(count)
     self.seed = int(seed)
     self.scale = int(scale)
@@ -146,10 +146,10 @@ class ImageSummaries:
     """
     began = time.time()
     grid = self.renderer.sample_grid(self.count, self.seed)
-    tf.summary.image('samples', sampling.upscale(grid, self.scale)[None])
+    tf.summary.image('samples', image_grids.upscale(grid, self.scale)[None])
     if self.originals is not None:
       grid = self.renderer.reconstruction_grid(self.originals, NUM_DECODINGS, self.seed)
-      tf.summary.image('reconstructions', sampling.upscale(grid, self.scale)[None])
+      tf.summary.image('reconstructions', image_grids.upscale(grid, self.scale)[None])
     self._last_end = time.time()
     seconds = self._last_end - began
     self.writes += 1

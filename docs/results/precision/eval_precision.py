@@ -23,7 +23,7 @@ from vlae_tf.runs import run_config
 PRECISIONS = ('float32', 'mixed_bfloat16')
 
 
-BINDING = 'vlae_tf.VLAE.precision'
+BINDING = 'vlae.VLAE.precision'
 
 
 def evaluate(model_dir, data_dir, precision, num_samples, max_examples, trained):

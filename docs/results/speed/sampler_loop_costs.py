@@ -4,9 +4,10 @@ iteration of its column loop (docs/RESULTS.md, "Speed and precision").
     python docs/results/speed/sampler_loop_costs.py <data_dir> <columns> <images> [gin files ...]
     e.g. python docs/results/speed/sampler_loop_costs.py ../shared/data 4 16 mnist_vlae.gin
 
-`columns` is `pixelcnn.COLUMNS_PER_ITERATION` for this process (28 unrolls a 28-wide row whole,
-as the samplers did before 8c8aa74). The model is data-initialized on the first 16 test images of
-static MNIST (trainer seed 0); z is N(0, I) from stateless seed (5, 6), the sampler's seed (1, 2).
+`columns` is `autoregressive_sampling.COLUMNS_PER_ITERATION` for this process (28 unrolls a
+28-wide row whole, as the samplers did before 8c8aa74). The model is data-initialized on the first
+16 test images of static MNIST (trainer seed 0); z is N(0, I) from stateless seed (5, 6), the
+sampler's seed (1, 2).
 Prints the seconds of tracing, of the first call and the median and minimum of 10 more calls, and
 whether the images equal the sequential sampler's.
 """
@@ -19,13 +20,13 @@ import tensorflow as tf
 
 from vlae_tf import gin_parsing
 from vlae_tf.data import datasets
-from vlae_tf.models import pixelcnn
-from vlae_tf.training import distribution
+from vlae_tf.models import autoregressive_sampling
+from vlae_tf import distribution
 from vlae_tf.training import trainer as trainer_lib
 
 
 def main(data_dir, columns, num_images, *gin_files):
-  pixelcnn.COLUMNS_PER_ITERATION = int(columns)
+  autoregressive_sampling.COLUMNS_PER_ITERATION = int(columns)
   gin_parsing.parse_gin(list(gin_files) or ['mnist_vlae.gin'])
   images = next(iter(datasets.load('static_mnist', 'test', data_dir=data_dir).batch(16)))
   trainer = trainer_lib.make_trainer(distribution.make_strategy(), global_batch_size=16, seed=0)

@@ -8,7 +8,7 @@ and precision").
 `step`: the trainer's train loop as bin/train builds it (one replica, batch 4): seconds to trace it,
 its graph's node count (top level, inside its functions, number of functions), the first call
 (Grappler, kernel instantiation and the step) and the second. `grids`: the first and second sample
-grid and reconstruction grid of `sampling.GridRenderer`. `decode`: tracing `model.decode` with
+grid and reconstruction grid of `image_grids.GridRenderer`. `decode`: tracing `model.decode` with
 autograph on and off, and the first call of each.
 """
 
@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from vlae_tf import gin_parsing
 from vlae_tf.data import datasets
-from vlae_tf.models import sampling
+from vlae_tf import image_grids
 from vlae_tf import distribution
 from vlae_tf.runs import opening
 from vlae_tf.training import trainer as trainer_lib
@@ -55,7 +55,7 @@ def restored(model_dir):
 
 
 def grids(model_dir):
-  renderer = sampling.GridRenderer(restored(model_dir))
+  renderer = image_grids.GridRenderer(restored(model_dir))
   images = np.zeros([2, *renderer.model.image_shape], np.float32)
   for call in ('first', 'second'):
     timed(f'sample grid, {call}', lambda: renderer.sample_grid(2, 0))

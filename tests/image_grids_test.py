@@ -1,4 +1,4 @@
-"""Unit tests of sampling.py: grids, PNGs and the seeds of the draws, without a trained run."""
+"""Unit tests of image_grids.py: grids, PNGs and the seeds of the draws, without a trained run."""
 
 import os
 
@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 import doubles
 from vlae_tf.data import datasets
 from vlae_tf import gin_parsing
-from vlae_tf.models import sampling
+from vlae_tf import image_grids
 from vlae_tf.models import vlae as model_lib
 from vlae_tf import seeds
 
@@ -40,14 +40,14 @@ def decode_seed(seed, salt):
 class SamplingTest(tf.test.TestCase):
 
   def test_to_uint8(self):
-    self.assertAllEqual(sampling.to_uint8([[0.0, 1.0]], 'binary'), [[0, 255]])
-    self.assertAllEqual(sampling.to_uint8([[-3.0, 127.6, 300.0]], '8bit'), [[0, 128, 255]])
+    self.assertAllEqual(image_grids.to_uint8([[0.0, 1.0]], 'binary'), [[0, 255]])
+    self.assertAllEqual(image_grids.to_uint8([[-3.0, 127.6, 300.0]], '8bit'), [[0, 128, 255]])
     with self.assertRaisesRegex(ValueError, 'Unknown data kind'):
-      sampling.to_uint8([0.0], 'grey')
+      image_grids.to_uint8([0.0], 'grey')
 
   def test_image_grid_tiles_rows_first(self):
     images = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1) + 1
-    grid = sampling.image_grid(images, columns=3, padding=1, background=0)
+    grid = image_grids.image_grid(images, columns=3, padding=1, background=0)
     self.assertEqual(grid.shape, (5, 7, 1))  # 2 rows x 3 columns of 1x1 tiles, 1 px padding.
     self.assertAllEqual(grid[1, 1::2, 0], [1, 2, 3])
     self.assertAllEqual(grid[3, 1::2, 0], [4, 5, 0])
@@ -55,17 +55,17 @@ class SamplingTest(tf.test.TestCase):
   def test_reconstruction_rows_interleave(self):
     originals = np.zeros([2, 1, 1, 1])
     decodings = [np.ones([2, 1, 1, 1]), 2 * np.ones([2, 1, 1, 1])]
-    rows = sampling.reconstruction_rows(originals, decodings)
+    rows = image_grids.reconstruction_rows(originals, decodings)
     self.assertAllEqual(rows.ravel(), [0, 1, 2, 0, 1, 2])
 
   def test_upscale(self):
-    self.assertAllEqual(sampling.upscale(np.array([[[1]], [[2]]]), 2)[..., 0],
+    self.assertAllEqual(image_grids.upscale(np.array([[[1]], [[2]]]), 2)[..., 0],
                         [[1, 1], [1, 1], [2, 2], [2, 2]])
     with self.assertRaisesRegex(ValueError, 'positive integer'):
-      sampling.upscale(np.zeros([1, 1, 1]), 0)
+      image_grids.upscale(np.zeros([1, 1, 1]), 0)
 
   def test_draws_use_the_seeds_of_the_grid(self):
-    renderer = sampling.GridRenderer(SeedEcho())
+    renderer = image_grids.GridRenderer(SeedEcho())
     grid = renderer.sample_grid(3, seed=7, batch_size=2)  # Two batches: salts 0 and 2.
     # Tile i shows seed[1] of its batch's decode seed: the salt 2 * batch index.
     self.assertEqual(grid[1, 1, 0], decode_seed(7, 0)[1].numpy() % 251)  # Batch 0, tile 0.
@@ -76,7 +76,7 @@ class SamplingTest(tf.test.TestCase):
 
   def test_write_grids_writes_pngs(self):
     directory = self.get_temp_dir()
-    paths = sampling.write_grids(SeedEcho(), directory, step=5, num_images=4,
+    paths = image_grids.write_grids(SeedEcho(), directory, step=5, num_images=4,
                                  reconstruction_images=np.zeros([2, 2, 3, 1], np.float32),
                                  num_decodings=2)
     self.assertEqual(sorted(paths), ['reconstructions', 'samples'])
@@ -110,7 +110,7 @@ def test_grids_of_a_tiny_vlae_draw_what_its_sampler_draws_through_one_decode_tra
     return decode(*args, **kwargs)
 
   model.decode = counted_decode
-  renderer = sampling.GridRenderer(model)
+  renderer = image_grids.GridRenderer(model)
   got = renderer._sample(3, seed).numpy()
   # The same draws. Round-off may still move the few that sit on a decision boundary: on CI's
   # machine 4 of CIFAR-10's 9,216 values came out 1-12 levels apart. Another seed changes 49% of

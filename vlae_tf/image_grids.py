@@ -4,7 +4,8 @@ A lossy reconstruction grid has one row per test image: the image, then several 
 drawn from its own posterior q(z|x). What stays the same along a row is what z encodes (for a VLAE,
 global structure); what changes is what the local-window decoder makes up (texture, stroke details).
 
-This module only needs a model that follows the `VLAE` contract (`sample_prior`, `sample`,
+It sits above models/ (which holds tensor code only, no files): it draws from a model and writes
+PNGs. It only needs a model that follows the `VLAE` contract (`sample_prior`, `sample`,
 `encode`, `decode`, `latent_shape` and `data_kind`); restoring a run directory is
 `opening.open_run`.
 """
