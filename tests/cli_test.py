@@ -226,10 +226,12 @@ def test_sample_grids(trained, shared_data, tmp_path, monkeypatch):
                      f'decodings each) of static_mnist test images, seed 0, into {tmp_path}.')
   assert paths['samples'] == str(tmp_path / 'samples_2.png')
   with Image.open(paths['samples']) as image:
-    assert image.size == (2 * 29 + 1, 2 * 29 + 1)  # 3 samples on a 2x2 grid, 1 pixel borders.
+    # 3 samples on a 2x2 grid, 1 pixel borders (59 pixels), enlarged 5 times to 295 >= 256.
+    assert image.size == (5 * (2 * 29 + 1), 5 * (2 * 29 + 1))
   with Image.open(paths['reconstructions']) as image:
-    assert image.size == (3 * 29 + 1, 2 * 29 + 1)  # 2 rows: the image and 2 decodings.
-    pixels = np.asarray(image)
+    # 2 rows: the image and 2 decodings (88 pixels wide), enlarged 3 times to 264.
+    assert image.size == (3 * (3 * 29 + 1), 3 * (2 * 29 + 1))
+    pixels = np.asarray(image)[::3, ::3]
   original = pixels[1:29, 1:29]
   assert set(np.unique(original)) <= {0, 255}
 

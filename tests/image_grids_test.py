@@ -81,8 +81,18 @@ class SamplingTest(tf.test.TestCase):
                                  num_decodings=2)
     self.assertEqual(sorted(paths), ['reconstructions', 'samples'])
     self.assertEqual(os.path.basename(paths['samples']), 'samples_5.png')
-    with Image.open(paths['samples']) as image:
-      self.assertEqual(image.size, (2 * 4 + 1, 2 * 3 + 1))
+    with Image.open(paths['samples']) as image:  # A 9x7 grid enlarged 29 times: 261 >= 256.
+      self.assertEqual(image.size, (29 * (2 * 4 + 1), 29 * (2 * 3 + 1)))
+    with Image.open(paths['reconstructions']) as image:  # 13x7, 20 times: 260.
+      self.assertEqual(image.size, (20 * (3 * 4 + 1), 20 * (2 * 3 + 1)))
+
+  def test_enlarged_takes_the_smallest_factor_to_the_long_side(self):
+    for shape, factor in (((73, 73, 1), 4), ((233, 233, 1), 2), ((849, 700, 3), 1),
+                          ((64, 256, 1), 1), ((64, 255, 1), 2)):
+      grid = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+      enlarged = image_grids.enlarged(grid)
+      self.assertEqual(enlarged.shape, (shape[0] * factor, shape[1] * factor, shape[2]))
+      np.testing.assert_array_equal(enlarged[::factor, ::factor], grid)
 
 
 @pytest.mark.parametrize('experiment, dataset', [('mnist_vlae.gin', 'static_mnist'),

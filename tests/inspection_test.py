@@ -33,6 +33,21 @@ def test_probe_separates_a_separable_toy_case():
   assert unseen['classes_unseen_in_training'] == 1 and np.isfinite(unseen['cross_entropy_nats'])
 
 
+@pytest.mark.parametrize('side, scale', [(8, 13), (28, 4), (105, 1)])
+def test_maps_grid_captions_fit_their_columns_at_any_image_size(side, scale):
+  """Tiles are enlarged to at least MIN_TILE_WIDTH pixels, wide enough for the longest default
+  caption in Pillow's default font (about 6 pixels a character): 8x8 digits as 105x105 strokes."""
+  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
+  images = np.zeros((1, side, side, 1), np.uint8)
+  bits = np.ones((1, side, side))
+  grid = inspection.maps_grid(images, bits, bits)
+  assert grid.shape[1] == 4 * (side * scale + 2) + 2
+  font = ImageFont.load_default()
+  widest = max(font.getbbox(caption)[2] for caption in
+               ('image', 'bits | z~q(z|x)', 'bits | z~p(z)', 'saved by z'))
+  assert widest + 4 <= side * scale + 2
+
+
 def test_maps_grid_shapes_and_colours():
   images = np.zeros((2, 5, 7, 1), np.uint8)
   posterior = np.zeros((2, 5, 7))
@@ -74,9 +89,10 @@ def test_inspect_a_tiny_run(shared_data, tmp_path):
   assert on_disk['probe']['latent']['num_features'] == 3  # tiny.gin: LATENT_SIZE = 3
   assert on_disk['decoder_window_pixels'] > 0
   with Image.open(run / 'inspect' / 'pixel_maps.png') as image:
+    # 28x28 tiles enlarged 4 times (112 >= inspection.MIN_TILE_WIDTH pixels).
     assert image.size == (4 * (28 * 4 + 2) + 2, 28 + 3 * (28 * 4 + 2) + 2)
   with Image.open(run / 'inspect' / 'reconstructions.png') as image:
-    assert image.size == (3 * 29 + 1, 2 * 29 + 1)
+    assert image.size == (3 * (3 * 29 + 1), 3 * (2 * 29 + 1))  # enlarged 3 times to 264
 
   # Side by side: a second (pretend) run with another window.
   other = dict(report, decoder_window_pixels=report['decoder_window_pixels'] + 10)

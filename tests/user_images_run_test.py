@@ -85,9 +85,9 @@ def test_sample_writes_grids_of_40x32_images(run):
   model_dir, _ = run
   paths = run_binaries.run_sample(model_dir, num_images=2, num_reconstructions=2,
                                   num_decodings=1)
-  expected = image_grids.image_grid(np.zeros([2, 40, 32, 1], np.uint8)).shape
+  expected = image_grids.enlarged(image_grids.image_grid(np.zeros([2, 40, 32, 1], np.uint8))).shape
   with Image.open(paths['samples']) as grid:
-    assert grid.size == (expected[1], expected[0])
+    assert grid.size == (expected[1], expected[0]) and max(grid.size) >= 256
 
 
 def test_export_records_the_image_shape_and_pixel_kind(run):

@@ -23,6 +23,9 @@ from vlae_tf import seeds
 
 SAMPLES_FILE = 'samples_{step}.png'
 RECONSTRUCTIONS_FILE = 'reconstructions_{step}.png'
+# Grids written as files are enlarged (nearest neighbour, whole pixels) until their long side is at
+# least this: 64 samples of 8x8 digits are 73 pixels wide at 1x, too small to judge.
+MIN_LONG_SIDE = 256
 
 
 def to_uint8(images, data_kind):
@@ -88,6 +91,12 @@ def upscale(grid, factor):
     raise ValueError(f'The upscaling factor must be a positive integer, got {factor}.')
   grid = np.asarray(grid)
   return np.repeat(np.repeat(grid, factor, axis=0), factor, axis=1)
+
+
+def enlarged(grid, min_long_side=MIN_LONG_SIDE):
+  """`upscale`d by the smallest whole factor that makes the long side at least `min_long_side`."""
+  grid = np.asarray(grid)
+  return upscale(grid, max(1, math.ceil(min_long_side / max(grid.shape[:2]))))
 
 
 class GridRenderer:
@@ -173,7 +182,8 @@ def reconstruction_grid(model, images, num_decodings=7, seed=0):
 
 def write_grids(model, output_dir, step, num_images=64, reconstruction_images=None,
                 num_decodings=7, seed=0):
-  """Writes samples_<step>.png and, given images, reconstructions_<step>.png to `output_dir`.
+  """Writes samples_<step>.png and, given images, reconstructions_<step>.png to `output_dir`,
+  each `enlarged` to a long side of at least MIN_LONG_SIDE pixels.
 
   Returns:
     {'samples': path, 'reconstructions': path (when images were given)}.
@@ -181,9 +191,9 @@ def write_grids(model, output_dir, step, num_images=64, reconstruction_images=No
   paths = {}
   if num_images:
     paths['samples'] = write_png(os.path.join(output_dir, SAMPLES_FILE.format(step=step)),
-                                 sample_grid(model, num_images, seed))
+                                 enlarged(sample_grid(model, num_images, seed)))
   if reconstruction_images is not None and len(reconstruction_images):
     paths['reconstructions'] = write_png(
         os.path.join(output_dir, RECONSTRUCTIONS_FILE.format(step=step)),
-        reconstruction_grid(model, reconstruction_images, num_decodings, seed))
+        enlarged(reconstruction_grid(model, reconstruction_images, num_decodings, seed)))
   return paths

@@ -195,10 +195,16 @@ def _heat(values: np.ndarray, vmax: float, diverging: bool = False) -> np.ndarra
   return np.stack([red, green, blue], axis=-1).astype(np.uint8)
 
 
+# The maps' tiles are enlarged to at least this width, so that a column's caption (Pillow's default
+# font, about 6 pixels a character) fits above it at 8x8 as at 105x105.
+MIN_TILE_WIDTH = 100
+
+
 def maps_grid(images_uint8: np.ndarray, posterior_bits: np.ndarray, other_bits: np.ndarray,
-              scale: int = 4, headers=('image', 'bits | z~q(z|x)', 'bits | z~p(z)',
-                                       'saved by z')) -> np.ndarray:
-  """Rows of [image | posterior map | other map | other - posterior], upscaled `scale` times.
+              scale: Optional[int] = None, headers=('image', 'bits | z~q(z|x)', 'bits | z~p(z)',
+                                                    'saved by z')) -> np.ndarray:
+  """Rows of [image | posterior map | other map | other - posterior], upscaled `scale` times
+  (default: the smallest whole factor that makes a tile MIN_TILE_WIDTH pixels wide).
 
   Bits are -log2 p(x_ij | window, z) per pixel: white 0, dark red the 99.5th percentile of both
   maps; the difference is red where z saves bits, blue where it costs bits.
@@ -210,6 +216,7 @@ def maps_grid(images_uint8: np.ndarray, posterior_bits: np.ndarray, other_bits: 
                 else images_uint8)
   tiles = np.stack([images_rgb, _heat(posterior_bits, vmax), _heat(other_bits, vmax),
                     _heat(saved, vmax_saved, diverging=True)], axis=1)  # [N, 4, H, W, 3]
+  scale = scale or max(1, math.ceil(MIN_TILE_WIDTH / images_uint8.shape[2]))
   tiles = tiles.repeat(scale, axis=2).repeat(scale, axis=3)
   grid = image_grids.image_grid(tiles.reshape((-1,) + tiles.shape[2:]), columns=4, padding=2,
                              background=255)
@@ -298,8 +305,8 @@ def inspect(model_dir: str,
   # d. Lossy reconstructions (the grid of bin/sample).
   if model.has_latent and num_reconstructions:
     chosen = images[batching.subset_indices(len(images), num_reconstructions)]
-    image_grids.write_png(os.path.join(output_dir, RECONSTRUCTIONS_FILE),
-                       image_grids.reconstruction_grid(model, chosen, num_decodings, seed))
+    image_grids.write_png(os.path.join(output_dir, RECONSTRUCTIONS_FILE), image_grids.enlarged(
+        image_grids.reconstruction_grid(model, chosen, num_decodings, seed)))
     report['reconstructions_png'] = os.path.join(output_dir, RECONSTRUCTIONS_FILE)
   report['seconds'] = time.time() - began
   files.atomic_write_json(os.path.join(output_dir, REPORT_FILE), report)
