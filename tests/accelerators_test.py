@@ -7,6 +7,8 @@ real PixelCNN without z. The tiny VLAE is compiled whole (TFP's flows, posterior
 importance-weighted log-likelihood): jit_compile=True raises when an op cannot be compiled.
 """
 
+import types
+
 import gin
 import numpy as np
 import pytest
@@ -145,3 +147,22 @@ def test_the_vlae_compiles_whole_for_training_and_evaluation(images, run_dir, sh
   # compiled estimator of the same quantity lands within a few nats of it (a sign or a chunk
   # summed twice would not: the tiny model's NLL is about 540 nats).
   assert report['nll_nats'] < report['nll_bound_nats'] + 5.0
+
+
+def test_the_start_line_on_gpus_names_devices_precision_and_xla(monkeypatch):
+  """What bin/train and bin/eval log at start on a machine with GPUs (faked: this one has none)."""
+  gpus = [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU') for i in range(2)]
+  monkeypatch.setattr(tf.config, 'list_physical_devices',
+                      lambda kind=None: gpus if kind == 'GPU' else [])
+  monkeypatch.setattr(tf.config.experimental, 'get_device_details', lambda device: {
+      'device_name': 'NVIDIA A100-SXM4-80GB', 'compute_capability': (8, 0)})
+  strategy = types.SimpleNamespace(
+      num_replicas_in_sync=2, extended=types.SimpleNamespace(worker_devices=(
+          '/job:localhost/replica:0/task:0/device:GPU:0',
+          '/job:localhost/replica:0/task:0/device:GPU:1')))
+  assert accelerators.use_xla('auto', strategy)
+  assert accelerators.start_line(strategy, 'mixed_float16', 'auto') == (
+      'GPUs: 2x NVIDIA A100-SXM4-80GB, compute capability 8.0 (2 replicas); precision '
+      "mixed_float16; XLA on (train.jit_compile = 'auto')")
+  assert 'XLA off' in accelerators.start_line(strategy, 'float32', False)
+  assert accelerators.slow_precision_note('mixed_float16', strategy) is None

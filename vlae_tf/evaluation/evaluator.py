@@ -110,6 +110,7 @@ class CheckpointEvaluator:
 
     self.per_example = per_example
     self.jit_compile = accelerators.use_xla(jit_compile, self.strategy)
+    accelerators.log_start(self.strategy, getattr(model, 'precision', None), jit_compile)
     self._evaluator = distribution.DistributedEvaluator(
         self.strategy, statistics, seed=seed, salt=seeds.EVALUATION_SALT, per_example=True,
         per_image_seeds=True, jit_compile=self.jit_compile)
