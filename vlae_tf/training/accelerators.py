@@ -43,10 +43,11 @@ def on_gpus(strategy):
   return strategy_device_types(strategy) == {'GPU'}
 
 
-def use_xla(jit_compile, strategy):
-  """The setting `jit_compile` resolved for `strategy`: a bool."""
+def use_xla(jit_compile, strategy=None):
+  """The setting `jit_compile` resolved for `strategy` (None: the default device, a GPU if there
+  is one): a bool."""
   if check_jit_compile(jit_compile) == AUTO:
-    return on_gpus(strategy)
+    return on_gpus(strategy) if strategy else bool(tf.config.list_logical_devices('GPU'))
   return jit_compile
 
 
