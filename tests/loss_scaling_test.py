@@ -122,6 +122,24 @@ def test_the_checkpoint_keeps_the_scale(tmp_path):
       1024.0, 7)
 
 
+def test_a_checkpoint_of_another_precision_restores_with_a_fresh_scale(tmp_path):
+  """A run's next piece may switch to mixed_float16 (run_directory.RESUMABLE_ARITHMETIC)."""
+  strategy = doubles.one_replica()
+  float32 = _trainer(strategy, None)
+  float32.train_loop(_batches(), 2)
+  path = float32.checkpoint().save(str(tmp_path / 'ckpt'))
+  with strategy.scope():
+    model, averaged = doubles.DeterministicVLAE(), doubles.DeterministicVLAE()
+    scale = loss_scaling.DynamicLossScale()
+    float16 = trainer_lib.Trainer(strategy, model, averaged, keras.optimizers.Adamax(0.01),
+                                  global_batch_size=4, free_bits_lambda=0.0, ema_decay=0.9,
+                                  seed=0, loss_scale=scale)
+  float16.restore(path)
+  assert int(float16.step.numpy()) == 2 and float(scale.scale.numpy()) == 2.0**15
+  for want, got in zip(float32.model.variables, model.variables):
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
 def _tiny_trainer(precision_name, images):
   gin.clear_config()
   gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'],

@@ -166,14 +166,17 @@ class Trainer:
     """The training state (one `tf.train.Checkpoint`). Data position and seeds are functions of
     `step`."""
     if self._checkpoint is None:
-      state = dict(step=self.step, model=self.model, averaged_model=self.averaged_model,
-                   optimizer=self.optimizer)
-      if self.soft_free_bits is not None:
-        state['soft_free_bits'] = self.soft_free_bits
-      if self.loss_scale is not None:
-        state['loss_scale'] = self.loss_scale
-      self._checkpoint = tf.train.Checkpoint(**state)
+      self._checkpoint = tf.train.Checkpoint(**self._state())
     return self._checkpoint
+
+  def _state(self):
+    state = dict(step=self.step, model=self.model, averaged_model=self.averaged_model,
+                 optimizer=self.optimizer)
+    if self.soft_free_bits is not None:
+      state['soft_free_bits'] = self.soft_free_bits
+    if self.loss_scale is not None:
+      state['loss_scale'] = self.loss_scale
+    return state
 
   def initialize(self, first_batch):
     """A fresh run: the model's data-dependent init on the global batch, averages <- weights."""
@@ -193,9 +196,8 @@ class Trainer:
       names = {name for name, _ in tf.train.list_variables(path)}
       if self.loss_scale is not None and not any(n.startswith('loss_scale/') for n in names):
         # A piece trained in another precision: the scale starts afresh (INITIAL_SCALE).
-        checkpoint = tf.train.Checkpoint(**{key: value for key, value in vars(checkpoint).items()
-                                            if key in ('step', 'model', 'averaged_model',
-                                                       'optimizer', 'soft_free_bits')})
+        checkpoint = tf.train.Checkpoint(**{key: value for key, value in self._state().items()
+                                            if key != 'loss_scale'})
       checkpoint.restore(path).assert_existing_objects_matched()
 
   # Replica context.
