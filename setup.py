@@ -5,6 +5,8 @@ import pathlib
 import setuptools
 
 HERE = pathlib.Path(__file__).parent
+# One pin for tensorflow and for the 'gpu' extra's tensorflow[and-cuda].
+TENSORFLOW_VERSION = '>=2.21,<2.22'
 
 setuptools.setup(
     name='vlae_tf',
@@ -22,7 +24,7 @@ setuptools.setup(
                   'vlae_tf.pretrained': ['*/checkpoint', '*/ckpt-*', '*/*.gin', '*/*.json']},
     python_requires='>=3.10,<3.13',
     install_requires=[
-        'tensorflow>=2.21,<2.22',
+        f'tensorflow{TENSORFLOW_VERSION}',
         'tensorflow-probability>=0.25,<0.26',
         'tf-keras>=2.21,<2.22',
         'tensorflow-datasets>=4.9',
@@ -39,6 +41,9 @@ setuptools.setup(
         'constriction>=0.5,<0.6',
     ],
     extras_require={
+        # NVIDIA GPUs: TensorFlow's CUDA and cuDNN wheels, pinned like the tensorflow requirement
+        # (docs/gpu.md).
+        'gpu': [f'tensorflow[and-cuda]{TENSORFLOW_VERSION}'],
         # bin/inspect's linear probe.
         'inspect': ['scikit-learn>=1.3'],
         # The figures of docs/RESULTS.md that are not line plots (docs/results/speed/).

@@ -3,6 +3,7 @@
 import json
 import math
 
+import gin
 import pytest
 import tensorflow as tf
 
@@ -111,6 +112,39 @@ def test_sample_line_times_both_samplers_exactly(shared_data):
   assert sample['precision'] == 'float32'  # The bound one (base.gin) when none is asked for.
   assert sample['naive_extrapolated'] is False
   assert sample['naive_decoder_passes'] == 28 * 28
+
+
+@pytest.mark.slow
+def test_precisions_and_xla_on_and_off_in_one_run(shared_data):
+  """What docs/gpu.md's command measures, on the tiny PixelCNN without z: train and eval in
+  mixed_float16 (float32 and bfloat16 lines are the test above's), each without and with XLA,
+  every line naming its device."""
+  gin_parsing.parse_gin(['dynamic_mnist_pixelcnn.gin', 'testing/tiny.gin'])
+  lines = benchmark.run(
+      what=('train', 'eval'), batch_size=4, data_dir=str(shared_data), repeats=1, warmup=1,
+      steps_per_chunk=1, eval_batch_size=2, num_samples=1, chunk_size=1, peak_repeats=1,
+      precisions=('mixed_float16',), jit_compiles=(False, True))
+  assert [(line['what'], line['precision'], line['xla']) for line in lines] == [
+      ('train', 'mixed_float16', False), ('train', 'mixed_float16', True),
+      ('eval', 'mixed_float16', False), ('eval', 'mixed_float16', True)]
+  for line in lines:
+    _check_line(line)
+    assert line['jit_compile'] is line['xla']
+    assert (line['device_name'], line['device_peak_memory_mb']) == ('cpu', None)  # No GPU here.
+    assert line['peak_flops'] == line['peak_flops_' + line['compute_dtype']]
+  assert {line['compute_dtype'] for line in lines} == {'float16'}
+  assert lines[0]['peak_flops_float32'] > 0 and lines[0]['peak_flops_bfloat16'] > 0
+  # The bindings are restored afterwards.
+  assert benchmark.bound_precision() == 'float32'
+  assert gin.query_parameter('train.jit_compile') == 'auto'
+
+
+def test_unknown_xla_values_are_one_line():
+  with pytest.raises(errors.CliError, match=r"Unknown --jit_compile value 'maybe'; expected "
+                     r'some of auto,true,false\.'):
+    benchmark.parse_jit_compile('maybe')
+  assert [benchmark.parse_jit_compile(v) for v in ('AUTO', 'true', 'False')] == ['auto', True,
+                                                                                 False]
 
 
 def test_unknown_precisions_are_refused():

@@ -64,6 +64,8 @@ SLOWEST_FILES = (  # By their sums of --durations on the full suite (December 20
     'precision_test.py',
     'training_test.py',
     'benchmark_test.py',
+    'accelerators_test.py',
+    'loss_scaling_test.py',
     'signals_anytime_test.py',
     'disk_full_test.py',
     'first_hour_test.py',

@@ -19,7 +19,8 @@ def test_bindings_else_defaults():
   assert train.max_checkpoints_to_keep == 3 and train.soft_free_bits is False  # Unbound.
   assert train.trainer_kwargs() == {'seed': 0, 'learning_rate': 0.002, 'ema_decay': 0.9,
                                     'ema_warmup': True, 'free_bits_lambda': 0.01,
-                                    'soft_free_bits': False}
+                                    'soft_free_bits': False, 'jit_compile': 'auto',
+                                    'accumulation_steps': 1}
   with pytest.raises(dataclasses.FrozenInstanceError):
     train.batch_size = 8  # pylint: disable=assigning-non-slot
 

@@ -14,6 +14,7 @@ import doubles
 from vlae_tf import distribution
 from vlae_tf import gin_parsing
 from vlae_tf.models import objectives
+from vlae_tf.training import averaging
 from vlae_tf.training import trainer as trainer_lib
 from vlae_tf.training import settings
 
@@ -75,7 +76,7 @@ class PolyakAveragingTest(tf.test.TestCase):
     small.initialize(doubles.binary_images(1))
     large.initialize(doubles.binary_images(1))
     with self.assertRaisesRegex(ValueError, 'Cannot average'):
-      trainer_lib.ExponentialMovingAverage(small.variables, large.variables, 0.9)
+      averaging.ExponentialMovingAverage(small.variables, large.variables, 0.9)
 
 
 class LossScalingTest(tf.test.TestCase, parameterized.TestCase):

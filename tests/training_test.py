@@ -301,3 +301,36 @@ def test_a_run_continues_in_another_precision_and_records_each_piece(shared_data
   assert [(p['first_step'], p['last_step'], p['precision'], p['ended']) for p in pieces] == [
       (0, 2, 'float32', 'finished'), (2, 4, 'mixed_bfloat16', 'finished')]
   assert "VLAE.precision = 'mixed_bfloat16'" in (tmp_path / 'run' / 'config.gin').read_text()
+
+
+@pytest.mark.slow
+def test_a_float16_run_resumes_exactly_with_its_loss_scale(shared_data, tmp_path):
+  """As test_resume_reaches_the_uninterrupted_state, in 'mixed_float16' (float16 layers, a
+  dynamic loss scale): 14 steps (checkpoints every 2, the last 5 kept), resumed from step 6. The
+  tiny model's gradients overflow float16 at the initial scale of 2^15, so the first steps are
+  skipped while the scale comes down, and the later ones train: the checkpoint must carry the
+  scale for the resumed run to reach the uninterrupted run's step-14 state bit for bit."""
+  data_dir = str(shared_data)
+  uninterrupted, resumed = tmp_path / 'uninterrupted', tmp_path / 'resumed'
+  tiny_run_config('mixed_float16', train_steps=14, eval_examples=0)
+  training.train(str(uninterrupted), data_dir=data_dir, strategy=doubles.one_replica())
+  resumed.mkdir()
+  for path in uninterrupted.glob('ckpt-6.*'):
+    shutil.copy(path, resumed / path.name)
+  (resumed / 'checkpoint').write_text('model_checkpoint_path: "ckpt-6"\n'
+                                      'all_model_checkpoint_paths: "ckpt-6"\n')
+  tiny_run_config('mixed_float16', train_steps=14, eval_examples=0)
+  training.train(str(resumed), data_dir=data_dir, strategy=doubles.one_replica())
+  want = read_checkpoint(str(uninterrupted / 'ckpt-14'))
+  got = read_checkpoint(tf.train.latest_checkpoint(str(resumed)))
+  assert set(want) == set(got)
+  scale = 'loss_scale/scale/.ATTRIBUTES/VARIABLE_VALUE'
+  middle = read_checkpoint(str(uninterrupted / 'ckpt-6'))
+  assert middle[scale] < 2.0**15  # Overflows brought it down before the checkpoint.
+  assert int(want['optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE']) > int(
+      middle['optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE'])  # Steps after it trained.
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  pieces = directory.read_pieces(str(resumed))
+  assert [(p['precision'], p['xla'], p['accumulation_steps']) for p in pieces] == [
+      ('mixed_float16', False, 1)]

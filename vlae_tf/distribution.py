@@ -112,12 +112,16 @@ class DistributedEvaluator:
   seed per image, int32 [b, 2], a function of (seed, salt, the image's index) only: an image's
   values do not depend on its batch, its replica or the number of replicas (but for float
   round-off), so an evaluation can stop and continue at any batch (evaluation/evaluator.py).
+
+  With `jit_compile=True`, `statistics_fn` runs on every replica as one XLA computation
+  (accelerators.py); the reductions across replicas stay outside it.
   """
 
   def __init__(self, strategy, statistics_fn, seed=0, salt=seeds.VALIDATION_SALT,
-               per_example=False, per_image_seeds=False):
+               per_example=False, per_image_seeds=False, jit_compile=False):
     self.strategy = strategy
-    self._statistics_fn = statistics_fn
+    self._statistics_fn = (tf.function(statistics_fn, jit_compile=True, autograph=False)
+                           if jit_compile else statistics_fn)
     self._seed = int(seed)
     self._salt = salt
     self._per_example = per_example

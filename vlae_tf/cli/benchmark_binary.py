@@ -1,7 +1,7 @@
 """bin/benchmark: one JSON line per measurement of a gin config's model on this machine.
 
     bin/benchmark --gin_file=mnist_vlae.gin [--what=train,eval,sample,profile] [--batch_size=N]
-        [--precisions=float32,mixed_bfloat16]
+        [--precisions=float32,mixed_bfloat16,mixed_float16] [--jit_compile=false,true]
 
 Parses gin like bin/train (base.gin, the files, the bindings, strictly); the measurements are
 vlae_tf/experiments/benchmark.py's, imported once the flags are parsed.
@@ -37,8 +37,11 @@ def define_benchmark_flags():
   flags.DEFINE_boolean('jit', True, 'Also time the profile under XLA.')
   flags.DEFINE_integer('peak_repeats', 5, 'Timed repetitions of the 2048^3 matmuls.')
   flags.DEFINE_list('precisions', None, 'Values of gin VLAE.precision to measure, each in turn '
-                    '(float32, mixed_bfloat16; default: the one bound in gin). Every line has '
-                    'a "precision" key.')
+                    '(float32, mixed_bfloat16, mixed_float16; default: the one bound in gin). '
+                    'Every line has a "precision" key.')
+  flags.DEFINE_list('jit_compile', None, 'Values of gin train.jit_compile to measure train and '
+                    'eval with, each in turn (auto, true, false; default: the one bound in gin, '
+                    'auto: XLA on GPUs only). Every line has an "xla" key.')
 
 
 def benchmark_main(argv):
@@ -54,6 +57,8 @@ def benchmark_main(argv):
                   chunk_size=FLAGS.chunk_size, sample_methods=FLAGS.sample_methods,
                   naive_repeats=FLAGS.naive_repeats, peak_repeats=FLAGS.peak_repeats,
                   jit=FLAGS.jit, precisions=FLAGS.precisions,
+                  jit_compiles=[benchmark.parse_jit_compile(value)
+                                for value in FLAGS.jit_compile or ()],
                   emit=lambda result: print(benchmark.to_json_line(result), flush=True))
 
   user_errors.guard(run)

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf.data import batching
+from vlae_tf import accelerators
 from vlae_tf.runs import checkpoints
 from vlae_tf.data import datasets
 from vlae_tf import distribution
@@ -62,10 +63,16 @@ class CheckpointEvaluator:
   compared image by image.
 
   With `per_example`, calls also return every image's values (see `__call__`).
+
+  `jit_compile` (None: the run's `train.jit_compile`, 'auto' when unbound) compiles every
+  replica's statistics, the importance-weighted log-likelihood included, with XLA
+  (accelerators.py): on by default on GPUs, off on CPUs. XLA draws its stateless random
+  numbers with its own algorithm, so the importance samples (not their distribution) differ
+  between XLA and no XLA.
   """
 
   def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
-               chunk_size, seed, strategy, per_example=False, checkpoint=None):
+               chunk_size, seed, strategy, per_example=False, checkpoint=None, jit_compile=None):
     # The newest intact checkpoint, or `checkpoint` if given; fails clearly when there is none.
     # The default strategy is made after the run's config is parsed (it may bind its devices).
     run = opening.open_run(model_dir, checkpoint, strategy=strategy or distribution.make_strategy)
@@ -100,9 +107,13 @@ class CheckpointEvaluator:
       }
 
     self.per_example = per_example
+    if jit_compile is None:  # The run's own setting (config.gin, parsed by open_run).
+      jit_compile = accelerators.bound_jit_compile()
+    self.jit_compile = accelerators.use_xla(jit_compile, self.strategy)
+    accelerators.log_start(self.strategy, getattr(model, 'precision', None), jit_compile)
     self._evaluator = distribution.DistributedEvaluator(
         self.strategy, statistics, seed=seed, salt=seeds.EVALUATION_SALT, per_example=True,
-        per_image_seeds=True)
+        per_image_seeds=True, jit_compile=self.jit_compile)
     self.step = None
 
   def restore(self, checkpoint):
@@ -198,7 +209,8 @@ def evaluate(model_dir,
              strategy=None,
              progress=True,
              checkpoint=None,
-             time_limit=None):
+             time_limit=None,
+             jit_compile=None):
   """Evaluates a checkpoint of a run with its averaged weights; writes eval_<split>.json.
 
   Rebuilds the model from <model_dir>/config.gin (this clears any gin config already parsed).
@@ -220,6 +232,8 @@ def evaluate(model_dir,
     progress: show a progress bar on stderr.
     checkpoint: a checkpoint prefix (<model_dir>/ckpt-N) or a step N; default: the newest intact.
     time_limit: a `time_limits.TimeLimit` (bin/eval's --time_limit), or None.
+    jit_compile: XLA for the statistics: 'auto', True, False, or None (the run's
+      `train.jit_compile`).
 
   Returns:
     A dict with nll_nats, nll_stderr_nats, bits_per_dim, elbo_nats, nll_bound_nats,
@@ -231,7 +245,8 @@ def evaluate(model_dir,
     errors.TimeLimitReached: stopped before `time_limit`, the images done kept.
   """
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
-                                  data_dir, chunk_size, seed, strategy, checkpoint=checkpoint)
+                                  data_dir, chunk_size, seed, strategy, checkpoint=checkpoint,
+                                  jit_compile=jit_compile)
   path = os.path.join(model_dir, pieces.progress_file(split, evaluator.num_samples,
                                                       evaluator.total, evaluator.seed))
   report, per_image = pieces.evaluate_in_pieces(evaluator, evaluator.checkpoint, path, time_limit,
@@ -282,14 +297,15 @@ def evaluate_curve(model_dir,
                    seed=0,
                    strategy=None,
                    progress=True,
-                   time_limit=None):
+                   time_limit=None,
+                   jit_compile=None):
   """Evaluates every kept checkpoint of a run: test NLL against training time.
 
-  Same arguments as `evaluate` (but `checkpoint`). Damaged checkpoints are left out, each named in
-  a one-line warning. The training time of a checkpoint is the time it was written
-  minus the start of the run (<model_dir>/started.json, written by a fresh `train`): it counts
-  everything the training process did, start-up, data init and checkpointing included, and for a
-  resumed run also the time it was stopped.
+  Same arguments as `evaluate` (but `checkpoint`), `jit_compile` included. Damaged checkpoints
+  are left out, each named in a one-line warning. The training time of a checkpoint is the time it
+  was written minus the start of the run (<model_dir>/started.json, written by a fresh `train`):
+  it counts everything the training process did, start-up, data init and checkpointing included,
+  and for a resumed run also the time it was stopped.
 
   Writes eval_<split>_curve.json (the list of reports, each with `checkpoint_time` and
   `train_seconds`) and eval_<split>_curve.png (NLL with standard errors against minutes, or
@@ -306,7 +322,8 @@ def evaluate_curve(model_dir,
     errors.TimeLimitReached: stopped before `time_limit`.
   """
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
-                                  data_dir, chunk_size, seed, strategy)
+                                  data_dir, chunk_size, seed, strategy,
+                                  jit_compile=jit_compile)
   started = directory.run_start_time(model_dir)
   reports = []
   curve_path = os.path.join(model_dir, CURVE_FILE.format(split=split))

@@ -7,9 +7,12 @@ average and peak memory.
 
 Each measurement is made for each precision of `precisions` (gin `VLAE.precision`, one model per
 precision, the measurements of one benchmark interleaved: train float32, train mixed_bfloat16,
-eval float32, ...). Every line has "precision", "compute_dtype" and "peak_flops", the matmul
-peak of the dtype the model's convolutions compute in, so that fraction_of_peak is relative to
-that.
+eval float32, ...), and train and eval also for each value of `jit_compiles` (gin
+`train.jit_compile`) within a precision. Every line has "precision", "compute_dtype" and
+"peak_flops", the matmul peak of the dtype the model's convolutions compute in, so that
+fraction_of_peak is relative to that; "jit_compile" and "xla" (whether it ran compiled); and
+machine.py's "device_name" and "device_peak_memory_mb" (the GPU's peak during that measurement;
+None on a CPU).
 
     what       how                                               keys
     train      trainer.train_loop(iterator, n), built by         images_per_s, flops_per_image,
@@ -28,24 +31,20 @@ FLOPs are counted from the traced graph of the training loss, not estimated (flo
 
 import json
 import math
-import os
-import platform
-import resource
-import statistics
-import time
 from typing import Dict, List, Optional, Sequence
 
 import gin
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import allocator
 from vlae_tf.data import batching
 # The counts are part of this module's API: benchmark.count_flops, benchmark.train_step_flops.
 from vlae_tf.experiments.flop_counting import count_flops
 from vlae_tf.experiments.flop_counting import loss_function
 from vlae_tf.experiments.flop_counting import train_step_flops
+from vlae_tf.experiments import machine
 from vlae_tf.data import datasets
+from vlae_tf import accelerators
 from vlae_tf import distribution
 from vlae_tf import errors
 from vlae_tf.layers import precision as precision_lib
@@ -62,48 +61,12 @@ SAMPLE_METHODS = {'sequential': 'naive', 'fast': 'fast', 'fixed_point': 'fixed_p
 # The machine.
 
 
-def matmul_peak_flops(size: int = 2048, repeats: int = 5, dtype=tf.float32) -> float:
-  """The measured matmul rate in `dtype`: median over `repeats` of a [n, n] x [n, n] tf.function.
-
-  FLOPs per product = 2 * n^3. Runs on the default device (the first GPU if there is one).
-  """
-  a = tf.cast(tf.random.stateless_normal([size, size], seed=[1, 2]), dtype)
-  b = tf.cast(tf.random.stateless_normal([size, size], seed=[3, 4]), dtype)
-  product = tf.function(lambda a, b: tf.reduce_sum(tf.linalg.matmul(a, b)), autograph=False)
-  product(a, b).numpy()  # Warm-up: trace and first run.
-  seconds = _median_seconds(lambda: product(a, b).numpy(), repeats)
-  return 2.0 * size**3 / seconds
+# In machine.py; here too, where bin/benchmark's callers and tests have read them.
+matmul_peak_flops = machine.matmul_peak_flops
+machine_info = machine.machine_info
 
 
-def machine_info() -> Dict:
-  """Device, TensorFlow version, load average and peak memory, for every line."""
-  gpus = tf.config.list_physical_devices('GPU')
-  if gpus:
-    details = tf.config.experimental.get_device_details(gpus[0])
-    device = f'{len(gpus)}x {details.get("device_name", "GPU")}'
-  else:
-    device = f'CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)'
-  info = {
-      'device': device,
-      'tf_version': tf.__version__,
-      'allocator': allocator.in_use(),  # Speeds differ by allocator (allocator.py).
-      'load_average': [round(x, 2) for x in os.getloadavg()],
-      # Peak resident set of the whole process so far (Linux: KiB).
-      'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
-  }
-  if gpus:
-    info['gpu_peak_memory_mb'] = round(
-        tf.config.experimental.get_memory_info('GPU:0')['peak'] / 2**20, 1)
-  return info
-
-
-def _median_seconds(fn, repeats: int) -> float:
-  times = []
-  for _ in range(max(1, int(repeats))):
-    began = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - began)
-  return statistics.median(times)
+_median_seconds = machine.median_seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,16 +135,19 @@ def benchmark_train(batch_size: int, data_dir=None, steps_per_chunk: int = 20, r
       'steps_per_chunk': steps_per_chunk,
       'repeats': repeats,
       'trainable_parameters': num_parameters,
+      'xla': trainer.jit_compile,
+      'accumulation_steps': trainer.accumulation_steps,
       'gradient_bytes_per_step': 4 * num_parameters,
   }
 
 
 def benchmark_eval(model, images: tf.Tensor, num_samples: int = 4096, chunk_size: int = 64,
-                   repeats: int = 3, warmup: int = 1) -> Dict:
-  """Importance samples per second of `model.log_likelihood` on `images` in a tf.function."""
+                   repeats: int = 3, warmup: int = 1, jit_compile: bool = False) -> Dict:
+  """Importance samples per second of `model.log_likelihood` on `images` in a tf.function
+  (compiled by XLA with `jit_compile`, as the evaluator compiles it)."""
   log_likelihood = tf.function(
       lambda x, seed: model.log_likelihood(x, num_samples, seed, chunk_size=chunk_size),
-      autograph=False)
+      autograph=False, jit_compile=bool(jit_compile))
   seed = tf.constant([0, 1], tf.int32)
   for _ in range(max(1, warmup)):
     log_likelihood(images, seed).numpy()
@@ -299,6 +265,7 @@ def benchmark_profile(model, batch: tf.Tensor, repeats: int = 5, warmup: int = 1
 
 
 PRECISION_BINDING = 'vlae.VLAE.precision'
+JIT_COMPILE_BINDING = 'train.jit_compile'
 
 
 def bound_precision() -> str:
@@ -314,12 +281,27 @@ def _bind_precision(precision: str):
     gin.bind_parameter(PRECISION_BINDING, precision)
 
 
+def _bind_jit_compile(value):
+  with gin.unlock_config():
+    gin.bind_parameter(JIT_COMPILE_BINDING, value)
+
+
+def parse_jit_compile(text: str):
+  """'auto', 'true' or 'false' (any case; bin/benchmark's --jit_compile) as train.jit_compile."""
+  value = {'auto': 'auto', 'true': True, 'false': False}.get(str(text).lower())
+  if value is None:
+    raise errors.CliError(f'Unknown --jit_compile value {text!r}; expected some of '
+                          'auto,true,false.')
+  return value
+
+
 def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[int] = None,
         data_dir=None, repeats: int = 3, warmup: int = 1, steps_per_chunk: int = 20,
         eval_batch_size: int = 8, num_samples: int = 4096, chunk_size: int = 64,
         sample_methods: Sequence[str] = ('sequential', 'fast'), naive_repeats: int = 1,
         peak_repeats: int = 5, jit: bool = True, emit=None,
-        precisions: Optional[Sequence[str]] = None) -> List[Dict]:
+        precisions: Optional[Sequence[str]] = None,
+        jit_compiles: Optional[Sequence] = None) -> List[Dict]:
   """Runs the benchmarks in `what` on the model of the parsed gin config, in each precision.
 
   Args:
@@ -337,6 +319,9 @@ def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[
     emit: called with every result as soon as it is measured (e.g. to print it).
     precisions: values of gin `VLAE.precision` to measure (default: the bound one); each
       benchmark runs once per precision, one after the other.
+    jit_compiles: values of gin `train.jit_compile` ('auto', True, False) to measure train and
+      eval with (default: the bound one), each in turn within a precision. Every line has "xla",
+      whether its measurement ran compiled (sample: never; profile: both, its xla_ keys).
 
   Returns:
     One dict per benchmark and precision, each with the machine's measured peaks and its state.
@@ -350,21 +335,26 @@ def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[
     if precision not in precision_lib.PRECISIONS:
       raise errors.CliError(f'Unknown precision {precision!r}; expected some of '
                             f'{",".join(precision_lib.PRECISIONS)}.')
+  bound_jit = settings_lib.train_settings()['jit_compile']
+  jit_compiles = [settings_lib.check_jit_compile(value) for value in jit_compiles or [bound_jit]]
   if batch_size is None:
     batch_size = settings_lib.train_settings()['batch_size']
+  dtypes = {tf.float32, tf.bfloat16} | {precision_lib.compute_dtype(p) for p in precisions}
   peaks = {dtype: matmul_peak_flops(repeats=peak_repeats, dtype=dtype)
-           for dtype in (tf.float32, tf.bfloat16)}
+           for dtype in sorted(dtypes, key=lambda dtype: dtype.name)}
   results = []
   models = {}
 
-  def finish(result, precision):
+  def finish(result, precision, jit_compile=None, xla=None):
     compute_dtype = precision_lib.compute_dtype(precision)
     peak = peaks[compute_dtype]
     if 'achieved_flops' in result:
       result['fraction_of_peak'] = result['achieved_flops'] / peak
     result.update(precision=precision, compute_dtype=compute_dtype.name, peak_flops=peak,
-                  peak_flops_float32=peaks[tf.float32], peak_flops_bfloat16=peaks[tf.bfloat16],
+                  jit_compile=jit_compile,
+                  **{f'peak_flops_{dtype.name}': value for dtype, value in peaks.items()},
                   **machine_info())
+    result.setdefault('xla', xla)  # benchmark_train says what its trainer did.
     results.append(result)
     if emit:
       emit(result)
@@ -374,24 +364,33 @@ def run(what: Sequence[str] = ('train', 'eval', 'sample'), batch_size: Optional[
       for precision in precisions:
         _bind_precision(precision)
         if name == 'train':
-          finish(benchmark_train(batch_size, data_dir, steps_per_chunk, repeats, warmup,
-                                 peak_flops=peaks[precision_lib.compute_dtype(precision)]),
-                 precision)
+          for jit_compile in jit_compiles:
+            _bind_jit_compile(jit_compile)
+            machine.reset_device_peak()
+            finish(benchmark_train(batch_size, data_dir, steps_per_chunk, repeats, warmup,
+                                   peak_flops=peaks[precision_lib.compute_dtype(precision)]),
+                   precision, jit_compile)
           continue
         if precision not in models:
           models[precision] = initialized_model(real_batch(batch_size, data_dir))
         model = models[precision]
+        machine.reset_device_peak()  # sample, profile
         if name == 'eval':
-          finish(benchmark_eval(model, real_batch(eval_batch_size, data_dir, split='test'),
-                                num_samples, chunk_size, repeats, warmup), precision)
+          for jit_compile in jit_compiles:
+            machine.reset_device_peak()
+            xla = accelerators.use_xla(jit_compile)
+            finish(benchmark_eval(model, real_batch(eval_batch_size, data_dir, split='test'),
+                                  num_samples, chunk_size, repeats, warmup, xla),
+                   precision, jit_compile, xla)
         elif name == 'sample':
           finish(benchmark_sample(model, sample_methods, repeats, naive_repeats, warmup),
-                 precision)
+                 precision, xla=False)
         elif name == 'profile':
           finish(benchmark_profile(model, real_batch(batch_size, data_dir), repeats, warmup, jit),
                  precision)
   finally:
     _bind_precision(bound)
+    _bind_jit_compile(bound_jit)
   return results
 
 

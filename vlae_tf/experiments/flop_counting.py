@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from vlae_tf.training import trainer as trainer_lib
+from vlae_tf.training import replica_gradients
 
 _ELEMENTWISE_OPS = frozenset([
     'Add', 'AddV2', 'Sub', 'Mul', 'RealDiv', 'Div', 'DivNoNan', 'Neg', 'Square', 'Sqrt', 'Rsqrt',
@@ -132,7 +132,7 @@ def loss_function(model, global_batch_size: int, free_bits_lambda: float, backwa
   def step(images, seed):
     with tf.GradientTape() as tape:
       outputs = model.elbo(images, seed, training=True)
-      loss = trainer_lib.replica_loss(outputs, global_batch_size, free_bits_lambda, model.num_dims,
+      loss = replica_gradients.replica_loss(outputs, global_batch_size, free_bits_lambda, model.num_dims,
                                    num_replicas=1)
     if not backward:
       return loss

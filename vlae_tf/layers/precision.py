@@ -1,4 +1,4 @@
-"""Mixed precision of a VLAE: which layers compute in bfloat16, and where values go back to float32.
+"""Mixed precision of a VLAE: which layers compute in 16 bits, and where values go back to float32.
 
 The gin setting is `VLAE.precision` (gin/base.gin), one of PRECISIONS:
 
@@ -8,6 +8,13 @@ The gin setting is `VLAE.precision` (gin/base.gin), one of PRECISIONS:
   decoder (every Keras layer inside them, weight-norm wrappers included) get the Keras dtype
   policy 'mixed_bfloat16': their variables stay float32 (AutoCastVariables, read as bfloat16
   inside the layer's call), their floating inputs are cast to bfloat16 when called.
+* 'mixed_float16': the same layers in float16 (the Keras policy 'mixed_float16'), for GPUs with
+  float16 tensor cores. float16's range is narrow (largest 65504, smallest normal 2^-14), so the
+  trainer scales the loss (training/loss_scaling.py); everything listed below as float32 stays
+  float32. On CPUs it runs but slowly (float16 convolutions are emulated there); the training
+  loop says so in one line (accelerators.py).
+
+Below, "bfloat16" reads "the 16-bit compute dtype" for either mixed precision.
 
 Where values are float32 again (the casts):
 * the encoder's posterior head output (loc, raw scale) and its context, before softplus and before
@@ -36,19 +43,22 @@ import tf_keras as keras
 
 FLOAT32 = 'float32'
 MIXED_BFLOAT16 = 'mixed_bfloat16'
-PRECISIONS = (FLOAT32, MIXED_BFLOAT16)
+MIXED_FLOAT16 = 'mixed_float16'
+PRECISIONS = (FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
+_COMPUTE_DTYPES = {FLOAT32: tf.float32, MIXED_BFLOAT16: tf.bfloat16, MIXED_FLOAT16: tf.float16}
 
 
 def check(precision: str) -> str:
-  """Returns `precision` if it is one of PRECISIONS, else raises ValueError."""
+  """Returns `precision` if it is one of PRECISIONS, else raises ValueError (one line)."""
   if precision not in PRECISIONS:
-    raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}.')
+    raise ValueError(f'VLAE.precision must be one of {", ".join(repr(p) for p in PRECISIONS)}; '
+                     f'got {precision!r}.')
   return precision
 
 
 def compute_dtype(precision: str) -> tf.DType:
-  """tf.bfloat16 for 'mixed_bfloat16', tf.float32 for 'float32'."""
-  return tf.bfloat16 if check(precision) == MIXED_BFLOAT16 else tf.float32
+  """The dtype the networks compute in: float32, bfloat16 or float16."""
+  return _COMPUTE_DTYPES[check(precision)]
 
 
 def apply(network: Optional[keras.layers.Layer], precision: str):
@@ -69,6 +79,12 @@ def apply(network: Optional[keras.layers.Layer], precision: str):
   """
   if network is None or check(precision) == FLOAT32:
     return network
+  if precision == MIXED_FLOAT16:
+    # Keras's own check of the devices logs a paragraph once per process; the training loop says
+    # what matters in one line instead (accelerators.slow_precision_note).
+    # pylint: disable-next=g-import-not-at-top
+    from tf_keras.src.mixed_precision import device_compatibility_check as check_module
+    check_module._logged_compatibility_check = True  # pylint: disable=protected-access
   policy = keras.mixed_precision.Policy(precision)
   # pylint: disable-next=protected-access
   for layer in network._flatten_layers(include_self=True, recursive=True):

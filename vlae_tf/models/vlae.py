@@ -44,7 +44,7 @@ class VLAE(keras.Model):
     num_dims: H * W * C, the data dimensions (for bits/dim and free bits).
     data_kind: 'binary' (Bernoulli likelihood) or '8bit'.
     latent_shape: the shape of one z, () when there is no latent variable.
-    precision: 'float32' or 'mixed_bfloat16' (vlae_tf/layers/precision.py).
+    precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (vlae_tf/layers/precision.py).
   """
 
   def __init__(self,
@@ -71,9 +71,9 @@ class VLAE(keras.Model):
       prior: a layer whose `distribution()` is p(z), from `vlae_tf.flows`.
       posterior: a layer mapping (loc, scale, context) to q(z|x), from `vlae_tf.flows`.
       latent_shape: the shape of one z, e.g. (64,) or (8, 8, 16).
-      precision: 'float32', or 'mixed_bfloat16': the encoder, context network and decoder
-        compute in bfloat16 with float32 variables; densities, flows, KL and loss stay float32
-        (vlae_tf/layers/precision.py).
+      precision: 'float32', or 'mixed_bfloat16' / 'mixed_float16': the encoder, context network
+        and decoder compute in bfloat16 / float16 with float32 variables; densities, flows, KL
+        and loss stay float32 (vlae_tf/layers/precision.py).
       name: the Keras name.
     """
     super().__init__(name=name)

@@ -33,8 +33,10 @@ RESUMABLE_MACROS = frozenset({'TRAIN_STEPS'})
 # and the Polyak averages are float32 under every precision (layers/precision.py), so a run may
 # train each piece in the precision that is faster on the machine at hand (mixed_bfloat16 on a
 # CPU with AMX, float32 on one without bfloat16 instructions). pieces.jsonl records each piece's;
-# eval, sample and export read the run in the precision of its latest piece (config.gin).
-RESUMABLE_ARITHMETIC = frozenset({'VLAE.precision'})
+# eval, sample and export read the run in the precision of its latest piece (config.gin). XLA and
+# gradient accumulation are arithmetic too (a piece on a GPU, the next on a smaller one).
+RESUMABLE_ARITHMETIC = frozenset({'VLAE.precision', 'train.jit_compile',
+                                  'train.accumulation_steps'})
 
 
 def read_run_config(path, remedy):

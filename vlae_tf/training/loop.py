@@ -60,6 +60,7 @@ from vlae_tf import time_limits
 from vlae_tf.data import batching
 from vlae_tf.data import datasets
 from vlae_tf.models import summary as model_summary
+from vlae_tf import accelerators
 from vlae_tf.training import actions as actions_lib
 from vlae_tf.training import controller as controller_lib
 from vlae_tf import distribution
@@ -118,6 +119,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None, time_limit=Non
   train_images, eval_images = _load_images(settings, data_dir)
   trainer = trainer_lib.make_trainer(strategy, global_batch_size=settings.batch_size,
                                      **settings.trainer_kwargs())
+  accelerators.log_start(strategy, getattr(trainer.model, 'precision', None),
+                         settings.jit_compile)
   _check_image_shape(trainer.model, train_images, settings.dataset)
   latest = directory.prepare_training_run(model_dir, gin.config_str(), chief, began)
   if chief:
@@ -189,7 +192,8 @@ def train(model_dir, data_dir=None, settings=None, strategy=None, time_limit=Non
       directory.record_piece(
           model_dir, began, start_step, checkpoints.last_saved_step, ended,
           replicas=strategy.num_replicas_in_sync, workers=distribution.num_workers(strategy),
-          precision=trainer.model.precision if hasattr(trainer.model, 'precision') else None)
+          precision=trainer.model.precision if hasattr(trainer.model, 'precision') else None,
+          xla=trainer.jit_compile, accumulation_steps=trainer.accumulation_steps)
   if chief:
     summaries.end_hparams_session(model_dir, 'success')
   return metrics
@@ -240,6 +244,11 @@ def _check_batch_size(settings, num_replicas):
   if settings.batch_size % num_replicas:
     raise ValueError(f'batch_size {settings.batch_size} is not a multiple of {num_replicas} '
                      'replicas.')
+  if settings.batch_size % (num_replicas * settings.accumulation_steps):
+    raise errors.CliError(
+        f'train.batch_size = {settings.batch_size} does not split into {num_replicas} replica(s) '
+        f'of train.accumulation_steps = {settings.accumulation_steps} micro-batches: choose a '
+        f'batch size that is a multiple of {num_replicas * settings.accumulation_steps}.')
 
 
 def _check_image_shape(model, images, dataset):
@@ -323,7 +332,7 @@ def _validation_passes(strategy, trainer, eval_images, writers, settings, stop, 
   averaged_model = trainer.averaged_model
   evaluate = distribution.DistributedEvaluator(
       strategy, lambda x, seed_: averaged_model.elbo(x, seed_, training=False),
-      seed=settings.seed, salt=seeds.VALIDATION_SALT)
+      seed=settings.seed, salt=seeds.VALIDATION_SALT, jit_compile=trainer.jit_compile)
   return validation_lib.ValidationPasses(
       evaluate, eval_images, _eval_batch_size(settings, strategy.num_replicas_in_sync),
       split=settings.eval_split, eval_every=settings.eval_every, final_step=settings.train_steps,

@@ -16,7 +16,7 @@ the benchmark and the tests read it, without an import circle.
 """
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Union
 
 import gin
 
@@ -25,7 +25,17 @@ from vlae_tf import errors
 # The `TrainSettings` fields that `trainer.make_trainer` takes (the trainer's hyperparameters stay
 # bound on `train` in gin).
 TRAINER_SETTINGS = ('seed', 'learning_rate', 'ema_decay', 'ema_warmup', 'free_bits_lambda',
-                    'soft_free_bits')
+                    'soft_free_bits', 'jit_compile', 'accumulation_steps')
+# `train.jit_compile`: 'auto' is XLA on when the strategy's devices are GPUs, off on CPUs.
+JIT_COMPILE_VALUES = ('auto', True, False)
+
+
+def check_jit_compile(value):
+  """Returns `value` if it is one of JIT_COMPILE_VALUES, else raises CliError (one line)."""
+  if isinstance(value, bool) or value == 'auto':
+    return value
+  raise errors.CliError(f"train.jit_compile = {value!r}: it must be one of 'auto', True, False "
+                        "('auto': XLA on GPUs, off on CPUs).")
 
 
 @gin.configurable('train')
@@ -71,6 +81,12 @@ class TrainSettings:
     max_consecutive_bad_steps: a step with a non-finite loss or gradient is skipped (and counted
       in the `bad_steps` summary); after this many in a row, training stops with NonFiniteError
       (None: never).
+    jit_compile: compile each replica's forward and backward pass (and evaluation's statistics)
+      with XLA: 'auto' (on when the strategy's devices are GPUs, off on CPUs, where XLA measured
+      2-3x slower), True or False (accelerators.py).
+    accumulation_steps: split each replica's batch into this many micro-batches and sum their
+      gradients before one optimizer step (gradient accumulation): the step of `batch_size`
+      images in the memory of `batch_size / accumulation_steps` (training/replica_gradients.py).
   """
 
   dataset: str = gin.REQUIRED
@@ -94,11 +110,14 @@ class TrainSettings:
   seed: int = 0
   deterministic: bool = False
   max_consecutive_bad_steps: Optional[int] = 10
+  jit_compile: Union[str, bool] = 'auto'
+  accumulation_steps: int = 1
 
   def __post_init__(self):
     """Checks the budget and the intervals before anything runs: one line naming the setting."""
     at_least = {'train_steps': 1, 'batch_size': 1, 'checkpoint_every': 0, 'summary_every': 0,
-                'eval_every': 0, 'num_summary_images': 0, 'max_checkpoints_to_keep': 1}
+                'eval_every': 0, 'num_summary_images': 0, 'max_checkpoints_to_keep': 1,
+                'accumulation_steps': 1}
     for name, minimum in at_least.items():
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -113,6 +132,11 @@ class TrainSettings:
           0 if name == 'eval_examples' else 1)):
         raise errors.CliError(f'train.{name} = {value!r}: it must be None or an integer >= '
                               f'{0 if name == "eval_examples" else 1}.')
+    check_jit_compile(self.jit_compile)
+    if self.batch_size % self.accumulation_steps:
+      raise errors.CliError(
+          f'train.batch_size = {self.batch_size} is not a multiple of train.accumulation_steps = '
+          f'{self.accumulation_steps}: choose an accumulation that divides the batch.')
 
   def for_budget(self):
     """A copy whose intervals scale with the budget, so that a short run is worth looking at:

@@ -40,119 +40,36 @@ optimizer (and gamma with soft free bits).
 
 Faults. A step whose loss or summed gradient is not finite is skipped (weights, optimizer, averages
 untouched; decided on all-reduced values so replicas agree) and counted; the outer loop stops the
-run after `max_consecutive_bad_steps` of them in a row.
+run after `max_consecutive_bad_steps` of them in a row. Under 'mixed_float16' the loss is scaled
+(loss_scaling.py): a step whose gradients overflow while its loss is finite is skipped and halves
+the scale without counting as a bad step.
+
+GPUs. With `jit_compile` each replica's forward and backward pass is one XLA computation
+(accelerators.py); the all-reduce, the skip and the updates stay outside it. With
+`accumulation_steps` = k each replica's B / R images are k micro-batches of B / (R k), their
+gradients summed before the all-reduce, and the optimizer, the averages and `step` advance once:
+a step of batch B in the memory of a batch B / k. The micro-batches enter the objective as R k
+replicas would (the free-bits max is per micro-batch; soft free bits are linear, hence exact), and
+micro-batch m of replica r draws its noise with fold_in(seed of r, m).
 """
 
 from absl import logging
 import gin
 import tensorflow as tf
 
+from vlae_tf import accelerators
 from vlae_tf import distribution
+from vlae_tf import errors
+from vlae_tf.layers import precision as precision_lib
+from vlae_tf.training import averaging
+from vlae_tf.training import loss_scaling
 from vlae_tf.training import optimizers
+from vlae_tf.training import replica_gradients
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.models import objectives
 from vlae_tf import seeds
 
 METRIC_KEYS = ('loss', 'elbo', 'kl', 'log_px_z', 'gradient_norm', 'kl_weight')
-
-
-class ExponentialMovingAverage:
-  """Polyak averaging of one model's variables into another's (same architecture, same order).
-
-      average <- decay * average + (1 - decay) * weight     trainable floating-point variables
-      average <- weight                                      every other variable
-
-  `update()` runs in cross-replica context (after `strategy.run`): `strategy.extended.update`
-  applies the assignment on every device from that device's copy of the weight, so the mirrored
-  copies stay equal.
-  The averages need no slot of their own in checkpoints: they are the averaged model's variables.
-  """
-
-  def __init__(self, weights, averages, decay, strategy=None):
-    """Pairs the variables.
-
-    Args:
-      weights: the trained variables (`model.variables`).
-      averages: the averaged model's variables, in the same order.
-      decay: the Polyak decay, e.g. 0.998. `update(num_updates=n)` uses
-        min(decay, (1 + n) / (10 + n)) instead (the warm-up of tf.train.ExponentialMovingAverage),
-        so that early averages are not dominated by the random initial weights.
-      strategy: the strategy that owns the variables (default: the current one).
-
-    Raises:
-      ValueError: when the two lists do not pair up by shape and dtype.
-    """
-    weights, averages = list(weights), list(averages)
-    if len(weights) != len(averages):
-      raise ValueError(f'{len(weights)} weights but {len(averages)} averages.')
-    for weight, average in zip(weights, averages):
-      if weight.shape != average.shape or weight.dtype != average.dtype:
-        raise ValueError(f'Cannot average {weight.name} {weight.shape} {weight.dtype!r} into '
-                         f'{average.name} {average.shape} {average.dtype!r}.')
-    self.decay = float(decay)
-    self.strategy = strategy or tf.distribute.get_strategy()
-    self._pairs = list(zip(weights, averages))
-
-  def _is_averaged(self, weight):
-    return weight.trainable and weight.dtype.is_floating
-
-  def copy(self):
-    """average <- weight for every variable (the start of training)."""
-    self._apply(lambda average, weight: average.assign(weight))
-
-  def update(self, num_updates=None):
-    """One averaging step; call in cross-replica context.
-
-    Args:
-      num_updates: the number of optimizer updates so far, for the warm-up of the decay; None:
-        the constant decay.
-    """
-    decay = self.decay
-    if num_updates is not None:
-      num_updates = tf.cast(num_updates, tf.float32)
-      decay = tf.minimum(decay, (1.0 + num_updates) / (10.0 + num_updates))
-
-    def average_fn(average, weight):
-      return average.assign(decay * average + (1.0 - decay) * weight)
-
-    def copy_fn(average, weight):
-      return average.assign(weight)
-
-    strategy = self.strategy
-    updates = []
-    for weight, average in self._pairs:
-      fn = average_fn if self._is_averaged(weight) else copy_fn
-      updates.append(strategy.extended.update(average, fn, args=(weight,), group=False))
-    return updates
-
-  def _apply(self, fn):
-    for weight, average in self._pairs:
-      self.strategy.extended.update(average, fn, args=(weight,), group=False)
-
-
-def replica_loss(outputs, global_batch_size, free_bits_lambda, num_dims, num_replicas,
-                 kl_weight=None):
-  """One replica's share of the global loss (see the module docstring).
-
-  Args:
-    outputs: `model.elbo` of this replica's images: dict of [b] tensors (nats per image).
-    global_batch_size: B, the number of images over all replicas.
-    free_bits_lambda: lambda, nats per data dimension.
-    num_dims: D = H * W * C.
-    num_replicas: R.
-    kl_weight: None for free bits; else gamma of soft free bits, and the loss is
-      sum_{B_r} (-log p(x|z) + gamma * KL) / B.
-
-  Returns:
-    The scalar loss; summed over replicas it is the global objective.
-  """
-  if kl_weight is not None:
-    return tf.nn.compute_average_loss(-outputs['log_px_z'] + kl_weight * outputs['kl'],
-                                      global_batch_size=global_batch_size)
-  reconstruction = tf.nn.compute_average_loss(-outputs['log_px_z'],
-                                              global_batch_size=global_batch_size)
-  kl_term = objectives.free_bits_kl(outputs['kl'], free_bits_lambda, num_dims)
-  return reconstruction + kl_term / num_replicas
 
 
 class Trainer:
@@ -163,7 +80,8 @@ class Trainer:
   """
 
   def __init__(self, strategy, model, averaged_model, optimizer, *, global_batch_size,
-               free_bits_lambda, ema_decay, seed, soft_free_bits=None, ema_warmup=False):
+               free_bits_lambda, ema_decay, seed, soft_free_bits=None, ema_warmup=False,
+               jit_compile=False, accumulation_steps=1, loss_scale=None):
     """Holds the training state.
 
     Args:
@@ -179,6 +97,15 @@ class Trainer:
       soft_free_bits: an `objectives.SoftFreeBits` (created under the strategy scope) to use soft
         free bits instead of free bits; its gamma is updated after every step with the global
         batch-mean KL.
+      jit_compile: compile each replica's forward and backward pass with XLA (a bool; see
+        `accelerators.use_xla` for the gin setting's 'auto').
+      accumulation_steps: k micro-batches per replica and step (the replica's batch must split
+        evenly).
+      loss_scale: a `loss_scaling.DynamicLossScale` (created under the strategy scope) for
+        float16 layers, or None.
+
+    Raises:
+      CliError: with k > 1, the batch does not split into R replicas of k micro-batches.
     """
     self.strategy = strategy
     self.model = model
@@ -190,6 +117,16 @@ class Trainer:
     self.ema_warmup = bool(ema_warmup)
     self.seed = int(seed)
     self.soft_free_bits = soft_free_bits
+    self.jit_compile = bool(jit_compile)
+    self.accumulation_steps = int(accumulation_steps)
+    self.loss_scale = loss_scale
+    parts = strategy.num_replicas_in_sync * self.accumulation_steps
+    if self.accumulation_steps < 1 or (self.accumulation_steps > 1 and
+                                       self.global_batch_size % parts):
+      raise errors.CliError(
+          f'train.batch_size = {self.global_batch_size} does not split into '
+          f'{strategy.num_replicas_in_sync} replica(s) of train.accumulation_steps = '
+          f'{accumulation_steps} micro-batches: choose a batch size that is a multiple of {parts}.')
     with strategy.scope():
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step',
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -206,6 +143,11 @@ class Trainer:
     # against 8.1 s).
     self._train_loop = tf.function(self._train_loop_fn, autograph=False)
     self._gradients = tf.function(self._gradients_fn, autograph=False)
+    # XLA's unit, and with accumulation a function traced once and called per micro-batch.
+    self._loss_and_gradients = (
+        accelerators.compiled(self._loss_and_gradients_fn, True) if self.jit_compile else
+        tf.function(self._loss_and_gradients_fn, autograph=False) if self.accumulation_steps > 1
+        else self._loss_and_gradients_fn)
 
   def build(self):
     """Pairs the averaged model with the model and creates the optimizer slots.
@@ -213,20 +155,25 @@ class Trainer:
     Call after both models have their variables (`initialize` and `restore` call it).
     """
     with self.strategy.scope():
-      self.ema = ExponentialMovingAverage(self.model.variables, self.averaged_model.variables,
-                                          self.ema_decay, self.strategy)
+      self.ema = averaging.ExponentialMovingAverage(
+          self.model.variables, self.averaged_model.variables, self.ema_decay, self.strategy)
       self.optimizer.build(self.model.trainable_variables)
 
   def checkpoint(self):
     """The training state (one `tf.train.Checkpoint`). Data position and seeds are functions of
     `step`."""
     if self._checkpoint is None:
-      state = dict(step=self.step, model=self.model, averaged_model=self.averaged_model,
-                   optimizer=self.optimizer)
-      if self.soft_free_bits is not None:
-        state['soft_free_bits'] = self.soft_free_bits
-      self._checkpoint = tf.train.Checkpoint(**state)
+      self._checkpoint = tf.train.Checkpoint(**self._state())
     return self._checkpoint
+
+  def _state(self):
+    state = dict(step=self.step, model=self.model, averaged_model=self.averaged_model,
+                 optimizer=self.optimizer)
+    if self.soft_free_bits is not None:
+      state['soft_free_bits'] = self.soft_free_bits
+    if self.loss_scale is not None:
+      state['loss_scale'] = self.loss_scale
+    return state
 
   def initialize(self, first_batch):
     """A fresh run: the model's data-dependent init on the global batch, averages <- weights."""
@@ -242,33 +189,44 @@ class Trainer:
       model_lib.create_variables(self.model)
       model_lib.create_variables(self.averaged_model)
       self.build()
-      self.checkpoint().restore(path).assert_existing_objects_matched()
+      checkpoint = self.checkpoint()
+      names = {name for name, _ in tf.train.list_variables(path)}
+      if self.loss_scale is not None and not any(n.startswith('loss_scale/') for n in names):
+        # A piece trained in another precision: the scale starts afresh (INITIAL_SCALE).
+        checkpoint = tf.train.Checkpoint(**{key: value for key, value in self._state().items()
+                                            if key != 'loss_scale'})
+      checkpoint.restore(path).assert_existing_objects_matched()
 
   # Replica context.
 
+  def _loss_and_gradients_fn(self, images, seed, num_parts):
+    """`replica_gradients.loss_and_gradients` of the trained model: XLA's unit."""
+    return replica_gradients.loss_and_gradients(
+        self.model, images, seed, global_batch_size=self.global_batch_size,
+        free_bits_lambda=self.free_bits_lambda, num_parts=num_parts,
+        kl_weight=None if self.soft_free_bits is None else self.soft_free_bits.gamma,
+        loss_scale=None if self.loss_scale is None else self.loss_scale.scale)
+
   def _replica_gradients(self, images):
-    """Loss, gradients (summed over replicas) and metric sums of one replica's images."""
+    """Loss, gradients (summed over replicas, unscaled) and metric sums of one replica's
+    images."""
     context = tf.distribute.get_replica_context()
     seed = seeds.stateless_seed(self.seed, seeds.TRAIN_SALT, self.step,
                                 context.replica_id_in_sync_group)
     variables = self.model.trainable_variables
-    with tf.GradientTape() as tape:
-      outputs = self.model.elbo(images, seed, training=True)
-      kl_weight = None if self.soft_free_bits is None else self.soft_free_bits.gamma
-      loss = replica_loss(outputs, self.global_batch_size, self.free_bits_lambda,
-                          self.model.num_dims, self.strategy.num_replicas_in_sync, kl_weight)
-    gradients = tape.gradient(loss, variables)
+    num_parts = self.strategy.num_replicas_in_sync * self.accumulation_steps
+    if self.accumulation_steps == 1:
+      gradients, sums = self._loss_and_gradients(images, seed, num_parts)
+    else:
+      gradients, sums = replica_gradients.accumulate(
+          self._loss_and_gradients, images, seed, self.accumulation_steps, num_parts)
     pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
     if len(pairs) != len(variables):
       unused = [v.name for g, v in zip(gradients, variables) if g is None]
       logging.log_first_n(logging.WARNING, 'No gradient for %s', 1, unused)
     gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
-    sums = {
-        'loss': loss,
-        'elbo': tf.reduce_sum(outputs['elbo']),
-        'kl': tf.reduce_sum(outputs['kl']),
-        'log_px_z': tf.reduce_sum(outputs['log_px_z']),
-    }
+    if self.loss_scale is not None:
+      gradients = [g / self.loss_scale.scale for g in gradients]
     return gradients, [v for _, v in pairs], sums
 
   def _replica_compute(self, images):
@@ -284,7 +242,10 @@ class Trainer:
     gradient_norm = tf.linalg.global_norm(gradients)
     finite = tf.math.logical_and(tf.math.is_finite(gradient_norm),
                                  tf.math.is_finite(global_loss))
-    return gradients, sums, gradient_norm, 1 - tf.cast(finite, tf.int32)
+    not_finite = 1 - tf.cast(finite, tf.int32)
+    if self.loss_scale is not None:  # 2 when the loss itself is not finite.
+      not_finite += 1 - tf.cast(tf.math.is_finite(global_loss), tf.int32)
+    return gradients, sums, gradient_norm, not_finite
 
   def _replica_apply(self, gradients):
     self.optimizer.apply_gradients(zip(gradients, self._applied_variables),
@@ -315,18 +276,26 @@ class Trainer:
     A step whose loss or summed gradient is not finite is skipped: the optimizer (weights, slots,
     iterations), the Polyak averages and gamma are untouched; `step` still advances (the batch is
     consumed) and `consecutive_bad_steps` counts it. The decision is taken in cross-replica
-    context on all-reduced values, so every replica skips or applies together.
+    context on all-reduced values, so every replica skips or applies together. With a loss scale,
+    a step whose gradients overflow while its loss is finite is skipped too, but not counted: it
+    halves the scale (loss_scaling.py).
 
     Returns:
-      (metrics, finite): the step's metrics and a boolean scalar.
+      (metrics, finite, bad): the step's metrics; whether it was applied; whether it counts as a
+      bad step (boolean scalars).
     """
     if not per_replica:
       images = distribution.split_for_replicas(self.strategy, images)
     gradients, sums, gradient_norm, not_finite = self.strategy.run(
         self._replica_compute, args=(images,))
     # Equal on every replica already; the reduction makes one cross-replica boolean of it.
-    finite = tf.equal(self.strategy.reduce(
-        tf.distribute.ReduceOp.SUM, not_finite, axis=None), 0)
+    not_finite = self.strategy.reduce(tf.distribute.ReduceOp.SUM, not_finite, axis=None)
+    finite = tf.equal(not_finite, 0)
+    bad = tf.logical_not(finite)
+    if self.loss_scale is not None:  # Gradients overflowed, the loss is finite (_replica_compute).
+      overflow = tf.logical_and(tf.less(not_finite, 2 * self.strategy.num_replicas_in_sync),
+                                self.loss_scale.above_minimum())
+      bad = tf.logical_and(bad, tf.logical_not(overflow))
     metrics = self._reduce(sums, gradient_norm)
 
     def apply():
@@ -338,32 +307,41 @@ class Trainer:
       return tf.constant(True)
 
     with tf.control_dependencies([tf.cond(finite, apply, lambda: tf.constant(False))]):
-      self.consecutive_bad_steps.assign(
-          tf.where(finite, tf.constant(0, tf.int64), self.consecutive_bad_steps + 1))
+      if self.loss_scale is None:
+        self.consecutive_bad_steps.assign(
+            tf.where(finite, tf.constant(0, tf.int64), self.consecutive_bad_steps + 1))
+      else:  # An overflow leaves the count as it was.
+        self.consecutive_bad_steps.assign(tf.where(
+            finite, tf.constant(0, tf.int64),
+            self.consecutive_bad_steps + tf.cast(bad, tf.int64)))
+        self.loss_scale.update(finite)
       self.step.assign_add(1)
-    return metrics, finite
+    return metrics, finite, bad
 
   def _train_loop_fn(self, iterator, num_steps, max_consecutive_bad_steps):
     # An explicit while loop, traced without autograph (see __init__): the loop stops after
     # num_steps, or after a step that brings consecutive_bad_steps to the limit.
     per_replica = isinstance(iterator, tf.distribute.DistributedIterator)
 
-    def more(index, totals, good, bad):  # pylint: disable=unused-argument
+    def more(index, totals, good, bad, skipped):  # pylint: disable=unused-argument
       return (index < num_steps) & (
           (index == 0) | (self.consecutive_bad_steps < max_consecutive_bad_steps))
 
-    def step(index, totals, good, bad):
-      metrics, finite = self.train_step(next(iterator), per_replica)
+    def step(index, totals, good, bad, skipped):
+      metrics, finite, is_bad = self.train_step(next(iterator), per_replica)
       totals = {key: totals[key] + tf.where(finite, tf.cast(metrics[key], tf.float32), 0.0)
                 for key in METRIC_KEYS}
-      finite = tf.cast(finite, tf.float32)
-      return index + 1, totals, good + finite, bad + 1.0 - finite
+      finite, is_bad = tf.cast(finite, tf.float32), tf.cast(is_bad, tf.float32)
+      return index + 1, totals, good + finite, bad + is_bad, skipped + 1.0 - finite - is_bad
 
-    start = (tf.constant(0), {key: tf.constant(0.0) for key in METRIC_KEYS}, tf.constant(0.0),
-             tf.constant(0.0))
-    _, totals, good, bad = tf.while_loop(more, step, start)
+    zero = tf.constant(0.0)
+    start = (tf.constant(0), {key: zero for key in METRIC_KEYS}, zero, zero, zero)
+    _, totals, good, bad, skipped = tf.while_loop(more, step, start)
     means = {key: value / good for key, value in totals.items()}  # NaN when no step was good.
     means['bad_steps'] = bad
+    if self.loss_scale is not None:
+      means['loss_scale_skips'] = skipped  # Overflows: skipped, not bad (loss_scaling.py).
+      means['loss_scale'] = self.loss_scale.scale.read_value()
     return means
 
   def train_loop(self, iterator, num_steps, max_consecutive_bad_steps=None):
@@ -376,7 +354,8 @@ class Trainer:
 
     Returns:
       The metrics averaged over the applied (finite) steps, and `bad_steps`, the number of skipped
-      steps (numpy floats).
+      steps (numpy floats); with a loss scale also `loss_scale_skips` (the overflows skipped) and
+      `loss_scale` (its value after the last step).
     """
     limit = 2**62 if max_consecutive_bad_steps is None else int(max_consecutive_bad_steps)
     metrics = self._train_loop(iterator, tf.constant(num_steps, tf.int32),
@@ -404,6 +383,7 @@ class Trainer:
 @gin.configurable(allowlist=['optimizer_cls'])
 def make_trainer(strategy, *, global_batch_size, seed, learning_rate=2e-3, ema_decay=0.998,
                  ema_warmup=True, free_bits_lambda=0.01, soft_free_bits=False,
+                 jit_compile=accelerators.AUTO, accumulation_steps=1,
                  model_fn=model_lib.make_model, optimizer_cls=optimizers.FusedAdamax):
   """Builds the trainer of a run: models, optimizer, averaging, free bits or soft free bits.
 
@@ -423,19 +403,27 @@ def make_trainer(strategy, *, global_batch_size, seed, learning_rate=2e-3, ema_d
     ema_warmup: average with min(ema_decay, (1 + n) / (10 + n)) after n updates.
     free_bits_lambda: lambda, nats per data dimension (the target of soft free bits too).
     soft_free_bits: use `objectives.SoftFreeBits` (gamma * KL) instead of free bits.
+    jit_compile: 'auto' (XLA on GPUs, off on CPUs), True or False (accelerators.py).
+    accumulation_steps: micro-batches per replica and step (gradient accumulation).
     model_fn: makes the model (called twice: the trained model and its averaged copy).
     optimizer_cls: a tf_keras optimizer class, called with `learning_rate` (default: Adamax with
       a fused update, `optimizers.FusedAdamax`).
 
+  A model in 'mixed_float16' trains with a dynamic loss scale (loss_scaling.py).
+
   Returns:
     A `Trainer` without variables yet: call `initialize(first_batch)` or `restore(path)`.
   """
+  use_xla = accelerators.use_xla(jit_compile, strategy)
   with strategy.scope():
     model = model_fn()
     averaged_model = model_fn()
     optimizer = optimizer_cls(learning_rate=learning_rate)
     soft = (objectives.SoftFreeBits(model.num_dims, lambda_per_dim=free_bits_lambda)
             if soft_free_bits else None)
+    float16 = getattr(model, 'precision', None) == precision_lib.MIXED_FLOAT16
+    loss_scale = loss_scaling.DynamicLossScale() if float16 else None
   return Trainer(strategy, model, averaged_model, optimizer, global_batch_size=global_batch_size,
                  free_bits_lambda=free_bits_lambda, ema_decay=ema_decay, seed=seed,
-                 soft_free_bits=soft, ema_warmup=ema_warmup)
+                 soft_free_bits=soft, ema_warmup=ema_warmup, jit_compile=use_xla,
+                 accumulation_steps=accumulation_steps, loss_scale=loss_scale)
