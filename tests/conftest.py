@@ -56,13 +56,13 @@ def run_dir(tmp_path):
 SLOWEST_FILES = (  # By their sums of --durations on the full suite (December 2026).
     'reliability_test.py',
     'checkpoints_test.py',
-    'export_test.py',
-    'cli_test.py',
+    'saved_model_test.py',
+    'binaries_test.py',
     'multiworker_test.py',
-    'user_images_run_test.py',
+    'own_images_run_test.py',
     'reproduce_test.py',
     'precision_test.py',
-    'training_test.py',
+    'loop_test.py',
     'benchmark_test.py',
     'accelerators_test.py',
     'loss_scaling_test.py',
@@ -71,8 +71,8 @@ SLOWEST_FILES = (  # By their sums of --durations on the full suite (December 20
     'first_hour_test.py',
     'gated_resnet_pixelcnn_test.py',
     'bitsback_test.py',
-    'evaluation_test.py',
-    'checkpoint_compat_test.py',
+    'evaluator_test.py',
+    'old_runs_test.py',
     'inspection_test.py',
 )
 
@@ -84,8 +84,9 @@ def _preload_the_binaries_allocator(config):
   the chosen library in LD_PRELOAD, their in-process training, evaluation and export allocate as
   the binaries do (on glibc's malloc a worker spent its time faulting fresh activation pages in),
   and the binaries they start inherit it instead of re-executing themselves (cli_test.py starts
-  its binaries without it, as a user does). Without workers nothing changes: an allocator can only
-  be chosen before a process starts. VLAE_TF_ALLOCATOR=system keeps glibc's malloc.
+  its binaries without it, as a user does). Without TCMalloc they get glibc's tuned settings
+  (allocator.GLIBC_TUNED). Without workers nothing changes: an allocator can only be chosen before
+  a process starts. VLAE_TF_ALLOCATOR=system keeps glibc's malloc as it is.
   """
   if not getattr(config.option, 'numprocesses', None) or 'PYTEST_XDIST_WORKER' in os.environ:
     return
@@ -93,7 +94,9 @@ def _preload_the_binaries_allocator(config):
     library = allocator.library_to_preload()
   except errors.AllocatorError as error:
     raise pytest.UsageError(f'error: {error}') from None
-  if library:
+  if library == allocator.GLIBC:  # No TCMalloc: glibc's malloc tuned, as the binaries run.
+    os.environ.update(allocator.GLIBC_TUNED)
+  elif library:
     os.environ['LD_PRELOAD'] = ' '.join([library, *os.environ.get('LD_PRELOAD', '').split()])
 
 

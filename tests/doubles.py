@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import types
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import tf_keras as keras
 from vlae_tf.cli import user_errors
 from vlae_tf import distribution
 from vlae_tf.models import vlae as model_lib
+from vlae_tf.training import actions
 from vlae_tf.training import trainer as trainer_lib
 
 
@@ -130,3 +132,55 @@ def deterministic_trainer(strategy, free_bits_lambda=0.0, ema_decay=0.9, learnin
     trainer.build()
     trainer.ema.copy()
   return trainer
+
+
+# -- The train loop's controller, with a fake trainer and recording actions (loop_test.py,
+# time_limits_test.py).
+
+
+class FakeTrainer:
+  """Counts steps; the steps in `bad` are skipped (not finite)."""
+
+  def __init__(self, step=0, bad=()):
+    self.step = tf.Variable(step, dtype=tf.int64)
+    self.consecutive_bad_steps = tf.Variable(0, dtype=tf.int64)
+    self.bad = set(bad)
+    self.chunks = []
+
+  def train_loop(self, iterator, num_steps, max_consecutive_bad_steps=None):
+    del iterator
+    self.chunks.append(num_steps)
+    bad_steps = 0
+    for _ in range(num_steps):
+      self.step.assign_add(1)
+      if int(self.step.numpy()) in self.bad:
+        bad_steps += 1
+        self.consecutive_bad_steps.assign_add(1)
+        if (max_consecutive_bad_steps is not None and
+            self.consecutive_bad_steps >= max_consecutive_bad_steps):
+          break
+      else:
+        self.consecutive_bad_steps.assign(0)
+    return dict(loss=1.0, elbo=-1.0, kl=0.0, log_px_z=-1.0, gradient_norm=1.0, kl_weight=1.0,
+                bad_steps=float(bad_steps))
+
+
+class Recorder(actions.Action):
+  """Records its hook calls, in one list shared by several recorders."""
+
+  def __init__(self, name, calls, on_call=None):
+    self.name = name
+    self.calls = calls
+    self.on_call = on_call
+
+  def start(self, chunk):
+    self.calls.append((self.name, 'start', chunk.step))
+
+  def __call__(self, chunk):
+    self.calls.append((self.name, 'call', chunk.step))
+    if self.on_call is not None:
+      self.on_call(chunk)
+
+
+def no_stop():
+  return types.SimpleNamespace(signum=None, requested=False)

@@ -1,8 +1,8 @@
 """--time_limit: durations, the estimate of the next unit of work, and the binaries that stop at it.
 
-The train loop's stop is checked with training_test.py's fake trainer; bin/train and bin/eval end
+The train loop's stop is checked with loop_test.py's fake trainer; bin/train and bin/eval end
 to end (exit status 75, one `stopped:` line, the state written, the same command continuing). An
-evaluation's pieces equal one run image by image: evaluation_pieces_test.py.
+evaluation's pieces equal one run image by image: pieces_test.py.
 """
 
 import json
@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 
-import cli_test
-import training_test
+import binary_runs
+import doubles
 
 from vlae_tf import errors
 from vlae_tf import time_limits
@@ -86,7 +86,7 @@ def test_stop_before_a_unit_that_would_end_after_the_limit():
 
 def test_the_controller_stops_before_a_chunk_at_the_time_limit():
   """The first chunk traces and is never timed; after the second, the limit decides."""
-  trainer = training_test.FakeTrainer()
+  trainer = doubles.FakeTrainer()
   clock = Clock()
   limit = time_limits.TimeLimit(1000, start=100.0, clock=clock)
   calls = []
@@ -96,14 +96,14 @@ def test_the_controller_stops_before_a_chunk_at_the_time_limit():
       clock.now = 100.0 + 999.0  # 1 s left: less than any chunk with its checkpoint.
 
   controller = controller_lib.Controller(
-      trainer, None, [training_test.Recorder('a', calls, late_after_step_3)],
-      training_test.no_stop(), train_steps=100, boundaries=(1,), time_limit=limit)
+      trainer, None, [doubles.Recorder('a', calls, late_after_step_3)],
+      doubles.no_stop(), train_steps=100, boundaries=(1,), time_limit=limit)
   assert controller.run(0) == (3, controller_lib.TIME_LIMIT)
   assert trainer.chunks == [1, 1, 1]
 
 
 def test_a_bad_time_limit_is_one_line_before_tensorflow_loads(tmp_path):
-  completed = cli_test.run_binary('eval', f'--model_dir={tmp_path}', '--time_limit=2x')
+  completed = binary_runs.run_binary('eval', f'--model_dir={tmp_path}', '--time_limit=2x')
   assert completed.returncode == 1
   assert completed.stderr.strip() == (
       'error: --time_limit=2x: not a duration; give e.g. 2h30m, 90m, 45s or SLURM\'s 02:30:00.')
@@ -118,10 +118,10 @@ def _stopped_line(completed):
 @pytest.mark.slow
 def test_train_stops_at_its_time_limit_with_a_checkpoint_and_status_75(shared_data, tmp_path):
   model_dir = tmp_path / 'run'
-  command = ('train', f'--model_dir={model_dir}', *cli_test.TINY, f'--data_dir={shared_data}',
+  command = ('train', f'--model_dir={model_dir}', *binary_runs.TINY, f'--data_dir={shared_data}',
              '--gin_param=TRAIN_STEPS=100000', '--gin_param=train.eval_every=0',
              '--gin_param=train.summary_every=0', '--time_limit=1s')
-  completed = cli_test.run_binary(*command)
+  completed = binary_runs.run_binary(*command)
   assert completed.returncode == time_limits.EXIT_STATUS, completed.stderr[-3000:]
   line = _stopped_line(completed)
   # Start-up alone passes the limit: the traced step and one timed step run, then it stops.
@@ -144,7 +144,7 @@ def test_eval_stops_at_its_time_limit_and_the_same_command_continues(
   del tmp_path
   command = ('eval', f'--model_dir={run_dir}', '--num_samples=2', '--max_examples=12',
              '--batch_size=4', f'--data_dir={shared_data}', '--json')
-  completed = cli_test.run_binary(*command, '--time_limit=1s')
+  completed = binary_runs.run_binary(*command, '--time_limit=1s')
   assert completed.returncode == time_limits.EXIT_STATUS, completed.stderr[-3000:]
   progress = os.path.join(run_dir, 'eval_test_k2_n12_seed0.partial.json')
   line = _stopped_line(completed)
@@ -154,7 +154,7 @@ def test_eval_stops_at_its_time_limit_and_the_same_command_continues(
   assert not completed.stdout  # No result: the evaluation is not done.
   with open(progress) as f:
     kept = json.load(f)
-  completed = cli_test.run_binary(*command)
+  completed = binary_runs.run_binary(*command)
   assert completed.returncode == 0, completed.stderr[-3000:]
   report = json.loads(completed.stdout)
   assert [piece['images'] for piece in report['pieces']] == [8, 4]

@@ -22,7 +22,7 @@ peer that stops answering through the missed heartbeats of the coordination serv
 workers then raise `LostWorkerError`, one line naming the lost task and the newest checkpoint;
 restarting every worker resumes from it (the data order and the seeds are functions of the step).
 Measured on a loaded 2-core machine, two local workers: 4-19 s from SIGKILL to the survivor's exit,
-13-21 s from SIGSTOP (of worker 0 or 1); tests/multiworker_test.py holds it to 60 s. No timeout is
+13-21 s from SIGSTOP (of worker 0 or 1); tests/behaviour/multiworker_test.py holds it to 60 s. No timeout is
 set on the collective ops (`CommunicationOptions(timeout_seconds=...)`): it would also fire on a
 live but slow peer (the first step's tracing alone differs by tens of seconds between workers on a
 busy machine), and the heartbeats already bound the wait for a dead one.

@@ -3,7 +3,7 @@
 For every shipped experiment under gin/testing/tiny.gin: the names, shapes and dtypes of every
 tensor a training checkpoint of commit e06a543 holds (step, model, averaged model, Adamax slots,
 soft free bits' gamma), as `tf.train.list_variables` reports them. A checkpoint restores into a
-model only if these keys match, so tests/checkpoint_compat_test.py checks that today's code writes
+model only if these keys match, so tests/behaviour/old_runs_test.py checks that today's code writes
 the same keys for every experiment (the values are checked by the run directory run_e06a543/).
 
     python tests/testdata/make_checkpoint_keys_e06a543.py   # at commit e06a543, from the root

@@ -10,7 +10,7 @@ training loop was split into modules:
 This script then recorded, with the same commit, what that checkpoint gives (expected.json):
 the averaged model's ELBO terms, importance-weighted log-likelihood and fast samples on fixed
 inputs, bin/eval's report of 4 test images (two replicas), and one more training step of the restored full state (weights, Adamax slots, step, Polyak
-averages) on one replica. tests/checkpoint_compat_test.py checks that the code of today restores
+averages) on one replica. tests/behaviour/old_runs_test.py checks that the code of today restores
 the directory and reproduces these numbers.
 
     python tests/testdata/make_run_e06a543.py   # at commit e06a543, from the checkout's root

@@ -75,7 +75,7 @@ def _traced_for_saving(module, options):
   key (tensorflow/python/eager/polymorphic_function/function_context.py, make_function_context),
   and outside a save context that policy is None. Tracing the signatures inside one makes the save
   reuse them: each function is traced once, which halves the export of the first author's decoder,
-  whose samplers take most of the tracing (tests/export_test.py counts the traces).
+  whose samplers take most of the tracing (tests/export/saved_model_test.py counts the traces).
   """
   context = (save_context.save_context(options) if save_context is not None
              else contextlib.nullcontext())

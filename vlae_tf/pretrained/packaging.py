@@ -8,7 +8,7 @@
 restores: `opening.open_run`), the run's config.gin byte for byte and its
 dataset, then evaluates the slim copy on a check set (`check_examples` evenly spread test images,
 K = `check_samples`, importance seed 0, one replica: `check_strategy`), so that provenance.json
-records an NLL that the packaged files themselves give: tests/pretrained_test.py recomputes it.
+records an NLL that the packaged files themselves give: tests/pretrained/packaging_test.py recomputes it.
 """
 
 import json

@@ -2,7 +2,7 @@
 
 tf_keras's `Adamax.update_step` builds its dense update from 30 graph ops per variable, constants
 and casts included (two assigns, a maximum, an absolute value, powers, products and quotients;
-tests/optimizers_test.py counts them, tf_keras 2.21). With ~100 variables
+tests/training/optimizers_test.py counts them, tf_keras 2.21). With ~100 variables
 that is over a thousand ops in every trained step's graph, which TensorFlow must trace, optimize
 and instantiate before the first step, and which run one kernel at a time afterwards.
 `FusedAdamax` computes the same update with `tf.raw_ops.ResourceApplyAdaMax`, the kernel that
