@@ -20,8 +20,8 @@ def run_binary(name, *args, timeout=900, quiet_cpp=True, python_path=()):
   # As a user starts it: no allocator inherited from the test workers (conftest.py), so the binary
   # chooses one and re-executes itself with it (allocator.py).
   env.pop('LD_PRELOAD', None)
-  for name in allocator.GLIBC_TUNED:
-    env.pop(name, None)
+  for variable in allocator.GLIBC_TUNED:
+    env.pop(variable, None)
   if not quiet_cpp:  # As a user runs it.
     del env['TF_CPP_MIN_LOG_LEVEL']
   env['PYTHONPATH'] = os.pathsep.join(list(python_path) + [REPO] + (

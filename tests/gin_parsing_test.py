@@ -51,3 +51,13 @@ class TestParseGin:
     with pytest.raises(errors.CliError, match='gin macro TRAIN_STEP is bound by --gin_param but '
                                               'nothing uses it.*did you mean TRAIN_STEPS'):
       gin_parsing.parse_gin(['mnist_vlae.gin'], ['TRAIN_STEP=150'])
+
+
+def test_a_models_folder_on_the_path_does_not_break_the_includes(tmp_path, monkeypatch):
+  """A user's project with a models/ folder (a namespace package to Python) in the current
+  directory: gin's package-resource lookup of "include 'models/vlae_binary.gin'" crashed on it."""
+  (tmp_path / 'models').mkdir()
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.syspath_prepend(str(tmp_path))
+  gin_parsing.parse_gin(['mnist_vlae.gin'])
+  assert gin.query_parameter('%LATENT_SIZE') == 64

@@ -160,14 +160,20 @@ class _TextWithCurrentNames(io.StringIO):
 @contextlib.contextmanager
 def _reading_current_names():
   """Within it, gin reads every config file (and the files they include) through
-  `current_names`: a run's saved config.gin given as --gin_file, as a resumed run may be."""
+  `current_names`: a run's saved config.gin given as --gin_file, as a resumed run may be.
+
+  It is then gin's only reader. gin's other one looks an include such as 'models/vlae_binary.gin'
+  up as a Python package's resource first, and crashes (a TypeError) when the current directory or
+  sys.path holds a plain folder of that name, 'models/' in a user's project; the shipped configs
+  are files under configs.search_path(), which gin tries next.
+  """
   readers = gin.config._FILE_READERS  # pylint: disable=protected-access  (tried in order)
-  reader = (_TextWithCurrentNames, os.path.isfile)
-  readers.insert(0, reader)
+  saved = list(readers)
+  readers[:] = [(_TextWithCurrentNames, os.path.isfile)]
   try:
     yield
   finally:
-    readers.remove(reader)
+    readers[:] = saved
 
 
 def parse_gin(gin_files=(), gin_params=(), base=True, after_base='', check_macros=True):
