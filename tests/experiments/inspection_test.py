@@ -101,7 +101,7 @@ def test_inspect_a_tiny_run(shared_data, tmp_path):
   assert table.count('\n| a |') == 1 and table.count('\n| b |') == 1
   assert paths['rate_vs_window'] and paths['reconstructions']
   with Image.open(paths['reconstructions']) as image:
-    assert image.size[1] == 2 * (16 + 2 * (2 * 29 + 1))
+    assert image.size[1] == 2 * (16 + 3 * (2 * 29 + 1))  # each run's grid as it wrote it
   # A second call with the same settings reuses the report.
   again = inspection.inspect(str(run), max_examples=30, probe_train_examples=200, num_maps=3,
                              num_reconstructions=2, num_decodings=2, data_dir=str(shared_data),

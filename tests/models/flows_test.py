@@ -461,10 +461,12 @@ class ConfigTest(tf.test.TestCase):
     with gin.config_scope('flows_test'):
       prior = gin.get_configurable('vlae_tf.flows.AutoregressiveFlowPrior')(LATENT)
     self.assertEqual(prior.num_steps, 3)
-    for name in ['GaussianPrior', 'AutoregressiveFlowPrior', 'DiagonalGaussianPosterior',
-                 'IAFPosterior', 'MaskedConvShiftAndLogScale', 'ConvAutoregressiveFlow',
-                 'ConvAutoregressiveFlowPrior']:
-      gin.get_configurable(f'vlae_tf.flows.{name}')
+    for module, name in [('flows', 'GaussianPrior'), ('flows', 'AutoregressiveFlowPrior'),
+                         ('flows', 'DiagonalGaussianPosterior'), ('flows', 'IAFPosterior'),
+                         ('conv_flows', 'MaskedConvShiftAndLogScale'),
+                         ('conv_flows', 'ConvAutoregressiveFlow'),
+                         ('conv_flows', 'ConvAutoregressiveFlowPrior')]:
+      gin.get_configurable(f'vlae_tf.{module}.{name}')  # Each in the module that defines it.
 
 
 if __name__ == '__main__':

@@ -425,8 +425,7 @@ def compare(reports, output_dir: str, labels=None) -> dict:
     for label, array in zip(labels, arrays):
       padded = np.full((array.shape[0], width, 3), 255, np.uint8)
       padded[:, :array.shape[1]] = array
-      scaled = padded.repeat(2, axis=0).repeat(2, axis=1)
-      blocks.append(_with_header(scaled, [label], scaled.shape[1], height=16))
+      blocks.append(_with_header(padded, [label], width, height=16))  # Enlarged already.
     paths['reconstructions'] = image_grids.write_png(
         os.path.join(output_dir, 'reconstructions.png'), np.concatenate(blocks, axis=0))
   return paths

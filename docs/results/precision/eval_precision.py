@@ -1,7 +1,8 @@
-"""One checkpoint evaluated in float32 and in mixed_bfloat16 on the same images and importance
-samples: the paired difference of the bound, and the time of each.
+"""One checkpoint evaluated in float32 and in a low precision (mixed_bfloat16, or mixed_float16) on
+the same images and importance samples: the paired difference of the bound, and the time of each.
 
-    python docs/results/precision/eval_precision.py MODEL_DIR DATA_DIR OUT.json [K] [IMAGES]
+    python docs/results/precision/eval_precision.py MODEL_DIR DATA_DIR OUT.json [K] [IMAGES] \
+        [float32,mixed_float16]
 
 bin/eval computes in the precision the run was trained in; this script overrides gin
 `VLAE.precision` after the run's config.gin is parsed, restores the same averaged weights and
@@ -59,26 +60,28 @@ def paired(first, second, key):
   return difference
 
 
-def main(model_dir, data_dir, output, num_samples=128, max_examples=1000):
+def main(model_dir, data_dir, output, num_samples=128, max_examples=1000, precisions=PRECISIONS):
   result = {'model_dir': model_dir, 'num_samples': num_samples, 'max_examples': max_examples,
             'seed': 0}
   values, trained = {}, []
-  for precision in PRECISIONS:
+  for precision in precisions:
     report, values[precision], seconds = evaluate(model_dir, data_dir, precision, num_samples,
                                                   max_examples, trained)
     result[precision] = {'nll_nats': report['nll_nats'], 'elbo_nats': report['elbo_nats'],
                          'kl_nats': report['kl_nats'], 'seconds': seconds,
                          'step': report['step']}
-  bf16, f32 = values['mixed_bfloat16'], values['float32']
-  result['mixed_bfloat16_minus_float32'] = {
-      key: paired(bf16, f32, key) for key in ('nll', 'elbo', 'kl')}
+  low = precisions[-1]
+  difference = f'{low}_minus_float32'
+  result[difference] = {key: paired(values[low], values['float32'], key)
+                        for key in ('nll', 'elbo', 'kl')}
   result['trained_precision'] = trained[0]
-  elbo_difference = result['mixed_bfloat16_minus_float32']['elbo']['mean']
-  result['elbo_within_0.05_nats'] = abs(elbo_difference) <= 0.05
+  result['elbo_within_0.05_nats'] = abs(result[difference]['elbo']['mean']) <= 0.05
+  result['nll_within_0.05_nats'] = abs(result[difference]['nll']['mean']) <= 0.05
   with open(output, 'w') as f:
     json.dump(result, f, indent=1)
   print(json.dumps(result, indent=1))
 
 
 if __name__ == '__main__':
-  main(sys.argv[1], sys.argv[2], sys.argv[3], *[int(a) for a in sys.argv[4:6]])
+  main(sys.argv[1], sys.argv[2], sys.argv[3], *[int(a) for a in sys.argv[4:6]],
+       *[tuple(sys.argv[6].split(','))][:len(sys.argv) - 6])
