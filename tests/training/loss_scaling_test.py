@@ -33,13 +33,19 @@ def test_an_unknown_precision_is_one_line_listing_the_values():
                                "'mixed_float16'; got 'float16'.")
 
 
-def _trainer(strategy, loss_scale, offset=0.0, global_batch_size=4):
-  """A trainer of the noiseless double with `loss_scale`; `offset` NaN makes every loss NaN."""
+def _bare_trainer(strategy, loss_scale, global_batch_size=4):
+  """A trainer of a fresh noiseless double with `loss_scale`, not initialized (to restore into)."""
   with strategy.scope():
     model, averaged = doubles.DeterministicVLAE(), doubles.DeterministicVLAE()
-    trainer = trainer_lib.Trainer(strategy, model, averaged, keras.optimizers.Adamax(0.01),
-                                  global_batch_size=global_batch_size, free_bits_lambda=0.0,
-                                  ema_decay=0.9, seed=0, loss_scale=loss_scale)
+    return trainer_lib.Trainer(strategy, model, averaged, keras.optimizers.Adamax(0.01),
+                               global_batch_size=global_batch_size, free_bits_lambda=0.0,
+                               ema_decay=0.9, seed=0, loss_scale=loss_scale)
+
+
+def _trainer(strategy, loss_scale, offset=0.0, global_batch_size=4):
+  """A trainer of the noiseless double with `loss_scale`; `offset` NaN makes every loss NaN."""
+  trainer = _bare_trainer(strategy, loss_scale, global_batch_size)
+  model = trainer.model
   trainer.initialize(doubles.binary_images(1))
   doubles.fill_deterministically(model)
   trainer.ema.copy()
@@ -112,11 +118,8 @@ def test_the_checkpoint_keeps_the_scale(tmp_path):
   scale.good_steps.assign(7)
   path = trainer.checkpoint().save(str(tmp_path / 'ckpt'))
   with strategy.scope():
-    model, averaged = doubles.DeterministicVLAE(), doubles.DeterministicVLAE()
     restored_scale = loss_scaling.DynamicLossScale()
-    restored = trainer_lib.Trainer(strategy, model, averaged, keras.optimizers.Adamax(0.01),
-                                   global_batch_size=4, free_bits_lambda=0.0, ema_decay=0.9,
-                                   seed=0, loss_scale=restored_scale)
+  restored = _bare_trainer(strategy, restored_scale)
   restored.restore(path)
   assert (float(restored_scale.scale.numpy()), int(restored_scale.good_steps.numpy())) == (
       1024.0, 7)
@@ -129,11 +132,9 @@ def test_a_checkpoint_of_another_precision_restores_with_a_fresh_scale(tmp_path)
   float32.train_loop(_batches(), 2)
   path = float32.checkpoint().save(str(tmp_path / 'ckpt'))
   with strategy.scope():
-    model, averaged = doubles.DeterministicVLAE(), doubles.DeterministicVLAE()
     scale = loss_scaling.DynamicLossScale()
-    float16 = trainer_lib.Trainer(strategy, model, averaged, keras.optimizers.Adamax(0.01),
-                                  global_batch_size=4, free_bits_lambda=0.0, ema_decay=0.9,
-                                  seed=0, loss_scale=scale)
+  float16 = _bare_trainer(strategy, scale)
+  model = float16.model
   float16.restore(path)
   assert int(float16.step.numpy()) == 2 and float(scale.scale.numpy()) == 2.0**15
   for want, got in zip(float32.model.variables, model.variables):
