@@ -76,6 +76,39 @@ def test_eta_counts_from_the_end_of_compilation():
   assert eta.remaining_seconds(1000, now=200.0) == 0.0
 
 
+def test_eta_clock_measures_steps_and_seconds_since_compilation():
+  eta = progress.EtaClock(total_steps=1000)
+  assert eta.measured(5, now=10.0) is None
+  eta.start(1, now=140.0)
+  assert eta.measured(1, now=150.0) is None
+  assert eta.measured(101, now=170.0) == (100, 30.0)
+
+
+def test_budget_line_says_when_the_budget_ends():
+  # 0.5 s a step, 400 steps left: 200 s.
+  line = progress.budget_line(step=100, total_steps=500, measured_steps=60,
+                              measured_seconds=30.0, now=0.0)
+  assert line.startswith('Measured 0.5 s a step over 60 steps: the 500 steps end in about '
+                         '0:03:20 (at ')
+  assert 'TRAIN_STEPS' not in line  # Short enough: nothing to offer.
+
+
+def test_budget_line_offers_a_model_in_half_an_hour_for_a_long_budget():
+  # 2 s a step, 9,900 steps left: 5.5 h. Half an hour from step 100 is 900 more steps.
+  line = progress.budget_line(step=100, total_steps=10_000, measured_steps=15,
+                              measured_seconds=30.0, now=0.0)
+  assert 'the 10,000 steps end in about 5:30:00' in line
+  assert '--gin_param=TRAIN_STEPS=1000 on the same command' in line
+  assert '--time_limit=DURATION' in line
+
+
+@pytest.mark.parametrize('step,total,steps,seconds', [(100, 150, 50, 30.0),   # 30 s left
+                                                      (10, 1000, 0, 30.0),    # nothing timed
+                                                      (10, 1000, 10, 0.0)])
+def test_budget_line_stays_quiet_when_there_is_nothing_to_say(step, total, steps, seconds):
+  assert progress.budget_line(step, total, steps, seconds, now=0.0) is None
+
+
 def test_deadline_is_due_before_the_next_piece_of_work_would_pass_it():
   deadline = progress.Deadline(interval=10.0, now=0.0)
   assert not deadline.due(now=5.0)

@@ -131,6 +131,13 @@ class EtaClock:
     """Compilation is over at `step`: time counts from now."""
     self._origin = (int(step), time.time() if now is None else now)
 
+  def measured(self, step, now=None):
+    """(steps, seconds) timed since compilation ended, or None before a step was timed."""
+    if self._origin is None or step <= self._origin[0]:
+      return None
+    now = time.time() if now is None else now
+    return int(step) - self._origin[0], now - self._origin[1]
+
   def remaining_seconds(self, step, now=None):
     """The estimated seconds to `total_steps`, or None before a step was timed."""
     if self._origin is None or step <= self._origin[0]:
@@ -138,6 +145,38 @@ class EtaClock:
     now = time.time() if now is None else now
     seconds_per_step = (now - self._origin[1]) / (step - self._origin[0])
     return max(self.total_steps - step, 0) * seconds_per_step
+
+
+BUDGET_NOTICE_SECONDS = 30.0   # Wall time after compilation before the budget line.
+FIRST_MODEL_SECONDS = 1800.0   # "A model in about half an hour": what the budget line offers.
+
+
+def budget_line(step, total_steps, measured_steps, measured_seconds, now=None):
+  """The one line that says, early in a run, what its budget costs on this machine; None when
+  nothing is left to say (no step timed, or the run ends within a minute).
+
+  From the wall time per step measured since compilation (`measured_seconds` over
+  `measured_steps`, checkpoints and summaries included): when the steps left end, and for a run
+  longer than about 1.5 x FIRST_MODEL_SECONDS how to get a model sooner: the step count that ends
+  about FIRST_MODEL_SECONDS after now (rounded down to a hundred) and --time_limit (pieces).
+  """
+  if measured_steps <= 0 or measured_seconds <= 0:
+    return None
+  seconds_per_step = measured_seconds / measured_steps
+  remaining = max(int(total_steps) - int(step), 0) * seconds_per_step
+  if remaining < 60:
+    return None
+  now = time.time() if now is None else now
+  end = time.strftime('%H:%M %Z', time.localtime(now + remaining))
+  line = (f'Measured {seconds_per_step:.3g} s a step over {measured_steps:,} steps: the '
+          f'{int(total_steps):,} steps end in about {format_duration(remaining)} (at {end}).')
+  if remaining > 1.5 * FIRST_MODEL_SECONDS:
+    sooner = int(step + FIRST_MODEL_SECONDS / seconds_per_step) // 100 * 100
+    if sooner > step:
+      line += (f' A model in about {FIRST_MODEL_SECONDS / 60:.0f} min: '
+               f'--gin_param=TRAIN_STEPS={sooner} on the same command (it continues this run); '
+               '--time_limit=DURATION runs the whole budget in pieces.')
+  return line
 
 
 class Deadline:

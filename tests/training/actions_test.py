@@ -132,6 +132,26 @@ class ProgressLinesTest(tf.test.TestCase):
     self.assertStartsWith(logs.records[0].getMessage(), 'step 4/100 ')
 
 
+  def test_one_budget_line_once_the_notice_time_has_passed(self):
+    pacer = types.SimpleNamespace(expected_seconds=lambda: 0.0)
+    lines = actions.ProgressLines(train_steps=100_000, batch_size=4, summary_every=10,
+                                  pacer=pacer)
+    clock = [1000.0]
+    with mock.patch.object(progress.time, 'time', lambda: clock[0]), \
+         self.assertLogs('absl', 'INFO') as logs:
+      lines(chunk(1, first=True))
+      for step in range(10, 60, 10):  # Every 10 s; at step 30, 29 steps in 30 s.
+        clock[0] += 10.0
+        lines(chunk(step, num_steps=10 if step > 10 else 9))
+    budget = [record.getMessage() for record in logs.records
+              if record.getMessage().startswith('Measured')]
+    self.assertLen(budget, 1)  # At 30 s, once.
+    # 99,970 steps left at 30/29 s: 28:43:37; half an hour: 30 + 1800 * 29/30 = 1,770 -> 1,700.
+    self.assertStartsWith(budget[0], 'Measured 1.03 s a step over 29 steps: the 100,000 steps '
+                          'end in about 28:43:37 (at ')
+    self.assertIn('--gin_param=TRAIN_STEPS=1700 ', budget[0])
+
+
 class CompilationNoticeTest(tf.test.TestCase):
 
   def test_names_what_is_traced_next(self):

@@ -103,7 +103,9 @@ class ProgressLines(Action):
   comes at every summary step and whenever the next chunk would end more than
   `progress.PROGRESS_SECONDS` after the previous line; it shows the means since the previous line,
   the rate inside the chunks and the ETA from the wall time per step since compilation ended
-  (`progress.EtaClock`, started at the first `__call__`, after every action's `start`).
+  (`progress.EtaClock`, started at the first `__call__`, after every action's `start`). Once
+  `progress.BUDGET_NOTICE_SECONDS` of wall time have passed after compilation, one line says when
+  the budget ends and, for a long one, how to get a model sooner (`progress.budget_line`).
   """
 
   def __init__(self, train_steps, batch_size, summary_every, pacer,
@@ -124,6 +126,7 @@ class ProgressLines(Action):
     self._since_line = progress.RunningMeans(metric_keys)
     self._eta = progress.EtaClock(train_steps)
     self._deadline = progress.Deadline()
+    self._budget_noticed = False
 
   def start(self, chunk):
     self._since_line.add(chunk.metrics, chunk.num_steps, chunk.seconds, timed=False)
@@ -147,6 +150,18 @@ class ProgressLines(Action):
                  progress.format_duration(self._eta.remaining_seconds(chunk.step)))
     self._since_line.reset()
     self._deadline.reset()
+    self._notice_budget(chunk.step)
+
+  def _notice_budget(self, step):
+    if self._budget_noticed:
+      return
+    measured = self._eta.measured(step)
+    if measured is None or measured[1] < progress.BUDGET_NOTICE_SECONDS:
+      return
+    self._budget_noticed = True
+    line = progress.budget_line(step, self._train_steps, *measured)
+    if line:
+      logging.info('%s', line)
 
 
 class CompilationNotice(Action):
