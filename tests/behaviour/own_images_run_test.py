@@ -145,3 +145,37 @@ def test_the_choice_line_states_the_budget_in_force(mnist, tmp_path, monkeypatch
   dataset_flags.prepare_training_config(dataset=str(tmp_path / 'grey.npy'))
   line, = [text for text in said if text.startswith('No model in the gin files')]
   assert f'batch 128, {chosen} steps (about' in line and 'TRAIN_STEPS=N to change' in line
+
+
+@pytest.mark.parametrize('grey_levels,trained', [(False, (28, 28)), (True, (32, 32))])
+def test_large_images_train_at_a_size_that_trains(mnist, tmp_path, monkeypatch, grey_levels,
+                                                  trained):
+  """105x105 images (OMNIGLOT's size as Lake's zip unzips) train at 28x28 (binary) or 32x32
+  (8-bit), bound as --image_size would bind it, with one line saying how to keep their size."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  grey = mnist[0][:40]
+  images = tf.image.resize(grey[..., None], (105, 105), 'nearest').numpy()[..., 0]
+  array = images if grey_levels else own_images.black_and_white(images).astype(np.uint8)
+  np.save(tmp_path / 'large.npy', array)
+  said = []
+  monkeypatch.setattr(dataset_flags.logging, 'info',
+                      lambda message, *args: said.append(message % args))
+  dataset_flags.prepare_training_config(TINY, dataset=str(tmp_path / 'large.npy'))
+  size = 'x'.join(map(str, trained))
+  assert any(text.startswith(f'Images of 105x105 train at {size}:') and
+             '--image_size=105x105 keeps their size' in text for text in said)
+  assert user_images.options()[0] == trained
+  assert tuple(model_lib.make_model().image_shape[:2]) == trained
+  said.clear()
+  dataset_flags.prepare_training_config(TINY, dataset=str(tmp_path / 'large.npy'),
+                                        image_size='105x105')
+  assert not any(text.startswith('Images of') for text in said)
+  assert tuple(model_lib.make_model().image_shape[:2]) == (105, 105)
+
+
+def test_training_size_keeps_the_aspect_ratio_and_small_images():
+  assert model_choice.training_size((40, 32, 1), 'binary') is None
+  assert model_choice.training_size((48, 48, 3), '8bit') is None
+  assert model_choice.training_size((105, 210, 1), 'binary') == (14, 28)
+  assert model_choice.training_size((480, 640, 3), '8bit') == (24, 32)
+  assert model_choice.training_size((30, 400, 1), 'binary') == (8, 28)

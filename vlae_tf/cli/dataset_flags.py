@@ -86,8 +86,11 @@ def prepare_training_config(gin_files=(), gin_params=(), dataset=None, image_siz
   Returns:
     The gin text parsed after base.gin ('' when the gin files configure the model).
   """
-  import gin  # pylint: disable=g-import-not-at-top
-  from vlae_tf.data import model_choice  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  import gin
+  from vlae_tf.data import model_choice
+  from vlae_tf.data import user_images
+  # pylint: enable=g-import-not-at-top
   params = list(gin_params or []) + dataset_bindings(dataset, image_size, binarize)
   gin_parsing.parse_gin(gin_files, params, check_macros=False)
   try:
@@ -95,12 +98,22 @@ def prepare_training_config(gin_files=(), gin_params=(), dataset=None, image_siz
   except ValueError:
     return ''  # No dataset: TrainSettings says so, as it always did.
   shape, kind, num_train, own = _describe(dataset)
+  try:
+    gin.query_parameter('VLAE.decoder')
+    chooses_model = False
+  except ValueError:  # No model in the gin files: the family that fits the pixels.
+    chooses_model = True
+  if chooses_model and own is not None and user_images.options()[0] is None:
+    size = model_choice.training_size(shape, kind)
+    if size is not None:  # Large images: a size that trains, bound like --image_size.
+      params.append(f'user_images.image_size = {size!r}')
+      gin_parsing.parse_gin(gin_files, params, check_macros=False)
+      logging.info('%s', model_choice.describe_size(shape, size))
+      shape, kind, num_train, own = _describe(dataset)
   if own is not None:
     logging.info('%s', own.summary())
   after_base = ''
-  try:
-    gin.query_parameter('VLAE.decoder')
-  except ValueError:  # No model in the gin files: the family that fits the pixels.
+  if chooses_model:
     after_base = model_choice.choose(shape, kind, num_train)
   gin_parsing.parse_gin(gin_files, params, after_base=after_base)
   from vlae_tf.training import settings  # pylint: disable=g-import-not-at-top
@@ -109,7 +122,6 @@ def prepare_training_config(gin_files=(), gin_params=(), dataset=None, image_siz
     logging.info('%s', model_choice.describe(shape, kind, num_train, int(in_force['train_steps']),
                                              int(in_force['batch_size'])))
   if own is not None:
-    from vlae_tf.data import user_images  # pylint: disable=g-import-not-at-top
     user_images.check_batch_size(own, int(in_force['batch_size']), in_force['train_split'])
   return after_base
 

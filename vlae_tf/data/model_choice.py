@@ -12,8 +12,14 @@ parsed, with the budget in force:
   logistic mixture, soft free bits).
 
 Both take any image size (the encoders halve each side with ceil, the context networks upsample to
-the same sizes in reverse). The budget is about 100 epochs of the training split at batch 128,
-between 1,000 and 100,000 steps.
+the same sizes in reverse), but their cost grows with the pixels: on a 2-core CPU a step of the
+binary VLAE at batch 128 takes about 0.4 s at 28x28 and over a minute at 105x105 (OMNIGLOT as Lake's
+zip unzips). Images with a side over LARGEST_SIDE therefore train at `training_size` (longer side
+28 for binary images, as MNIST and the paper's OMNIGLOT, 32 for 8-bit ones, as CIFAR-10; the
+aspect ratio kept) unless --image_size says otherwise; the size is a binding of config.gin, so the
+run's readers see the images as the model does. The budget is about 100 epochs of the training
+split at batch 128, between 1,000 and 100,000 steps; the first progress lines of the run say what
+it costs on the machine at hand (`progress.budget_line`).
 """
 
 import math
@@ -27,6 +33,29 @@ _FAMILIES = {
     '8bit': ('models/cifar10_vlae_resnet.gin',
              '8-bit VLAE (ResNet, gated PixelCNN with a discretized logistic mixture)'),
 }
+
+
+LARGEST_SIDE = 48
+TRAINING_SIDE = {'binary': 28, '8bit': 32}
+
+
+def training_size(shape, kind):
+  """(height, width) to train images of `shape` at, or None to keep their size (no side over
+  LARGEST_SIDE): the longer side TRAINING_SIDE[kind], the other in proportion (at least 8)."""
+  height, width = (int(side) for side in shape[:2])
+  longer = max(height, width)
+  if longer <= LARGEST_SIDE:
+    return None
+  side = TRAINING_SIDE[kind]
+  return (max(8, round(height * side / longer)), max(8, round(width * side / longer)))
+
+
+def describe_size(shape, size):
+  """The line saying that images train at `size`, and how to keep their own."""
+  own, chosen = (f'{int(s[0])}x{int(s[1])}' for s in (shape, size))
+  return (f'Images of {own} train at {chosen}: at their own size a step would take many times '
+          'longer on a CPU. config.gin records the size, so eval, sample and compress see the '
+          f'images as the model does; --image_size={own} keeps their size.')
 
 
 def train_steps(num_train_images: int, batch_size: int = BATCH_SIZE) -> int:
