@@ -40,10 +40,11 @@ class StopAfter:
 
 
 def make_evaluator(run_dir, shared_data, batch_size=4, devices=('/cpu:0',), checkpoint=None,
-                   max_examples=20):
+                   max_examples=20, precision=None):
   return evaluation.CheckpointEvaluator(
       run_dir, 'test', 3, max_examples, batch_size, str(shared_data), None, 7,
-      distribution.make_strategy(list(devices)), per_example=True, checkpoint=checkpoint)
+      distribution.make_strategy(list(devices)), per_example=True, checkpoint=checkpoint,
+      precision=precision)
 
 
 def progress_path(run_dir):
@@ -127,6 +128,22 @@ def test_a_progress_file_of_another_checkpoint_is_refused_in_one_line(run_dir, s
   assert '--checkpoint=1' in message and '12 of 20 images' in message
   with open(path) as f:
     assert json.load(f) == kept  # Nothing mixed in, nothing lost.
+
+
+def test_a_piece_in_another_precision_is_refused_in_one_line(run_dir, shared_data):
+  """The run trained in float32; a piece computed in mixed_bfloat16 would mix two arithmetics."""
+  path, kept = first_piece(run_dir, shared_data)
+  assert kept['settings']['precision'] == 'float32'
+  evaluator = make_evaluator(run_dir, shared_data, precision='mixed_bfloat16')
+  assert evaluator.model.precision == 'mixed_bfloat16'
+  with pytest.raises(errors.IncompatibleRunError) as raised:
+    pieces.evaluate_in_pieces(evaluator, evaluator.checkpoint, path, progress=False)
+  message = str(raised.value)
+  assert '\n' not in message
+  assert 'precision float32 there, mixed_bfloat16 here' in message
+  assert 'finish it with --precision=float32, or remove the file' in message
+  with open(path) as f:
+    assert json.load(f) == kept
 
 
 @pytest.mark.parametrize('damage', ['{"settings": {"num_images"', 'not json', 'values'])

@@ -48,6 +48,20 @@ def test_open_run_takes_a_step_and_makes_the_strategy_after_the_config(run_dir):
     opening.open_run(run_dir, 5)
 
 
+def test_open_run_computes_in_another_precision_from_the_same_weights(run_dir):
+  from vlae_tf.cli import shared_flags  # pylint: disable=g-import-not-at-top
+  from vlae_tf.layers import precision  # pylint: disable=g-import-not-at-top
+  assert shared_flags.PRECISIONS == precision.PRECISIONS  # bin/eval's --precision choices
+  own = opening.open_run(run_dir)
+  other = opening.open_run(run_dir, precision='mixed_bfloat16')
+  assert (own.model.precision, other.model.precision) == ('float32', 'mixed_bfloat16')
+  for mine, theirs in zip(own.model.weights, other.model.weights):
+    assert mine.dtype == theirs.dtype  # float32 variables in every precision
+    assert (mine.numpy() == theirs.numpy()).all()
+  with pytest.raises(ValueError, match="VLAE.precision must be one of"):
+    opening.open_run(run_dir, precision='float64')
+
+
 def test_a_run_without_a_dataset_opens_but_its_readers_are_told(run_dir):
   path = os.path.join(run_dir, 'config.gin')
   with open(path) as f:

@@ -45,7 +45,7 @@ def run_train(model_dir, gin_files=(), gin_params=(), data_dir=None, dataset=Non
 
 def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_dir=None,
              batch_size=32, curve=False, checkpoint=None, protocol=None, dataset=None,
-             time_limit=None):
+             time_limit=None, precision=None):
   """Evaluates the run's newest intact checkpoint, or `checkpoint` (a prefix or a step); returns
   the report (also in eval_<split>.json and in TensorBoard under <model_dir>/eval).
 
@@ -59,15 +59,17 @@ def run_eval(model_dir, split='test', num_samples=None, max_examples=None, data_
 
   Stopped by a signal or by `time_limit` (a `time_limits.TimeLimit`), an evaluation keeps the
   images done (a curve, the checkpoints done) and the same call continues it.
+
+  `precision` (bin/eval's --precision): compute in this precision instead of the run's.
   """
   from vlae_tf.runs import run_config  # pylint: disable=g-import-not-at-top
   with run_config.reading_dataset(dataset_flags.check_reader_dataset(model_dir, dataset)):
     return _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size, curve,
-                     checkpoint, protocol, time_limit)
+                     checkpoint, protocol, time_limit, precision)
 
 
 def _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size, curve,
-              checkpoint, protocol, time_limit):
+              checkpoint, protocol, time_limit, precision):
   # pylint: disable=g-import-not-at-top
   from vlae_tf.evaluation import evaluator as evaluation
   from vlae_tf.data import sources
@@ -86,10 +88,11 @@ def _run_eval(model_dir, split, num_samples, max_examples, data_dir, batch_size,
                             'every kept checkpoint.')
     return evaluation.evaluate_curve(model_dir, split=split, num_samples=num_samples,
                                      max_examples=max_examples, batch_size=batch_size,
-                                     data_dir=data_dir, time_limit=time_limit)
+                                     data_dir=data_dir, time_limit=time_limit,
+                                     precision=precision)
   return evaluation.evaluate(model_dir, split=split, num_samples=num_samples,
                              max_examples=max_examples, batch_size=batch_size, data_dir=data_dir,
-                             checkpoint=checkpoint, time_limit=time_limit)
+                             checkpoint=checkpoint, time_limit=time_limit, precision=precision)
 
 
 def run_sample(model_dir, num_images=64, output=None, num_reconstructions=8, num_decodings=7,
@@ -160,6 +163,9 @@ def define_eval_flags():
   flags.DEFINE_boolean('curve', False, 'Evaluate every kept checkpoint (same importance samples) '
                        'and plot the NLL against training time: eval_<split>_curve.json/.png.')
   shared_flags.define_time_limit('the evaluation (the images done are kept)')
+  flags.DEFINE_enum('precision', None, list(shared_flags.PRECISIONS), 'Compute in this '
+                    'precision (default: the run\'s VLAE.precision); e.g. float32 for a run '
+                    'trained in mixed_bfloat16 on a CPU without bfloat16 instructions.')
   dataset_flags.define_dataset_flags()
   shared_flags.define_checkpoint()
   shared_flags.define_json()
@@ -200,7 +206,7 @@ def eval_main(argv):
   result = user_errors.guard(lambda: run_eval(
       FLAGS.model_dir, FLAGS.split, FLAGS.num_samples, FLAGS.max_examples, FLAGS.data_dir,
       FLAGS.batch_size, FLAGS.curve, FLAGS.checkpoint, protocol=FLAGS.protocol,
-      dataset=FLAGS.dataset, time_limit=shared_flags.time_limit()))
+      dataset=FLAGS.dataset, time_limit=shared_flags.time_limit(), precision=FLAGS.precision))
   for report in result if FLAGS.curve else [result]:
     shared_flags.print_result(eval_line(report), report)
   if not FLAGS.curve and result.get('partial'):

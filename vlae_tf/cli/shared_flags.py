@@ -34,6 +34,10 @@ def define_pretrained():
               f'with vlae_tf: {catalogue.names_text()})')
 
 
+# layers/precision.py's PRECISIONS, here without importing TensorFlow (flags are parsed first).
+PRECISIONS = ('float32', 'mixed_bfloat16', 'mixed_float16')
+
+
 def define_checkpoint():
   flags.DEFINE_string('checkpoint', None, 'The checkpoint to use: a prefix such as '
                       '<model_dir>/ckpt-2000, or a step such as 2000 (default: the newest intact '

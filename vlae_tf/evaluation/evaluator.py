@@ -72,10 +72,12 @@ class CheckpointEvaluator:
   """
 
   def __init__(self, model_dir, split, num_samples, max_examples, batch_size, data_dir,
-               chunk_size, seed, strategy, per_example=False, checkpoint=None, jit_compile=None):
+               chunk_size, seed, strategy, per_example=False, checkpoint=None, jit_compile=None,
+               precision=None):
     # The newest intact checkpoint, or `checkpoint` if given; fails clearly when there is none.
     # The default strategy is made after the run's config is parsed (it may bind its devices).
-    run = opening.open_run(model_dir, checkpoint, strategy=strategy or distribution.make_strategy)
+    run = opening.open_run(model_dir, checkpoint, strategy=strategy or distribution.make_strategy,
+                           precision=precision)
     self.strategy = run.strategy
     self.checkpoint = run.checkpoint_path
     self.dataset = run.needs_dataset()
@@ -128,7 +130,8 @@ class CheckpointEvaluator:
     """What must be equal for two pieces of one evaluation (pieces.py)."""
     return {'dataset': self.dataset, 'split': self.split, 'num_samples': self.num_samples,
             'num_images': self.total, 'seed': self.seed,
-            'checkpoint': os.path.basename(checkpoint), 'step': self.step}
+            'checkpoint': os.path.basename(checkpoint), 'step': self.step,
+            'precision': self.model.precision}
 
   def batches(self, start=0):
     """Per-image values of the subset's images from its element `start` on, batch by batch:
@@ -210,7 +213,8 @@ def evaluate(model_dir,
              progress=True,
              checkpoint=None,
              time_limit=None,
-             jit_compile=None):
+             jit_compile=None,
+             precision=None):
   """Evaluates a checkpoint of a run with its averaged weights; writes eval_<split>.json.
 
   Rebuilds the model from <model_dir>/config.gin (this clears any gin config already parsed).
@@ -234,6 +238,8 @@ def evaluate(model_dir,
     time_limit: a `time_limits.TimeLimit` (bin/eval's --time_limit), or None.
     jit_compile: XLA for the statistics: 'auto', True, False, or None (the run's
       `train.jit_compile`).
+    precision: the precision to compute in (`opening.open_run`); None: the run's. Part of the
+      settings that every piece of the evaluation must share.
 
   Returns:
     A dict with nll_nats, nll_stderr_nats, bits_per_dim, elbo_nats, nll_bound_nats,
@@ -246,7 +252,7 @@ def evaluate(model_dir,
   """
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                   data_dir, chunk_size, seed, strategy, checkpoint=checkpoint,
-                                  jit_compile=jit_compile)
+                                  jit_compile=jit_compile, precision=precision)
   path = os.path.join(model_dir, pieces.progress_file(split, evaluator.num_samples,
                                                       evaluator.total, evaluator.seed))
   report, per_image = pieces.evaluate_in_pieces(evaluator, evaluator.checkpoint, path, time_limit,
@@ -298,10 +304,11 @@ def evaluate_curve(model_dir,
                    strategy=None,
                    progress=True,
                    time_limit=None,
-                   jit_compile=None):
+                   jit_compile=None,
+                   precision=None):
   """Evaluates every kept checkpoint of a run: test NLL against training time.
 
-  Same arguments as `evaluate` (but `checkpoint`), `jit_compile` included. Damaged checkpoints
+  Same arguments as `evaluate` (but `checkpoint`), `jit_compile` and `precision` included. Damaged checkpoints
   are left out, each named in a one-line warning. The training time of a checkpoint is the time it
   was written minus the start of the run (<model_dir>/started.json, written by a fresh `train`):
   it counts everything the training process did, start-up, data init and checkpointing included,
@@ -323,7 +330,7 @@ def evaluate_curve(model_dir,
   """
   evaluator = CheckpointEvaluator(model_dir, split, num_samples, max_examples, batch_size,
                                   data_dir, chunk_size, seed, strategy,
-                                  jit_compile=jit_compile)
+                                  jit_compile=jit_compile, precision=precision)
   started = directory.run_start_time(model_dir)
   reports = []
   curve_path = os.path.join(model_dir, CURVE_FILE.format(split=split))

@@ -163,8 +163,13 @@ def _read_progress(path, settings):
   differing = [f'{key} {stored.get(key)} there, {value} here' for key, value in settings.items()
                if stored.get(key) != value]
   if differing:
+    same = []  # The flags that finish the stored evaluation.
+    if stored.get('checkpoint') != settings['checkpoint']:
+      same.append(f'--checkpoint={stored.get("step")}')
+    if stored.get('precision', settings['precision']) != settings['precision']:
+      same.append(f'--precision={stored.get("precision")}')
     raise errors.IncompatibleRunError(
         f'{path} holds {len(state["values"]["nll"])} of {stored.get("num_images")} images of an '
         f'evaluation of {stored.get("checkpoint")} ({"; ".join(differing)}): finish it with '
-        f'--checkpoint={stored.get("step")}, or remove the file to start this one.')
+        f'{" ".join(same) or "its own settings"}, or remove the file to start this one.')
   return state

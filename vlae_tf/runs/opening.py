@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 from typing import Any, Optional
 
+import gin
 import tensorflow as tf
 
 from vlae_tf import errors
@@ -56,7 +57,7 @@ class Run:
     return self.dataset
 
 
-def open_run(model_dir, checkpoint=None, strategy=None) -> Run:
+def open_run(model_dir, checkpoint=None, strategy=None, precision=None) -> Run:
   """Parses the run's config, resolves `checkpoint` and restores its averaged weights.
 
   Args:
@@ -65,6 +66,9 @@ def open_run(model_dir, checkpoint=None, strategy=None) -> Run:
     strategy: the `tf.distribute.Strategy` whose scope should own the model's variables, a
       function of no arguments that makes it (called once the config is parsed, so that the run's
       bindings apply: `distribution.make_strategy`), or None.
+    precision: None (the run's `VLAE.precision`, that of its latest piece), or 'float32',
+      'mixed_bfloat16' or 'mixed_float16' to compute in instead (the weights are float32 in
+      every precision: layers/precision.py).
 
   Returns:
     The `Run`.
@@ -74,6 +78,9 @@ def open_run(model_dir, checkpoint=None, strategy=None) -> Run:
     RunError: no intact checkpoint, or no such checkpoint.
   """
   config_path = run_config.load_run_config(model_dir)
+  if precision is not None:
+    with gin.unlock_config():
+      gin.bind_parameter('VLAE.precision', precision)
   checkpoint_path = checkpoints.resolve_checkpoint(model_dir, checkpoint)
   try:
     dataset = run_config.run_dataset()
