@@ -10,6 +10,7 @@ import os
 import pytest
 
 from vlae_tf.runs import checkpoints
+from vlae_tf.runs import directory
 from vlae_tf import distribution
 from vlae_tf.evaluation import evaluator as evaluation
 
@@ -60,3 +61,22 @@ def test_per_example_values_follow_the_subset(run_dir, shared_data):
 def test_run_checkpoints_oldest_first(run_dir):
   [(path, written)] = checkpoints.run_checkpoints(run_dir)
   assert path == os.path.join(run_dir, 'ckpt-2') and written > 1.7e9
+
+
+@pytest.mark.parametrize('num_pieces,x_label', [(1, 'training wall time (minutes)'),
+                                                (2, 'training step')])
+def test_a_curve_of_a_run_trained_in_pieces_is_plotted_against_steps(
+    run_dir, shared_data, monkeypatch, num_pieces, x_label):
+  """Between pieces the run stood still: its wall time is no training time."""
+  with open(os.path.join(run_dir, directory.PIECES_FILE), 'w') as f:
+    for piece in range(num_pieces):
+      f.write(json.dumps({'first_step': piece, 'last_step': piece + 1}) + '\n')
+  drawn = {}
+  monkeypatch.setattr(evaluation.plots, 'write_line_plot',
+                      lambda path, points, x_label, **kwargs: drawn.update(x_label=x_label))
+  reports = evaluation.evaluate_curve(
+      run_dir, num_samples=2, max_examples=2, batch_size=2, data_dir=str(shared_data),
+      strategy=distribution.make_strategy(['/cpu:0']), progress=False)
+  assert [report['step'] for report in reports] == [2]
+  assert reports[0]['precision'] == 'float32'
+  assert drawn['x_label'] == x_label

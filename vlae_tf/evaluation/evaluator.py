@@ -184,6 +184,7 @@ class CheckpointEvaluator:
         'num_samples': self.num_samples,
         'num_dims': num_dims,
         'seed': self.seed,
+        'precision': self.model.precision,
         'nll_nats': nll,
         'nll_stderr_nats': float(np.std(per_image['nll']) / np.sqrt(count)),
         'bits_per_dim': float(objectives.bits_per_dim(nll, num_dims)),
@@ -316,7 +317,8 @@ def evaluate_curve(model_dir,
 
   Writes eval_<split>_curve.json (the list of reports, each with `checkpoint_time` and
   `train_seconds`) and eval_<split>_curve.png (NLL with standard errors against minutes, or
-  against steps when the start time is unknown), both atomically.
+  against steps when the start time is unknown or the run was trained in pieces), both
+  atomically.
 
   A curve stopped by a signal or by `time_limit` (before a checkpoint that would end after it)
   keeps the checkpoints evaluated; the same call evaluates the others (those in the curve file
@@ -339,8 +341,10 @@ def evaluate_curve(model_dir,
     try:
       with open(curve_path) as f:
         done = {os.path.basename(report['checkpoint']): report for report in json.load(f)
-                if (report['num_samples'], report['num_examples'], report.get('seed')) ==
-                (evaluator.num_samples, evaluator.total, evaluator.seed)}
+                if (report['num_samples'], report['num_examples'], report.get('seed'),
+                    report.get('precision', 'float32')) ==
+                (evaluator.num_samples, evaluator.total, evaluator.seed,
+                 evaluator.model.precision)}
     except (OSError, ValueError, KeyError, TypeError):
       done = {}  # unreadable: evaluated again, and rewritten
   estimate = time_limits.EstimatedWork(first_write=1.0)
@@ -367,7 +371,8 @@ def evaluate_curve(model_dir,
       # After every checkpoint, so that an interrupted curve keeps what it measured.
       files.atomic_write_json(curve_path, reports + [report])
       reports.append(report)
-  by_time = started is not None
+  # Wall time measures training only for a run trained in one piece: between pieces it stood.
+  by_time = started is not None and len(directory.read_pieces(model_dir)) <= 1
   points = [((r['train_seconds'] / 60.0) if by_time else r['step'], r['nll_nats'],
              r['nll_stderr_nats']) for r in reports]
   first = reports[0]
