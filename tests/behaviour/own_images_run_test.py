@@ -179,3 +179,25 @@ def test_training_size_keeps_the_aspect_ratio_and_small_images():
   assert model_choice.training_size((105, 210, 1), 'binary') == (14, 28)
   assert model_choice.training_size((480, 640, 3), '8bit') == (24, 32)
   assert model_choice.training_size((30, 400, 1), 'binary') == (8, 28)
+
+
+def test_the_example_folders_read_as_their_layouts_say(shared_data, tmp_path):
+  """examples/make_image_folders.py: OMNIGLOT as it unzips (two levels, the character is the
+  class), scikit-learn's digits (8x8 grey) and CIFAR-10 photos (32x32 RGB), one level each."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  script = os.path.join(os.path.dirname(__file__), '..', '..', 'examples', 'make_image_folders.py')
+  completed = subprocess.run([sys.executable, script, f'--data_dir={shared_data}',
+                              f'--output={tmp_path}'], capture_output=True, text=True,
+                             check=False, timeout=600)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert 'tensorflow' not in completed.stderr.lower()  # No start-up noise: TF is not imported.
+  omniglot = user_images.read(str(tmp_path / 'images_background_small1'))
+  assert omniglot.shape == (105, 105, 1) and omniglot.kind == 'binary'
+  assert all(name.count('/') == 1 for name in omniglot.class_names)  # alphabet/character
+  digits = user_images.read(str(tmp_path / 'digits'))
+  assert (digits.shape, digits.kind, len(digits.class_names)) == ((8, 8, 1), '8bit', 10)
+  assert sum(digits.sizes().values()) == 1797
+  photos = user_images.read(str(tmp_path / 'cifar_photos'))
+  assert (photos.shape, photos.kind, len(photos.class_names)) == ((32, 32, 3), '8bit', 10)
+  assert 'airplane' in photos.class_names
