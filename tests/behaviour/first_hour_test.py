@@ -6,7 +6,6 @@ quiet console, on cli_test's trained run, are cli_test's."""
 import dataclasses
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -90,15 +89,14 @@ def test_path_and_flag_mistakes_are_reported_before_tensorflow_loads(tmp_path):
        '--gin_param=TRAIN_STEPS=N'),
       (('eval', '--model_dri=x'), "Unknown command line flag 'model_dri'"),
   ]
+  # A TensorFlow that cannot be imported is first on the path: the one-line answers prove that
+  # nothing imported it (what that saves in seconds is bin/benchmark's to say, not a timed test's).
   for args, expected in cases:
-    began = time.monotonic()
     completed = run_binary(*args, python_path=broken, timeout=60)
-    seconds = time.monotonic() - began
     assert completed.returncode == 1, (args, completed.stderr)
     assert expected in completed.stderr, (args, completed.stderr)
     assert 'tensorflow was imported' not in completed.stderr and 'Traceback' not in (
         completed.stderr), (args, completed.stderr)
-    assert seconds < 5, (args, seconds)
   assert not (tmp_path / 'run').exists()
 
 
