@@ -2,11 +2,18 @@
 
 The file (little-endian):
 
-    header  magic b'VLAEBBAN', format version, image shape, image count, the model's step and the
-            SHA-256 of its averaged weights, the coder's settings (grid precision, batch
-            schedule), the CRC32 of the images, the payload's length and CRC32, the input's layout
+    header  magic b'VLAEBBAN', format version, the codec (`CODECS`: the portable fixed-point
+            codec of `vlae_tf.compression.portable`, or the float codec, machine-bound), image
+            shape, image count, the model's step and the SHA-256 of its averaged weights, the
+            coder's settings (grid precision, batch schedule), the CRC32 of the images, the payload's length and CRC32, the input's layout
             (JSON: how to write a .npy back), and the header's own CRC32
     payload the ANS words of `vlae_tf.bitsback` (uint32)
+
+Which codec: the portable one whenever it supports the model's architecture
+(`integer_networks.supports`: gin/mnist_vlae.gin, the shipped static_mnist model); its files
+decode exactly on any machine. Other architectures use the float codec of `bitsback`, whose
+files decode only on a machine that computes the model's float32 numbers identically (the same
+CPU type and TensorFlow build); bin/compress says so in one line.
 
 Decompressing checks everything it can before it writes anything: the magic, version and
 checksums (a damaged or truncated file), the model's step and weights (another model would decode
@@ -41,10 +48,17 @@ from vlae_tf import progress as progress_lib
 from vlae_tf import signals
 
 MAGIC = b'VLAEBBAN'
-VERSION = 1
-# magic, version, height, width, channels, count, step, weights sha256, precision, first batch,
+VERSION = 2
+# The codecs a file can name: the float codec (bitsback.py, machine-bound) and version 1 of the
+# fixed-point codec (portable.py; its arithmetic and tables are part of the format: a change to
+# them is a new codec number).
+FLOAT_CODEC, PORTABLE_CODEC = 1, 2
+CODECS = {FLOAT_CODEC: 'float (machine-bound)', PORTABLE_CODEC: 'portable fixed-point v1'}
+MACHINE_BOUND_NOTE = ('this model\'s architecture has no portable codec: the file decodes only on '
+                      'a machine of the same CPU type and TensorFlow build')
+# magic, version, codec, height, width, channels, count, step, weights sha256, precision, first batch,
 # largest batch, growth percent, images crc32, payload words, payload crc32, layout length.
-_FIXED = struct.Struct('<8sHHHHIQ32sBHHBIIIH')
+_FIXED = struct.Struct('<8sHBHHHIQ32sBHHBIIIH')
 _CRC = struct.Struct('<I')
 
 
@@ -201,7 +215,8 @@ def pack(words, *, image_shape, count, step, digest, coder, crc, layout) -> byte
   """The file's bytes: header, its CRC32, then the payload words."""
   words = np.asarray(words, '<u4')
   layout_bytes = json.dumps(layout, sort_keys=True).encode()
-  header = _FIXED.pack(MAGIC, VERSION, *image_shape, count, step, digest, coder.precision,
+  codec = PORTABLE_CODEC if getattr(coder, 'portable', False) else FLOAT_CODEC
+  header = _FIXED.pack(MAGIC, VERSION, codec, *image_shape, count, step, digest, coder.precision,
                        coder.first_batch, coder.largest_batch, coder.growth_percent, crc,
                        len(words), zlib.crc32(words.tobytes()), len(layout_bytes)) + layout_bytes
   return header + _CRC.pack(zlib.crc32(header)) + words.tobytes()
@@ -229,11 +244,15 @@ def unpack(path):
     if len(head) < _FIXED.size:
       raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
     fields = _FIXED.unpack(head)
-    (_, version, height, width, channels, count, step, digest, precision, first_batch,
+    (_, version, codec, height, width, channels, count, step, digest, precision, first_batch,
      largest_batch, growth_percent, crc, num_words, payload_crc, layout_length) = fields
     if version != VERSION:
       raise errors.CodecError(f'{path} has format version {version}; this vlae_tf reads version '
                               f'{VERSION} (or the file is damaged).')
+    if codec not in CODECS:
+      raise errors.CodecError(f'{path} names codec {codec}, which this vlae_tf does not have '
+                              f'(it has {", ".join(map(str, CODECS))}): decompress it with the '
+                              'vlae_tf that wrote it (or the file is damaged).')
     header_end = _FIXED.size + layout_length
     if size < header_end + _CRC.size:
       raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
@@ -249,7 +268,7 @@ def unpack(path):
     raise errors.CodecError(f'{path} changed while it was read.')
   if zlib.crc32(payload) != payload_crc:
     raise errors.CodecError(f'{path} is damaged: its payload fails its checksum.')
-  header = dict(image_shape=(height, width, channels), count=count, step=step, digest=digest,
+  header = dict(codec=codec, image_shape=(height, width, channels), count=count, step=step, digest=digest,
                 precision=precision, first_batch=first_batch, largest_batch=largest_batch,
                 growth_percent=growth_percent, crc=crc,
                 layout=_layout(path, rest[:layout_length], (height, width, channels)))
@@ -328,10 +347,9 @@ def _progress(total, description):
 
 def compress(model_dir, input_path, output_path, checkpoint=None, progress=True):
   """Compresses the images of `input_path` into `output_path`; returns a report dict."""
-  from vlae_tf.compression import bitsback  # pylint: disable=g-import-not-at-top
   model, step = _restore(model_dir, checkpoint)
   images, layout = read_images(input_path, model.image_shape)
-  coder = bitsback.BitsBackCoder(model)
+  coder = make_coder(model)
   began = time.time()
   written = []
   with signals.when_signalled(lambda signum: _stopped(signum, 'compressing', input_path,
@@ -342,6 +360,8 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True)
     except ValueError as error:  # A latent beyond every coded window (latent_codes.Windowed).
       raise errors.CodecError(f'{input_path}: this model cannot code these images '
                               f'({error}).') from None
+    except errors.CodecError as error:  # The portable codec's window (portable.py).
+      raise errors.CodecError(f'{input_path}: {error}') from None
     seconds = time.time() - began
     data = pack(words, image_shape=model.image_shape, count=len(images), step=step,
                 digest=weights_digest(model), coder=coder, crc=images_crc(images),
@@ -355,12 +375,28 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True)
               bits_per_image=8 * len(data) / len(images),
               bits_per_pixel=8 * len(data) / len(images) / pixels,
               payload_bits_per_image=(payload_bits - initial_bits) / len(images),
-              initial_bits=initial_bits, ideal_bits_per_image=lengths.net / len(images))
+              initial_bits=initial_bits, ideal_bits_per_image=lengths.net / len(images),
+              codec=CODECS[PORTABLE_CODEC if getattr(coder, 'portable', False) else FLOAT_CODEC],
+              portable=bool(getattr(coder, 'portable', False)))
+
+
+def make_coder(model, codec=None, **settings):
+  """The portable coder when it supports the model (or `codec` says so), else the float one."""
+  # pylint: disable=g-import-not-at-top
+  from vlae_tf.compression import bitsback
+  from vlae_tf.compression import integer_networks
+  from vlae_tf.compression import portable
+  # pylint: enable=g-import-not-at-top
+  if codec is None:
+    codec = PORTABLE_CODEC if integer_networks.supports(model) else FLOAT_CODEC
+  if codec == PORTABLE_CODEC:
+    settings.pop('precision', None)
+    return portable.PortableBitsBackCoder(model, **settings)
+  return bitsback.BitsBackCoder(model, **settings)
 
 
 def decompress(model_dir, input_path, output_path, checkpoint=None, progress=True):
   """Decompresses `input_path` into `output_path` (a kind chosen by its name); returns a report."""
-  from vlae_tf.compression import bitsback  # pylint: disable=g-import-not-at-top
   header, words = unpack(input_path)
   model, step = _restore(model_dir, checkpoint)
   digest = weights_digest(model)
@@ -371,13 +407,17 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
                             f'{"x".join(map(str, header["image_shape"]))}); {model_dir} gives step '
                             f'{step}, weights {digest.hex()[:12]}: decompress with the model and '
                             'checkpoint that compressed it (--checkpoint).')
-  coder = bitsback.BitsBackCoder(model, precision=header['precision'],
-                                 first_batch=header['first_batch'],
-                                 largest_batch=header['largest_batch'],
-                                 growth_percent=header['growth_percent'])
-  failure = (f'{input_path} decoded to images that fail their checksum although the file and '
-             f'the model are intact: this machine computes the model\'s numbers differently from '
-             f'the one that compressed it; nothing was written.')
+  coder = make_coder(model, header['codec'], precision=header['precision'],
+                     first_batch=header['first_batch'], largest_batch=header['largest_batch'],
+                     growth_percent=header['growth_percent'])
+  if header['codec'] == FLOAT_CODEC:
+    failure = (f'{input_path} decoded to images that fail their checksum although the file and '
+               f'the model are intact: it was written by the float codec ({MACHINE_BOUND_NOTE}), '
+               'and this machine computes the model\'s numbers differently; nothing was written.')
+  else:
+    failure = (f'{input_path} decoded to images that fail their checksum although the file and '
+               'the model pass their checks: the portable codec\'s arithmetic differs from the '
+               'one that wrote it (another vlae_tf?); nothing was written.')
   began = time.time()
   written = []
   with signals.when_signalled(lambda signum: _stopped(signum, 'decompressing', input_path,
@@ -386,7 +426,7 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
       images, leftover = coder.decode(
           words, header['count'], progress=_progress(header['count'], 'decompress') if progress
           else None)
-    except ValueError:  # A decoded value outside a coded window: the same divergence, early.
+    except (ValueError, errors.CodecError):  # A value outside a coded window: the same, early.
       raise errors.CodecError(failure) from None
     seconds = time.time() - began
     images = images.astype(np.uint8)
@@ -396,7 +436,7 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
     with files.WRITING:  # A signal waits for the images (signals.py).
       write_images(output_path, images, header['layout'])
       written.append(output_path)
-  return dict(images=len(images), seconds=seconds, step=step)
+  return dict(images=len(images), seconds=seconds, step=step, codec=CODECS[header['codec']])
 
 
 def _stopped(signum, doing, input_path, output_path, written):
