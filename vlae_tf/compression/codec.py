@@ -345,11 +345,15 @@ def _progress(total, description):
   return progress_lib.ProgressBar(total, description)
 
 
-def compress(model_dir, input_path, output_path, checkpoint=None, progress=True):
-  """Compresses the images of `input_path` into `output_path`; returns a report dict."""
+def compress(model_dir, input_path, output_path, checkpoint=None, progress=True,
+             coder_settings=None):
+  """Compresses the images of `input_path` into `output_path`; returns a report dict.
+
+  `coder_settings`: the batch schedule (first_batch, largest_batch, growth_percent), for tests.
+  """
   model, step = _restore(model_dir, checkpoint)
   images, layout = read_images(input_path, model.image_shape)
-  coder = make_coder(model)
+  coder = make_coder(model, **(coder_settings or {}))
   began = time.time()
   written = []
   with signals.when_signalled(lambda signum: _stopped(signum, 'compressing', input_path,
