@@ -136,8 +136,10 @@ def _lookup(table, index):
 
 def elu(x):
   """elu of fixed-point x (F = 12): x for x >= 0, the table below."""
-  negative = np.minimum(-x, TABLE_LIMIT)
-  return np.where(x >= 0, x, _lookup(elu_table(), np.maximum(negative, 0)))
+  index = np.negative(x)
+  np.clip(index, 0, TABLE_LIMIT, out=index)
+  values = np.take(elu_table(), index.astype(np.int64))
+  return np.where(x >= 0, x, values)
 
 
 def relu(x):
@@ -166,7 +168,14 @@ def softplus(x, output_bits: int):
 
 def round_shift(x, bits):
   """round(x * 2^-bits) (halves up): exact for integer |x| < 2^52; bits may be an array."""
-  return np.floor(x * np.exp2(-np.asarray(bits, np.float64)) + 0.5)
+  return _round_scaled(x, np.exp2(-np.asarray(bits, np.float64)))
+
+
+def _round_scaled(x, factor):
+  """floor(x * factor + 0.5) for a power-of-two factor (exact), in place on a new array."""
+  result = np.multiply(x, factor)
+  result += 0.5
+  return np.floor(result, out=result)
 
 
 MULTIPLIER_BITS = 16
@@ -189,7 +198,10 @@ def quantize(values, bits: int = FRACTION_BITS):
 
 
 def clip(x):
-  return np.clip(x, -ACTIVATION_LIMIT, ACTIVATION_LIMIT)
+  """x clipped to +-ACTIVATION_LIMIT (a copy only when some value is outside)."""
+  if np.max(x, initial=0.0) > ACTIVATION_LIMIT or np.min(x, initial=0.0) < -ACTIVATION_LIMIT:
+    return np.minimum(np.maximum(x, -ACTIVATION_LIMIT), ACTIVATION_LIMIT)
+  return x
 
 
 # -- Weights ---------------------------------------------------------------------------------------
@@ -222,6 +234,7 @@ class Linear:
     self.shifts = np.clip(WEIGHT_BITS - exponents, 0, 40).astype(np.float64)  # [out]
     self.kernel = np.rint(kernel * np.exp2(self.shifts))  # [fan_in, out], |.| <= 2^14
     self.output_bits = output_bits
+    self._factors = np.exp2(-(self.shifts + FRACTION_BITS - output_bits))  # Powers of two.
     self.bias = quantize(np.zeros(kernel.shape[1]) if bias is None else bias, output_bits)
     bound = kernel.shape[0] * ACTIVATION_LIMIT * float(np.max(np.abs(self.kernel), initial=0.0))
     if bound >= EXACT_LIMIT:
@@ -234,9 +247,9 @@ class Linear:
 
   def __call__(self, x):
     """x [..., fan_in] at F = 12 -> [..., out] at `output_bits`."""
-    accumulated = np.matmul(clip(x), self.kernel)
-    shifts = self.shifts + FRACTION_BITS - self.output_bits
-    return round_shift(accumulated, shifts) + self.bias
+    result = _round_scaled(np.matmul(clip(x), self.kernel), self._factors)
+    result += self.bias
+    return result
 
 
 def same_padding(size: int, kernel: int, stride: int):

@@ -325,6 +325,18 @@ class Flow:
     return np.ascontiguousarray(x).astype(np.int64)
 
 
+CHUNK = 16   # Images per parallel pass: the arrays stay in cache (2x faster than 500 at once).
+
+
+def in_chunks(function, *arrays):
+  """function(*arrays) computed CHUNK images at a time and concatenated (the same integers)."""
+  parts = [function(*(array[start:start + CHUNK] for array in arrays))
+           for start in range(0, len(arrays[0]), CHUNK)]
+  if isinstance(parts[0], tuple):
+    return tuple(np.concatenate(pieces) for pieces in zip(*parts))
+  return np.concatenate(parts)
+
+
 class IntegerVLAE:
   """The four networks of a supported VLAE (`supports`) in fixed point."""
 
@@ -342,4 +354,12 @@ class IntegerVLAE:
 
   def posterior(self, images):
     """(loc, scale) of q(z|x) at 2^-24 (int64) for binary images [B, H, W, C]."""
-    return self.encoder((2.0 * np.asarray(images, np.float64) - 1.0) * fxp.ONE)
+    return in_chunks(self.encoder, (2.0 * np.asarray(images, np.float64) - 1.0) * fxp.ONE)
+
+  def context(self, z):
+    """The context map [B, H, W, K] of grid latents z [B, D]."""
+    return in_chunks(self.context_network, z)
+
+  def logits(self, images, context):
+    """Every pixel's logit [B, H, W, 1] (the PixelCNN's parallel pass)."""
+    return in_chunks(self.pixelcnn.logits, np.asarray(images, np.float64), context)
