@@ -6,6 +6,7 @@ import os
 
 import gin
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 import tf_keras as keras
@@ -175,3 +176,39 @@ def test_an_existing_png_directory_is_left_alone(images, tmp_path):
   with pytest.raises(errors.CodecError, match='exists and is not an empty directory'):
     codec.write_images(str(tmp_path / 'pngs'), images[:2], {'kind': 'png'})
   assert len(os.listdir(tmp_path / 'pngs')) == len(images)
+
+
+def test_a_png_folder_comes_back_under_its_file_names(run, images, tmp_path):
+  model_dir, _ = run
+  folder = tmp_path / 'digits'
+  folder.mkdir()
+  names = [f'digit_{index}_{"abcdefg"[index]}.png' for index in range(len(images))]
+  for name, image in zip(names, images):
+    Image.fromarray(image[..., 0] * 255).save(folder / name)
+  codec.compress(str(model_dir), str(folder), str(tmp_path / 'c.vlae'), progress=False)
+  codec.decompress(str(model_dir), str(tmp_path / 'c.vlae'), str(tmp_path / 'back'),
+                   progress=False)
+  assert sorted(os.listdir(tmp_path / 'back')) == sorted(names)
+  for name, image in zip(names, images):
+    back = np.asarray(Image.open(tmp_path / 'back' / name).convert('L')) // 255
+    np.testing.assert_array_equal(back, image[..., 0])
+
+
+@pytest.mark.parametrize('save, message', [
+    (lambda path, image: Image.fromarray(image[:20, :20, 0] * 255).save(path),
+     '20x20 pixels; the model takes 28x28 binary images (1 channel).'),
+    (lambda path, image: Image.fromarray(np.repeat(image * 255, 3, -1)).save(path),
+     'a RGB PNG; the model takes 28x28 binary images (1 channel)'),
+    (lambda path, image: Image.fromarray(image[..., 0] * 100).save(path),
+     'images must be binary (0 or 1); found 100 at index'),
+])
+def test_a_png_of_another_size_or_kind_is_one_line_naming_the_models(run, images, tmp_path,
+                                                                     save, message):
+  model_dir, _ = run
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  save(folder / 'x.png', images[0])
+  error = doubles.one_line_error(lambda: compress_binaries.run_compress(
+      str(model_dir), str(folder), str(tmp_path / 'c.vlae')))
+  assert message in error and 'np.' not in error and 'array(' not in error, error
+  assert not (tmp_path / 'c.vlae').exists()

@@ -23,7 +23,8 @@ words (a machine whose kernels compute different floats). Outputs are written at
 Images: an .amat or .amat.gz file (one image per line, 0/1 separated by spaces: the static
 binarized MNIST format), a .npy array ([N, H, W], [N, H, W, C] or [N, H*W*C], values 0/1, any
 integer, bool or float dtype; written back with its dtype and shape), or a directory of PNG files
-(black and white, read in name order, written as 00000.png, 00001.png, ...).
+(black and white, read in name order; the header keeps their names and decompressing writes
+them back, or 00000.png, 00001.png, ... for images that came from another kind).
 """
 
 import gzip
@@ -58,7 +59,7 @@ MACHINE_BOUND_NOTE = ('this model\'s architecture has no portable codec: the fil
                       'a machine of the same CPU type and TensorFlow build')
 # magic, version, codec, height, width, channels, count, step, weights sha256, precision, first batch,
 # largest batch, growth percent, images crc32, payload words, payload crc32, layout length.
-_FIXED = struct.Struct('<8sHBHHHIQ32sBHHBIIIH')
+_FIXED = struct.Struct('<8sHBHHHIQ32sBHHBIIII')
 _CRC = struct.Struct('<I')
 
 
@@ -93,6 +94,13 @@ def _kind(path):
   return 'png'
 
 
+def model_takes(image_shape) -> str:
+  """'the model takes 28x28 binary images (1 channel)': the size and kind in error lines."""
+  height, width, channels = image_shape
+  return (f'the model takes {height}x{width} binary images ({channels} '
+          f'channel{"s" if channels != 1 else ""})')
+
+
 def _binary(values, path, what='values'):
   values = np.asarray(values)
   if values.dtype == bool:
@@ -100,8 +108,8 @@ def _binary(values, path, what='values'):
   bad = ~np.isin(values, (0, 1))
   if np.any(bad):
     index = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise errors.CodecError(f'{path}: images must be binary (0 or 1); found {values[index]!r} at '
-                            f'index {list(index)} ({int(bad.sum())} {what} are not 0 or 1).')
+    raise errors.CodecError(f'{path}: images must be binary (0 or 1); found {values[index].item()} '
+                            f'at index {list(index)} ({int(bad.sum())} {what} are not 0 or 1).')
   return values.astype(np.uint8)
 
 
@@ -115,8 +123,8 @@ def read_images(path, image_shape):
   layout = {'kind': kind}
   if kind == 'amat':
     if size != AMAT_PIXELS:
-      raise errors.CodecError(f'{path}: .amat files hold 28x28 images; this model takes '
-                              f'{"x".join(map(str, image_shape))}.')
+      raise errors.CodecError(f'{path}: .amat files hold 28x28 images; '
+                              f'{model_takes(image_shape)}.')
     text = dataset_files.read(pathlib.Path(path), _AMAT_EXPECTED, dataset_files.AMAT_MAX_BYTES)
     images = dataset_files.parse_amat(text, path, _AMAT_EXPECTED).reshape(-1, *image_shape)
   elif kind == 'npy':
@@ -129,7 +137,7 @@ def read_images(path, image_shape):
         array.ndim > 2 and tuple(array.shape[1:3]) != image_shape[:2]):
       raise errors.CodecError(f'{path}: an array of shape {list(array.shape)}; expected [N, '
                               f'{", ".join(map(str, image_shape))}] (or [N, {image_shape[0]}, '
-                              f'{image_shape[1]}] or [N, {size}]): the model\'s image shape.')
+                              f'{image_shape[1]}] or [N, {size}]): {model_takes(image_shape)}.')
     images = array.reshape(-1, *image_shape)
   else:
     if not os.path.isdir(path):
@@ -138,6 +146,7 @@ def read_images(path, image_shape):
     names = sorted(name for name in os.listdir(path) if name.lower().endswith('.png'))
     images = np.stack([_read_png(os.path.join(path, name), image_shape) for name in names]
                       ) if names else np.zeros((0, *image_shape))
+    layout['names'] = names  # Written back under the same names (`write_images`).
   if not len(images):
     raise errors.CodecError(f'{path} holds no images.')
   return _binary(images, path), layout
@@ -148,14 +157,14 @@ def _read_png(path, image_shape):
   try:
     with Image.open(path) as image:
       if image.mode not in ('1', 'L', 'P'):
-        raise errors.CodecError(f'{path}: a {image.mode} PNG; expected black and white (mode 1 or '
-                                'L).')
+        raise errors.CodecError(f'{path}: a {image.mode} PNG; {model_takes(image_shape)} (black '
+                                'and white: PNG mode 1 or L).')
       pixels = np.asarray(image.convert('L'))
   except OSError as error:
     raise errors.CodecError(f'{path}: not a readable PNG ({error}).') from None
   if pixels.shape != tuple(image_shape[:2]):
-    raise errors.CodecError(f'{path}: {pixels.shape[0]}x{pixels.shape[1]} pixels; the model takes '
-                            f'{image_shape[0]}x{image_shape[1]}.')
+    raise errors.CodecError(f'{path}: {pixels.shape[0]}x{pixels.shape[1]} pixels; '
+                            f'{model_takes(image_shape)}.')
   if np.isin(pixels, (0, 255)).all():
     pixels = pixels // 255
   return _binary(pixels, path, 'pixels').reshape(image_shape)
@@ -183,10 +192,11 @@ def write_images(path, images, layout):
     np.save(buffer, array, allow_pickle=False)
     files.atomic_write_bytes(path, buffer.getvalue())
   else:
-    _write_png_directory(path, images)
+    _write_png_directory(path, images, layout.get('names') if layout.get('kind') == 'png'
+                         else None)
 
 
-def _write_png_directory(path, images):
+def _write_png_directory(path, images, names=None):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   path = os.path.normpath(path)
   if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
@@ -196,9 +206,10 @@ def _write_png_directory(path, images):
   temporary = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', dir=parent)
   try:
     digits = max(5, len(str(len(images) - 1)))
-    for index, image in enumerate(images):
-      Image.fromarray(image[..., 0] * 255).convert('1').save(
-          os.path.join(temporary, f'{index:0{digits}d}.png'))
+    if names is None or len(names) != len(images):
+      names = [f'{index:0{digits}d}.png' for index in range(len(images))]
+    for name, image in zip(names, images):
+      Image.fromarray(image[..., 0] * 255).convert('1').save(os.path.join(temporary, name))
     files.apply_umask(temporary, directory=True)
     if os.path.isdir(path):
       os.rmdir(path)
@@ -293,6 +304,13 @@ def _layout(path, data, image_shape):
   if not isinstance(layout, dict) or layout.get('kind') not in ('amat', 'npy', 'png'):
     raise errors.CodecError(f'{path} is damaged: its header\'s layout is not one this vlae_tf '
                             'writes.')
+  if layout['kind'] == 'png' and 'names' in layout:
+    names = layout['names']
+    if not isinstance(names, list) or len(set(map(str, names))) != len(names) or any(
+        not isinstance(name, str) or not name.lower().endswith('.png') or name.startswith('.')
+        or os.path.basename(name) != name or '\\' in name or '\0' in name for name in names):
+      raise errors.CodecError(f'{path} is damaged: its header\'s PNG file names are not plain, '
+                              'distinct .png names.')
   if layout['kind'] == 'npy':
     try:
       dtype = np.dtype(layout['dtype'])
@@ -320,6 +338,9 @@ def _check_fields(path, header, num_words):
     problems.append(f'grid precision {header["precision"]} (8..16)')
   if not 1 <= header['first_batch'] <= header['largest_batch']:
     problems.append(f'batch schedule {header["first_batch"]}..{header["largest_batch"]}')
+  names = header['layout'].get('names')
+  if names is not None and len(names) != header['count']:
+    problems.append(f'{len(names)} PNG file names for {header["count"]} images')
   if problems:
     raise errors.CodecError(f'{path} is damaged or was not written by bin/compress: its header '
                             f'claims {", ".join(problems)}.')
