@@ -16,6 +16,7 @@ import doubles
 from vlae_tf import errors
 from vlae_tf.cli import compress_binaries
 from vlae_tf.compression import codec
+from vlae_tf.compression import image_files
 from vlae_tf.data import datasets
 from vlae_tf import files
 from vlae_tf import gin_parsing
@@ -56,7 +57,7 @@ def compressed(run, images, tmp_path_factory):
   model_dir, _ = run
   folder = tmp_path_factory.mktemp('data')
   amat = str(folder / 'images.amat.gz')
-  codec.write_images(amat, images, {'kind': 'amat'})
+  image_files.write_images(amat, images, {'kind': 'amat'})
   output = str(folder / 'images.vlae')
   report = codec.compress(str(model_dir), amat, output, progress=False)
   return amat, output, report
@@ -89,10 +90,10 @@ def test_decompress_gives_back_the_file_byte_for_byte(run, compressed, tmp_path)
 @pytest.mark.parametrize('name', ['x.amat', 'x.amat.gz', 'x.npy', 'pngs'])
 def test_every_image_kind_reads_back_what_was_written(images, tmp_path, name):
   path = str(tmp_path / name)
-  codec.write_images(path, images, {'kind': 'any'})
-  restored, layout = codec.read_images(path, (28, 28, 1))
+  image_files.write_images(path, images, {'kind': 'any'})
+  restored, layout = image_files.read_images(path, (28, 28, 1))
   np.testing.assert_array_equal(restored, images)
-  assert restored.dtype == np.uint8 and layout['kind'] == codec._kind(path)  # pylint: disable=protected-access
+  assert restored.dtype == np.uint8 and layout['kind'] == image_files._kind(path)  # pylint: disable=protected-access
   if name == 'pngs':
     assert sorted(os.listdir(path))[:2] == ['00000.png', '00001.png']
 
@@ -100,8 +101,8 @@ def test_every_image_kind_reads_back_what_was_written(images, tmp_path, name):
 def test_an_npy_array_comes_back_with_its_dtype_and_shape(images, tmp_path):
   array = images.reshape(len(images), 784).astype(np.float32)
   np.save(tmp_path / 'in.npy', array)
-  restored, layout = codec.read_images(str(tmp_path / 'in.npy'), (28, 28, 1))
-  codec.write_images(str(tmp_path / 'out.npy'), restored, layout)
+  restored, layout = image_files.read_images(str(tmp_path / 'in.npy'), (28, 28, 1))
+  image_files.write_images(str(tmp_path / 'out.npy'), restored, layout)
   back = np.load(tmp_path / 'out.npy')
   assert back.dtype == np.float32 and back.shape == (len(images), 784)
   np.testing.assert_array_equal(back, array)
@@ -172,9 +173,9 @@ def test_bad_images_are_one_line_and_write_nothing(run, images, tmp_path, write,
 
 
 def test_an_existing_png_directory_is_left_alone(images, tmp_path):
-  codec.write_images(str(tmp_path / 'pngs'), images, {'kind': 'png'})
+  image_files.write_images(str(tmp_path / 'pngs'), images, {'kind': 'png'})
   with pytest.raises(errors.CodecError, match='exists and is not an empty directory'):
-    codec.write_images(str(tmp_path / 'pngs'), images[:2], {'kind': 'png'})
+    image_files.write_images(str(tmp_path / 'pngs'), images[:2], {'kind': 'png'})
   assert len(os.listdir(tmp_path / 'pngs')) == len(images)
 
 
