@@ -26,9 +26,9 @@ from vlae_tf.runs import run_config
 STEP = 7
 
 
-def _make_run(model_dir, images, seed):
+def _make_run(model_dir, images, seed, gin_files=('mnist_vlae.gin',)):
   gin.clear_config()
-  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  gin_parsing.parse_gin(list(gin_files) + ['testing/tiny.gin'])
   files.atomic_write_text(str(model_dir / run_config.CONFIG_FILE), gin.config_str())
   keras.utils.set_random_seed(seed)
   model = model_lib.make_model()
@@ -67,6 +67,7 @@ def test_the_header_names_the_model_and_the_images(run, images, compressed):
   _, model = run
   _, output, report = compressed
   header, words = codec.unpack(output)
+  assert header['codec'] == codec.PORTABLE_CODEC and report['portable']
   assert header['count'] == len(images) == report['images']
   assert header['image_shape'] == (28, 28, 1)
   assert header['step'] == STEP == report['step']
@@ -213,3 +214,19 @@ def test_a_png_of_another_size_or_kind_is_one_line_naming_the_models(run, images
       str(model_dir), str(folder), str(tmp_path / 'c.vlae')))
   assert message in error and 'np.' not in error and 'array(' not in error, error
   assert not (tmp_path / 'c.vlae').exists()
+
+
+def test_another_architecture_uses_the_float_codec_and_says_its_files_are_machine_bound(
+    images, tmp_path):
+  model_dir = tmp_path / 'gaussian_prior'
+  model_dir.mkdir()
+  _make_run(model_dir, images, seed=0, gin_files=('mnist_vlae.gin', 'models/gaussian_prior.gin'))
+  source, output = str(tmp_path / 'x.npy'), str(tmp_path / 'x.vlae')
+  np.save(source, images)
+  report = codec.compress(str(model_dir), source, output, progress=False)
+  assert not report['portable'] and report['codec'] == codec.CODECS[codec.FLOAT_CODEC]
+  assert codec.unpack(output)[0]['codec'] == codec.FLOAT_CODEC
+  assert 'decodes only on a machine of the same CPU type' in compress_binaries.codec_note()
+  back = codec.decompress(str(model_dir), output, str(tmp_path / 'back.npy'), progress=False)
+  assert back['codec'] == codec.CODECS[codec.FLOAT_CODEC]
+  np.testing.assert_array_equal(np.load(tmp_path / 'back.npy'), images)
