@@ -184,12 +184,12 @@ MULTIPLIER_BITS = 16
 def scale_by(x, factor: float):
   """round(x * m * 2^-16), m = round(factor * 2^16): a constant factor in integers."""
   multiplier = float(round(factor * (1 << MULTIPLIER_BITS)))
-  return round_shift(x * multiplier, MULTIPLIER_BITS)
+  return _round_scaled(x * multiplier, 2.0 ** -MULTIPLIER_BITS)
 
 
 def product(a, b):
   """a * b of two fixed-point values (F = 12), rounded back to F = 12."""
-  return round_shift(a * b, FRACTION_BITS)
+  return _round_scaled(a * b, 2.0 ** -FRACTION_BITS)
 
 
 def quantize(values, bits: int = FRACTION_BITS):
@@ -199,7 +199,7 @@ def quantize(values, bits: int = FRACTION_BITS):
 
 def clip(x):
   """x clipped to +-ACTIVATION_LIMIT (a copy only when some value is outside)."""
-  if np.max(x, initial=0.0) > ACTIVATION_LIMIT or np.min(x, initial=0.0) < -ACTIVATION_LIMIT:
+  if x.size and (x.max() > ACTIVATION_LIMIT or x.min() < -ACTIVATION_LIMIT):
     return np.minimum(np.maximum(x, -ACTIVATION_LIMIT), ACTIVATION_LIMIT)
   return x
 

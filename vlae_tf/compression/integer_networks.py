@@ -206,8 +206,9 @@ class PixelCNN:
     return np.concatenate([network_input, context], axis=-1)
 
   def _gate(self, pre_activation):
-    sigmoid_input, tanh_input = np.split(pre_activation, 2, axis=-1)
-    return fxp.product(fxp.sigmoid(sigmoid_input), fxp.tanh(tanh_input))
+    half = pre_activation.shape[-1] // 2
+    return fxp.product(fxp.sigmoid(pre_activation[..., :half]),
+                       fxp.tanh(pre_activation[..., half:]))
 
   def _nin(self, nin, hidden, value):
     return hidden + fxp.scale_by(fxp.elu(value), self.residual_scale)
