@@ -85,7 +85,7 @@ def _elu_if(activation, x):
 class _Layer:
   """A weight-normed Conv2D / Dense / Conv2DTranspose in fixed point, with its activation."""
 
-  def __init__(self, layer, stride=1):
+  def __init__(self, layer):
     kernel, bias, self.activation = _weight_normed(layer)
     inner = getattr(layer, 'layer', layer)
     kind = type(inner).__name__
@@ -97,7 +97,6 @@ class _Layer:
       self.op = fxp.Linear(kernel, bias)
     else:
       raise errors.UnsupportedModelError(f'the portable codec has no {kind} layer.')
-    del stride
 
   def __call__(self, x):
     return _elu_if(self.activation, self.op(x))
@@ -210,7 +209,8 @@ class PixelCNN:
     return fxp.product(fxp.sigmoid(pre_activation[..., :half]),
                        fxp.tanh(pre_activation[..., half:]))
 
-  def _nin(self, nin, hidden, value):
+  def _nin(self, hidden, value):
+    """A NIN residual layer: hidden + 0.1 * elu(value), value = the 1x1 convolution of hidden."""
     return hidden + fxp.scale_by(fxp.elu(value), self.residual_scale)
 
   def logits(self, pixels, context):
@@ -222,7 +222,7 @@ class PixelCNN:
         residual = self.post[stage - 1].parallel(gated)
         hidden = fxp.elu(hidden + fxp.scale_by(residual, self.residual_scale))
       for nin in nins:
-        hidden = self._nin(nin, hidden, nin.parallel(hidden))
+        hidden = self._nin(hidden, nin.parallel(hidden))
     return self.output.parallel(hidden)
 
   def decode_pixels(self, context, choose_pixel):
@@ -254,7 +254,7 @@ class PixelCNN:
             residual = self.post[stage - 1].at(post_maps[stage - 1], row, col)
             hidden = fxp.elu(hidden + fxp.scale_by(residual, self.residual_scale))
           for nin in nins:
-            hidden = self._nin(nin, hidden, nin.linear(hidden) + nin.bias[row, col])
+            hidden = self._nin(hidden, nin.linear(hidden) + nin.bias[row, col])
         output_map[:, row + 1, col + 1] = hidden
         logits = self.output.at(output_map, row, col)  # [B, 1]
         pixel = choose_pixel(logits, row, col)  # [B]
