@@ -24,9 +24,14 @@ point with integer networks):
 * Weights come from the float32 variables (the same bytes on every machine) through correctly
   rounded float64 operations in a fixed order (`math.fsum` for norms, then one division and one
   product per entry, `np.rint` at a power of two), never through TensorFlow.
-* The coder (constriction's ANS) is handed integer masses as float64 (below 2^53: exact); its
-  lazy categorical quantizes them with sequential IEEE sums, products and truncations in Rust
-  (no fast-math, no FMA contraction), which are correctly rounded on every IEEE-754 CPU.
+* The coder (constriction 0.5's ANS, pinned in setup.py) is handed integer masses as float64
+  (below 2^53: exact). Its categorical models with `perfect=False` (the lazy one per row, and the
+  contiguous one built once for the latents' base) quantize them by `fast_quantized_cdf` /
+  `LazyContiguousCategoricalEntropyModel` (constriction's src/stream/model/categorical*.rs):
+  a sequential sum, one division, products and float-to-integer casts in Rust, which compiles
+  without fast-math or FMA contraction: IEEE basic operations, correctly rounded on every CPU.
+  (`perfect=True` would call libm's log1p; it is not used.) A constriction whose quantization
+  changes would need a new codec number.
 
 Latents use the same idea: `GaussianCdf` is an integer CDF of N(0, 1) (a piecewise-linear table
 of `decimal` masses) evaluated at (edge - loc) / scale by exact integer floor division.
