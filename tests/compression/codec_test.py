@@ -3,6 +3,8 @@ and one-line errors that write nothing, on a tiny static MNIST VLAE run (gin/tes
 
 import gzip
 import os
+import struct
+import zlib
 
 import gin
 import numpy as np
@@ -230,3 +232,24 @@ def test_another_architecture_uses_the_float_codec_and_says_its_files_are_machin
   back = codec.decompress(str(model_dir), output, str(tmp_path / 'back.npy'), progress=False)
   assert back['codec'] == codec.CODECS[codec.FLOAT_CODEC]
   np.testing.assert_array_equal(np.load(tmp_path / 'back.npy'), images)
+
+
+def test_a_version_1_file_of_the_float_codec_still_decodes(images, tmp_path):
+  """Files written before the format named its codec (version 1, commit 277b32d and earlier) are
+  float-codec files: they decode as before (on a machine of the type that wrote them)."""
+  model_dir = tmp_path / 'run'
+  model_dir.mkdir()
+  model = _make_run(model_dir, images, seed=0)
+  coder = codec.make_coder(model, codec.FLOAT_CODEC)
+  words, _, _ = coder.encode(images)
+  words = np.asarray(words, '<u4')
+  layout = b'{"kind": "amat"}'
+  header = codec._FIXED_V1.pack(  # pylint: disable=protected-access
+      codec.MAGIC, 1, 28, 28, 1, len(images), STEP, codec.weights_digest(model), coder.precision,
+      coder.first_batch, coder.largest_batch, coder.growth_percent, codec.images_crc(images),
+      len(words), zlib.crc32(words.tobytes()), len(layout)) + layout
+  path = tmp_path / 'old.vlae'
+  path.write_bytes(header + struct.pack('<I', zlib.crc32(header)) + words.tobytes())
+  report = codec.decompress(str(model_dir), str(path), str(tmp_path / 'back.npy'), progress=False)
+  assert report['codec'] == codec.CODECS[codec.FLOAT_CODEC]
+  np.testing.assert_array_equal(np.load(tmp_path / 'back.npy'), images.astype(np.uint8))

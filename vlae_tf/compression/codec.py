@@ -9,6 +9,8 @@ The file (little-endian):
             (JSON: how to write a .npy back), and the header's own CRC32
     payload the ANS words of `vlae_tf.bitsback` (uint32)
 
+Version 1 files (written before the header named its codec) are read as float-codec files.
+
 Which codec: the portable one whenever it supports the model's architecture
 (`integer_networks.supports`: gin/mnist_vlae.gin, the shipped static_mnist model); its files
 decode exactly on any machine. Other architectures use the float codec of `bitsback`, whose
@@ -51,6 +53,8 @@ MACHINE_BOUND_NOTE = ('this model\'s architecture has no portable codec: the fil
 # magic, version, codec, height, width, channels, count, step, weights sha256, precision, first batch,
 # largest batch, growth percent, images crc32, payload words, payload crc32, layout length.
 _FIXED = struct.Struct('<8sHBHHHIQ32sBHHBIIII')
+# Version 1 (read, never written): no codec field (the float codec), a 16-bit layout length.
+_FIXED_V1 = struct.Struct('<8sHHHHIQ32sBHHBIIIH')
 _CRC = struct.Struct('<I')
 
 
@@ -98,22 +102,30 @@ def unpack(path):
     raise errors.CodecError(f'{path}: cannot read it ({error.strerror}).') from None
   with stream:
     size = os.fstat(stream.fileno()).st_size
-    head = stream.read(_FIXED.size)
+    head = stream.read(max(_FIXED.size, _FIXED_V1.size))
     if len(head) < len(MAGIC) or head[:len(MAGIC)] != MAGIC:
       raise errors.CodecError(f'{path} is not a file of bin/compress (no {MAGIC.decode()} header).')
-    if len(head) < _FIXED.size:
+    if len(head) < len(MAGIC) + 2:
       raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
-    fields = _FIXED.unpack(head)
+    version = struct.unpack_from('<H', head, len(MAGIC))[0]
+    if version not in (1, VERSION):
+      raise errors.CodecError(f'{path} has format version {version}; this vlae_tf reads versions '
+                              f'1 and {VERSION} (or the file is damaged).')
+    fixed = _FIXED if version == VERSION else _FIXED_V1
+    if len(head) < fixed.size:
+      raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
+    head = head[:fixed.size]
+    stream.seek(fixed.size)
+    fields = list(fixed.unpack(head))
+    if version == 1:  # Version 1 files were all written by the float codec.
+      fields.insert(2, FLOAT_CODEC)
     (_, version, codec, height, width, channels, count, step, digest, precision, first_batch,
      largest_batch, growth_percent, crc, num_words, payload_crc, layout_length) = fields
-    if version != VERSION:
-      raise errors.CodecError(f'{path} has format version {version}; this vlae_tf reads version '
-                              f'{VERSION} (or the file is damaged).')
     if codec not in CODECS:
       raise errors.CodecError(f'{path} names codec {codec}, which this vlae_tf does not have '
                               f'(it has {", ".join(map(str, CODECS))}): decompress it with the '
                               'vlae_tf that wrote it (or the file is damaged).')
-    header_end = _FIXED.size + layout_length
+    header_end = fixed.size + layout_length
     if size < header_end + _CRC.size:
       raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
     rest = stream.read(layout_length + _CRC.size)
