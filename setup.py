@@ -39,6 +39,8 @@ setuptools.setup(
         'scipy>=1.11',  # scipy.io.loadmat for the Caltech-101 and OMNIGLOT .mat files
         # bin/compress and bin/decompress: the ANS entropy coder of bits-back coding.
         'constriction>=0.5,<0.6',
+        # The portable codec runs BLAS on one thread (its results are the same on any count).
+        'threadpoolctl>=3',
     ],
     extras_require={
         # NVIDIA GPUs: TensorFlow's CUDA and cuDNN wheels, pinned like the tensorflow requirement

@@ -34,7 +34,7 @@ from vlae_tf.export import saved_model as export
 REPO = str(pathlib.Path(__file__).resolve().parents[2])
 SEED = 26
 _CODER = types.SimpleNamespace(precision=14, first_batch=1, largest_batch=500, growth_percent=5)
-_FIELDS = ('magic', 'version', 'height', 'width', 'channels', 'count', 'step', 'digest',
+_FIELDS = ('magic', 'version', 'codec', 'height', 'width', 'channels', 'count', 'step', 'digest',
            'precision', 'first_batch', 'largest_batch', 'growth_percent', 'crc', 'num_words',
            'payload_crc', 'layout_length')
 
@@ -83,7 +83,7 @@ def _header_cases(good, rng):
                        ('num_words', huge), ('num_words', 0), ('height', 65535),
                        ('height', 0), ('channels', 0), ('precision', 255), ('precision', 0),
                        ('first_batch', 0), ('largest_batch', 0), ('version', 65535),
-                       ('growth_percent', 255)]:
+                       ('growth_percent', 255), ('codec', 0), ('codec', 255)]:
     cases.append((f'{field} = {value} (valid checksum)', _resealed(good, **{field: value})))
   for layout in (b'', b'\xff\xfe', b'[]', b'{"kind": "exe"}', b'{"kind": "npy"}',
                  b'{"kind": "npy", "dtype": "O", "shape": [28, 28]}',

@@ -3,9 +3,12 @@ and one-line errors that write nothing, on a tiny static MNIST VLAE run (gin/tes
 
 import gzip
 import os
+import struct
+import zlib
 
 import gin
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 import tf_keras as keras
@@ -15,6 +18,7 @@ import doubles
 from vlae_tf import errors
 from vlae_tf.cli import compress_binaries
 from vlae_tf.compression import codec
+from vlae_tf.compression import image_files
 from vlae_tf.data import datasets
 from vlae_tf import files
 from vlae_tf import gin_parsing
@@ -24,9 +28,9 @@ from vlae_tf.runs import run_config
 STEP = 7
 
 
-def _make_run(model_dir, images, seed):
+def _make_run(model_dir, images, seed, gin_files=('mnist_vlae.gin',)):
   gin.clear_config()
-  gin_parsing.parse_gin(['mnist_vlae.gin', 'testing/tiny.gin'])
+  gin_parsing.parse_gin(list(gin_files) + ['testing/tiny.gin'])
   files.atomic_write_text(str(model_dir / run_config.CONFIG_FILE), gin.config_str())
   keras.utils.set_random_seed(seed)
   model = model_lib.make_model()
@@ -55,7 +59,7 @@ def compressed(run, images, tmp_path_factory):
   model_dir, _ = run
   folder = tmp_path_factory.mktemp('data')
   amat = str(folder / 'images.amat.gz')
-  codec.write_images(amat, images, {'kind': 'amat'})
+  image_files.write_images(amat, images, {'kind': 'amat'})
   output = str(folder / 'images.vlae')
   report = codec.compress(str(model_dir), amat, output, progress=False)
   return amat, output, report
@@ -65,6 +69,7 @@ def test_the_header_names_the_model_and_the_images(run, images, compressed):
   _, model = run
   _, output, report = compressed
   header, words = codec.unpack(output)
+  assert header['codec'] == codec.PORTABLE_CODEC and report['portable']
   assert header['count'] == len(images) == report['images']
   assert header['image_shape'] == (28, 28, 1)
   assert header['step'] == STEP == report['step']
@@ -88,10 +93,10 @@ def test_decompress_gives_back_the_file_byte_for_byte(run, compressed, tmp_path)
 @pytest.mark.parametrize('name', ['x.amat', 'x.amat.gz', 'x.npy', 'pngs'])
 def test_every_image_kind_reads_back_what_was_written(images, tmp_path, name):
   path = str(tmp_path / name)
-  codec.write_images(path, images, {'kind': 'any'})
-  restored, layout = codec.read_images(path, (28, 28, 1))
+  image_files.write_images(path, images, {'kind': 'any'})
+  restored, layout = image_files.read_images(path, (28, 28, 1))
   np.testing.assert_array_equal(restored, images)
-  assert restored.dtype == np.uint8 and layout['kind'] == codec._kind(path)  # pylint: disable=protected-access
+  assert restored.dtype == np.uint8 and layout['kind'] == image_files._kind(path)  # pylint: disable=protected-access
   if name == 'pngs':
     assert sorted(os.listdir(path))[:2] == ['00000.png', '00001.png']
 
@@ -99,8 +104,8 @@ def test_every_image_kind_reads_back_what_was_written(images, tmp_path, name):
 def test_an_npy_array_comes_back_with_its_dtype_and_shape(images, tmp_path):
   array = images.reshape(len(images), 784).astype(np.float32)
   np.save(tmp_path / 'in.npy', array)
-  restored, layout = codec.read_images(str(tmp_path / 'in.npy'), (28, 28, 1))
-  codec.write_images(str(tmp_path / 'out.npy'), restored, layout)
+  restored, layout = image_files.read_images(str(tmp_path / 'in.npy'), (28, 28, 1))
+  image_files.write_images(str(tmp_path / 'out.npy'), restored, layout)
   back = np.load(tmp_path / 'out.npy')
   assert back.dtype == np.float32 and back.shape == (len(images), 784)
   np.testing.assert_array_equal(back, array)
@@ -171,7 +176,80 @@ def test_bad_images_are_one_line_and_write_nothing(run, images, tmp_path, write,
 
 
 def test_an_existing_png_directory_is_left_alone(images, tmp_path):
-  codec.write_images(str(tmp_path / 'pngs'), images, {'kind': 'png'})
+  image_files.write_images(str(tmp_path / 'pngs'), images, {'kind': 'png'})
   with pytest.raises(errors.CodecError, match='exists and is not an empty directory'):
-    codec.write_images(str(tmp_path / 'pngs'), images[:2], {'kind': 'png'})
+    image_files.write_images(str(tmp_path / 'pngs'), images[:2], {'kind': 'png'})
   assert len(os.listdir(tmp_path / 'pngs')) == len(images)
+
+
+def test_a_png_folder_comes_back_under_its_file_names(run, images, tmp_path):
+  model_dir, _ = run
+  folder = tmp_path / 'digits'
+  folder.mkdir()
+  names = [f'digit_{index}_{"abcdefg"[index]}.png' for index in range(len(images))]
+  for name, image in zip(names, images):
+    Image.fromarray(image[..., 0] * 255).save(folder / name)
+  codec.compress(str(model_dir), str(folder), str(tmp_path / 'c.vlae'), progress=False)
+  codec.decompress(str(model_dir), str(tmp_path / 'c.vlae'), str(tmp_path / 'back'),
+                   progress=False)
+  assert sorted(os.listdir(tmp_path / 'back')) == sorted(names)
+  for name, image in zip(names, images):
+    back = np.asarray(Image.open(tmp_path / 'back' / name).convert('L')) // 255
+    np.testing.assert_array_equal(back, image[..., 0])
+
+
+@pytest.mark.parametrize('save, message', [
+    (lambda path, image: Image.fromarray(image[:20, :20, 0] * 255).save(path),
+     '20x20 pixels; the model takes 28x28 binary images (1 channel).'),
+    (lambda path, image: Image.fromarray(np.repeat(image * 255, 3, -1)).save(path),
+     'a RGB PNG; the model takes 28x28 binary images (1 channel)'),
+    (lambda path, image: Image.fromarray(image[..., 0] * 100).save(path),
+     'images must be binary (0 or 1); found 100 at index'),
+])
+def test_a_png_of_another_size_or_kind_is_one_line_naming_the_models(run, images, tmp_path,
+                                                                     save, message):
+  model_dir, _ = run
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  save(folder / 'x.png', images[0])
+  error = doubles.one_line_error(lambda: compress_binaries.run_compress(
+      str(model_dir), str(folder), str(tmp_path / 'c.vlae')))
+  assert message in error and 'np.' not in error and 'array(' not in error, error
+  assert not (tmp_path / 'c.vlae').exists()
+
+
+def test_another_architecture_uses_the_float_codec_and_says_its_files_are_machine_bound(
+    images, tmp_path):
+  model_dir = tmp_path / 'gaussian_prior'
+  model_dir.mkdir()
+  _make_run(model_dir, images, seed=0, gin_files=('mnist_vlae.gin', 'models/gaussian_prior.gin'))
+  source, output = str(tmp_path / 'x.npy'), str(tmp_path / 'x.vlae')
+  np.save(source, images)
+  report = codec.compress(str(model_dir), source, output, progress=False)
+  assert not report['portable'] and report['codec'] == codec.CODECS[codec.FLOAT_CODEC]
+  assert codec.unpack(output)[0]['codec'] == codec.FLOAT_CODEC
+  assert 'decodes only on a machine of the same CPU type' in compress_binaries.codec_note()
+  back = codec.decompress(str(model_dir), output, str(tmp_path / 'back.npy'), progress=False)
+  assert back['codec'] == codec.CODECS[codec.FLOAT_CODEC]
+  np.testing.assert_array_equal(np.load(tmp_path / 'back.npy'), images)
+
+
+def test_a_version_1_file_of_the_float_codec_still_decodes(images, tmp_path):
+  """Files written before the format named its codec (version 1, commit 277b32d and earlier) are
+  float-codec files: they decode as before (on a machine of the type that wrote them)."""
+  model_dir = tmp_path / 'run'
+  model_dir.mkdir()
+  model = _make_run(model_dir, images, seed=0)
+  coder = codec.make_coder(model, codec.FLOAT_CODEC)
+  words, _, _ = coder.encode(images)
+  words = np.asarray(words, '<u4')
+  layout = b'{"kind": "amat"}'
+  header = codec._FIXED_V1.pack(  # pylint: disable=protected-access
+      codec.MAGIC, 1, 28, 28, 1, len(images), STEP, codec.weights_digest(model), coder.precision,
+      coder.first_batch, coder.largest_batch, coder.growth_percent, codec.images_crc(images),
+      len(words), zlib.crc32(words.tobytes()), len(layout)) + layout
+  path = tmp_path / 'old.vlae'
+  path.write_bytes(header + struct.pack('<I', zlib.crc32(header)) + words.tobytes())
+  report = codec.decompress(str(model_dir), str(path), str(tmp_path / 'back.npy'), progress=False)
+  assert report['codec'] == codec.CODECS[codec.FLOAT_CODEC]
+  np.testing.assert_array_equal(np.load(tmp_path / 'back.npy'), images.astype(np.uint8))

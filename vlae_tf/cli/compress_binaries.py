@@ -58,7 +58,14 @@ def compress_main(argv):
       f'{report["bits_per_image"]:.2f} bits/image, {report["bits_per_pixel"]:.4f} bits/pixel '
       f'(of which {report["initial_bits"]} one-off initial bits; the stream alone '
       f'{report["payload_bits_per_image"]:.2f} bits/image), model step {report["step"]}, '
-      f'{report["seconds"]:.1f} s', dict(report, output=FLAGS.output))
+      f'{report["seconds"]:.1f} s, {report["codec"]} codec'
+      + ('' if report['portable'] else f'; note: {codec_note()}'),
+      dict(report, output=FLAGS.output))
+
+
+def codec_note():
+  from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top
+  return codec.MACHINE_BOUND_NOTE
 
 
 def decompress_main(argv):
@@ -67,4 +74,4 @@ def decompress_main(argv):
                                                     FLAGS.output, FLAGS.checkpoint))
   shared_flags.print_result(
       f'decompressed {report["images"]} images into {FLAGS.output} (checksum verified), '
-      f'{report["seconds"]:.1f} s', dict(report, output=FLAGS.output))
+      f'{report["seconds"]:.1f} s, {report["codec"]} codec', dict(report, output=FLAGS.output))

@@ -2,55 +2,60 @@
 
 The file (little-endian):
 
-    header  magic b'VLAEBBAN', format version, image shape, image count, the model's step and the
-            SHA-256 of its averaged weights, the coder's settings (grid precision, batch
-            schedule), the CRC32 of the images, the payload's length and CRC32, the input's layout
+    header  magic b'VLAEBBAN', format version, the codec (`CODECS`: the portable fixed-point
+            codec of `vlae_tf.compression.portable`, or the float codec, machine-bound), image
+            shape, image count, the model's step and the SHA-256 of its averaged weights, the
+            coder's settings (grid precision, batch schedule), the CRC32 of the images, the payload's length and CRC32, the input's layout
             (JSON: how to write a .npy back), and the header's own CRC32
     payload the ANS words of `vlae_tf.bitsback` (uint32)
+
+Version 1 files (written before the header named its codec) are read as float-codec files.
+
+Which codec: the portable one whenever it supports the model's architecture
+(`integer_networks.supports`: gin/mnist_vlae.gin, the shipped static_mnist model); its files
+decode exactly on any machine. Other architectures use the float codec of `bitsback`, whose
+files decode only on a machine that computes the model's float32 numbers identically (the same
+CPU type and TensorFlow build); bin/compress says so in one line.
 
 Decompressing checks everything it can before it writes anything: the magic, version and
 checksums (a damaged or truncated file), the model's step and weights (another model would decode
 garbage), and after decoding the images' CRC32 and that the stream ends at its seeded initial
 words (a machine whose kernels compute different floats). Outputs are written atomically.
 
-Images: an .amat or .amat.gz file (one image per line, 0/1 separated by spaces: the static
-binarized MNIST format), a .npy array ([N, H, W], [N, H, W, C] or [N, H*W*C], values 0/1, any
-integer, bool or float dtype; written back with its dtype and shape), or a directory of PNG files
-(black and white, read in name order, written as 00000.png, 00001.png, ...).
+Images: the kinds of `image_files` (.amat/.amat.gz, .npy, a folder of PNG files).
 """
 
-import gzip
 import hashlib
-import io
 import json
 import math
 import os
-import pathlib
-import shutil
 import struct
-import tempfile
 import time
 import zlib
 
 import numpy as np
 
-from vlae_tf.data import dataset_files
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import progress as progress_lib
 from vlae_tf import signals
+from vlae_tf.compression import image_files
 
 MAGIC = b'VLAEBBAN'
-VERSION = 1
-# magic, version, height, width, channels, count, step, weights sha256, precision, first batch,
+VERSION = 2
+# The codecs a file can name: the float codec (bitsback.py, machine-bound) and version 1 of the
+# fixed-point codec (portable.py; its arithmetic and tables are part of the format: a change to
+# them is a new codec number).
+FLOAT_CODEC, PORTABLE_CODEC = 1, 2
+CODECS = {FLOAT_CODEC: 'float (machine-bound)', PORTABLE_CODEC: 'portable fixed-point v1'}
+MACHINE_BOUND_NOTE = ('this model\'s architecture has no portable codec: the file decodes only on '
+                      'a machine of the same CPU type and TensorFlow build')
+# magic, version, codec, height, width, channels, count, step, weights sha256, precision, first batch,
 # largest batch, growth percent, images crc32, payload words, payload crc32, layout length.
-_FIXED = struct.Struct('<8sHHHHIQ32sBHHBIIIH')
+_FIXED = struct.Struct('<8sHBHHHIQ32sBHHBIIII')
+# Version 1 (read, never written): no codec field (the float codec), a 16-bit layout length.
+_FIXED_V1 = struct.Struct('<8sHHHHIQ32sBHHBIIIH')
 _CRC = struct.Struct('<I')
-
-
-AMAT_PIXELS = 784  # The .amat format of static binarized MNIST: one 28x28 image a line.
-_AMAT_EXPECTED = ('binary images for bin/compress, one a line (every line must hold 784 values '
-                  '0 or 1)')
 
 
 def weights_digest(model) -> bytes:
@@ -67,133 +72,6 @@ def images_crc(images) -> int:
   return zlib.crc32(np.ascontiguousarray(np.asarray(images, np.uint8)).tobytes())
 
 
-# -- Images ----------------------------------------------------------------------------------------
-
-
-def _kind(path):
-  name = os.path.basename(os.path.normpath(path)).lower()
-  if name.endswith('.amat') or name.endswith('.amat.gz'):
-    return 'amat'
-  if name.endswith('.npy'):
-    return 'npy'
-  return 'png'
-
-
-def _binary(values, path, what='values'):
-  values = np.asarray(values)
-  if values.dtype == bool:
-    return values.astype(np.uint8)
-  bad = ~np.isin(values, (0, 1))
-  if np.any(bad):
-    index = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise errors.CodecError(f'{path}: images must be binary (0 or 1); found {values[index]!r} at '
-                            f'index {list(index)} ({int(bad.sum())} {what} are not 0 or 1).')
-  return values.astype(np.uint8)
-
-
-def read_images(path, image_shape):
-  """Reads binary images as uint8 [N, H, W, C] in {0, 1}; returns (images, layout)."""
-  image_shape = tuple(image_shape)
-  size = int(np.prod(image_shape))
-  if not os.path.exists(path):
-    raise errors.CodecError(f'{path}: no such file or directory.')
-  kind = _kind(path)
-  layout = {'kind': kind}
-  if kind == 'amat':
-    if size != AMAT_PIXELS:
-      raise errors.CodecError(f'{path}: .amat files hold 28x28 images; this model takes '
-                              f'{"x".join(map(str, image_shape))}.')
-    text = dataset_files.read(pathlib.Path(path), _AMAT_EXPECTED, dataset_files.AMAT_MAX_BYTES)
-    images = dataset_files.parse_amat(text, path, _AMAT_EXPECTED).reshape(-1, *image_shape)
-  elif kind == 'npy':
-    try:
-      array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-      raise errors.CodecError(f'{path}: not a readable .npy array ({error}).') from None
-    layout.update(dtype=array.dtype.str, shape=list(array.shape[1:]))
-    if array.ndim < 2 or int(np.prod(array.shape[1:])) != size or (
-        array.ndim > 2 and tuple(array.shape[1:3]) != image_shape[:2]):
-      raise errors.CodecError(f'{path}: an array of shape {list(array.shape)}; expected [N, '
-                              f'{", ".join(map(str, image_shape))}] (or [N, {image_shape[0]}, '
-                              f'{image_shape[1]}] or [N, {size}]): the model\'s image shape.')
-    images = array.reshape(-1, *image_shape)
-  else:
-    if not os.path.isdir(path):
-      raise errors.CodecError(f'{path}: expected an .amat/.amat.gz file, a .npy file or a '
-                              'directory of PNG files.')
-    names = sorted(name for name in os.listdir(path) if name.lower().endswith('.png'))
-    images = np.stack([_read_png(os.path.join(path, name), image_shape) for name in names]
-                      ) if names else np.zeros((0, *image_shape))
-  if not len(images):
-    raise errors.CodecError(f'{path} holds no images.')
-  return _binary(images, path), layout
-
-
-def _read_png(path, image_shape):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  try:
-    with Image.open(path) as image:
-      if image.mode not in ('1', 'L', 'P'):
-        raise errors.CodecError(f'{path}: a {image.mode} PNG; expected black and white (mode 1 or '
-                                'L).')
-      pixels = np.asarray(image.convert('L'))
-  except OSError as error:
-    raise errors.CodecError(f'{path}: not a readable PNG ({error}).') from None
-  if pixels.shape != tuple(image_shape[:2]):
-    raise errors.CodecError(f'{path}: {pixels.shape[0]}x{pixels.shape[1]} pixels; the model takes '
-                            f'{image_shape[0]}x{image_shape[1]}.')
-  if np.isin(pixels, (0, 255)).all():
-    pixels = pixels // 255
-  return _binary(pixels, path, 'pixels').reshape(image_shape)
-
-
-def write_images(path, images, layout):
-  """Writes uint8 {0, 1} images [N, H, W, C] as the kind of `path`, atomically."""
-  images = np.asarray(images, np.uint8)
-  kind = _kind(path)
-  if kind == 'amat':
-    # "0 1 ... 0\n" per image: digits at the even places, single spaces between, a newline last.
-    flat = images.reshape(len(images), -1)
-    chars = np.full((len(images), 2 * flat.shape[1]), ord(' '), np.uint8)
-    chars[:, 0::2] = flat + ord('0')
-    chars[:, -1] = ord('\n')
-    data = chars.tobytes()
-    if path.lower().endswith('.gz'):
-      data = gzip.compress(data, mtime=0)
-    files.atomic_write_bytes(path, data)
-  elif kind == 'npy':
-    array = images
-    if layout.get('kind') == 'npy':
-      array = images.astype(np.dtype(layout['dtype'])).reshape(-1, *layout['shape'])
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    files.atomic_write_bytes(path, buffer.getvalue())
-  else:
-    _write_png_directory(path, images)
-
-
-def _write_png_directory(path, images):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  path = os.path.normpath(path)
-  if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-    raise errors.CodecError(f'{path} exists and is not an empty directory: choose a new output '
-                            'directory (PNGs are written as 00000.png, 00001.png, ...).')
-  parent = os.path.dirname(os.path.abspath(path))
-  temporary = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', dir=parent)
-  try:
-    digits = max(5, len(str(len(images) - 1)))
-    for index, image in enumerate(images):
-      Image.fromarray(image[..., 0] * 255).convert('1').save(
-          os.path.join(temporary, f'{index:0{digits}d}.png'))
-    files.apply_umask(temporary, directory=True)
-    if os.path.isdir(path):
-      os.rmdir(path)
-    os.rename(temporary, path)
-  except BaseException:
-    shutil.rmtree(temporary, ignore_errors=True)
-    raise
-
-
 # -- The file ---------------------------------------------------------------------------------------
 
 
@@ -201,7 +79,8 @@ def pack(words, *, image_shape, count, step, digest, coder, crc, layout) -> byte
   """The file's bytes: header, its CRC32, then the payload words."""
   words = np.asarray(words, '<u4')
   layout_bytes = json.dumps(layout, sort_keys=True).encode()
-  header = _FIXED.pack(MAGIC, VERSION, *image_shape, count, step, digest, coder.precision,
+  codec = PORTABLE_CODEC if getattr(coder, 'portable', False) else FLOAT_CODEC
+  header = _FIXED.pack(MAGIC, VERSION, codec, *image_shape, count, step, digest, coder.precision,
                        coder.first_batch, coder.largest_batch, coder.growth_percent, crc,
                        len(words), zlib.crc32(words.tobytes()), len(layout_bytes)) + layout_bytes
   return header + _CRC.pack(zlib.crc32(header)) + words.tobytes()
@@ -223,18 +102,30 @@ def unpack(path):
     raise errors.CodecError(f'{path}: cannot read it ({error.strerror}).') from None
   with stream:
     size = os.fstat(stream.fileno()).st_size
-    head = stream.read(_FIXED.size)
+    head = stream.read(max(_FIXED.size, _FIXED_V1.size))
     if len(head) < len(MAGIC) or head[:len(MAGIC)] != MAGIC:
       raise errors.CodecError(f'{path} is not a file of bin/compress (no {MAGIC.decode()} header).')
-    if len(head) < _FIXED.size:
+    if len(head) < len(MAGIC) + 2:
       raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
-    fields = _FIXED.unpack(head)
-    (_, version, height, width, channels, count, step, digest, precision, first_batch,
+    version = struct.unpack_from('<H', head, len(MAGIC))[0]
+    if version not in (1, VERSION):
+      raise errors.CodecError(f'{path} has format version {version}; this vlae_tf reads versions '
+                              f'1 and {VERSION} (or the file is damaged).')
+    fixed = _FIXED if version == VERSION else _FIXED_V1
+    if len(head) < fixed.size:
+      raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
+    head = head[:fixed.size]
+    stream.seek(fixed.size)
+    fields = list(fixed.unpack(head))
+    if version == 1:  # Version 1 files were all written by the float codec.
+      fields.insert(2, FLOAT_CODEC)
+    (_, version, codec, height, width, channels, count, step, digest, precision, first_batch,
      largest_batch, growth_percent, crc, num_words, payload_crc, layout_length) = fields
-    if version != VERSION:
-      raise errors.CodecError(f'{path} has format version {version}; this vlae_tf reads version '
-                              f'{VERSION} (or the file is damaged).')
-    header_end = _FIXED.size + layout_length
+    if codec not in CODECS:
+      raise errors.CodecError(f'{path} names codec {codec}, which this vlae_tf does not have '
+                              f'(it has {", ".join(map(str, CODECS))}): decompress it with the '
+                              'vlae_tf that wrote it (or the file is damaged).')
+    header_end = fixed.size + layout_length
     if size < header_end + _CRC.size:
       raise errors.CodecError(f'{path} is truncated: {size} bytes, shorter than its header.')
     rest = stream.read(layout_length + _CRC.size)
@@ -249,7 +140,7 @@ def unpack(path):
     raise errors.CodecError(f'{path} changed while it was read.')
   if zlib.crc32(payload) != payload_crc:
     raise errors.CodecError(f'{path} is damaged: its payload fails its checksum.')
-  header = dict(image_shape=(height, width, channels), count=count, step=step, digest=digest,
+  header = dict(codec=codec, image_shape=(height, width, channels), count=count, step=step, digest=digest,
                 precision=precision, first_batch=first_batch, largest_batch=largest_batch,
                 growth_percent=growth_percent, crc=crc,
                 layout=_layout(path, rest[:layout_length], (height, width, channels)))
@@ -274,6 +165,13 @@ def _layout(path, data, image_shape):
   if not isinstance(layout, dict) or layout.get('kind') not in ('amat', 'npy', 'png'):
     raise errors.CodecError(f'{path} is damaged: its header\'s layout is not one this vlae_tf '
                             'writes.')
+  if layout['kind'] == 'png' and 'names' in layout:
+    names = layout['names']
+    if not isinstance(names, list) or len(set(map(str, names))) != len(names) or any(
+        not isinstance(name, str) or not name.lower().endswith('.png') or name.startswith('.')
+        or os.path.basename(name) != name or '\\' in name or '\0' in name for name in names):
+      raise errors.CodecError(f'{path} is damaged: its header\'s PNG file names are not plain, '
+                              'distinct .png names.')
   if layout['kind'] == 'npy':
     try:
       dtype = np.dtype(layout['dtype'])
@@ -301,6 +199,9 @@ def _check_fields(path, header, num_words):
     problems.append(f'grid precision {header["precision"]} (8..16)')
   if not 1 <= header['first_batch'] <= header['largest_batch']:
     problems.append(f'batch schedule {header["first_batch"]}..{header["largest_batch"]}')
+  names = header['layout'].get('names')
+  if names is not None and len(names) != header['count']:
+    problems.append(f'{len(names)} PNG file names for {header["count"]} images')
   if problems:
     raise errors.CodecError(f'{path} is damaged or was not written by bin/compress: its header '
                             f'claims {", ".join(problems)}.')
@@ -326,12 +227,15 @@ def _progress(total, description):
   return progress_lib.ProgressBar(total, description)
 
 
-def compress(model_dir, input_path, output_path, checkpoint=None, progress=True):
-  """Compresses the images of `input_path` into `output_path`; returns a report dict."""
-  from vlae_tf.compression import bitsback  # pylint: disable=g-import-not-at-top
+def compress(model_dir, input_path, output_path, checkpoint=None, progress=True,
+             coder_settings=None):
+  """Compresses the images of `input_path` into `output_path`; returns a report dict.
+
+  `coder_settings`: the batch schedule (first_batch, largest_batch, growth_percent), for tests.
+  """
   model, step = _restore(model_dir, checkpoint)
-  images, layout = read_images(input_path, model.image_shape)
-  coder = bitsback.BitsBackCoder(model)
+  images, layout = image_files.read_images(input_path, model.image_shape)
+  coder = make_coder(model, **(coder_settings or {}))
   began = time.time()
   written = []
   with signals.when_signalled(lambda signum: _stopped(signum, 'compressing', input_path,
@@ -342,6 +246,8 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True)
     except ValueError as error:  # A latent beyond every coded window (latent_codes.Windowed).
       raise errors.CodecError(f'{input_path}: this model cannot code these images '
                               f'({error}).') from None
+    except errors.CodecError as error:  # The portable codec's window (portable.py).
+      raise errors.CodecError(f'{input_path}: {error}') from None
     seconds = time.time() - began
     data = pack(words, image_shape=model.image_shape, count=len(images), step=step,
                 digest=weights_digest(model), coder=coder, crc=images_crc(images),
@@ -355,12 +261,28 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True)
               bits_per_image=8 * len(data) / len(images),
               bits_per_pixel=8 * len(data) / len(images) / pixels,
               payload_bits_per_image=(payload_bits - initial_bits) / len(images),
-              initial_bits=initial_bits, ideal_bits_per_image=lengths.net / len(images))
+              initial_bits=initial_bits, ideal_bits_per_image=lengths.net / len(images),
+              codec=CODECS[PORTABLE_CODEC if getattr(coder, 'portable', False) else FLOAT_CODEC],
+              portable=bool(getattr(coder, 'portable', False)))
+
+
+def make_coder(model, codec=None, **settings):
+  """The portable coder when it supports the model (or `codec` says so), else the float one."""
+  # pylint: disable=g-import-not-at-top
+  from vlae_tf.compression import bitsback
+  from vlae_tf.compression import integer_networks
+  from vlae_tf.compression import portable
+  # pylint: enable=g-import-not-at-top
+  if codec is None:
+    codec = PORTABLE_CODEC if integer_networks.supports(model) else FLOAT_CODEC
+  if codec == PORTABLE_CODEC:
+    settings.pop('precision', None)
+    return portable.PortableBitsBackCoder(model, **settings)
+  return bitsback.BitsBackCoder(model, **settings)
 
 
 def decompress(model_dir, input_path, output_path, checkpoint=None, progress=True):
   """Decompresses `input_path` into `output_path` (a kind chosen by its name); returns a report."""
-  from vlae_tf.compression import bitsback  # pylint: disable=g-import-not-at-top
   header, words = unpack(input_path)
   model, step = _restore(model_dir, checkpoint)
   digest = weights_digest(model)
@@ -371,13 +293,17 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
                             f'{"x".join(map(str, header["image_shape"]))}); {model_dir} gives step '
                             f'{step}, weights {digest.hex()[:12]}: decompress with the model and '
                             'checkpoint that compressed it (--checkpoint).')
-  coder = bitsback.BitsBackCoder(model, precision=header['precision'],
-                                 first_batch=header['first_batch'],
-                                 largest_batch=header['largest_batch'],
-                                 growth_percent=header['growth_percent'])
-  failure = (f'{input_path} decoded to images that fail their checksum although the file and '
-             f'the model are intact: this machine computes the model\'s numbers differently from '
-             f'the one that compressed it; nothing was written.')
+  coder = make_coder(model, header['codec'], precision=header['precision'],
+                     first_batch=header['first_batch'], largest_batch=header['largest_batch'],
+                     growth_percent=header['growth_percent'])
+  if header['codec'] == FLOAT_CODEC:
+    failure = (f'{input_path} decoded to images that fail their checksum although the file and '
+               f'the model are intact: it was written by the float codec ({MACHINE_BOUND_NOTE}), '
+               'and this machine computes the model\'s numbers differently; nothing was written.')
+  else:
+    failure = (f'{input_path} decoded to images that fail their checksum although the file and '
+               'the model pass their checks: the portable codec\'s arithmetic differs from the '
+               'one that wrote it (another vlae_tf?); nothing was written.')
   began = time.time()
   written = []
   with signals.when_signalled(lambda signum: _stopped(signum, 'decompressing', input_path,
@@ -386,7 +312,7 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
       images, leftover = coder.decode(
           words, header['count'], progress=_progress(header['count'], 'decompress') if progress
           else None)
-    except ValueError:  # A decoded value outside a coded window: the same divergence, early.
+    except (ValueError, errors.CodecError):  # A value outside a coded window: the same, early.
       raise errors.CodecError(failure) from None
     seconds = time.time() - began
     images = images.astype(np.uint8)
@@ -394,9 +320,9 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
                                                                  coder.initial_words()):
       raise errors.CodecError(failure)
     with files.WRITING:  # A signal waits for the images (signals.py).
-      write_images(output_path, images, header['layout'])
+      image_files.write_images(output_path, images, header['layout'])
       written.append(output_path)
-  return dict(images=len(images), seconds=seconds, step=step)
+  return dict(images=len(images), seconds=seconds, step=step, codec=CODECS[header['codec']])
 
 
 def _stopped(signum, doing, input_path, output_path, written):
