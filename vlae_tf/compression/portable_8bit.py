@@ -54,6 +54,7 @@ class PortableMixtureCoder:
   """Encodes 8-bit images to 32-bit words and back; the interface of `bitsback.BitsBackCoder`."""
 
   portable = True
+  eight_bit = True
 
   def __init__(self, model, first_batch: int = 1, largest_batch: int = 500,
                growth_percent: int = 5):
