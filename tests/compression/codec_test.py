@@ -1,5 +1,7 @@
 """Tests of codec.py (bin/compress, bin/decompress): files, round trips through every image kind,
-and one-line errors that write nothing, on a tiny static MNIST VLAE run (gin/testing/tiny.gin)."""
+and one-line errors that write nothing, on a tiny static MNIST VLAE run (gin/testing/tiny.gin);
+and the same for 8-bit images (real CIFAR-10 test images) on a tiny
+gin/cifar10_resnet_vlae.gin run (codec 3)."""
 
 import gzip
 import os
@@ -253,3 +255,74 @@ def test_a_version_1_file_of_the_float_codec_still_decodes(images, tmp_path):
   report = codec.decompress(str(model_dir), str(path), str(tmp_path / 'back.npy'), progress=False)
   assert report['codec'] == codec.CODECS[codec.FLOAT_CODEC]
   np.testing.assert_array_equal(np.load(tmp_path / 'back.npy'), images.astype(np.uint8))
+
+
+# -- 8-bit models -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def cifar_images(shared_data):
+  test = datasets.load('cifar10', 'test', data_dir=str(shared_data))
+  return np.stack([x.numpy() for x in test.take(4)]).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def cifar_run(cifar_images, tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp('cifar_run')
+  gin.clear_config()
+  gin_parsing.parse_gin(['cifar10_resnet_vlae.gin', 'testing/tiny.gin'])
+  files.atomic_write_text(str(model_dir / run_config.CONFIG_FILE), gin.config_str())
+  keras.utils.set_random_seed(0)
+  model = model_lib.make_model()
+  model.initialize(cifar_images.astype(np.float32))
+  step = tf.Variable(STEP, dtype=tf.int64)
+  checkpoint = tf.train.Checkpoint(step=step, averaged_model=model)
+  tf.train.CheckpointManager(checkpoint, str(model_dir), 1, step_counter=step).save(STEP)
+  return str(model_dir)
+
+
+def test_8bit_png_folder_round_trips_with_its_names(cifar_run, cifar_images, tmp_path):
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  names = [f'photo_{letter}.png' for letter in 'dcba']
+  for name, image in zip(names, cifar_images):
+    Image.fromarray(image).save(folder / name)
+  report = codec.compress(cifar_run, str(folder), str(tmp_path / 'photos.vlae'), progress=False)
+  assert report['codec'] == codec.CODECS[codec.PORTABLE_8BIT_CODEC] and report['portable']
+  header, _ = codec.unpack(str(tmp_path / 'photos.vlae'))
+  assert header['codec'] == codec.PORTABLE_8BIT_CODEC and header['image_shape'] == (32, 32, 3)
+  back = tmp_path / 'back'
+  codec.decompress(cifar_run, str(tmp_path / 'photos.vlae'), str(back), progress=False)
+  assert sorted(os.listdir(back)) == sorted(names)
+  for name in names:
+    np.testing.assert_array_equal(np.asarray(Image.open(back / name)),
+                                  np.asarray(Image.open(folder / name)))
+
+
+def test_8bit_npy_round_trips_with_its_dtype_and_shape(cifar_run, cifar_images, tmp_path):
+  source = tmp_path / 'cifar_images.npy'
+  np.save(source, cifar_images.astype(np.float32))
+  codec.compress(cifar_run, str(source), str(tmp_path / 'cifar_images.vlae'), progress=False)
+  codec.decompress(cifar_run, str(tmp_path / 'cifar_images.vlae'), str(tmp_path / 'back.npy'),
+                   progress=False)
+  back = np.load(tmp_path / 'back.npy')
+  assert back.dtype == np.float32
+  np.testing.assert_array_equal(back, cifar_images)
+
+
+def test_8bit_bad_inputs_are_one_line_naming_the_model(cifar_run, cifar_images, tmp_path):
+  source = tmp_path / 'wrong.npy'
+  np.save(source, cifar_images[:, :28, :28])
+  with pytest.raises(errors.CodecError, match=r'the model takes 32x32 8-bit RGB images \(3 '):
+    codec.compress(cifar_run, str(source), str(tmp_path / 'wrong.vlae'), progress=False)
+  halves = tmp_path / 'halves.npy'
+  np.save(halves, cifar_images.astype(np.float32) + 0.5)
+  with pytest.raises(errors.CodecError, match=r'images must be 8-bit \(integers 0 to 255\)'):
+    codec.compress(cifar_run, str(halves), str(tmp_path / 'halves.vlae'), progress=False)
+  good = tmp_path / 'good.npy'
+  np.save(good, cifar_images[:1])
+  codec.compress(cifar_run, str(good), str(tmp_path / 'good.vlae'), progress=False)
+  with pytest.raises(errors.CodecError, match=r'\.amat files hold binary images'):
+    codec.decompress(cifar_run, str(tmp_path / 'good.vlae'), str(tmp_path / 'back.amat'),
+                     progress=False)
+  assert not os.path.exists(tmp_path / 'back.amat') and not os.path.exists(tmp_path / 'wrong.vlae')

@@ -1,4 +1,5 @@
-"""bin/compress and bin/decompress: lossless coding of binary images through a run's model.
+"""bin/compress and bin/decompress: lossless coding of binary or 8-bit images through a run's
+model.
 
     bin/compress (--model_dir=DIR | --pretrained=NAME) --input=IMAGES --output=FILE
         [--checkpoint=STEP]
@@ -18,7 +19,8 @@ FLAGS = flags.FLAGS
 
 
 def run_compress(model_dir, input_path, output_path, checkpoint=None):
-  """Compresses binary images losslessly through the run's model (bits-back ANS); a report."""
+  """Compresses binary or 8-bit images losslessly through the run's model (bits-back ANS); a
+  report."""
   from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top
   return codec.compress(model_dir, input_path, output_path, checkpoint=checkpoint)
 
@@ -31,8 +33,9 @@ def run_decompress(model_dir, input_path, output_path, checkpoint=None):
 
 def define_compress_flags():
   shared_flags.define_model_dir(reading=True)
-  flags.DEFINE_string('input', None, 'Binary images: an .amat or .amat.gz file, a .npy array or '
-                      'a directory of PNG files.')
+  flags.DEFINE_string('input', None, 'Images as the model takes them (binary, or 8-bit grey or '
+                      'RGB): an .amat or .amat.gz file (binary only), a .npy array or a directory '
+                      'of PNG files.')
   flags.DEFINE_string('output', None, 'The compressed file to write.')
   flags.mark_flags_as_required(['input', 'output'])
   shared_flags.define_checkpoint()
@@ -42,8 +45,8 @@ def define_compress_flags():
 def define_decompress_flags():
   shared_flags.define_model_dir(reading=True)
   flags.DEFINE_string('input', None, 'A file written by bin/compress.')
-  flags.DEFINE_string('output', None, 'Where the images go: an .amat/.amat.gz or .npy file, or a '
-                      'new directory of PNG files.')
+  flags.DEFINE_string('output', None, 'Where the images go: an .amat/.amat.gz (binary only) or '
+                      '.npy file, or a new directory of PNG files.')
   flags.mark_flags_as_required(['input', 'output'])
   shared_flags.define_checkpoint()
   shared_flags.define_json()

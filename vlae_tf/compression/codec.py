@@ -1,4 +1,5 @@
-"""bin/compress and bin/decompress: binary images to one file and back, through a trained VLAE.
+"""bin/compress and bin/decompress: binary or 8-bit images to one file and back, through a
+trained VLAE.
 
 The file (little-endian):
 
@@ -12,7 +13,8 @@ The file (little-endian):
 Version 1 files (written before the header named its codec) are read as float-codec files.
 
 Which codec: the portable one whenever it supports the model's architecture
-(`integer_networks.supports`: gin/mnist_vlae.gin, the shipped static_mnist model); its files
+(`integer_networks.supports`: gin/mnist_vlae.gin, the shipped static_mnist model;
+`portable_8bit.supports`: gin/models/cifar10_vlae_resnet.gin, the 8-bit family); its files
 decode exactly on any machine. Other architectures use the float codec of `bitsback`, whose
 files decode only on a machine that computes the model's float32 numbers identically (the same
 CPU type and TensorFlow build); bin/compress says so in one line.
@@ -46,8 +48,10 @@ VERSION = 2
 # The codecs a file can name: the float codec (bitsback.py, machine-bound) and version 1 of the
 # fixed-point codec (portable.py; its arithmetic and tables are part of the format: a change to
 # them is a new codec number).
-FLOAT_CODEC, PORTABLE_CODEC = 1, 2
-CODECS = {FLOAT_CODEC: 'float (machine-bound)', PORTABLE_CODEC: 'portable fixed-point v1'}
+# Codec 3 is the 8-bit fixed-point codec (portable_8bit.py, with mixture_masses.py's tables).
+FLOAT_CODEC, PORTABLE_CODEC, PORTABLE_8BIT_CODEC = 1, 2, 3
+CODECS = {FLOAT_CODEC: 'float (machine-bound)', PORTABLE_CODEC: 'portable fixed-point v1',
+          PORTABLE_8BIT_CODEC: 'portable fixed-point 8-bit v1'}
 MACHINE_BOUND_NOTE = ('this model\'s architecture has no portable codec: the file decodes only on '
                       'a machine of the same CPU type and TensorFlow build')
 # magic, version, codec, height, width, channels, count, step, weights sha256, precision, first batch,
@@ -75,11 +79,23 @@ def images_crc(images) -> int:
 # -- The file ---------------------------------------------------------------------------------------
 
 
+def codec_of(coder) -> int:
+  """The codec number a coder writes (`CODECS`)."""
+  if getattr(coder, 'eight_bit', False):
+    return PORTABLE_8BIT_CODEC
+  return PORTABLE_CODEC if getattr(coder, 'portable', False) else FLOAT_CODEC
+
+
+def eight_bit(model) -> bool:
+  """Whether the model's pixels are 8-bit (a discretized logistic mixture), not binary."""
+  return type(model.likelihood).__name__ == 'DiscretizedLogisticMixture'
+
+
 def pack(words, *, image_shape, count, step, digest, coder, crc, layout) -> bytes:
   """The file's bytes: header, its CRC32, then the payload words."""
   words = np.asarray(words, '<u4')
   layout_bytes = json.dumps(layout, sort_keys=True).encode()
-  codec = PORTABLE_CODEC if getattr(coder, 'portable', False) else FLOAT_CODEC
+  codec = codec_of(coder)
   header = _FIXED.pack(MAGIC, VERSION, codec, *image_shape, count, step, digest, coder.precision,
                        coder.first_batch, coder.largest_batch, coder.growth_percent, crc,
                        len(words), zlib.crc32(words.tobytes()), len(layout_bytes)) + layout_bytes
@@ -234,7 +250,7 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True,
   `coder_settings`: the batch schedule (first_batch, largest_batch, growth_percent), for tests.
   """
   model, step = _restore(model_dir, checkpoint)
-  images, layout = image_files.read_images(input_path, model.image_shape)
+  images, layout = image_files.read_images(input_path, model.image_shape, eight_bit(model))
   coder = make_coder(model, **(coder_settings or {}))
   began = time.time()
   written = []
@@ -262,7 +278,7 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True,
               bits_per_pixel=8 * len(data) / len(images) / pixels,
               payload_bits_per_image=(payload_bits - initial_bits) / len(images),
               initial_bits=initial_bits, ideal_bits_per_image=lengths.net / len(images),
-              codec=CODECS[PORTABLE_CODEC if getattr(coder, 'portable', False) else FLOAT_CODEC],
+              codec=CODECS[codec_of(coder)],
               portable=bool(getattr(coder, 'portable', False)))
 
 
@@ -272,18 +288,24 @@ def make_coder(model, codec=None, **settings):
   from vlae_tf.compression import bitsback
   from vlae_tf.compression import integer_networks
   from vlae_tf.compression import portable
+  from vlae_tf.compression import portable_8bit
   # pylint: enable=g-import-not-at-top
   if codec is None:
-    codec = PORTABLE_CODEC if integer_networks.supports(model) else FLOAT_CODEC
+    codec = (PORTABLE_CODEC if integer_networks.supports(model) else
+             PORTABLE_8BIT_CODEC if portable_8bit.supports(model) else FLOAT_CODEC)
   if codec == PORTABLE_CODEC:
     settings.pop('precision', None)
     return portable.PortableBitsBackCoder(model, **settings)
+  if codec == PORTABLE_8BIT_CODEC:
+    settings.pop('precision', None)
+    return portable_8bit.PortableMixtureCoder(model, **settings)
   return bitsback.BitsBackCoder(model, **settings)
 
 
 def decompress(model_dir, input_path, output_path, checkpoint=None, progress=True):
   """Decompresses `input_path` into `output_path` (a kind chosen by its name); returns a report."""
   header, words = unpack(input_path)
+  image_files.check_output(output_path, header['codec'] == PORTABLE_8BIT_CODEC)
   model, step = _restore(model_dir, checkpoint)
   digest = weights_digest(model)
   if tuple(model.image_shape) != header['image_shape'] or step != header['step'] or (
@@ -320,7 +342,8 @@ def decompress(model_dir, input_path, output_path, checkpoint=None, progress=Tru
                                                                  coder.initial_words()):
       raise errors.CodecError(failure)
     with files.WRITING:  # A signal waits for the images (signals.py).
-      image_files.write_images(output_path, images, header['layout'])
+      image_files.write_images(output_path, images, header['layout'],
+                               header['codec'] == PORTABLE_8BIT_CODEC)
       written.append(output_path)
   return dict(images=len(images), seconds=seconds, step=step, codec=CODECS[header['codec']])
 

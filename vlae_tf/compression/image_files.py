@@ -6,6 +6,10 @@ binarized MNIST format), a .npy array ([N, H, W], [N, H, W, C] or [N, H*W*C], va
 integer, bool or float dtype; written back with its dtype and shape), or a directory of PNG files
 (black and white, read in name order; the header keeps their names and decompressing writes
 them back, or 00000.png, 00001.png, ... for images that came from another kind).
+
+8-bit models (`eight_bit=True`, a discretized logistic mixture): values are integers 0..255,
+from a .npy array or a folder of grey (mode L) or RGB PNG files as the model's channels say;
+.amat files are binary only.
 """
 
 import gzip
@@ -35,11 +39,24 @@ def _kind(path):
   return 'png'
 
 
-def model_takes(image_shape) -> str:
+def model_takes(image_shape, eight_bit: bool = False) -> str:
   """'the model takes 28x28 binary images (1 channel)': the size and kind in error lines."""
   height, width, channels = image_shape
-  return (f'the model takes {height}x{width} binary images ({channels} '
+  kind = ('8-bit ' + ('grey' if channels == 1 else 'RGB' if channels == 3 else 'colour')
+          if eight_bit else 'binary')
+  return (f'the model takes {height}x{width} {kind} images ({channels} '
           f'channel{"s" if channels != 1 else ""})')
+
+
+def _eight_bit(values, path, what='values'):
+  values = np.asarray(values)
+  bad = ~np.isin(values, np.arange(256))
+  if np.any(bad):
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise errors.CodecError(f'{path}: images must be 8-bit (integers 0 to 255); found '
+                            f'{values[index].item()} at index {list(index)} ({int(bad.sum())} '
+                            f'{what} are not).')
+  return values.astype(np.uint8)
 
 
 def _binary(values, path, what='values'):
@@ -54,15 +71,20 @@ def _binary(values, path, what='values'):
   return values.astype(np.uint8)
 
 
-def read_images(path, image_shape):
-  """Reads binary images as uint8 [N, H, W, C] in {0, 1}; returns (images, layout)."""
+def read_images(path, image_shape, eight_bit: bool = False):
+  """Reads binary images as uint8 [N, H, W, C] in {0, 1} (or 0..255 with `eight_bit`); returns
+  (images, layout)."""
   image_shape = tuple(image_shape)
+  takes = model_takes(image_shape, eight_bit)
   size = int(np.prod(image_shape))
   if not os.path.exists(path):
     raise errors.CodecError(f'{path}: no such file or directory.')
   kind = _kind(path)
   layout = {'kind': kind}
   if kind == 'amat':
+    if eight_bit:
+      raise errors.CodecError(f'{path}: .amat files hold binary images; {takes}: give a .npy '
+                              'file or a folder of PNG files.')
     if size != AMAT_PIXELS:
       raise errors.CodecError(f'{path}: .amat files hold 28x28 images; '
                               f'{model_takes(image_shape)}.')
@@ -78,23 +100,26 @@ def read_images(path, image_shape):
         array.ndim > 2 and tuple(array.shape[1:3]) != image_shape[:2]):
       raise errors.CodecError(f'{path}: an array of shape {list(array.shape)}; expected [N, '
                               f'{", ".join(map(str, image_shape))}] (or [N, {image_shape[0]}, '
-                              f'{image_shape[1]}] or [N, {size}]): {model_takes(image_shape)}.')
+                              f'{image_shape[1]}] or [N, {size}]): {takes}.')
     images = array.reshape(-1, *image_shape)
   else:
     if not os.path.isdir(path):
       raise errors.CodecError(f'{path}: expected an .amat/.amat.gz file, a .npy file or a '
                               'directory of PNG files.')
     names = sorted(name for name in os.listdir(path) if name.lower().endswith('.png'))
-    images = np.stack([_read_png(os.path.join(path, name), image_shape) for name in names]
+    images = np.stack([_read_png(os.path.join(path, name), image_shape, eight_bit)
+                       for name in names]
                       ) if names else np.zeros((0, *image_shape))
     layout['names'] = names  # Written back under the same names (`write_images`).
   if not len(images):
     raise errors.CodecError(f'{path} holds no images.')
-  return _binary(images, path), layout
+  return (_eight_bit(images, path) if eight_bit else _binary(images, path)), layout
 
 
-def _read_png(path, image_shape):
+def _read_png(path, image_shape, eight_bit=False):
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  if eight_bit:
+    return _read_8bit_png(path, image_shape)
   try:
     with Image.open(path) as image:
       if image.mode not in ('1', 'L', 'P'):
@@ -111,10 +136,38 @@ def _read_png(path, image_shape):
   return _binary(pixels, path, 'pixels').reshape(image_shape)
 
 
-def write_images(path, images, layout):
-  """Writes uint8 {0, 1} images [N, H, W, C] as the kind of `path`, atomically."""
+def _read_8bit_png(path, image_shape):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  channels = image_shape[-1]
+  mode = {1: 'L', 3: 'RGB'}.get(channels)
+  try:
+    with Image.open(path) as image:
+      if mode is None or image.mode not in ('1', 'L', 'P', 'RGB', 'RGBA', 'LA') or (
+          mode == 'L' and image.mode in ('RGB', 'RGBA')):
+        raise errors.CodecError(f'{path}: a {image.mode} PNG; {model_takes(image_shape, True)} '
+                                f'(PNG mode {mode or "L or RGB"}).')
+      pixels = np.asarray(image.convert(mode))
+  except OSError as error:
+    raise errors.CodecError(f'{path}: not a readable PNG ({error}).') from None
+  if pixels.shape[:2] != tuple(image_shape[:2]):
+    raise errors.CodecError(f'{path}: {pixels.shape[0]}x{pixels.shape[1]} pixels; '
+                            f'{model_takes(image_shape, True)}.')
+  return pixels.reshape(image_shape)
+
+
+def check_output(path, eight_bit: bool):
+  """A CodecError before decoding when `path`'s kind cannot hold the images."""
+  if eight_bit and _kind(path) == 'amat':
+    raise errors.CodecError(f'{path}: .amat files hold binary images and these are 8-bit: write '
+                            'a .npy file or a folder of PNG files.')
+
+
+def write_images(path, images, layout, eight_bit: bool = False):
+  """Writes uint8 {0, 1} images [N, H, W, C] (0..255 with `eight_bit`) as the kind of `path`,
+  atomically."""
   images = np.asarray(images, np.uint8)
   kind = _kind(path)
+  check_output(path, eight_bit)
   if kind == 'amat':
     # "0 1 ... 0\n" per image: digits at the even places, single spaces between, a newline last.
     flat = images.reshape(len(images), -1)
@@ -134,10 +187,10 @@ def write_images(path, images, layout):
     files.atomic_write_bytes(path, buffer.getvalue())
   else:
     _write_png_directory(path, images, layout.get('names') if layout.get('kind') == 'png'
-                         else None)
+                         else None, eight_bit)
 
 
-def _write_png_directory(path, images, names=None):
+def _write_png_directory(path, images, names=None, eight_bit=False):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   path = os.path.normpath(path)
   if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
@@ -150,7 +203,11 @@ def _write_png_directory(path, images, names=None):
     if names is None or len(names) != len(images):
       names = [f'{index:0{digits}d}.png' for index in range(len(images))]
     for name, image in zip(names, images):
-      Image.fromarray(image[..., 0] * 255).convert('1').save(os.path.join(temporary, name))
+      if eight_bit:
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+            os.path.join(temporary, name))
+      else:
+        Image.fromarray(image[..., 0] * 255).convert('1').save(os.path.join(temporary, name))
     files.apply_umask(temporary, directory=True)
     if os.path.isdir(path):
       os.rmdir(path)
