@@ -141,10 +141,13 @@ def test_the_choice_line_states_the_budget_in_force(mnist, tmp_path, monkeypatch
   chosen = model_choice.train_steps(own.sizes()['train'])
   assert f'batch 16, 200 steps (about {epochs:.3g} epochs; {chosen} steps, about 100 epochs, ' \
          'without --gin_param)' in line
+  assert 'z of 7x7x16,' in line
   said.clear()
-  dataset_flags.prepare_training_config(dataset=str(tmp_path / 'grey.npy'))
+  dataset_flags.prepare_training_config(dataset=str(tmp_path / 'grey.npy'),
+                                        gin_params=['LATENT_CHANNELS=4'])
   line, = [text for text in said if text.startswith('No model in the gin files')]
   assert f'batch 128, {chosen} steps (about' in line and 'TRAIN_STEPS=N to change' in line
+  assert 'z of 7x7x4,' in line  # The latent channels in force, not the family's default.
 
 
 @pytest.mark.parametrize('grey_levels,trained', [(False, (28, 28)), (True, (32, 32))])

@@ -119,8 +119,9 @@ def prepare_training_config(gin_files=(), gin_params=(), dataset=None, image_siz
   from vlae_tf.training import settings  # pylint: disable=g-import-not-at-top
   in_force = settings.train_settings()
   if after_base:
+    channels = gin.query_parameter('%LATENT_CHANNELS') if kind == '8bit' else None
     logging.info('%s', model_choice.describe(shape, kind, num_train, int(in_force['train_steps']),
-                                             int(in_force['batch_size'])))
+                                             int(in_force['batch_size']), channels))
   if own is not None:
     user_images.check_batch_size(own, int(in_force['batch_size']), in_force['train_split'])
   return after_base

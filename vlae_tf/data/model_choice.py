@@ -90,15 +90,15 @@ def choose(shape, kind, num_train_images):
   return '\n'.join(lines) + '\n'
 
 
-def describe(shape, kind, num_train_images, steps, batch_size):
-  """The line saying what was chosen, with the budget in force (`steps` and `batch_size` as
-  parsed: --gin_param may have changed the chosen ones)."""
+def describe(shape, kind, num_train_images, steps, batch_size, latent_channels=16):
+  """The line saying what was chosen, with the budget in force (`steps`, `batch_size` and, for
+  8-bit images, `latent_channels` as parsed: --gin_param may have changed the chosen ones)."""
   height, width, channels = (int(side) for side in shape)
   include, family = _FAMILIES[kind]
   latent = 'z of 64 dimensions'
   if kind == '8bit':
     latent = (f'z of {math.ceil(math.ceil(height / 2) / 2)}x'
-              f'{math.ceil(math.ceil(width / 2) / 2)}x16')
+              f'{math.ceil(math.ceil(width / 2) / 2)}x{int(latent_channels)}')
   chosen = train_steps(num_train_images)
   epochs = steps * batch_size / max(1, num_train_images)
   budget = (f'batch {batch_size}, {steps} steps (about {epochs:.3g} epochs'
