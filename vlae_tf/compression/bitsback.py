@@ -59,6 +59,13 @@ def batch_sizes(count: int, first: int, largest: int, growth_percent: int) -> Li
   return sizes
 
 
+def initial_words(first_batch: int, latent_size: int) -> np.ndarray:
+  """Seeded words under a chain's first pops: about 40 bits per latent dimension of the first
+  batch (none without a latent). Every coder's files start from these words."""
+  count = math.ceil(first_batch * latent_size * 40 / 32) if latent_size else 0
+  return np.random.default_rng(20170101).integers(1, 2 ** 32, size=count, dtype=np.uint32)
+
+
 class _Flow:
   """A bijector given as traced `forward(eps, context)` and `inverse_and_jacobian(z, context)`,
   called on NumPy float64 arrays (the context is bound per batch)."""
@@ -241,9 +248,8 @@ class BitsBackCoder:
     return batch_sizes(count, self.first_batch, self.largest_batch, self.growth_percent)
 
   def initial_words(self) -> np.ndarray:
-    """Seeded words under the first pops: about 40 bits per latent dimension of the first batch."""
-    count = math.ceil(self.first_batch * self.latent_size * 40 / 32) if self.latent_size else 0
-    return np.random.default_rng(20170101).integers(1, 2 ** 32, size=count, dtype=np.uint32)
+    """Seeded words under the first pops (`initial_words`)."""
+    return initial_words(self.first_batch, self.latent_size)
 
   def encode(self, images: np.ndarray, progress: Optional[Callable[[int], None]] = None):
     """Compresses binary images [N, H, W, C] ({0, 1}) into uint32 words.

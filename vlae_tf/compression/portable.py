@@ -23,7 +23,6 @@ values: integers. The base N(0, I) has one fixed window of 64 standard deviation
 that a poorly fitted prior puts far out is still coded; a value outside is a one-line error.
 """
 
-import math
 from typing import Callable, List, Optional
 
 import constriction
@@ -172,9 +171,8 @@ class PortableBitsBackCoder:
     return bitsback.batch_sizes(count, self.first_batch, self.largest_batch, self.growth_percent)
 
   def initial_words(self) -> np.ndarray:
-    """Seeded words under the first pops: about 40 bits per latent dimension of the first batch."""
-    count = math.ceil(self.first_batch * self.latent_size * 40 / 32)
-    return np.random.default_rng(20170101).integers(1, 2 ** 32, size=count, dtype=np.uint32)
+    """Seeded words under the first pops (`bitsback.initial_words`)."""
+    return bitsback.initial_words(self.first_batch, self.latent_size)
 
   def _base(self, size):
     shape = (size, self.latent_size)

@@ -17,7 +17,6 @@ Net cost per image: -log2 p(x | z) - log2 P(z) + log2 Q(z | x), the -ELBO of the
 model on the latent grid.
 """
 
-import math
 from typing import Callable, List, Optional
 
 import constriction
@@ -79,9 +78,8 @@ class PortableMixtureCoder:
     return bitsback.batch_sizes(count, self.first_batch, self.largest_batch, self.growth_percent)
 
   def initial_words(self) -> np.ndarray:
-    """Seeded words under the first pops: about 40 bits per latent dimension of the first batch."""
-    count = math.ceil(self.first_batch * self.latent_size * 40 / 32)
-    return np.random.default_rng(20170101).integers(1, 2 ** 32, size=count, dtype=np.uint32)
+    """Seeded words under the first pops (`bitsback.initial_words`)."""
+    return bitsback.initial_words(self.first_batch, self.latent_size)
 
   def _base(self, size):
     shape = (size, *self.latent_shape)
