@@ -179,6 +179,19 @@ def test_progress_bar_eta_leaves_the_first_batch_out(monkeypatch):
   assert lines[1].endswith('10.0 images/s ETA 0:00:08')
 
 
+def test_progress_bar_that_continues_earlier_work_times_only_its_own_batches(monkeypatch):
+  clock = iter([0.0, 60.0, 70.0])  # construction, a first batch of 60 s (tracing), then 10 s
+  monkeypatch.setattr(progress.time, 'time', lambda: next(clock))
+  stream = io.StringIO()
+  bar = progress.ProgressBar(1000, 'eval', stream=stream, min_interval=3600.0, done=400)
+  bar(450)
+  bar(500)
+  lines = stream.getvalue().splitlines()
+  assert lines[0].startswith('eval [#############.................] 450/1000 first batch in 60.0 s')
+  assert '400 done before' in lines[0] and 'ETA after the next' in lines[0]
+  assert lines[1].endswith('5.0 images/s ETA 0:01:40')
+
+
 def test_progress_bar_in_a_log_shows_the_final_line_even_when_too_soon():
   stream = io.StringIO()
   bar = progress.ProgressBar(4, 'compress', stream=stream, min_interval=3600.0, unit='images')

@@ -228,12 +228,14 @@ class ProgressBar:
 
       eval test K=4096 [###############...............] 5/10 2.1 images/s ETA 0:00:02
 
-  Call it with the count of items done so far.
+  Call it with the count of items done so far. A bar that continues earlier work (`done`: items
+  done before, e.g. by an earlier piece) starts its bar there and times only the items after it.
   """
 
   def __init__(self, total, description='', stream=None, width=30, min_interval=None,
-               unit='images'):
+               unit='images', done=0):
     self.total = max(int(total), 1)
+    self.done_before = int(done)
     self.description = description
     self.width = int(width)
     self.unit = unit
@@ -249,8 +251,9 @@ class ProgressBar:
     now = time.time()
     if self._first is None:
       self._first = (count, now)
+      before = f'; {self.done_before} done before' if self.done_before else ''
       text = (f'{self.description} [{self._bar(count)}] {count}/{self.total} first batch in '
-              f'{now - self._began:.1f} s (compilation included)')
+              f'{now - self._began:.1f} s (compilation included{before})')
       if count < self.total:
         text += ', ETA after the next'
       self.line.show(text, force=True, final=count >= self.total, now=now)

@@ -163,11 +163,8 @@ class CheckpointEvaluator:
   def progress_bar(self, done=0):
     logging.info('Evaluating %s %s, step %d: %d images, K=%d importance samples.',
                  self.dataset, self.split, self.step, self.total, self.num_samples)
-    bar = progress_lib.ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
-                                   f'step {self.step}')
-    if done:
-      bar(done)
-    return bar
+    return progress_lib.ProgressBar(self.total, f'eval {self.split} K={self.num_samples} '
+                                    f'step {self.step}', done=done)
 
   def report(self, per_image, checkpoint, seconds, partial=False):
     """The report dict of per-image values (plain floats and ints)."""
