@@ -15,6 +15,7 @@ import pytest
 import binary_runs
 import doubles
 
+from vlae_tf import code_version
 from vlae_tf import errors
 from vlae_tf import time_limits
 from vlae_tf.training import controller as controller_lib
@@ -135,6 +136,7 @@ def test_train_stops_at_its_time_limit_with_a_checkpoint_and_status_75(shared_da
   [piece] = [json.loads(line) for line in (model_dir / 'pieces.jsonl').read_text().splitlines()]
   assert (piece['first_step'], piece['last_step'], piece['steps']) == (0, 2, 2)
   assert piece['ended'] == 'time limit' and 'cores' in piece['cpu']
+  assert piece['commit'] == code_version.commit()
   assert piece['precision'] == 'float32' and piece['replicas'] >= 1 and piece['wall_seconds'] > 0
 
 

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 
+from vlae_tf import code_version
 from vlae_tf import errors
 from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf.evaluation import pieces
@@ -178,3 +179,4 @@ def test_evaluate_writes_every_image_and_the_pieces(run_dir, shared_data):
   assert np.mean(per_image['values']['nll']) == pytest.approx(report['nll_nats'])
   [piece] = report['pieces']
   assert piece['images'] == 20 and piece['batch_size'] == 4 and 'cores' in piece['cpu']
+  assert piece['commit'] == code_version.commit()  # The code that ran it.

@@ -77,6 +77,30 @@ def test_an_unknown_name_lists_the_known_ones():
     vlae_tf.load_pretrained('nope')
 
 
+def test_a_precision_binding_is_read_replaced_or_added():
+  trained = "VLAE.latent_size = 4\nVLAE.precision = 'mixed_bfloat16'\nVLAE.seed = 0\n"
+  assert packaging.config_precision(trained) == 'mixed_bfloat16'
+  assert packaging.with_precision(trained, 'float32') == (
+      "VLAE.latent_size = 4\nVLAE.precision = 'float32'\nVLAE.seed = 0\n")
+  unbound = 'VLAE.latent_size = 4\n'
+  assert packaging.config_precision(unbound) == 'float32'  # VLAE's default
+  added = packaging.with_precision(unbound, 'mixed_bfloat16')
+  assert added.startswith(unbound) and packaging.config_precision(added) == 'mixed_bfloat16'
+
+
+def test_packaging_in_another_precision_rewrites_that_binding_only(tmp_path, shared_data):
+  run = tmp_path / 'run'
+  shutil.copytree(FIXTURE_RUN, run)
+  record = packaging.package(str(run), 'tiny', root=str(tmp_path), data_dir=str(shared_data),
+                             check_examples=2, check_samples=2, precision='mixed_bfloat16')
+  assert (record['trained_precision'], record['precision']) == ('float32', 'mixed_bfloat16')
+  with open(run / 'config.gin') as f:
+    original = f.read()
+  with open(tmp_path / 'tiny' / 'config.gin') as f:
+    assert f.read() == packaging.with_precision(original, 'mixed_bfloat16')
+  assert vlae_tf.load(str(tmp_path / 'tiny')).precision == 'mixed_bfloat16'
+
+
 def test_packaging_keeps_the_averaged_weights_and_the_config(packaged_tiny, run_dir):
   root, record = packaged_tiny
   path = catalogue.run_directory('tiny', root=root)
@@ -93,6 +117,7 @@ def test_packaging_keeps_the_averaged_weights_and_the_config(packaged_tiny, run_
   original_weights = [w.numpy() for w in original.weights]
   packaged = vlae_tf.load(path)
   assert packaged.checkpoint_step == record['step'] == 2
+  assert record['precision'] == record['trained_precision'] == 'float32'
   assert len(packaged.weights) == len(original_weights) > 0
   for ours, theirs in zip(packaged.weights, original_weights):
     np.testing.assert_array_equal(ours.numpy(), theirs)

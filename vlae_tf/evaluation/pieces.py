@@ -5,7 +5,7 @@ every image's values in a progress file, <model_dir>/eval_<split>_k<K>_n<N>_seed
 
     {"settings": {dataset, split, num_samples, num_images, seed, checkpoint, step},
      "report": the report of the images done so far (partial),
-     "pieces": [{images, wall_seconds, cpu, batch_size, replicas}, ...],   one per process
+     "pieces": [{images, wall_seconds, cpu, commit, batch_size, replicas}, ...], one per process
      "values": {"nll": [...], "elbo": [...], "kl": [...], "log_px_z": [...]}}   nats, subset order
 
 An image's importance samples are a function of the seed and its index in the split only
@@ -21,6 +21,7 @@ import time
 from absl import logging
 import numpy as np
 
+from vlae_tf import code_version
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import time_limits
@@ -57,8 +58,8 @@ def evaluate_in_pieces(evaluator, checkpoint, path, time_limit=None, progress=Tr
   The file is removed once the evaluation is complete.
 
   Returns:
-    (report, per_image): the report has `pieces`, one {images, wall_seconds, cpu, batch_size,
-    replicas} per process that worked on it; per_image is {key: float64 [N]} in subset order.
+    (report, per_image): the report has `pieces`, one {images, wall_seconds, cpu, commit,
+    batch_size, replicas} per process that worked on it; per_image is {key: float64 [N]} in subset order.
     After an in-process KeyboardInterrupt (Ctrl-C without the binaries' signal watcher), the
     report of the images done so far with `partial` and `progress_file`.
 
@@ -73,7 +74,7 @@ def evaluate_in_pieces(evaluator, checkpoint, path, time_limit=None, progress=Tr
   parts = [{key: np.asarray(state['values'][key], np.float64) for key in VALUE_KEYS}]
   done = len(parts[0]['nll'])
   piece = {'images': 0, 'wall_seconds': 0.0, 'cpu': time_limits.cpu_name(),
-           'batch_size': evaluator.batch_size,
+           'commit': code_version.commit(), 'batch_size': evaluator.batch_size,
            'replicas': evaluator.strategy.num_replicas_in_sync}
   pieces = state['pieces'] + [piece]
   snapshot = (tuple(parts), 0)  # replaced whole after each batch: a consistent view for a signal

@@ -44,6 +44,7 @@ import gin
 from vlae_tf.data import datasets
 from vlae_tf.evaluation import evaluator as evaluation
 from vlae_tf.evaluation import pieces
+from vlae_tf import code_version
 from vlae_tf import files
 from vlae_tf import time_limits
 from vlae_tf.experiments import paper
@@ -289,7 +290,7 @@ def reproduce(output_dir: str, gin_files: Sequence[str], settings: Settings,
       # elbo differences have the sign of -(-ELBO) differences: flip to -ELBO.
       bound = differences[-1]['nll_bound_nats']
       bound['mean'] = -bound['mean']
-  results = {'settings': dataclasses.asdict(settings), 'commit_of_table': table_training.git_commit(),
+  results = {'settings': dataclasses.asdict(settings), 'commit_of_table': code_version.commit(),
              'written_unix_time': time.time(), 'rows': rows, 'differences': differences}
   results['settings']['gin_files'] = list(settings.gin_files)
   results['settings']['gin_params'] = list(settings.gin_params)

@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence
 
 import gin
 
+from vlae_tf import code_version
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import gin_parsing
@@ -48,19 +49,6 @@ class Settings:
   gin_files: Sequence[str] = ()  # added after every experiment file (e.g. testing/tiny.gin)
   gin_params: Sequence[str] = ()  # added after the files, for every run
   select_split: Optional[str] = None  # model selection: the row's checkpoint is the curve's best
-
-
-def git_commit() -> str:
-  """The short commit of the checkout that holds this package (+ '-dirty'), or 'unknown'."""
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  try:
-    commit = subprocess.run(['git', '-C', root, 'rev-parse', '--short', 'HEAD'], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', '-C', root, 'status', '--porcelain', '--untracked-files=no'],
-                           check=True, capture_output=True, text=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-  return commit + ('-dirty' if dirty else '')
 
 
 class TableProgress:
@@ -183,7 +171,7 @@ def train_run(gin_file: str, run_dir: str, log_path: str, settings: Settings, st
   record_path = os.path.join(run_dir, RUN_RECORD)
   if not os.path.exists(record_path):
     files.atomic_write_text(record_path, json.dumps(
-        {'commit': git_commit(), 'gin_file': gin_file, 'gin_files': list(settings.gin_files),
+        {'commit': code_version.commit(), 'gin_file': gin_file, 'gin_files': list(settings.gin_files),
          'gin_params': train_params(settings), 'started_unix_time': time.time()},
         indent=2) + '\n')
   command = [sys.executable, '-c', "from vlae_tf import cli; cli.run_binary('train')",

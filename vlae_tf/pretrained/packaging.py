@@ -5,14 +5,19 @@
         command='bin/train ...', commit='abc1234', evaluation={...})"
 
 `package` keeps the Polyak-averaged weights and the step of one checkpoint (what every reader
-restores: `opening.open_run`), the run's config.gin byte for byte and its
-dataset, then evaluates the slim copy on a check set (`check_examples` evenly spread test images,
-K = `check_samples`, importance seed 0, one replica: `check_strategy`), so that provenance.json
-records an NLL that the packaged files themselves give: tests/pretrained/packaging_test.py recomputes it.
+restores: `opening.open_run`), the run's config.gin byte for byte and its dataset, then evaluates
+the slim copy on a check set (`check_examples` evenly spread test images, K = `check_samples`,
+importance seed 0, one replica: `check_strategy`), so that provenance.json records an NLL that the
+packaged files themselves give: tests/pretrained/packaging_test.py recomputes it.
+
+A model trained in a precision that only some CPUs run fast (mixed_bfloat16: fast with AMX,
+emulated without) can be packaged to compute in another (`precision='float32'`): the one
+`VLAE.precision` binding of its config.gin is rewritten, and provenance.json records both.
 """
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -29,16 +34,39 @@ from vlae_tf.runs import run_config
 from vlae_tf.data import sources
 
 
-def write_slim_run(model_dir: str, output_dir: str, checkpoint=None) -> int:
+_PRECISION_BINDING = re.compile(r"^VLAE\.precision = '([a-z_0-9]+)'$", re.MULTILINE)
+
+
+def config_precision(config_text: str) -> str:
+  """The precision a run's config.gin binds (float32 when it binds none: VLAE's default)."""
+  bindings = _PRECISION_BINDING.findall(config_text)
+  return bindings[-1] if bindings else 'float32'
+
+
+def with_precision(config_text: str, precision: str) -> str:
+  """config_text computing in `precision`: its VLAE.precision binding replaced, or one added."""
+  binding = f"VLAE.precision = '{precision}'"
+  if _PRECISION_BINDING.search(config_text):
+    return _PRECISION_BINDING.sub(binding, config_text)
+  return config_text.rstrip('\n') + f'\n\n{binding}\n'
+
+
+def write_slim_run(model_dir: str, output_dir: str, checkpoint=None,
+                   precision: Optional[str] = None) -> int:
   """Writes config.gin, data_source.json and the averaged weights of a checkpoint to output_dir.
+
+  The config is the run's byte for byte, or with its precision binding rewritten to `precision`.
 
   Returns:
     The checkpoint's training step.
   """
   run = opening.open_run(model_dir, checkpoint)
   model, step = run.model, run.step
-  shutil.copyfile(os.path.join(model_dir, run_config.CONFIG_FILE),
-                  os.path.join(output_dir, run_config.CONFIG_FILE))
+  with open(os.path.join(model_dir, run_config.CONFIG_FILE)) as f:
+    config_text = f.read()
+  if precision is not None:
+    config_text = with_precision(config_text, precision)
+  files.atomic_write_text(os.path.join(output_dir, run_config.CONFIG_FILE), config_text)
   source = sources.recorded_data_source(model_dir) or {}
   files.atomic_write_text(os.path.join(output_dir, sources.DATA_SOURCE_FILE), json.dumps(
       {'dataset': source.get('dataset'), 'data_dir': None}) + '\n')
@@ -58,7 +86,7 @@ def check_strategy() -> tf.distribute.Strategy:
 
 def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = None,
             data_dir: Optional[str] = None, check_examples: int = 100, check_samples: int = 128,
-            **provenance_fields) -> Dict:
+            precision: Optional[str] = None, **provenance_fields) -> Dict:
   """Packages a checkpoint of the run in `model_dir` as pretrained model `name`.
 
   Args:
@@ -68,6 +96,7 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
     root: where packaged models live (default: vlae_tf/pretrained/).
     data_dir: where the check set's data are (as bin/eval's --data_dir).
     check_examples, check_samples: the check evaluation (evenly spread test images, K).
+    precision: what readers compute in (default: the run's own); the check runs in it too.
     **provenance_fields: recorded as given (commit, command, steps, wall time, evaluations).
 
   Returns:
@@ -78,7 +107,7 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
   files.apply_umask(staging, directory=True)  # mkdtemp's 0700 would hide it from other users.
   scratch = tempfile.mkdtemp(prefix=f'vlae_tf_check_{name}_')
   try:
-    step = write_slim_run(model_dir, staging, checkpoint)
+    step = write_slim_run(model_dir, staging, checkpoint, precision)
     listed = sorted(os.listdir(staging))
     shutil.copytree(staging, scratch, dirs_exist_ok=True)  # Evaluation writes into its run.
     check = evaluator.evaluate(scratch, split='test', num_samples=check_samples,
@@ -88,6 +117,9 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
     source = sources.recorded_data_source(model_dir) or {}
     record.update(
         name=name, dataset=source.get('dataset'), step=step,
+        precision=config_precision(_read(os.path.join(staging, run_config.CONFIG_FILE))),
+        trained_precision=config_precision(_read(os.path.join(model_dir,
+                                                              run_config.CONFIG_FILE))),
         source_run=os.path.abspath(model_dir),
         packaged_unix_time=time.time(),
         check={'split': 'test', 'num_examples': check['num_examples'],
@@ -109,3 +141,8 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
   finally:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read(path: str) -> str:
+  with open(path) as f:
+    return f.read()

@@ -24,6 +24,7 @@ import time
 
 from absl import logging
 
+from vlae_tf import code_version
 from vlae_tf import errors
 from vlae_tf import files
 from vlae_tf import time_limits
@@ -135,7 +136,7 @@ def record_piece(model_dir, began, first_step, last_step, ended, **facts):
   line = dict(started_unix_time=round(began, 1), wall_seconds=round(time.time() - began, 1),
               first_step=int(first_step), last_step=int(last_step),
               steps=int(last_step) - int(first_step), cpu=time_limits.cpu_name(), ended=ended,
-              **facts)
+              commit=code_version.commit(), **facts)
   files.append_line(os.path.join(model_dir, PIECES_FILE), json.dumps(line, sort_keys=True) + '\n')
 
 
