@@ -1,7 +1,9 @@
-"""The portable codec against the float codec and the -ELBO: the shipped static_mnist model on all
-10,000 static-MNIST test images (docs/RESULTS.md, "Portable files").
+"""The portable codec against the float codec and the -ELBO: the shipped static_mnist model (or the
+run of --model_dir, read in float32) on all 10,000 static-MNIST test images (docs/RESULTS.md,
+"Portable files" and "The headline run").
 
-    PYTHONPATH=. python docs/results/compression/portable_measure.py OUT.json [N] [--no-float]
+    PYTHONPATH=. python docs/results/compression/portable_measure.py OUT.json [N] [--no-float] \
+        [--model_dir=RUN]
 
 Per codec: bits/image of the stream without its one-off initial bits, the ideal code length it
 counted, the seconds of encode and decode (inside the process, start-up excluded), and whether
@@ -21,10 +23,16 @@ import vlae_tf
 from vlae_tf.compression import bitsback
 from vlae_tf.compression import portable
 from vlae_tf.data import datasets
+from vlae_tf.runs import opening
 
 
-def main(out, count=10000, with_float=True):
-  model = vlae_tf.load_pretrained('static_mnist')
+def main(out, count=10000, with_float=True, model_dir=None):
+  if model_dir:
+    run = opening.open_run(model_dir, precision='float32')
+    model, step = run.model, run.step
+  else:
+    model = vlae_tf.load_pretrained('static_mnist')
+    step = model.checkpoint_step
   test = np.stack([t.numpy() for t in datasets.load('static_mnist', 'test',
                                                      data_dir='../shared/data')])
   x = test[[int((2 * i + 1) * len(test) // (2 * count)) for i in range(count)]]
@@ -33,7 +41,8 @@ def main(out, count=10000, with_float=True):
                                                            text=True).strip(),
              cpu=[line.split(':', 1)[1].strip() for line in lscpu.splitlines()
                   if line.startswith('Model name')][0],
-             load_average_at_start=open('/proc/loadavg').read().split()[:3])
+             load_average_at_start=open('/proc/loadavg').read().split()[:3],
+             model=model_dir or 'pretrained static_mnist', step=step)
   coders = [('portable', portable.PortableBitsBackCoder(model))]
   if with_float:
     tf.config.experimental.enable_op_determinism()
@@ -74,4 +83,6 @@ def main(out, count=10000, with_float=True):
 
 if __name__ == '__main__':
   args = [a for a in sys.argv[1:] if not a.startswith('--')]
-  main(args[0], int(args[1]) if len(args) > 1 else 10000, '--no-float' not in sys.argv)
+  model_dirs = [a.split('=', 1)[1] for a in sys.argv[1:] if a.startswith('--model_dir=')]
+  main(args[0], int(args[1]) if len(args) > 1 else 10000, '--no-float' not in sys.argv,
+       model_dirs[0] if model_dirs else None)
