@@ -59,7 +59,8 @@ def evaluate_in_pieces(evaluator, checkpoint, path, time_limit=None, progress=Tr
 
   Returns:
     (report, per_image): the report has `pieces`, one {images, wall_seconds, cpu, commit,
-    batch_size, replicas} per process that worked on it; per_image is {key: float64 [N]} in subset order.
+    batch_size, replicas} per process that worked on it; per_image is {key: float64 [N]} in subset
+    order.
     After an in-process KeyboardInterrupt (Ctrl-C without the binaries' signal watcher), the
     report of the images done so far with `partial` and `progress_file`.
 

@@ -107,6 +107,8 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
   files.apply_umask(staging, directory=True)  # mkdtemp's 0700 would hide it from other users.
   scratch = tempfile.mkdtemp(prefix=f'vlae_tf_check_{name}_')
   try:
+    with open(os.path.join(model_dir, run_config.CONFIG_FILE)) as f:
+      trained_precision = config_precision(f.read())
     step = write_slim_run(model_dir, staging, checkpoint, precision)
     listed = sorted(os.listdir(staging))
     shutil.copytree(staging, scratch, dirs_exist_ok=True)  # Evaluation writes into its run.
@@ -117,9 +119,7 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
     source = sources.recorded_data_source(model_dir) or {}
     record.update(
         name=name, dataset=source.get('dataset'), step=step,
-        precision=config_precision(_read(os.path.join(staging, run_config.CONFIG_FILE))),
-        trained_precision=config_precision(_read(os.path.join(model_dir,
-                                                              run_config.CONFIG_FILE))),
+        precision=precision or trained_precision, trained_precision=trained_precision,
         source_run=os.path.abspath(model_dir),
         packaged_unix_time=time.time(),
         check={'split': 'test', 'num_examples': check['num_examples'],
@@ -141,8 +141,3 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
   finally:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _read(path: str) -> str:
-  with open(path) as f:
-    return f.read()

@@ -3,7 +3,8 @@ run"): its training pieces (pieces.jsonl, and the first piece's record, written 
 pieces.jsonl existed) and its evaluation report (bin/eval's eval_test.json, which lists the
 evaluation's pieces).
 
-    python docs/results/headline/make_headline_json.py --model_dir=$HOME/vlae_runs/headline_mnist_vlae \
+    python docs/results/headline/make_headline_json.py \
+        --model_dir=$HOME/vlae_runs/headline_mnist_vlae \
         --first_piece=$HOME/vlae_runs/headline_piece1.json \
         --eval_report=docs/results/headline/headline_mnist_vlae_35100_steps_k1024_n10000.json \
         [--k_gap_report=...k4096_n1000.json] --output=docs/results/headline.json
@@ -21,7 +22,7 @@ TRAIN_COMMAND = (
     'bin/train --gin_file=gin/mnist_vlae.gin --gin_param=TRAIN_STEPS=35100 '
     '--gin_param="VLAE.precision=\'mixed_bfloat16\'" --gin_param=train.checkpoint_every=500 '
     '--gin_param=train.max_checkpoints_to_keep=100 --gin_param=train.eval_every=0 '
-    '--model_dir=$HOME/vlae_runs/headline_mnist_vlae --data_dir=../shared/data '
+    '--model_dir=$HOME/vlae_runs/headline_mnist_vlae --data_dir=/work/shared/data '
     '--time_limit=DURATION')
 EVAL_COMMAND = (
     'bin/eval --model_dir=$HOME/vlae_runs/headline_mnist_vlae --num_samples=1024 '
@@ -38,7 +39,8 @@ def main(args):
   first = _lines(args.first_piece)
   train = [{'steps': p['last_step'] - p['first_step'], 'first_step': p['first_step'],
             'last_step': p['last_step'], 'wall_seconds': p.get('wall_seconds'),
-            'cpu': p['cpu'], 'precision': p['precision'], 'ended': p.get('ended_by', p.get('ended')),
+            'cpu': p['cpu'], 'precision': p['precision'],
+            'ended': p.get('ended_by', p.get('ended')),
             'commit': p.get('commit')}
            for p in first + _lines(os.path.join(args.model_dir, 'pieces.jsonl'))]
   if train[0]['wall_seconds'] is None:  # The hand-written record has start and end times.
