@@ -189,6 +189,19 @@ def test_readers_use_the_recorded_data_source(tmp_path, monkeypatch):
   assert said == [f'Using --data_dir={other}; the run was trained on {data}.']
 
 
+def test_a_packaged_model_takes_the_readers_data_quietly(tmp_path, monkeypatch):
+  """A packaged model records no directory ("packaged": true): --data_dir is used without the
+  line that would claim it was trained on tensorflow-datasets."""
+  from vlae_tf.data import sources  # pylint: disable=g-import-not-at-top
+  (tmp_path / sources.DATA_SOURCE_FILE).write_text(
+      '{"dataset": "static_mnist", "data_dir": null, "packaged": true}\n')
+  said = []
+  monkeypatch.setattr(sources.logging, 'info', lambda message, *args: said.append(
+      message % args))
+  assert sources.reader_data_dir(str(tmp_path), str(tmp_path / 'mine')) == str(tmp_path / 'mine')
+  assert said == []
+
+
 # 6. Short runs worth looking at.
 
 def test_intervals_scale_with_the_budget():

@@ -112,7 +112,8 @@ def test_packaging_keeps_the_averaged_weights_and_the_config(packaged_tiny, run_
   with open(os.path.join(path, 'config.gin'), 'rb') as f:
     assert f.read() == original_config
   with open(os.path.join(path, 'data_source.json')) as f:
-    assert json.load(f)['data_dir'] is None  # Readers take --data_dir or $VLAE_DATA_DIR.
+    source = json.load(f)
+  assert source['data_dir'] is None and source['packaged']  # Readers use their own data.
   original = vlae_tf.load(run_dir)
   original_weights = [w.numpy() for w in original.weights]
   packaged = vlae_tf.load(path)

@@ -69,7 +69,7 @@ def write_slim_run(model_dir: str, output_dir: str, checkpoint=None,
   files.atomic_write_text(os.path.join(output_dir, run_config.CONFIG_FILE), config_text)
   source = sources.recorded_data_source(model_dir) or {}
   files.atomic_write_text(os.path.join(output_dir, sources.DATA_SOURCE_FILE), json.dumps(
-      {'dataset': source.get('dataset'), 'data_dir': None}) + '\n')
+      {'dataset': source.get('dataset'), 'data_dir': None, 'packaged': True}) + '\n')
   step_variable = tf.Variable(step, dtype=tf.int64, trainable=False, name='step')
   slim = tf.train.Checkpoint(step=step_variable, averaged_model=model)
   manager = tf.train.CheckpointManager(slim, output_dir, max_to_keep=1,
