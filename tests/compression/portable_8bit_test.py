@@ -3,6 +3,7 @@ through a tiny gin/cifar10_resnet_vlae.gin model (weights moved off their init),
 length against what the coder spends, and words written in one process decoded in others under
 other thread counts, oneDNN and XLA settings."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import tf_keras as keras
 
 from vlae_tf import errors
 from vlae_tf import gin_parsing
+from vlae_tf.compression import codec
 from vlae_tf.compression import portable_8bit
 from vlae_tf.data import datasets
 from vlae_tf.models import vlae as model_lib
@@ -122,3 +124,24 @@ def test_words_decode_under_other_threads_onednn_and_xla(images, tmp_path):
     assert jit == 'jit=' + ('autoclustering' if setting[2] == '1' else ''), (jit, setting)
     np.testing.assert_array_equal(np.load(tmp_path / f'back_{index}.npy'), images[:4],
                                   err_msg=str(setting))
+
+
+TESTDATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'testdata')
+
+
+def _fixture_maker():
+  spec = importlib.util.spec_from_file_location(
+      'make_cifar10_tiny_portable', os.path.join(TESTDATA, 'make_cifar10_tiny_portable.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_the_committed_8bit_file_decodes_exactly_on_this_cpu(shared_data, tmp_path):
+  """cifar10_tiny_portable.vlae was written once (make_cifar10_tiny_portable.py) with the slim
+  run beside it; whatever CPU runs this test must give back the same 4 CIFAR-10 test images."""
+  maker = _fixture_maker()
+  output = str(tmp_path / 'images.npy')
+  report = codec.decompress(maker.RUN, maker.OUTPUT, output, progress=False)
+  assert report['codec'] == codec.CODECS[codec.PORTABLE_8BIT_CODEC]
+  np.testing.assert_array_equal(np.load(output), maker.images(str(shared_data)))
