@@ -1,7 +1,12 @@
 """The 8-bit portable codec against PNG, WebP lossless and the model's -ELBO, on a run's model and
 an .npy of 8-bit images (docs/RESULTS.md, "Lossless compression", "8-bit images").
 
-    PYTHONPATH=. python docs/results/compression/portable_8bit_measure.py MODEL_DIR IMAGES.npy OUT.json
+    PYTHONPATH=. python docs/results/compression/portable_8bit_measure.py MODEL_DIR IMAGES.npy OUT.json \
+        [FIRST_BATCH]
+
+FIRST_BATCH (default 1, bin/compress's) is the coder's first batch size: decoding runs a batch's
+pixel steps in a NumPy loop whose cost is mostly per step, so a larger first batch decodes in fewer
+batches, at the price of one-off initial bits (reported apart from the stream).
 
 Reports bits/image and bits/dim of the stream without its one-off initial bits, the ideal code
 length the coder counted (pixels, net z), encode and decode seconds (inside the process, start-up
@@ -31,7 +36,7 @@ def _bits(image, **options):
   return 8 * len(buffer.getvalue())
 
 
-def main(model_dir, images_path, out):
+def main(model_dir, images_path, out, first_batch=1):
   run = opening.open_run(model_dir, None)
   model, step = run.model, run.step
   x = np.load(images_path).astype(np.uint8)
@@ -42,8 +47,9 @@ def main(model_dir, images_path, out):
              commit=subprocess.check_output(['git', 'rev-parse', 'HEAD'], text=True).strip(),
              cpu=[line.split(':', 1)[1].strip() for line in lscpu.splitlines()
                   if line.startswith('Model name')][0],
-             load_average_at_start=open('/proc/loadavg').read().split()[:3])
-  coder = portable_8bit.PortableMixtureCoder(model)
+             load_average_at_start=open('/proc/loadavg').read().split()[:3],
+             first_batch=int(first_batch))
+  coder = portable_8bit.PortableMixtureCoder(model, first_batch=int(first_batch))
   began = time.time()
   words, lengths, initial = coder.encode(x)
   encode_seconds = time.time() - began
@@ -91,4 +97,4 @@ def main(model_dir, images_path, out):
 
 
 if __name__ == '__main__':
-  main(*sys.argv[1:4])
+  main(*sys.argv[1:5])
