@@ -3,7 +3,6 @@ through a tiny gin/cifar10_resnet_vlae.gin model (weights moved off their init),
 length against what the coder spends, and words written in one process decoded in others under
 other thread counts, oneDNN and XLA settings."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+import testdata_files
 from vlae_tf import errors
 from vlae_tf import gin_parsing
 from vlae_tf.compression import codec
@@ -126,21 +126,10 @@ def test_words_decode_under_other_threads_onednn_and_xla(images, tmp_path):
                                   err_msg=str(setting))
 
 
-TESTDATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'testdata')
-
-
-def _fixture_maker():
-  spec = importlib.util.spec_from_file_location(
-      'make_cifar10_tiny_portable', os.path.join(TESTDATA, 'make_cifar10_tiny_portable.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_the_committed_8bit_file_decodes_exactly_on_this_cpu(shared_data, tmp_path):
   """cifar10_tiny_portable.vlae was written once (make_cifar10_tiny_portable.py) with the slim
   run beside it; whatever CPU runs this test must give back the same 4 CIFAR-10 test images."""
-  maker = _fixture_maker()
+  maker = testdata_files.maker('make_cifar10_tiny_portable')
   output = str(tmp_path / 'images.npy')
   report = codec.decompress(maker.RUN, maker.OUTPUT, output, progress=False)
   assert report['codec'] == codec.CODECS[codec.PORTABLE_8BIT_CODEC]

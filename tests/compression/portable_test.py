@@ -3,7 +3,6 @@ notices one changed table entry, files compressed in one process decompressed in
 other thread counts, oneDNN and XLA settings, and a committed file written once with the shipped
 model (tests/testdata/static_mnist_portable.vlae) that must decode exactly on any CPU."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
+import testdata_files
 from vlae_tf import errors
 from vlae_tf import gin_parsing
 from vlae_tf.compression import codec
@@ -23,16 +23,11 @@ from vlae_tf.data import datasets
 from vlae_tf.models import vlae as model_lib
 from vlae_tf.pretrained import catalogue
 
-TESTDATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'testdata')
-REPO = os.path.dirname(os.path.dirname(TESTDATA))
+REPO = os.path.dirname(os.path.dirname(testdata_files.TESTDATA))
 
 
 def _fixture_maker():
-  spec = importlib.util.spec_from_file_location(
-      'make_static_mnist_portable', os.path.join(TESTDATA, 'make_static_mnist_portable.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return testdata_files.maker('make_static_mnist_portable')
 
 
 @pytest.fixture(scope='module')
@@ -88,7 +83,7 @@ def test_the_committed_file_decodes_exactly_on_this_cpu(shared_data, tmp_path):
   runs this test must give back the same 24 test images bit for bit."""
   output = str(tmp_path / 'images.npy')
   report = codec.decompress(catalogue.run_directory('static_mnist'),
-                            os.path.join(TESTDATA, 'static_mnist_portable.vlae'), output,
+                            os.path.join(testdata_files.TESTDATA, 'static_mnist_portable.vlae'), output,
                             progress=False)
   assert report['codec'] == codec.CODECS[codec.PORTABLE_CODEC]
   np.testing.assert_array_equal(np.load(output), _fixture_maker().images(str(shared_data)))

@@ -3,7 +3,11 @@
 An image's importance noise depends on the evaluation seed and its index in the split only, so
 with the same K and seed both models see the same noise on the same image.
 
-    python docs/results/headline/paired_comparison.py BEFORE_per_image.json AFTER_per_image.json OUT.json
+    python docs/results/headline/paired_comparison.py BEFORE_per_image.json AFTER_per_image.json OUT.json \
+        [--across=num_samples]
+
+Both must share split, K, seed and dataset, except what --across names: the same model at two K
+(the K gap) differs in K, and so in its noise, but is still paired by image.
 
 Reports, for nll, elbo, kl and log_px_z, both means on the shared images and the mean of
 AFTER - BEFORE with its standard error (the standard deviation of the differences over sqrt(n)),
@@ -30,11 +34,11 @@ def _load(path):
 SPLIT_SIZES = {'test': 10000}  # static MNIST's test split
 
 
-def main(before_path, after_path, out):
+def main(before_path, after_path, out, across=''):
   before, before_indices, before_values = _load(before_path)
   after, after_indices, after_values = _load(after_path)
   for key in ('split', 'num_samples', 'seed', 'dataset'):
-    if before[key] != after[key]:
+    if before[key] != after[key] and key != across:
       sys.exit(f'The evaluations differ in {key}: {before[key]} and {after[key]}; a paired '
                f'comparison needs the same {key}.')
   shared, in_before, in_after = np.intersect1d(before_indices, after_indices, return_indices=True)
@@ -55,4 +59,4 @@ def main(before_path, after_path, out):
 
 
 if __name__ == '__main__':
-  main(*sys.argv[1:4])
+  main(*sys.argv[1:4], *(a.split('=', 1)[1] for a in sys.argv[4:5] if a.startswith('--across=')))
