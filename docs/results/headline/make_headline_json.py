@@ -7,7 +7,11 @@ evaluation's pieces).
         --model_dir=$HOME/vlae_runs/headline_mnist_vlae \
         --first_piece=$HOME/vlae_runs/headline_piece1.json \
         --eval_report=docs/results/headline/headline_mnist_vlae_35100_steps_k1024_n10000.json \
-        [--k_gap_report=...k4096_n1000.json] --output=docs/results/headline.json
+        [--k_gap_report=...k4096_n1000.json --k_gap_paired=...k_gap_1024_against_4096_n1000.json] \
+        --output=docs/results/headline.json
+
+The K gap: bin/eval's report at K = 4,096 on 1,000 evenly spread test images, and
+paired_comparison.py's K = 1,024 against K = 4,096 on those images.
 
 Pieces that ran before pieces recorded their commit take it from --commits (piece number=commit,
 training pieces first, then the evaluation's).
@@ -78,7 +82,15 @@ def main(args):
     with open(args.k_gap_report) as f:
       gap = json.load(f)
     headline['k_gap'] = {'num_images': gap['num_examples'], 'num_samples': gap['num_samples'],
-                         'nll': gap['nll_nats'], 'nll_se': gap['nll_stderr_nats']}
+                         'nll': gap['nll_nats'], 'nll_se': gap['nll_stderr_nats'],
+                         'wall_seconds': gap['seconds'],
+                         'commit': gap['pieces'][-1]['commit'], 'cpu': gap['pieces'][-1]['cpu']}
+  if args.k_gap_paired:
+    with open(args.k_gap_paired) as f:
+      paired = json.load(f)['nll']
+    headline['k_gap'].update(nll_k1024_same_images=paired['before'],
+                             k4096_minus_k1024=paired['after_minus_before'],
+                             k4096_minus_k1024_se=paired['stderr'])
   assert all(math.isfinite(headline[key]) for key in ('nll', 'nll_se', 'elbo', 'kl_bits'))
   with open(args.output, 'w') as f:
     json.dump(headline, f, indent=2, sort_keys=True)
@@ -91,6 +103,7 @@ if __name__ == '__main__':
   parser.add_argument('--first_piece', required=True)
   parser.add_argument('--eval_report', required=True)
   parser.add_argument('--k_gap_report')
+  parser.add_argument('--k_gap_paired')
   parser.add_argument('--commits', default='')
   parser.add_argument('--output', required=True)
   main(parser.parse_args())
