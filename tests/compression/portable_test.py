@@ -83,8 +83,8 @@ def test_the_committed_file_decodes_exactly_on_this_cpu(shared_data, tmp_path):
   runs this test must give back the same 24 test images bit for bit."""
   output = str(tmp_path / 'images.npy')
   report = codec.decompress(catalogue.run_directory('static_mnist'),
-                            os.path.join(testdata_files.TESTDATA, 'static_mnist_portable.vlae'), output,
-                            progress=False)
+                            os.path.join(testdata_files.TESTDATA, 'static_mnist_portable.vlae'),
+                            output, progress=False)
   assert report['codec'] == codec.CODECS[codec.PORTABLE_CODEC]
   np.testing.assert_array_equal(np.load(output), _fixture_maker().images(str(shared_data)))
 

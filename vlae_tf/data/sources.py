@@ -2,12 +2,11 @@
 
     {"dataset": NAME, "data_dir": an absolute path, or null (tensorflow-datasets)}
 
-A packaged pretrained model's record has "packaged": true and no directory: its readers use their
-own --data_dir, $VLAE_DATA_DIR or tensorflow-datasets, without a line about the difference.
-
 and for one's own images (user_images.py) also their shape, pixel kind, split sizes and classes.
 The readers of the run (eval, sample, inspect) use the recorded directory unless --data_dir says
-otherwise (`reader_data_dir`).
+otherwise (`reader_data_dir`). A packaged pretrained model's record has "packaged": true and no
+directory: its readers use their own --data_dir, $VLAE_DATA_DIR or tensorflow-datasets, without a
+line about the difference.
 """
 
 import json
@@ -62,9 +61,9 @@ def reader_data_dir(model_dir, data_dir=None):
   source = recorded_data_source(model_dir)
   if source is None:
     return data_dir
-  recorded = source['data_dir']
   if source.get('packaged'):  # A packaged model's data are wherever its reader keeps them.
     return data_dir
+  recorded = source['data_dir']
   if data_dir:
     if effective_data_dir(data_dir) != recorded:
       logging.info('Using --data_dir=%s; the run was trained on %s.', data_dir,

@@ -22,6 +22,8 @@ import numpy as np
 
 from vlae_tf.data import batching
 
+SPLIT_SIZES = {'test': 10000}  # static MNIST's test split: the subset indices depend on its size
+
 
 def _load(path):
   with (gzip.open(path, 'rt') if path.endswith('.gz') else open(path)) as f:
@@ -29,9 +31,6 @@ def _load(path):
   settings = record['settings']
   indices = batching.subset_indices(SPLIT_SIZES[settings['split']], settings['num_images'])
   return settings, indices, {key: np.asarray(value) for key, value in record['values'].items()}
-
-
-SPLIT_SIZES = {'test': 10000}  # static MNIST's test split
 
 
 def main(before_path, after_path, out, across=''):
