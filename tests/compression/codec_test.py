@@ -326,3 +326,22 @@ def test_8bit_bad_inputs_are_one_line_naming_the_model(cifar_run, cifar_images, 
     codec.decompress(cifar_run, str(tmp_path / 'good.vlae'), str(tmp_path / 'back.amat'),
                      progress=False)
   assert not os.path.exists(tmp_path / 'back.amat') and not os.path.exists(tmp_path / 'wrong.vlae')
+
+
+def test_first_batch_is_recorded_cut_to_the_images_and_decodes(run, compressed, tmp_path):
+  model_dir, _ = run
+  amat, default_output, default_report = compressed
+  output = str(tmp_path / 'first3.vlae')
+  report = compress_binaries.run_compress(str(model_dir), amat, output, first_batch=3)
+  header, _ = codec.unpack(output)
+  assert header['first_batch'] == report['first_batch'] == 3
+  assert codec.unpack(default_output)[0]['first_batch'] == default_report['first_batch'] == 1
+  # Three images' latents start the chain: more one-off initial bits than one image's.
+  assert report['initial_bits'] > default_report['initial_bits']
+  target = str(tmp_path / 'back.amat.gz')
+  codec.decompress(str(model_dir), output, target, progress=False)
+  with gzip.open(target, 'rb') as back, gzip.open(amat, 'rb') as original:
+    assert back.read() == original.read()
+  # More than the 7 images: cut to 7.
+  report = compress_binaries.run_compress(str(model_dir), amat, output, first_batch=50)
+  assert codec.unpack(output)[0]['first_batch'] == report['first_batch'] == 7

@@ -2,7 +2,7 @@
 model.
 
     bin/compress (--model_dir=DIR | --pretrained=NAME) --input=IMAGES --output=FILE
-        [--checkpoint=STEP]
+        [--checkpoint=STEP] [--first_batch=N]
     bin/decompress (--model_dir=DIR | --pretrained=NAME) --input=FILE --output=IMAGES
         [--checkpoint=STEP]
 
@@ -18,11 +18,12 @@ from vlae_tf.cli import user_errors
 FLAGS = flags.FLAGS
 
 
-def run_compress(model_dir, input_path, output_path, checkpoint=None):
+def run_compress(model_dir, input_path, output_path, checkpoint=None, first_batch=1):
   """Compresses binary or 8-bit images losslessly through the run's model (bits-back ANS); a
-  report."""
+  report. `first_batch`: the images of the chain's first batch (--first_batch)."""
   from vlae_tf.compression import codec  # pylint: disable=g-import-not-at-top
-  return codec.compress(model_dir, input_path, output_path, checkpoint=checkpoint)
+  return codec.compress(model_dir, input_path, output_path, checkpoint=checkpoint,
+                        coder_settings=dict(first_batch=first_batch))
 
 
 def run_decompress(model_dir, input_path, output_path, checkpoint=None):
@@ -39,6 +40,12 @@ def define_compress_flags():
   flags.DEFINE_string('output', None, 'The compressed file to write.')
   flags.mark_flags_as_required(['input', 'output'])
   shared_flags.define_checkpoint()
+  flags.DEFINE_integer('first_batch', 1, 'Images in the first batch of the chain (at most the '
+                       'number of images). Decoding runs every pixel of a batch in turn, so '
+                       'more at first means fewer batches and faster decoding, for a one-off '
+                       'cost of about 40 bits per latent dimension per image of the first batch, '
+                       'recorded in the file (e.g. 20 for 1,000 CIFAR-10 images: 3 times fewer '
+                       'batches for +1.5% on the file).', lower_bound=1, upper_bound=500)
   shared_flags.define_json()
 
 
@@ -55,13 +62,14 @@ def define_decompress_flags():
 def compress_main(argv):
   shared_flags.no_positional(argv)
   report = user_errors.guard(lambda: run_compress(FLAGS.model_dir, FLAGS.input, FLAGS.output,
-                                                  FLAGS.checkpoint))
+                                                  FLAGS.checkpoint, FLAGS.first_batch))
   shared_flags.print_result(
       f'compressed {report["images"]} images into {FLAGS.output}: {report["bytes"]} bytes, '
       f'{report["bits_per_image"]:.2f} bits/image, {report["bits_per_pixel"]:.4f} bits/pixel '
       f'(of which {report["initial_bits"]} one-off initial bits; the stream alone '
       f'{report["payload_bits_per_image"]:.2f} bits/image), model step {report["step"]}, '
       f'{report["seconds"]:.1f} s, {report["codec"]} codec'
+      + (f', first batch of {report["first_batch"]}' if report['first_batch'] > 1 else '')
       + ('' if report['portable'] else f'; note: {codec_note()}'),
       dict(report, output=FLAGS.output))
 

@@ -69,10 +69,11 @@ DESCRIPTIONS = {
         '       bin/inspect --model_dir=A --model_dir=B ... --output_dir=DIR   (runs side by side)',
         'bin/inspect --model_dir=runs/mnist'),
     'compress': (
-        'Compresses binary images losslessly through a trained VLAE (bits-back coding with ANS). '
-        'IMAGES: an .amat/.amat.gz file, a .npy array or a directory of PNG files.',
+        'Compresses binary or 8-bit images losslessly through a trained VLAE (bits-back coding '
+        'with ANS). IMAGES: an .amat/.amat.gz file (binary), a .npy array or a directory of PNG '
+        'files.',
         'bin/compress (--model_dir=DIR | --pretrained=NAME) --input=IMAGES --output=FILE '
-        '[--checkpoint=N] [--json]',
+        '[--checkpoint=N] [--first_batch=N] [--json]',
         'bin/compress --model_dir=runs/mnist --input=test.amat.gz --output=/tmp/test.vlae'),
     'decompress': (
         'Restores the images of a file written by bin/compress, bit for bit.',

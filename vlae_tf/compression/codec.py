@@ -247,11 +247,15 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True,
              coder_settings=None):
   """Compresses the images of `input_path` into `output_path`; returns a report dict.
 
-  `coder_settings`: the batch schedule (first_batch, largest_batch, growth_percent), for tests.
+  `coder_settings`: the batch schedule (first_batch, largest_batch, growth_percent); a first
+  batch larger than the images is cut to their number (its initial bits would be spent for none).
   """
   model, step = _restore(model_dir, checkpoint)
   images, layout = image_files.read_images(input_path, model.image_shape, eight_bit(model))
-  coder = make_coder(model, **(coder_settings or {}))
+  coder_settings = dict(coder_settings or {})
+  if 'first_batch' in coder_settings:
+    coder_settings['first_batch'] = max(1, min(int(coder_settings['first_batch']), len(images)))
+  coder = make_coder(model, **coder_settings)
   began = time.time()
   written = []
   with signals.when_signalled(lambda signum: _stopped(signum, 'compressing', input_path,
@@ -278,7 +282,7 @@ def compress(model_dir, input_path, output_path, checkpoint=None, progress=True,
               bits_per_pixel=8 * len(data) / len(images) / pixels,
               payload_bits_per_image=(payload_bits - initial_bits) / len(images),
               initial_bits=initial_bits, ideal_bits_per_image=lengths.net / len(images),
-              codec=CODECS[codec_of(coder)],
+              codec=CODECS[codec_of(coder)], first_batch=coder.first_batch,
               portable=bool(getattr(coder, 'portable', False)))
 
 
