@@ -5,6 +5,7 @@ import re
 import subprocess
 
 from vlae_tf import code_version
+from vlae_tf.runs import directory
 
 
 def test_the_commit_is_this_checkouts_head():
@@ -22,3 +23,24 @@ def test_without_git_the_commit_is_unknown(monkeypatch):
     assert code_version.commit() == 'unknown'
   finally:
     code_version.commit.cache_clear()
+
+
+def test_a_training_piece_records_the_commit_it_started_with(tmp_path, monkeypatch):
+  """A commit made while a piece trains (the checkout moves on) is not the code the piece ran."""
+  head = ['1111111']
+
+  def fake_git(command, **unused_kwargs):
+    out = head[0] if 'rev-parse' in command else ''
+    return subprocess.CompletedProcess(command, 0, stdout=out + '\n', stderr='')
+
+  code_version.commit.cache_clear()
+  monkeypatch.setattr(code_version.subprocess, 'run', fake_git)
+  try:
+    model_dir = str(tmp_path / 'run')
+    directory.prepare_training_run(model_dir, 'TRAIN_STEPS = 3\n', chief=True, began=0.0)
+    head[0] = '2222222'  # A commit while the piece trains.
+    directory.record_piece(model_dir, 0.0, 0, 3, 'finished')
+  finally:
+    code_version.commit.cache_clear()
+  [piece] = directory.read_pieces(model_dir)
+  assert piece['commit'] == '1111111'

@@ -110,6 +110,8 @@ def prepare_training_run(model_dir, config, chief, began):
     RunError, IncompatibleRunError, DamagedConfigError, DamagedCheckpointError.
   """
   prepare_model_dir(model_dir)
+  # The commit as the piece starts (cached): a commit made while it trains is not the code it ran.
+  code_version.commit()
   if not chief:
     latest, _, _ = checkpoints.newest_intact_checkpoint(model_dir)
     return latest
