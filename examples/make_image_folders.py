@@ -4,7 +4,8 @@
 
 writes three folders under --output (nothing is written inside the checkout):
 
-    omniglot/     Lake's images_background_small1.zip unzipped as it is: alphabet/character/
+    images_background_small1/
+                  Lake's images_background_small1.zip unzipped as it is: alphabet/character/
                   xxxx_yy.png, 105x105 black and white (one class per character)
     digits/       scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels, shipped with
                   scikit-learn) as 8-bit grey PNGs, one folder per digit
