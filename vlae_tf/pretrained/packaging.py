@@ -115,6 +115,8 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
     check = evaluator.evaluate(scratch, split='test', num_samples=check_samples,
                                max_examples=check_examples, data_dir=data_dir, seed=0,
                                strategy=check_strategy(), progress=False)
+    with open(os.path.join(scratch, evaluator.PER_IMAGE_FILE.format(split='test'))) as f:
+      per_image = json.load(f)['values']
     record = dict(provenance_fields)
     source = sources.recorded_data_source(model_dir) or {}
     record.update(
@@ -127,6 +129,10 @@ def package(model_dir: str, name: str, checkpoint=None, root: Optional[str] = No
                'nll_nats': check['nll_nats'],
                'nll_stderr_nats': check['nll_stderr_nats'], 'elbo_nats': check['elbo_nats'],
                'kl_nats': check['kl_nats'],
+               # Every image's values in subset order: any leading part of the check set (a
+               # batch of CheckpointEvaluator.batches) can be checked alone (same noise per image).
+               'per_image_nll_nats': [round(value, 6) for value in per_image['nll']],
+               'per_image_kl_nats': [round(value, 6) for value in per_image['kl']],
                'how': 'evaluator.evaluate(run_directory(NAME), split="test", '
                       f'num_samples={check_samples}, max_examples={check_examples}, seed=0, '
                       'strategy=packaging.check_strategy())'},
