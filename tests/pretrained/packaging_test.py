@@ -222,7 +222,7 @@ def test_bin_eval_reads_the_pretrained_model(shared_data, tmp_path):
   completed = run_binary('eval', '--pretrained=static_mnist', '--max_examples=2',
                          '--num_samples=2', '--json', f'--data_dir={shared_data}')
   assert completed.returncode == 0, completed.stderr[-3000:]
-  report = json.loads(completed.stdout.strip().splitlines()[-1])
+  report = json.loads(completed.stdout)  # --json: stdout is the report alone.
   assert report['step'] == catalogue.provenance('static_mnist')['step']
   assert report['num_examples'] == 2 and report['dataset'] == 'static_mnist'
   # It wrote into the cached copy in $VLAE_TF_CACHE, not into the package.
